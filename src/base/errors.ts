@@ -1,0 +1,74 @@
+// Typed errors with stable codes. Every failure a user or a peer can cause maps to one of these
+// codes, which in turn map to a gRPC status and a CLI exit code. Messages never carry secrets.
+
+export type ShoalErrorCode =
+  // input and formats
+  | "INVALID_ARGUMENT"
+  | "TOKEN_MALFORMED"
+  | "TOKEN_VERSION"
+  | "TOKEN_DIGEST_MISMATCH"
+  | "TOKEN_INVALID"
+  | "TOKEN_ROTATED"
+  | "TOKEN_EXPIRED"
+  | "UNLOCK_KEY_MALFORMED"
+  | "UNLOCK_KEY_WRONG"
+  | "PEM_INVALID"
+  | "CSR_INVALID"
+  // certificates
+  | "CERT_INVALID"
+  | "CERT_EXPIRED"
+  | "CERT_NOT_YET_VALID"
+  | "CERT_UNTRUSTED"
+  | "CERT_WRONG_CLUSTER"
+  | "CERT_WRONG_ROLE"
+  | "CERT_REVOKED"
+  // storage
+  | "STORE_CORRUPT"
+  | "STORE_DECRYPT_FAILED"
+  | "STORE_CLOSED"
+  | "STORE_LOCKED"
+  | "KEY_FILE_INVALID"
+  | "CRYPTO_FAILED"
+  // raft and cluster
+  | "NOT_LEADER"
+  | "NO_QUORUM"
+  | "PROPOSAL_DROPPED"
+  | "PROPOSAL_TOO_LARGE"
+  | "QUEUE_FULL"
+  | "RAFT_INVARIANT"
+  | "RAFT_LOG_CORRUPT"
+  | "TIMEOUT"
+  // node lifecycle and authorization
+  | "PERMISSION_DENIED"
+  | "UNAUTHENTICATED"
+  | "NOT_FOUND"
+  | "ALREADY_EXISTS"
+  | "FAILED_PRECONDITION"
+  | "NOT_MANAGER"
+  | "LOCKED"
+  | "NOT_IN_CLUSTER"
+  | "ALREADY_IN_CLUSTER"
+  | "MESSAGE_TOO_LARGE"
+  | "UNAVAILABLE"
+  | "INTERNAL";
+
+export class ShoalError extends Error {
+  readonly code: ShoalErrorCode;
+  override readonly cause?: unknown;
+
+  constructor(code: ShoalErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message);
+    this.name = "ShoalError";
+    this.code = code;
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+export function isShoalError(err: unknown, code?: ShoalErrorCode): err is ShoalError {
+  return err instanceof ShoalError && (code === undefined || err.code === code);
+}
+
+/** Throws RAFT_INVARIANT-style assertion errors: corruption stops the caller, it never limps on. */
+export function invariant(condition: unknown, message: string, code: ShoalErrorCode = "INTERNAL"): asserts condition {
+  if (!condition) throw new ShoalError(code, `invariant violated: ${message}`);
+}
