@@ -1,0 +1,36 @@
+// The certificate authority library: root CA, node certificates, join tokens, renewal timing and
+// the revocation list. Other layers import from here.
+export { createNodeKeyAndCsr, verifyCsr, type NodeKeyAndCsr, type VerifiedCsr } from "./csr.js";
+export {
+  createRootCA,
+  loadRootCA,
+  RootCA,
+  caDigestOf,
+  normalizeSerial,
+  DEFAULT_NODE_CERT_VALIDITY_MS,
+  MIN_NODE_CERT_VALIDITY_MS,
+  NOT_BEFORE_BACKDATE_MS,
+  ROOT_CA_COMMON_NAME,
+  type IssueNodeCertificateArgs,
+  type IssuedNodeCertificate,
+} from "./root-ca.js";
+export { NODE_ROLES, DEFAULT_ZONE, isNodeRole, isValidZone, spiffeUri, parseSpiffeUri, type NodeRole, type NodeIdentity } from "./node-identity.js";
+export {
+  verifyNodeCertificate,
+  parseNodeCertificate,
+  NodeCertificateVerifier,
+  type NodeCertificateInfo,
+  type VerifyNodeCertificateOptions,
+  type RevocationChecker,
+} from "./verify.js";
+export { pickRenewalTime, RENEWAL_WINDOW_START, RENEWAL_WINDOW_END } from "./renewal.js";
+export {
+  generateJoinToken,
+  parseJoinToken,
+  verifyTokenDigest,
+  JoinTokenSet,
+  JOIN_TOKEN_LENGTH,
+  type ParsedJoinToken,
+} from "./join-token.js";
+export { RevocationList, renderCrl, REVOCATION_RETENTION_AFTER_EXPIRY_MS, DEFAULT_CRL_NEXT_UPDATE_MS, type RevokedNodeEntry } from "./revocation.js";
+export { decodePem, encodePem } from "./pem.js";
