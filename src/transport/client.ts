@@ -1,0 +1,178 @@
+// Client side of Shoal's TLS: channels pinned to the cluster's root CA that also check the server's
+// role and cluster, and the join-time fetch of the root CA that trusts nothing but the token digest.
+import * as grpc from "@grpc/grpc-js";
+import { timingSafeEqual, X509Certificate } from "node:crypto";
+import { createSecureContext, type PeerCertificate } from "node:tls";
+import { ShoalError } from "../base/errors.js";
+import { caDigestOf } from "../ca/index.js";
+import { CAClient, type GetRootCACertificateResponse } from "../proto/shoal/v1/ca.js";
+import { fromGrpcError } from "./errors.js";
+import type { NodeRole } from "./identity.js";
+import type { RevocationState } from "./revocation.js";
+import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, type KeepaliveOptions } from "./server.js";
+
+/** Every node certificate carries its role as a DNS SAN, so this name verifies for any manager. */
+export const MANAGER_TARGET_NAME = "swarm-manager";
+/** A root CA bundle larger than this is not a root CA bundle. */
+export const MAX_ROOT_CA_BYTES = 64 * 1024;
+
+export interface SecureChannelOptions {
+  rootCaPem: string;
+  /** Omit both for a certless channel (CA bootstrap calls only). */
+  certPem?: string;
+  keyPem?: string;
+  expectServerRole: NodeRole;
+  clusterId: string;
+  /** When given, a server whose certificate is on the list is refused. */
+  revocation?: RevocationState;
+  maxReceiveMessageBytes?: number;
+  maxSendMessageBytes?: number;
+  keepalive?: KeepaliveOptions;
+}
+
+type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C;
+
+export interface SecureChannel {
+  readonly address: string;
+  readonly channel: grpc.Channel;
+  /** A generated client (e.g. `ControlClient`) sharing this channel's one connection. */
+  client<C>(ctor: ClientConstructor<C>): C;
+  close(): void;
+}
+
+function one(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function messageBytes(value: number | undefined, name: string): number {
+  const v = value ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (!Number.isInteger(v) || v < 1024 || v > MAX_MESSAGE_BYTES_LIMIT) {
+    throw new ShoalError("INVALID_ARGUMENT", `${name} must be an integer between 1024 and ${MAX_MESSAGE_BYTES_LIMIT}, got ${v}`);
+  }
+  return v;
+}
+
+/** The server-certificate check: chain is verified by TLS against rootCaPem; this adds O, OU and revocation. */
+export function serverIdentityCheck(opts: Pick<SecureChannelOptions, "clusterId" | "expectServerRole" | "revocation">) {
+  return (_host: string, cert: PeerCertificate): Error | undefined => {
+    const o = one(cert.subject?.O);
+    const ou = one(cert.subject?.OU);
+    const cn = one(cert.subject?.CN);
+    if (o !== opts.clusterId) return new Error("the server's certificate belongs to another cluster");
+    if (ou !== opts.expectServerRole) return new Error(`the server is not a ${opts.expectServerRole} (its certificate says ${ou ?? "no role"})`);
+    if (opts.revocation && cn !== undefined && opts.revocation.isRevoked(cn, cert.serialNumber ?? "")) {
+      return new Error(`the server ${cn} has been removed from the cluster`);
+    }
+    return undefined;
+  };
+}
+
+function channelOptions(opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions }): grpc.ChannelOptions {
+  const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
+  return {
+    "grpc.ssl_target_name_override": MANAGER_TARGET_NAME,
+    "grpc.max_receive_message_length": messageBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),
+    "grpc.max_send_message_length": messageBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
+    "grpc.keepalive_time_ms": keepalive.timeMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+  };
+}
+
+function wrapChannel(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions): SecureChannel {
+  const channel = new grpc.Channel(address, credentials, options);
+  return {
+    address,
+    channel,
+    client: <C>(ctor: ClientConstructor<C>): C => new ctor(address, credentials, { ...options, channelOverride: channel }),
+    close: () => channel.close(),
+  };
+}
+
+export function createSecureChannel(address: string, opts: SecureChannelOptions): SecureChannel {
+  if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
+    throw new ShoalError("INVALID_ARGUMENT", "give both certPem and keyPem, or neither for a certless channel");
+  }
+  const credentials = grpc.credentials.createSsl(
+    Buffer.from(opts.rootCaPem),
+    opts.keyPem === undefined ? null : Buffer.from(opts.keyPem),
+    opts.certPem === undefined ? null : Buffer.from(opts.certPem),
+    { checkServerIdentity: serverIdentityCheck(opts) },
+  );
+  return wrapChannel(address, credentials, channelOptions(opts));
+}
+
+
+function digestsEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Promisifies one callback-style unary call of a generated client. */
+export function unaryCall<T>(invoke: (callback: (err: grpc.ServiceError | null, value?: T) => void) => unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    invoke((err, value) => {
+      if (err) reject(fromGrpcError(err));
+      else if (value === undefined) reject(new ShoalError("INTERNAL", "the server returned no response"));
+      else resolve(value);
+    });
+  });
+}
+
+export interface FetchRootCaOptions {
+  timeoutMs?: number;
+}
+
+/**
+ * Fetches the root CA from a manager without trusting TLS (the joiner has no trust anchor yet) and
+ * accepts it only if its digest equals the join token's. The TLS session is still required to be
+ * served by a certificate that chains to the fetched CA, so a man in the middle that relays the
+ * right CA but cannot present a cluster certificate is refused too. Callers then pin that CA.
+ */
+export async function fetchRootCA(address: string, expectedDigest: string, opts: FetchRootCaOptions = {}): Promise<string> {
+  let serverCertDer: Buffer | undefined;
+  const credentials = grpc.ChannelCredentials.createFromSecureContext(createSecureContext({}), {
+    rejectUnauthorized: false,
+    checkServerIdentity: (_host, cert) => {
+      serverCertDer = cert.raw;
+      return undefined;
+    },
+  });
+  const ch = wrapChannel(address, credentials, channelOptions({ maxReceiveMessageBytes: 1024 * 1024 }));
+  try {
+    const client = ch.client(CAClient);
+    const deadline = new Date(Date.now() + (opts.timeoutMs ?? 10_000));
+    const response = await unaryCall<GetRootCACertificateResponse>((cb) => client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb));
+    const pem = response.certificate;
+    if (pem.length === 0 || pem.length > MAX_ROOT_CA_BYTES) {
+      throw new ShoalError("PEM_INVALID", `the manager sent a root CA of ${pem.length} bytes; check the address`);
+    }
+    if (!digestsEqual(caDigestOf(pem), expectedDigest)) {
+      throw new ShoalError(
+        "TOKEN_DIGEST_MISMATCH",
+        "the manager's root CA does not match the join token: check the token and the manager address, or someone is intercepting the connection",
+      );
+    }
+    const rootCaPem = pem.toString("utf8");
+    if (!serverCertDer || !chainsToBundle(serverCertDer, rootCaPem)) {
+      throw new ShoalError("CERT_UNTRUSTED", "the manager's TLS certificate is not signed by the cluster's root CA");
+    }
+    return rootCaPem;
+  } finally {
+    ch.close();
+  }
+}
+
+function chainsToBundle(leafDer: Buffer, bundlePem: string): boolean {
+  const leaf = new X509Certificate(leafDer);
+  const pems = bundlePem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return pems.some((pem) => {
+    try {
+      const root = new X509Certificate(pem);
+      return leaf.checkIssued(root) && leaf.verify(root.publicKey);
+    } catch {
+      return false;
+    }
+  });
+}
+

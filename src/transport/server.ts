@@ -1,0 +1,214 @@
+// The TLS gRPC server of a node. Every listener serves the certless CA bootstrap RPCs and the
+// certificate-authenticated RPCs through one authorization interceptor.
+//
+// Two kinds of listener, because OpenSSL can refuse a revoked certificate at the handshake only when
+// it is told to reject unverified peers, and that would lock out certless joiners:
+//  - "open" (the advertised port agents and joiners dial): TLS requests a client certificate but
+//    does not require one ("verify if given", as Swarm does). OpenSSL's verdict is ignored here, so
+//    the interceptor verifies chain, dates, cluster, role and revocation itself on every call.
+//  - "peer" (optional, e.g. raft/control between managers): TLS requires a certificate that chains to
+//    the root and is not on the CRL, so a revoked or foreign certificate fails the handshake itself;
+//    the CRL is hot-swapped with setCrl. The interceptor still runs, because a CRL only affects new
+//    handshakes and carries serials, not node IDs.
+// A `tls` secureConnection hook on the open listener was rejected: grpc-js owns that http2 server and
+// exposes no hook, so it would mean patching its internals.
+import * as grpc from "@grpc/grpc-js";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { SecureContextOptions } from "node:tls";
+import { ShoalError } from "../base/errors.js";
+import { systemClock, type Clock } from "../base/clock.js";
+import { Authorizer, defaultMethodPolicies, type MethodPolicies } from "./authz.js";
+import type { PeerIdentity, PeerVerifier } from "./identity.js";
+import type { RevocationState } from "./revocation.js";
+
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Upper bound for the configurable message size: above this a peer could pin too much memory per call. */
+export const MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024;
+
+export interface KeepaliveOptions {
+  /** Ping an idle connection after this long. */
+  timeMs: number;
+  /** Drop the connection when a ping is not answered within this long. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 };
+
+export interface NodeIdentityPem {
+  certPem: string;
+  keyPem: string;
+}
+
+export interface SecureServerOptions {
+  clusterId: string;
+  /** Root CA bundle (PEM) that client certificates must chain to. */
+  rootCaPem: string;
+  identity: NodeIdentityPem;
+  verifier: PeerVerifier;
+  revocation: RevocationState;
+  policies?: MethodPolicies;
+  /** CRL (PEM, "X509 CRL") for "peer" listeners; may be set later with setCrl. */
+  crlPem?: string;
+  maxReceiveMessageBytes?: number;
+  maxSendMessageBytes?: number;
+  keepalive?: KeepaliveOptions;
+  /** Concurrent calls per connection. */
+  maxConcurrentStreams?: number;
+  clock?: Clock;
+}
+
+export type ListenerKind = "open" | "peer";
+
+/**
+ * ServerCredentials whose TLS context can be replaced at run time (identity renewal, new CRL).
+ * grpc-js re-reads the context through its watcher and calls setSecureContext, which affects new
+ * handshakes only. `_equals`/`updateSecureContextOptions` are grpc-js internals (TOOLCHAIN §3).
+ */
+class SwappableServerCredentials extends grpc.ServerCredentials {
+  private context: SecureContextOptions;
+
+  constructor(
+    private readonly kind: ListenerKind,
+    context: SecureContextOptions,
+    private readonly interceptors: grpc.ServerInterceptor[],
+  ) {
+    super({ requestCert: true, rejectUnauthorized: kind === "peer" }, context);
+    this.context = context;
+  }
+
+  update(patch: Partial<SecureContextOptions>): void {
+    this.context = { ...this.context, ...patch };
+    // OpenSSL's verdict is ignored on an open listener, so a CRL there would only cost handshake time.
+    if (this.kind === "open") delete this.context.crl;
+    this.updateSecureContextOptions(this.context);
+  }
+
+  override _getInterceptors(): grpc.ServerInterceptor[] {
+    return this.interceptors;
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+function boundedBytes(value: number | undefined, name: string): number {
+  const v = value ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (!Number.isInteger(v) || v < 1024 || v > MAX_MESSAGE_BYTES_LIMIT) {
+    throw new ShoalError("INVALID_ARGUMENT", `${name} must be an integer between 1024 and ${MAX_MESSAGE_BYTES_LIMIT}, got ${v}`);
+  }
+  return v;
+}
+
+/** Checks that the key belongs to the certificate, so a bad renewal never reaches the TLS context. */
+export function checkIdentityPem(identity: NodeIdentityPem): void {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(identity.certPem);
+  } catch (err) {
+    throw new ShoalError("PEM_INVALID", "the node certificate is not valid PEM", { cause: err });
+  }
+  let ok = false;
+  try {
+    ok = cert.checkPrivateKey(createPrivateKey(identity.keyPem));
+  } catch (err) {
+    throw new ShoalError("PEM_INVALID", "the node key is not a valid PEM private key", { cause: err });
+  }
+  if (!ok) throw new ShoalError("PEM_INVALID", "the node key does not match the node certificate");
+}
+
+function checkCrlPem(crlPem: string): void {
+  if (!crlPem.includes("-----BEGIN X509 CRL-----")) {
+    throw new ShoalError("PEM_INVALID", "the CRL must be PEM with the label 'X509 CRL'");
+  }
+}
+
+export class SecureServer {
+  readonly grpcServer: grpc.Server;
+  readonly authorizer: Authorizer;
+  private readonly credentials: SwappableServerCredentials[] = [];
+  private identity: NodeIdentityPem;
+  private crlPem: string | undefined;
+
+  constructor(private readonly opts: SecureServerOptions) {
+    checkIdentityPem(opts.identity);
+    if (opts.crlPem !== undefined) checkCrlPem(opts.crlPem);
+    this.identity = opts.identity;
+    this.crlPem = opts.crlPem;
+    const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
+    this.grpcServer = new grpc.Server({
+      "grpc.max_receive_message_length": boundedBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),
+      "grpc.max_send_message_length": boundedBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
+      "grpc.keepalive_time_ms": keepalive.timeMs,
+      "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+      "grpc.max_concurrent_streams": opts.maxConcurrentStreams ?? 1000,
+    });
+    this.authorizer = new Authorizer({
+      clusterId: opts.clusterId,
+      verifier: opts.verifier,
+      revocation: opts.revocation,
+      policies: opts.policies ?? defaultMethodPolicies(),
+      clock: opts.clock ?? systemClock,
+    });
+  }
+
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.grpcServer.addService(service, implementation);
+  }
+
+  /** Binds one listener; returns the bound port (pass port 0 to pick one). */
+  listen(address: string, kind: ListenerKind = "open"): Promise<number> {
+    const context: SecureContextOptions = {
+      ca: this.opts.rootCaPem,
+      cert: this.identity.certPem,
+      key: this.identity.keyPem,
+      ...(kind === "peer" && this.crlPem !== undefined ? { crl: this.crlPem } : {}),
+    };
+    const creds = new SwappableServerCredentials(kind, context, [this.authorizer.interceptor]);
+    this.credentials.push(creds);
+    return new Promise((resolve, reject) => {
+      this.grpcServer.bindAsync(address, creds, (err, port) => {
+        if (err) reject(new ShoalError("UNAVAILABLE", `cannot listen on ${address}: ${err.message}`, { cause: err }));
+        else resolve(port);
+      });
+    });
+  }
+
+  /** Swaps the node certificate (after renewal) for new handshakes on every listener. */
+  updateIdentity(certPem: string, keyPem: string): void {
+    checkIdentityPem({ certPem, keyPem });
+    this.identity = { certPem, keyPem };
+    for (const c of this.credentials) c.update({ cert: certPem, key: keyPem });
+  }
+
+  /** Installs a new CRL on every "peer" listener; new handshakes with a listed serial then fail. */
+  setCrl(crlPem: string): void {
+    checkCrlPem(crlPem);
+    this.crlPem = crlPem;
+    for (const c of this.credentials) c.update({ crl: crlPem });
+  }
+
+  peerOf(call: { metadata: grpc.Metadata }): PeerIdentity {
+    return this.authorizer.peerOf(call);
+  }
+
+  /** Stops accepting calls and waits up to `graceMs` for calls in flight, then cuts the rest. */
+  shutdown(graceMs = 2000): Promise<void> {
+    this.authorizer.close();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.grpcServer.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.grpcServer.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+export function createSecureServer(opts: SecureServerOptions): SecureServer {
+  return new SecureServer(opts);
+}
