@@ -1,0 +1,168 @@
+// Join tokens: format, typed refusals, digest pinning, the manager's token set, and no secret in errors.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { ManualClock } from "../../src/base/clock.js";
+import { ShoalError } from "../../src/base/errors.js";
+import {
+  createRootCA,
+  generateJoinToken,
+  JoinTokenSet,
+  JOIN_TOKEN_LENGTH,
+  parseJoinToken,
+  verifyTokenDigest,
+} from "../../src/ca/index.js";
+import { throwsCode } from "./fixtures.js";
+
+const clock = new ManualClock(Date.UTC(2030, 0, 1));
+const rootPromise = createRootCA({ clock });
+const otherRootPromise = createRootCA({ clock });
+
+test("generate and parse round trip: SWMTKN-1-<digest 50>-<secret 25>", async () => {
+  const root = await rootPromise;
+  const token = generateJoinToken(root);
+  assert.equal(token.length, 85);
+  assert.equal(JOIN_TOKEN_LENGTH, 85);
+  assert.match(token, /^SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}$/);
+  const parsed = parseJoinToken(token);
+  assert.equal(parsed.version, 1);
+  assert.equal(parsed.caDigest, root.digest());
+  assert.equal(token, `SWMTKN-1-${parsed.caDigest}-${parsed.secret}`);
+  assert.notEqual(parseJoinToken(generateJoinToken(root)).secret, parsed.secret);
+});
+
+test("malformed tokens: empty, truncated, garbled, over-long, wrong separators", async () => {
+  const root = await rootPromise;
+  const token = generateJoinToken(root);
+  const secret = parseJoinToken(token).secret;
+  const bad = [
+    "",
+    "SWMTKN-1-",
+    token.slice(0, -1),
+    token.slice(0, 40),
+    token + "a",
+    token + token,
+    "x".repeat(1_000_000),
+    token.slice(0, -1) + "!",
+    token.slice(0, 20) + "Q" + token.slice(21),
+    token.toUpperCase(),
+    token.replace("SWMTKN", "SWMKEY"),
+    token.replace(/-(?=[0-9a-z]{25}$)/, "_"),
+    " " + token.slice(1),
+    token.slice(0, -1) + "\u00e9",
+  ];
+  for (const text of bad) {
+    const err = throwsCode(() => parseJoinToken(text), "TOKEN_MALFORMED");
+    assert.ok(!err.message.includes(secret), "message never contains the secret");
+    assert.ok(!err.message.includes(token.slice(9, 30)), "message never echoes the token");
+  }
+  for (const notString of [undefined, null, 42, {}]) throwsCode(() => parseJoinToken(notString), "TOKEN_MALFORMED");
+});
+
+test("other versions are TOKEN_VERSION", async () => {
+  const root = await rootPromise;
+  const token = generateJoinToken(root);
+  throwsCode(() => parseJoinToken(token.replace("SWMTKN-1-", "SWMTKN-2-")), "TOKEN_VERSION");
+  throwsCode(() => parseJoinToken("SWMTKN-2-abc"), "TOKEN_VERSION");
+  throwsCode(() => parseJoinToken(token.replace("SWMTKN-1-", "SWMTKN-2-") + "longer-than-allowed"), "TOKEN_VERSION");
+  const err = throwsCode(() => parseJoinToken("SWMTKN-17"), "TOKEN_VERSION");
+  assert.match(err.message, /version 17/);
+});
+
+test("verifyTokenDigest pins the root CA the joiner fetched", async () => {
+  const root = await rootPromise;
+  const other = await otherRootPromise;
+  const token = generateJoinToken(root);
+  verifyTokenDigest(token, root.certPem);
+  verifyTokenDigest(parseJoinToken(token), Buffer.from(root.certPem));
+  const err = throwsCode(() => verifyTokenDigest(token, other.certPem), "TOKEN_DIGEST_MISMATCH");
+  assert.match(err.message, /another cluster's CA/);
+  assert.ok(!err.message.includes(parseJoinToken(token).secret));
+  // One changed byte of the bundle is enough.
+  throwsCode(() => verifyTokenDigest(token, root.certPem.replace("\n-----END", "\n\n-----END")), "TOKEN_DIGEST_MISMATCH");
+});
+
+test("JoinTokenSet: roles, rotation, expiry, other clusters and unknown secrets", async () => {
+  const root = await rootPromise;
+  const other = await otherRootPromise;
+  const set = JoinTokenSet.generate(root);
+  const worker = set.token("swarm-worker");
+  const manager = set.token("swarm-manager");
+  assert.notEqual(worker, manager);
+  assert.equal(set.match(worker, clock), "swarm-worker");
+  assert.equal(set.match(manager, clock), "swarm-manager");
+
+  const secrets: string[] = [parseJoinToken(worker).secret, parseJoinToken(manager).secret];
+  const errors: ShoalError[] = [];
+  const newWorker = set.rotate("swarm-worker");
+  secrets.push(parseJoinToken(newWorker).secret);
+  errors.push(throwsCode(() => set.match(worker, clock), "TOKEN_ROTATED"));
+  assert.equal(set.match(newWorker, clock), "swarm-worker");
+  assert.equal(set.match(manager, clock), "swarm-manager", "rotating one role leaves the other alone");
+
+  errors.push(throwsCode(() => set.match(`SWMTKN-1-${root.digest()}-${"0".repeat(25)}`, clock), "TOKEN_INVALID"));
+  errors.push(throwsCode(() => set.match(generateJoinToken(root), clock), "TOKEN_INVALID"));
+  // The right secret with another CA's digest belongs to another cluster.
+  errors.push(throwsCode(() => set.match(`SWMTKN-1-${other.digest()}-${parseJoinToken(manager).secret}`, clock), "TOKEN_DIGEST_MISMATCH"));
+  errors.push(throwsCode(() => set.match(JoinTokenSet.generate(other).token("swarm-worker"), clock), "TOKEN_DIGEST_MISMATCH"));
+
+  const expiresAt = new Date(clock.nowMs() + 3600_000);
+  const expiring = set.rotate("swarm-manager", { expiresAt });
+  secrets.push(parseJoinToken(expiring).secret);
+  assert.deepEqual(set.expiresAt("swarm-manager"), expiresAt);
+  assert.equal(set.expiresAt("swarm-worker"), undefined);
+  assert.equal(set.match(expiring, new ManualClock(expiresAt.getTime() - 1)), "swarm-manager");
+  errors.push(throwsCode(() => set.match(expiring, new ManualClock(expiresAt.getTime())), "TOKEN_EXPIRED"));
+  errors.push(throwsCode(() => set.match(manager, clock), "TOKEN_ROTATED"));
+
+  for (const err of errors) {
+    for (const secret of secrets) assert.ok(!err.message.includes(secret), `${err.code} message leaks a secret`);
+  }
+});
+
+test("JoinTokenSet survives the proto round trip (tokens and expiries; rotation memory is not persisted)", async () => {
+  const root = await rootPromise;
+  const set = JoinTokenSet.generate(root);
+  const old = set.token("swarm-worker");
+  const expiresAt = new Date(clock.nowMs() + 60_000);
+  set.rotate("swarm-worker", { expiresAt });
+  const proto = set.toProto();
+  assert.equal(proto.worker, set.token("swarm-worker"));
+  assert.deepEqual(proto.workerExpiresAt, expiresAt);
+  assert.equal(proto.managerExpiresAt, undefined);
+  const restored = JoinTokenSet.fromProto(proto, root);
+  assert.equal(restored.match(proto.worker, clock), "swarm-worker");
+  assert.equal(restored.match(proto.manager, clock), "swarm-manager");
+  throwsCode(() => restored.match(proto.worker, new ManualClock(expiresAt.getTime())), "TOKEN_EXPIRED");
+  throwsCode(() => restored.match(old, clock), "TOKEN_INVALID");
+  // Tokens of another root are refused when restoring.
+  const other = await otherRootPromise;
+  throwsCode(() => JoinTokenSet.fromProto(proto, other), "TOKEN_DIGEST_MISMATCH");
+});
+
+test("property: parseJoinToken throws only TOKEN_MALFORMED / TOKEN_VERSION ShoalErrors, never leaking the secret", async () => {
+  const root = await rootPromise;
+  const token = generateJoinToken(root);
+  const secret = parseJoinToken(token).secret;
+  const check = (text: string): void => {
+    try {
+      const parsed = parseJoinToken(text);
+      assert.match(text, /^SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}$/);
+      assert.equal(parsed.secret.length, 25);
+    } catch (err) {
+      assert.ok(err instanceof ShoalError, `non-ShoalError for ${JSON.stringify(text)}: ${String(err)}`);
+      assert.ok(err.code === "TOKEN_MALFORMED" || err.code === "TOKEN_VERSION", err.code);
+      assert.ok(!err.message.includes(secret));
+    }
+  };
+  fc.assert(fc.property(fc.string({ maxLength: 200 }), check), { numRuns: 2000 });
+  fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 200 }), check), { numRuns: 1000 });
+  // Mutations of a real token: a slice, a splice of arbitrary text, a changed character.
+  fc.assert(
+    fc.property(fc.nat(85), fc.nat(85), fc.string({ maxLength: 10 }), (from, to, insert) => {
+      check(token.slice(0, Math.min(from, to)) + insert + token.slice(Math.max(from, to)));
+    }),
+    { numRuns: 3000 },
+  );
+  fc.assert(fc.property(fc.stringMatching(/^SWMTKN-[0-9]{1,3}-[0-9a-z-]{0,90}$/), check), { numRuns: 1000 });
+});
