@@ -1,0 +1,25 @@
+// Read views that strip what must never leave the manager (DESIGN rule 6): secret data, the CA
+// private key, the unlock key, and join tokens unless the caller asked for them.
+import type { Cluster, Secret } from "../proto/shoal/v1/objects.js";
+import { deepCopy } from "./copies.js";
+
+/** A copy of the secret without its data (digest and size stay, so versions can be told apart). */
+export function redactSecret(secret: Secret): Secret {
+  const copy = deepCopy(secret);
+  if (copy.spec !== undefined) copy.spec.data = Buffer.alloc(0);
+  return copy;
+}
+
+/** A copy of the cluster without the CA key and unlock key; join tokens only with `includeJoinTokens`. */
+export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: boolean } = {}): Cluster {
+  const copy = deepCopy(cluster);
+  copy.unlockKey = "";
+  if (copy.rootCa !== undefined) {
+    copy.rootCa.caKeyPem = Buffer.alloc(0);
+    if (copy.rootCa.joinTokens !== undefined && options.includeJoinTokens !== true) {
+      copy.rootCa.joinTokens.worker = "";
+      copy.rootCa.joinTokens.manager = "";
+    }
+  }
+  return copy;
+}
