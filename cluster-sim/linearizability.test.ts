@@ -34,7 +34,7 @@ test("a read of a stale value after a completed write is not linearizable", () =
 
 test("a read concurrent with a write may see either value", () => {
   for (const seen of ["a", "b"]) {
-    const h = [
+    const h: HistoryOp[] = [
       op(1, put("x", "a"), okPut, 0, 10),
       op(1, put("x", "b"), okPut, 20, 60),
       op(2, get("x"), read(seen), 30, 50),
