@@ -30,6 +30,8 @@ export interface HardState {
 export interface ConfState {
   voters: RaftId[];
   learners: RaftId[];
+  /** IDs removed from the cluster, which may never rejoin (absent when none). Added by the core. */
+  removed?: RaftId[];
 }
 
 export interface SnapshotMetadata {
@@ -172,6 +174,11 @@ export interface RestoreState {
   snapshot?: SnapshotMetadata;
   /** Every stored entry after the snapshot, contiguous. */
   entries: Entry[];
+  /**
+   * The stored snapshot's state-machine image, so a restarted leader can send it to a follower that
+   * is behind its first index. Without it the leader sends nothing until the driver calls compact().
+   */
+  snapshotData?: Uint8Array;
   /** Membership for a brand-new cluster (ignored when the log or snapshot already defines it). */
   initialConfState: ConfState;
 }
