@@ -99,7 +99,12 @@ export class Authorizer {
   /** Verifies a DER certificate for `policy`, throwing ShoalError; exposed for tests and the benchmark. */
   authorize(certDer: Buffer | undefined, policy: Exclude<MethodPolicy, "bootstrap">): PeerIdentity {
     if (!certDer || certDer.length === 0) {
-      throw new ShoalError("UNAUTHENTICATED", "a client certificate is required for this call: join the cluster first");
+      // grpc-js shows the peer certificate only when OpenSSL verified it against our root (chain and
+      // dates), so "none" covers missing, expired, not-yet-valid and foreign-CA certificates alike.
+      throw new ShoalError(
+        "UNAUTHENTICATED",
+        "this call needs a valid client certificate of this cluster (none was presented, or it is expired or not issued by this cluster's root CA): join the cluster or renew the certificate",
+      );
     }
     const identity = this.verified(certDer);
     if (identity.clusterId !== this.opts.clusterId) {

@@ -4,8 +4,13 @@
 // Two kinds of listener, because OpenSSL can refuse a revoked certificate at the handshake only when
 // it is told to reject unverified peers, and that would lock out certless joiners:
 //  - "open" (the advertised port agents and joiners dial): TLS requests a client certificate but
-//    does not require one ("verify if given", as Swarm does). OpenSSL's verdict is ignored here, so
-//    the interceptor verifies chain, dates, cluster, role and revocation itself on every call.
+//    does not require one ("verify if given", as Swarm does), so a failed verification does not end
+//    the handshake. grpc-js 1.14.7 hands a call the peer certificate only when OpenSSL verified it
+//    (socket.authorized), so a foreign-CA, expired or missing certificate reaches the interceptor
+//    as "no certificate" (UNAUTHENTICATED); the interceptor then runs the PeerVerifier (chain, dates,
+//    cluster) again and checks role and revocation on every call. No CRL is loaded here: it would
+//    turn a revoked certificate into "no certificate" (UNAUTHENTICATED) instead of PERMISSION_DENIED,
+//    and the revocation list already refuses it, by node ID as well as serial.
 //  - "peer" (optional, e.g. raft/control between managers): TLS requires a certificate that chains to
 //    the root and is not on the CRL, so a revoked or foreign certificate fails the handshake itself;
 //    the CRL is hot-swapped with setCrl. The interceptor still runs, because a CRL only affects new
@@ -78,7 +83,7 @@ class SwappableServerCredentials extends grpc.ServerCredentials {
 
   update(patch: Partial<SecureContextOptions>): void {
     this.context = { ...this.context, ...patch };
-    // OpenSSL's verdict is ignored on an open listener, so a CRL there would only cost handshake time.
+    // See the module header: the open listener refuses revoked peers through the revocation list.
     if (this.kind === "open") delete this.context.crl;
     this.updateSecureContextOptions(this.context);
   }
