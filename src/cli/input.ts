@@ -1,0 +1,118 @@
+// Reads what the CLI must never take on its command line or echo: secret data (a file or stdin,
+// bounded to 500 KiB) and the unlock key (one line of stdin, or a prompt that does not echo).
+import { open } from "node:fs/promises";
+import { ShoalError } from "../base/errors.js";
+
+/** The control API refuses larger secrets (DESIGN.md §3.6); the CLI refuses them before sending. */
+export const MAX_SECRET_BYTES = 500 * 1024;
+/** An unlock key is 49 characters; anything far longer is not one. */
+const MAX_UNLOCK_KEY_LINE_BYTES = 4096;
+
+export interface InputStream extends NodeJS.ReadableStream {
+  isTTY?: boolean;
+  setRawMode?: (mode: boolean) => unknown;
+}
+
+/** Collects a stream until EOF, failing as soon as it passes `maxBytes` rather than buffering it all. */
+export async function readBounded(stream: NodeJS.ReadableStream, maxBytes: number, tooLarge: () => ShoalError): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let totalBytes = 0;
+  for await (const chunk of stream) {
+    const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    totalBytes += buf.length;
+    if (totalBytes > maxBytes) {
+      zeroAll(chunks);
+      throw tooLarge();
+    }
+    chunks.push(buf);
+  }
+  const data = Buffer.concat(chunks);
+  zeroAll(chunks);
+  return data;
+}
+
+function zeroAll(chunks: Buffer[]): void {
+  for (const c of chunks) c.fill(0);
+}
+
+/** Secret bytes from FILE, or from stdin when the source is "-". */
+export async function readSecretData(source: string, stdin: NodeJS.ReadableStream, name: string): Promise<Buffer> {
+  const tooLarge = (): ShoalError =>
+    new ShoalError("MESSAGE_TOO_LARGE", `secret ${name} is larger than 500 KiB: secrets must be at most ${MAX_SECRET_BYTES} bytes`);
+  let data: Buffer;
+  if (source === "-") {
+    data = await readBounded(stdin, MAX_SECRET_BYTES, tooLarge);
+  } else {
+    let handle;
+    try {
+      handle = await open(source, "r");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new ShoalError(
+        code === "ENOENT" ? "NOT_FOUND" : "INVALID_ARGUMENT",
+        `cannot read secret file ${source} (${code ?? "error"}): give a readable file, or - to read stdin`,
+      );
+    }
+    try {
+      const stat = await handle.stat();
+      if (stat.isFile() && stat.size > MAX_SECRET_BYTES) throw tooLarge();
+      data = await readBounded(handle.createReadStream(), MAX_SECRET_BYTES, tooLarge);
+    } finally {
+      await handle.close();
+    }
+  }
+  if (data.length === 0) {
+    throw new ShoalError("INVALID_ARGUMENT", `secret ${name} is empty: give a file or stdin with the secret's bytes`);
+  }
+  return data;
+}
+
+/** The unlock key: typed at a prompt without echo on a TTY, else the first line of stdin. */
+export async function readUnlockKey(stdin: InputStream, prompt: (text: string) => void): Promise<string> {
+  const line = stdin.isTTY === true && stdin.setRawMode !== undefined ? await promptWithoutEcho(stdin, prompt) : await readFirstLine(stdin);
+  const key = line.trim();
+  if (key.length === 0) {
+    throw new ShoalError("INVALID_ARGUMENT", "no unlock key was given: pipe it on stdin or type it at the prompt");
+  }
+  return key;
+}
+
+async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
+  let text = "";
+  for await (const chunk of stdin) {
+    text += typeof chunk === "string" ? chunk : chunk.toString("utf8");
+    const newline = text.search(/\r?\n/);
+    if (newline >= 0) return text.slice(0, newline);
+    if (text.length > MAX_UNLOCK_KEY_LINE_BYTES) {
+      throw new ShoalError("UNLOCK_KEY_MALFORMED", "the unlock key on stdin is far too long: give the SWMKEY-1-... key on one line");
+    }
+  }
+  return text;
+}
+
+/** Raw mode turns off the terminal's echo; the typed characters are kept only in this closure. */
+function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void): Promise<string> {
+  prompt("Enter unlock key: ");
+  return new Promise<string>((resolvePromise, reject) => {
+    let typed = "";
+    const finish = (err?: ShoalError): void => {
+      stdin.removeListener("data", onData);
+      stdin.setRawMode?.(false);
+      stdin.pause();
+      prompt("\n");
+      if (err !== undefined) reject(err);
+      else resolvePromise(typed);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      for (const ch of typeof chunk === "string" ? chunk : chunk.toString("utf8")) {
+        if (ch === "\r" || ch === "\n" || ch === "\u0004") return finish();
+        if (ch === "\u0003") return finish(new ShoalError("INVALID_ARGUMENT", "unlock cancelled: no key was sent"));
+        if (ch === "\u007f" || ch === "\b") typed = typed.slice(0, -1);
+        else if (typed.length < MAX_UNLOCK_KEY_LINE_BYTES) typed += ch;
+      }
+    };
+    stdin.setRawMode?.(true);
+    stdin.on("data", onData);
+    stdin.resume();
+  });
+}
