@@ -268,6 +268,11 @@ export class Staging {
 
   private checkService(service: Service, current: Service | undefined): void {
     validateId(service.id, "service");
+    // References carry the secret's current name, so the default target (the name) is checked too.
+    for (const ref of service.spec?.container?.secrets ?? []) {
+      const secret = this.get("secrets", ref.secretId);
+      if (secret !== undefined) ref.secretName = secret.spec!.name;
+    }
     const zone = validateServiceSpec(service.spec);
     const spec = service.spec!;
     if (current !== undefined && current.spec!.name !== spec.name) {
@@ -288,7 +293,6 @@ export class Staging {
           `secret ${JSON.stringify(secret.spec!.name)} belongs to zone ${JSON.stringify(secretZone)} and cannot be attached to a service of zone ${JSON.stringify(zone)}; create the secret in that zone`,
         );
       }
-      ref.secretName = secret.spec!.name;
     }
   }
 

@@ -72,7 +72,9 @@ export class StoreTransaction {
     // Round-trip through the wire form, so the checks here see exactly what apply will see, and
     // later changes to the caller's object cannot leak into the proposal.
     const bytes = StoreAction.encode(action).finish();
-    this.encodedBytes += bytes.length + 4;
+    // Exact cost inside the proposal (field tag + length prefix + body): this is a lower bound of the
+    // final size, so it fails early without ever refusing a proposal that fits.
+    this.encodedBytes += 1 + varintBytes(bytes.length) + bytes.length;
     if (this.encodedBytes > MAX_PROPOSAL_BYTES) {
       throw new ShoalError("PROPOSAL_TOO_LARGE", `the transaction is larger than ${MAX_PROPOSAL_BYTES} bytes; split it into smaller ones`);
     }
@@ -81,7 +83,8 @@ export class StoreTransaction {
   }
 
   private write(kind: StoreActionKind, target: Partial<StoreAction>): void {
-    this.add({ kind, ...target });
+    // fromPartial fills unset fields, so partial objects from callers encode like full ones.
+    this.add(StoreAction.fromPartial({ kind, ...target }));
   }
 
   createNode(node: Node): void {
@@ -206,6 +209,15 @@ export class StoreTransaction {
     const kv = this.staging.get("kv", key);
     return kv === undefined ? undefined : { value: Buffer.from(kv.value), version: kv.version };
   }
+}
+
+function varintBytes(value: number): number {
+  let bytes = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 0x80);
+    bytes++;
+  }
+  return bytes;
 }
 
 function removal(id: string, version: bigint | undefined): { id: string; meta: { version: bigint; createdAt: undefined; updatedAt: undefined } } {

@@ -74,6 +74,7 @@ export function validateContainerSpec(spec: ContainerSpec | undefined, what: str
     validateId(ref.secretId, `${what} secret reference`);
     // The target becomes a file name on the worker's tmpfs: the name rules keep it to one path part.
     const target = ref.target === "" ? ref.secretName : ref.target;
+    if (target === "") continue; // the reference names no existing secret: reported as NOT_FOUND
     validateName(target, `${what} secret target`);
     if (targets.has(target)) throw invalid(`${what} mounts two secrets at target ${JSON.stringify(target)}; give each a distinct target`);
     targets.add(target);
