@@ -38,6 +38,8 @@ export interface VerifiedCsr {
 }
 
 const MAX_CSR_BYTES = 16 * 1024;
+// SubjectPublicKeyInfo header of an EC P-256 named-curve key, up to the uncompressed-point marker 04.
+const P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
 
 function csrInvalid(reason: string): ShoalError {
   return new ShoalError("CSR_INVALID", `the certificate signing request ${reason}; create a new one with createNodeKeyAndCsr()`);
@@ -82,9 +84,18 @@ export function verifyCsr(csr: string | Uint8Array): VerifiedCsr {
     throw csrInvalid("cannot be parsed");
   }
 
+  const spki = whole(der, spkiNode);
+  const canonical = spki.length === P256_SPKI_PREFIX.length + 64 && spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX);
   let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: whole(der, spkiNode), format: "der", type: "spki" });
+    // The usual named-curve, uncompressed P-256 key goes in as a JWK: OpenSSL's DER decoder costs
+    // twice as much, and this is on the issuance hot path. Both reject points off the curve.
+    publicKey = canonical
+      ? createPublicKey({
+          key: { kty: "EC", crv: "P-256", x: spki.subarray(-64, -32).toString("base64url"), y: spki.subarray(-32).toString("base64url") },
+          format: "jwk",
+        })
+      : createPublicKey({ key: spki, format: "der", type: "spki" });
   } catch {
     throw csrInvalid("carries a public key that cannot be read");
   }
@@ -100,5 +111,5 @@ export function verifyCsr(csr: string | Uint8Array): VerifiedCsr {
     valid = false;
   }
   if (!valid) throw csrInvalid("has a signature that does not match its public key");
-  return { publicKey, spkiDer: publicKey.export({ type: "spki", format: "der" }) };
+  return { publicKey, spkiDer: canonical ? spki : publicKey.export({ type: "spki", format: "der" }) };
 }

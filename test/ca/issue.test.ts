@@ -101,14 +101,15 @@ test("zone defaults to 'default'; serials are 16 random bytes and positive; vali
   assert.match(cert.subjectAltName!, new RegExp(`/zone/default/swarm-worker/${node.nodeId}$`));
   assert.equal(node.notAfter.getTime() - node.notBefore.getTime(), 3 * HOUR_MS);
   const serials = new Set<string>();
-  for (let i = 0; i < 50; i++) {
-    const { serial } = await issue(root, clock);
-    assert.match(serial, /^[0-9A-F]+$/);
-    assert.ok(serial.length <= 32 && serial.length % 2 === 0);
-    assert.ok(parseInt(serial.slice(0, 2), 16) < 0x80, "top bit cleared");
+  for (let i = 0; i < 300; i++) {
+    const { serial, certPem } = await issue(root, clock);
+    assert.match(serial, /^([0-9A-F]{2})+$/);
+    // 16 random bytes with the top bit cleared: a positive integer below 2^127.
+    assert.ok(BigInt("0x" + serial) < 2n ** 127n, "top bit of the 16 bytes cleared");
+    assert.equal(serial, new X509Certificate(certPem).serialNumber, "the form Node's TLS layer reports");
     serials.add(serial);
   }
-  assert.equal(serials.size, 50);
+  assert.equal(serials.size, 300);
 });
 
 test("validity under 1 hour and bad identity arguments are refused with INVALID_ARGUMENT", async () => {
