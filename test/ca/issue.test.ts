@@ -171,6 +171,13 @@ test("CSRs with a bad signature, an RSA key, a P-384 key, or garbage are CSR_INV
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
   throwsCode(() => root.issueNodeCertificate({ ...args, csrPem: tampered }), "CSR_INVALID");
   throwsCode(() => root.issueNodeCertificate({ ...args, csrPem: der }), "CSR_INVALID");
+  // A public key point moved off the curve.
+  const offCurve = Buffer.from(csrPem.replace(/-----[A-Z ]+-----|\n/g, ""), "base64");
+  const point = offCurve.indexOf(Buffer.from("03420004", "hex")) + 4;
+  assert.ok(point > 4);
+  offCurve[point + 64] = offCurve[point + 64]! ^ 0x01;
+  const err0 = throwsCode(() => root.issueNodeCertificate({ ...args, csrPem: offCurve }), "CSR_INVALID");
+  assert.match(err0.message, /public key/);
 
   const rsaAlg = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
   const rsaKeys = (await webcrypto.subtle.generateKey(rsaAlg, true, ["sign", "verify"])) as CryptoKeyPair;
