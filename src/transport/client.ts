@@ -1,7 +1,7 @@
 // Client side of Shoal's TLS: channels pinned to the cluster's root CA that also check the server's
 // role and cluster, and the join-time fetch of the root CA that trusts nothing but the token digest.
 import * as grpc from "@grpc/grpc-js";
-import { timingSafeEqual, X509Certificate } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { createSecureContext, type PeerCertificate } from "node:tls";
 import { ShoalError } from "../base/errors.js";
 import { caDigestOf } from "../ca/index.js";
@@ -124,55 +124,59 @@ export interface FetchRootCaOptions {
 }
 
 /**
+ * A certless channel pinned to a root CA, for a joiner that knows the CA (checked against its
+ * token) but not yet the cluster ID: the server must chain to that CA and be a manager.
+ */
+export function createJoinChannel(address: string, rootCaPem: string, opts: { maxReceiveMessageBytes?: number } = {}): SecureChannel {
+  const credentials = grpc.credentials.createSsl(Buffer.from(rootCaPem), null, null, {
+    checkServerIdentity: (_host, cert) =>
+      one(cert.subject?.OU) === MANAGER_TARGET_NAME ? undefined : new Error("the server is not a swarm-manager of this cluster"),
+  });
+  return wrapChannel(address, credentials, channelOptions(opts));
+}
+
+async function getRootCa(ch: SecureChannel, timeoutMs: number): Promise<Buffer> {
+  const client = ch.client(CAClient);
+  const deadline = new Date(Date.now() + timeoutMs);
+  const response = await unaryCall<GetRootCACertificateResponse>((cb) => client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb));
+  return response.certificate;
+}
+
+/**
  * Fetches the root CA from a manager without trusting TLS (the joiner has no trust anchor yet) and
- * accepts it only if its digest equals the join token's. The TLS session is still required to be
- * served by a certificate that chains to the fetched CA, so a man in the middle that relays the
- * right CA but cannot present a cluster certificate is refused too. Callers then pin that CA.
+ * accepts it only if its digest equals the join token's. It then asks again over TLS pinned to that
+ * CA, so a relay that serves the right CA but cannot present a certificate of the cluster is refused
+ * here rather than at the next call. Callers then pin that CA for everything else.
  */
 export async function fetchRootCA(address: string, expectedDigest: string, opts: FetchRootCaOptions = {}): Promise<string> {
-  let serverCertDer: Buffer | undefined;
-  const credentials = grpc.ChannelCredentials.createFromSecureContext(createSecureContext({}), {
-    rejectUnauthorized: false,
-    checkServerIdentity: (_host, cert) => {
-      serverCertDer = cert.raw;
-      return undefined;
-    },
-  });
-  const ch = wrapChannel(address, credentials, channelOptions({ maxReceiveMessageBytes: 1024 * 1024 }));
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const credentials = grpc.ChannelCredentials.createFromSecureContext(createSecureContext({}), { rejectUnauthorized: false });
+  const unverified = wrapChannel(address, credentials, channelOptions({ maxReceiveMessageBytes: 1024 * 1024 }));
+  let pem: Buffer;
   try {
-    const client = ch.client(CAClient);
-    const deadline = new Date(Date.now() + (opts.timeoutMs ?? 10_000));
-    const response = await unaryCall<GetRootCACertificateResponse>((cb) => client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb));
-    const pem = response.certificate;
-    if (pem.length === 0 || pem.length > MAX_ROOT_CA_BYTES) {
-      throw new ShoalError("PEM_INVALID", `the manager sent a root CA of ${pem.length} bytes; check the address`);
-    }
-    if (!digestsEqual(caDigestOf(pem), expectedDigest)) {
-      throw new ShoalError(
-        "TOKEN_DIGEST_MISMATCH",
-        "the manager's root CA does not match the join token: check the token and the manager address, or someone is intercepting the connection",
-      );
-    }
-    const rootCaPem = pem.toString("utf8");
-    if (!serverCertDer || !chainsToBundle(serverCertDer, rootCaPem)) {
-      throw new ShoalError("CERT_UNTRUSTED", "the manager's TLS certificate is not signed by the cluster's root CA");
-    }
-    return rootCaPem;
+    pem = await getRootCa(unverified, timeoutMs);
   } finally {
-    ch.close();
+    unverified.close();
   }
+  if (pem.length === 0 || pem.length > MAX_ROOT_CA_BYTES || !pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new ShoalError("PEM_INVALID", `the manager sent no usable root CA (${pem.length} bytes); check the address`);
+  }
+  if (!digestsEqual(caDigestOf(pem), expectedDigest)) {
+    throw new ShoalError(
+      "TOKEN_DIGEST_MISMATCH",
+      "the manager's root CA does not match the join token: check the token and the manager address, or someone is intercepting the connection",
+    );
+  }
+  const rootCaPem = pem.toString("utf8");
+  const pinned = createJoinChannel(address, rootCaPem);
+  try {
+    const again = await getRootCa(pinned, timeoutMs);
+    if (!again.equals(pem)) throw new ShoalError("CERT_UNTRUSTED", "the manager served a different root CA over the pinned connection");
+  } catch (err) {
+    if (err instanceof ShoalError && err.code === "CERT_UNTRUSTED") throw err;
+    throw new ShoalError("CERT_UNTRUSTED", "the manager's TLS certificate is not a manager certificate of the token's root CA; check the address", { cause: err });
+  } finally {
+    pinned.close();
+  }
+  return rootCaPem;
 }
-
-function chainsToBundle(leafDer: Buffer, bundlePem: string): boolean {
-  const leaf = new X509Certificate(leafDer);
-  const pems = bundlePem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return pems.some((pem) => {
-    try {
-      const root = new X509Certificate(pem);
-      return leaf.checkIssued(root) && leaf.verify(root.publicKey);
-    } catch {
-      return false;
-    }
-  });
-}
-
