@@ -142,6 +142,11 @@ export class RaftCore implements RaftCoreApi {
 
   // ---- public API -------------------------------------------------------------------------------
 
+  /** Start an election now, as if the election timeout had elapsed (tests, tools; etcd's Campaign). */
+  campaign(): void {
+    this.hup(false);
+  }
+
   tick(): void {
     if (this.role === Role.Leader) this.tickLeader();
     else this.tickElection();
