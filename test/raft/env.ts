@@ -228,6 +228,20 @@ export class Cluster {
     this.dropped.clear();
   }
 
+  /** Snapshot the state machine at the applied index `index` and compact core and storage. */
+  compact(id: RaftId, index: number): void {
+    const node = this.node(id);
+    if (index !== node.appliedIndex) throw new Error(`env compacts only at the applied index ${node.appliedIndex}`);
+    const data = enc.encode(JSON.stringify(node.applied));
+    node.core.compact(index, data);
+    const meta = node.core.snapshotMetadata();
+    const s = node.storage;
+    const base = s.snapshot?.index ?? 0;
+    s.entries = s.entries.slice(Math.max(0, meta.index - base));
+    s.snapshot = meta;
+    s.snapshotData = data;
+  }
+
   /** Persist, send, apply, advance one Ready of node `id`. Returns description lines. */
   processReady(id: RaftId, out: string[] | undefined): boolean {
     const node = this.node(id);

@@ -99,7 +99,7 @@ class Interpreter {
           break;
         case "compact": {
           const node = this.c.node(id());
-          node.core.compact(Number(positional[1]), enc.encode(JSON.stringify(node.applied)));
+          this.c.compact(id(), Number(positional[1]));
           const st = node.core.status();
           out.push(`log now ${st.firstIndex}..${st.lastIndex}`);
           break;

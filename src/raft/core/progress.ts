@@ -55,7 +55,7 @@ export class FollowerProgress {
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
   readonly inflights: Inflights;
-  readonly isLearner: boolean;
+  isLearner: boolean;
 
   constructor(next: number, maxInflightMsgs: number, isLearner: boolean) {
     this.next = next;

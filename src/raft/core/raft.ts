@@ -24,6 +24,7 @@ import {
   type Ready,
   type RestoreState,
   type Snapshot,
+  type SnapshotMetadata,
   type SoftState,
   type Status,
 } from "./types.js";
@@ -153,7 +154,8 @@ export class RaftCore implements RaftCoreApi {
   }
 
   step(m: Message): void {
-    if (this.membership.removed.has(m.from)) return; // a removed member is never heard again
+    // A removed member is never heard again, except the TimeoutNow a removed leader sends to hand over.
+    if (this.membership.removed.has(m.from) && m.type !== MessageType.TimeoutNow) return;
     if (m.term === 0) {
       // Forwarded requests (ReadIndex, TransferLeader, Propose) carry no term, as in etcd: they
       // are valid whatever term the sender is at.
@@ -220,19 +222,10 @@ export class RaftCore implements RaftCoreApi {
     this.confHistory.push({ index, state });
     const id = change.nodeId;
     if (this.role === Role.Leader) {
-      if (this.membership.isMember(id) && !this.progress.has(id)) {
-        this.progress.set(id, this.newProgress(id));
-      } else if (this.progress.has(id) && this.membership.isMember(id)) {
-        // Promotion: rebuild the entry so learner status is right; keep the match.
-        const old = this.progress.get(id)!;
-        const pr = this.newProgress(id);
-        pr.match = old.match;
-        pr.next = old.next;
-        pr.recentActive = old.recentActive;
-        this.progress.set(id, pr);
-      } else if (!this.membership.isMember(id)) {
-        this.progress.delete(id);
-      }
+      const pr = this.progress.get(id);
+      if (!this.membership.isMember(id)) this.progress.delete(id);
+      else if (pr === undefined) this.progress.set(id, this.newProgress(id));
+      else pr.isLearner = this.membership.learners.has(id);
       if (id === this.leadTransferee && !this.membership.voters.has(id)) this.abortLeaderTransfer();
       if (!this.membership.voters.has(this.id)) {
         this.stepDownAfterRemoval();
@@ -348,6 +341,11 @@ export class RaftCore implements RaftCoreApi {
     this.log.compact(index);
     this.snapshotConf = conf;
     this.snapshotData = data;
+  }
+
+  /** The current snapshot's metadata (after compact(), what the driver persists next to the data). */
+  snapshotMetadata(): SnapshotMetadata {
+    return { index: this.log.snapIndex, term: this.log.snapTerm, confState: this.snapshotConf };
   }
 
   reportUnreachable(id: RaftId): void {
