@@ -1,0 +1,309 @@
+// An encrypted key-value store over classic-level (DESIGN.md §3.4): every value is sealed with the
+// DEK, bound to its key's bytes, so a value that is altered, truncated, moved to another key or
+// read with the wrong DEK fails to open, and the caller stops with STORE_CORRUPT instead of limping on.
+//
+// Stored value: [format 1 byte = 1][key ID 4 bytes of the DEK that sealed it][crypto seal output].
+// Associated data: format byte + key ID + the LevelDB key bytes. The key ID lets a DEK rotation
+// proceed lazily: values stay readable with the old DEK until `reencryptAll` rewrites them.
+import { ClassicLevel } from "classic-level";
+import { ShoalError, isShoalError } from "../base/errors.js";
+import { DataKey, KEY_ID_BYTES } from "../crypto/data-key.js";
+import { seal, open } from "../crypto/aead.js";
+
+export interface StoreKeys {
+  current: DataKey;
+  /** The DEK a rotation is moving to: new writes use it, and values sealed with either key open. */
+  pending?: DataKey;
+}
+
+export type StoreOp = { type: "put"; key: Buffer; value: Buffer } | { type: "del"; key: Buffer };
+
+export interface StoreRange {
+  gte?: Buffer;
+  gt?: Buffer;
+  lt?: Buffer;
+  lte?: Buffer;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface WriteOptions {
+  /** fsync the write-ahead log before resolving. */
+  sync?: boolean;
+}
+
+const VALUE_FORMAT = 1;
+const VALUE_HEADER_BYTES = 1 + KEY_ID_BYTES;
+const REENCRYPT_BATCH_VALUES = 256;
+const KEY_HEX_SHOWN_BYTES = 24;
+
+/** Hex of a key, shortened for error messages (keys are not secret; values are). */
+export function describeKey(key: Uint8Array): string {
+  const hex = Buffer.from(key.buffer, key.byteOffset, Math.min(key.byteLength, KEY_HEX_SHOWN_BYTES)).toString("hex");
+  return key.byteLength > KEY_HEX_SHOWN_BYTES ? `${hex}… (${key.byteLength} bytes)` : hex;
+}
+
+function associatedData(header: Buffer, key: Buffer): Buffer {
+  const ad = Buffer.allocUnsafe(header.length + key.length);
+  header.copy(ad, 0);
+  key.copy(ad, header.length);
+  return ad;
+}
+
+/**
+ * Lets ordinary writes run concurrently but gives one holder at a time exclusive use: the DEK
+ * re-encryption pass reads and rewrites each chunk under it so no concurrent put is overwritten by
+ * a stale re-encrypted value.
+ */
+class WriteGate {
+  private active = 0;
+  private exclusiveHeld: Promise<void> | undefined;
+  private onDrained: (() => void) | undefined;
+
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusiveHeld !== undefined) await this.exclusiveHeld;
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      if (this.active === 0 && this.onDrained !== undefined) {
+        const drained = this.onDrained;
+        this.onDrained = undefined;
+        drained();
+      }
+    }
+  }
+
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusiveHeld !== undefined) await this.exclusiveHeld;
+    let release!: () => void;
+    this.exclusiveHeld = new Promise<void>((resolve) => (release = resolve));
+    try {
+      if (this.active > 0) await new Promise<void>((resolve) => (this.onDrained = resolve));
+      return await fn();
+    } finally {
+      this.exclusiveHeld = undefined;
+      release();
+    }
+  }
+}
+
+function levelRange(range: StoreRange): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  if (range.gte !== undefined) options.gte = range.gte;
+  if (range.gt !== undefined) options.gt = range.gt;
+  if (range.lte !== undefined) options.lte = range.lte;
+  if (range.lt !== undefined) options.lt = range.lt;
+  if (range.reverse !== undefined) options.reverse = range.reverse;
+  if (range.limit !== undefined) options.limit = range.limit;
+  return options;
+}
+
+export class EncryptedStore {
+  readonly dir: string;
+  private readonly db: ClassicLevel<Buffer, Buffer>;
+  private current: DataKey;
+  private pending: DataKey | undefined;
+  private closed = false;
+  private rotating = false;
+  private readonly gate = new WriteGate();
+
+  private constructor(dir: string, db: ClassicLevel<Buffer, Buffer>, keys: StoreKeys) {
+    this.dir = dir;
+    this.db = db;
+    this.current = keys.current;
+    this.pending = keys.pending;
+  }
+
+  /**
+   * Opens (creating if missing) the LevelDB at `dir`. The store keeps references to the keys but
+   * never disposes them, except the DEK that `reencryptAll` retires, which it hands back.
+   */
+  static async open(dir: string, keys: StoreKeys): Promise<EncryptedStore> {
+    keys.current.secureBytes();
+    if (keys.pending !== undefined) {
+      keys.pending.secureBytes();
+      if (keys.pending.id.equals(keys.current.id)) {
+        throw new ShoalError("INVALID_ARGUMENT", "the pending DEK has the same key ID as the current DEK; generate a new key");
+      }
+    }
+    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: "buffer", valueEncoding: "buffer" });
+    try {
+      await db.open();
+    } catch (cause) {
+      const detail = cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause);
+      throw new ShoalError("UNAVAILABLE", `cannot open the encrypted store at ${dir} (${detail}); is another shoal process using this data directory?`, { cause });
+    }
+    return new EncryptedStore(dir, db, keys);
+  }
+
+  /** The keys in use: write these to the DEK file whenever they change. */
+  dataKeys(): StoreKeys {
+    return this.pending === undefined ? { current: this.current } : { current: this.current, pending: this.pending };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ShoalError("STORE_CLOSED", `the encrypted store at ${this.dir} is closed`);
+  }
+
+  private writeKey(): DataKey {
+    return this.pending ?? this.current;
+  }
+
+  private sealValue(key: Buffer, value: Uint8Array, dek: DataKey): Buffer {
+    const header = Buffer.allocUnsafe(VALUE_HEADER_BYTES);
+    header[0] = VALUE_FORMAT;
+    dek.id.copy(header, 1);
+    const sealed = seal(dek, value, associatedData(header, key));
+    return Buffer.concat([header, sealed], header.length + sealed.length);
+  }
+
+  private keyFor(id: Buffer): DataKey | undefined {
+    if (id.equals(this.current.id)) return this.current;
+    if (this.pending !== undefined && id.equals(this.pending.id)) return this.pending;
+    return undefined;
+  }
+
+  /** Opens a stored value or throws STORE_CORRUPT naming the key. */
+  private openValue(key: Buffer, stored: Buffer): Buffer {
+    if (stored.length < VALUE_HEADER_BYTES || stored[0] !== VALUE_FORMAT) {
+      throw new ShoalError(
+        "STORE_CORRUPT",
+        `the value stored under key ${describeKey(key)} in ${this.dir} is not a sealed value (${stored.length} bytes, format ${stored[0] ?? "none"}); the store is damaged: restore this manager from a healthy peer`,
+      );
+    }
+    const header = stored.subarray(0, VALUE_HEADER_BYTES);
+    const id = stored.subarray(1, VALUE_HEADER_BYTES);
+    const dek = this.keyFor(id);
+    if (dek === undefined) {
+      throw new ShoalError(
+        "STORE_CORRUPT",
+        `the value under key ${describeKey(key)} in ${this.dir} was sealed with data key ${id.toString("hex")}, which this node does not hold; the DEK file does not match this store`,
+      );
+    }
+    try {
+      return open(dek, stored.subarray(VALUE_HEADER_BYTES), associatedData(header, key));
+    } catch (cause) {
+      if (!isShoalError(cause, "CRYPTO_FAILED")) throw cause;
+      throw new ShoalError(
+        "STORE_CORRUPT",
+        `the value under key ${describeKey(key)} in ${this.dir} failed to open (altered, truncated, or moved from another key); the store is damaged: restore this manager from a healthy peer`,
+        { cause },
+      );
+    }
+  }
+
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    this.assertOpen();
+    const stored = await this.db.get(key);
+    return stored === undefined ? undefined : this.openValue(key, stored);
+  }
+
+  async put(key: Buffer, value: Buffer, opts?: WriteOptions): Promise<void> {
+    return this.batch([{ type: "put", key, value }], opts);
+  }
+
+  async del(key: Buffer, opts?: WriteOptions): Promise<void> {
+    return this.batch([{ type: "del", key }], opts);
+  }
+
+  /** Applies every operation atomically, in order (a later op on the same key wins). */
+  async batch(ops: StoreOp[], opts?: WriteOptions): Promise<void> {
+    this.assertOpen();
+    if (ops.length === 0) return;
+    await this.gate.shared(async () => {
+      this.assertOpen();
+      const dek = this.writeKey();
+      const sealedOps = ops.map((op) =>
+        op.type === "put" ? { type: "put" as const, key: op.key, value: this.sealValue(op.key, op.value, dek) } : { type: "del" as const, key: op.key },
+      );
+      await this.db.batch(sealedOps, { sync: opts?.sync === true });
+    });
+  }
+
+  /** Opened entries in key order; the first value that fails to open throws STORE_CORRUPT. */
+  async *iterate(range: StoreRange): AsyncIterable<[Buffer, Buffer]> {
+    this.assertOpen();
+    for await (const [key, stored] of this.db.iterator(levelRange(range))) {
+      yield [key, this.openValue(key, stored)];
+    }
+  }
+
+  /** Deletes every key in the range in one atomic batch. Returns how many keys were deleted. */
+  async deleteRange(range: StoreRange, opts?: WriteOptions): Promise<number> {
+    this.assertOpen();
+    return this.gate.shared(async () => {
+      const keys = await this.db.keys(levelRange(range)).all();
+      if (keys.length > 0) await this.db.batch(keys.map((key) => ({ type: "del" as const, key })), { sync: opts?.sync === true });
+      return keys.length;
+    });
+  }
+
+  /**
+   * Starts a DEK rotation: new writes are sealed with `next`; values sealed with the current DEK
+   * stay readable until `reencryptAll` rewrites them. Persist `dataKeys()` (both keys) to the DEK
+   * file BEFORE calling this, or a crash would leave values sealed with a key kept nowhere.
+   */
+  rotateDek(next: DataKey): void {
+    this.assertOpen();
+    next.secureBytes();
+    if (this.pending !== undefined) {
+      throw new ShoalError("FAILED_PRECONDITION", "a DEK rotation is already in progress; finish it with reencryptAll before starting another");
+    }
+    if (next.id.equals(this.current.id)) {
+      throw new ShoalError("INVALID_ARGUMENT", "the new DEK has the same key ID as the current DEK; generate a new key");
+    }
+    this.pending = next;
+  }
+
+  /**
+   * Rewrites every value not sealed with the newest DEK, then makes the pending DEK current and
+   * returns the retired one. The caller writes the DEK file with the new `dataKeys()` and only then
+   * disposes the retired key. Without a rotation in progress this only verifies every value opens.
+   */
+  async reencryptAll(): Promise<{ rewrittenValues: number; retired?: DataKey }> {
+    this.assertOpen();
+    if (this.rotating) throw new ShoalError("FAILED_PRECONDITION", "reencryptAll is already running");
+    this.rotating = true;
+    try {
+      let rewritten = 0;
+      let after: Buffer | undefined;
+      for (;;) {
+        const done = await this.gate.exclusive(async () => {
+          this.assertOpen();
+          const target = this.writeKey();
+          const range = after === undefined ? { limit: REENCRYPT_BATCH_VALUES } : { gt: after, limit: REENCRYPT_BATCH_VALUES };
+          const chunk = await this.db.iterator(range).all();
+          const ops: Array<{ type: "put"; key: Buffer; value: Buffer }> = [];
+          for (const [key, stored] of chunk) {
+            const plaintext = this.openValue(key, stored);
+            if (!stored.subarray(1, VALUE_HEADER_BYTES).equals(target.id)) {
+              ops.push({ type: "put", key, value: this.sealValue(key, plaintext, target) });
+            }
+          }
+          if (ops.length > 0) await this.db.batch(ops, { sync: true });
+          rewritten += ops.length;
+          const last = chunk[chunk.length - 1];
+          if (last !== undefined) after = last[0];
+          return chunk.length < REENCRYPT_BATCH_VALUES;
+        });
+        if (done) break;
+      }
+      const retired = this.pending === undefined ? undefined : this.current;
+      if (this.pending !== undefined) {
+        this.current = this.pending;
+        this.pending = undefined;
+      }
+      return retired === undefined ? { rewrittenValues: rewritten } : { rewrittenValues: rewritten, retired };
+    } finally {
+      this.rotating = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.db.close();
+  }
+}
