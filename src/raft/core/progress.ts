@@ -52,6 +52,8 @@ export class FollowerProgress {
   probeSent = false;
   /** Snapshot state: the index of the snapshot in flight. */
   pendingSnapshot = 0;
+  /** The commit index carried by the last Append sent, so a commit change is announced once. */
+  sentCommit = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
   readonly inflights: Inflights;

@@ -100,6 +100,7 @@ export class RaftCore implements RaftCoreApi {
   /** Index of the latest conf change in the log; a new one waits until it is applied. */
   private pendingConfIndex = 0;
   private uncommittedBytes = 0;
+  private commitNotifyPending = false;
 
   /** Leader: reads waiting for a heartbeat quorum, in arrival order. */
   private pendingReads: PendingRead[] = [];
@@ -258,6 +259,7 @@ export class RaftCore implements RaftCoreApi {
   }
 
   hasReady(): boolean {
+    if (this.commitNotifyPending && this.role === Role.Leader) return true;
     if (this.msgs.length > 0 || this.readStates.length > 0) return true;
     if (this.log.stableIndex < this.log.lastIndex() || this.log.pendingSnapshot !== undefined) return true;
     if (this.log.hasNextCommitted()) return true;
@@ -268,6 +270,7 @@ export class RaftCore implements RaftCoreApi {
 
   ready(): Ready {
     invariant(this.inFlight === undefined, "ready() called again before advance()");
+    if (this.commitNotifyPending) this.flushCommitNotify();
     const entries = this.log.unstableEntries();
     const snapshot = this.log.pendingSnapshot;
     const committedEntries = this.log.nextCommitted(Number.MAX_SAFE_INTEGER);
@@ -406,6 +409,7 @@ export class RaftCore implements RaftCoreApi {
     this.progress = new Map();
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
+    this.commitNotifyPending = false;
     this.pendingReads = [];
     this.pendingReadKeys.clear();
     this.deferredReads = [];
@@ -788,7 +792,17 @@ export class RaftCore implements RaftCoreApi {
 
   private onCommitAdvanced(): void {
     this.releaseDeferredReads();
-    this.bcastAppend();
+    // Announced once per Ready rather than once per acknowledgement: under load many
+    // acknowledgements arrive between two Readies and each would otherwise cost a broadcast.
+    this.commitNotifyPending = true;
+  }
+
+  private flushCommitNotify(): void {
+    this.commitNotifyPending = false;
+    if (this.role !== Role.Leader) return;
+    for (const [id, pr] of this.progress) {
+      if (id !== this.id && pr.sentCommit < this.log.committed) this.maybeSendAppend(id, true);
+    }
   }
 
   private requireLeader(): void {
@@ -827,6 +841,7 @@ export class RaftCore implements RaftCoreApi {
       entries: ents.length === 0 ? EMPTY_ENTRIES : ents,
       commit: this.log.committed,
     });
+    pr.sentCommit = this.log.committed;
     pr.sentEntries(ents.length, ents.length === 0 ? prevIndex : ents[ents.length - 1]!.index);
     return true;
   }
