@@ -7,6 +7,7 @@ export type ViolationKind =
   | "leader-completeness"
   | "state-machine-safety"
   | "commit-regression"
+  | "commit-rule"
   | "unsynced-vote"
   | "unsynced-ack"
   | "ready-contract"

@@ -1,0 +1,56 @@
+// Runs a range of seeds and sums their results: shared by `npm run sim`, the CI test and the benchmark.
+import type { PlantedFaults } from "../src/raft/core/types.js";
+import { replayCommand, runSimulation, type CoreFactory, type SimResult } from "./simulation.js";
+
+export interface BatchOptions {
+  firstSeed: number;
+  seedCount: number;
+  /** Node counts to cycle through, one per seed (e.g. [3, 5]). */
+  nodeCounts: number[];
+  createCore: CoreFactory;
+  faults?: PlantedFaults;
+  safetyPhaseMs?: number;
+  /** Stop at the first failing seed (the planted-fault tests want the first catch). */
+  stopOnFailure?: boolean;
+  onResult?: (result: SimResult) => void;
+}
+
+export interface BatchSummary {
+  firstSeed: number;
+  lastSeed: number;
+  passed: number;
+  failed: SimResult[];
+  ops: number;
+  elections: number;
+  crashes: number;
+  events: number;
+}
+
+export function runSeeds(options: BatchOptions): BatchSummary {
+  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0 };
+  for (let i = 0; i < options.seedCount; i++) {
+    const seed = options.firstSeed + i;
+    const nodes = options.nodeCounts[i % options.nodeCounts.length]!;
+    const result = runSimulation({
+      seed,
+      nodes,
+      createCore: options.createCore,
+      ...(options.faults ? { faults: options.faults } : {}),
+      ...(options.safetyPhaseMs !== undefined ? { safetyPhaseMs: options.safetyPhaseMs } : {}),
+    });
+    summary.lastSeed = seed;
+    summary.ops += result.stats.opsInvoked;
+    summary.elections += result.stats.elections;
+    summary.crashes += result.stats.crashes;
+    summary.events += result.stats.events;
+    if (result.ok) summary.passed++;
+    else summary.failed.push(result);
+    options.onResult?.(result);
+    if (!result.ok && options.stopOnFailure) break;
+  }
+  return summary;
+}
+
+export function failureLines(result: SimResult, faults?: PlantedFaults): string[] {
+  return [`FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`, `replay: ${replayCommand(result.seed, result.nodes, faults)}`];
+}

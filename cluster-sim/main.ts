@@ -1,0 +1,103 @@
+// `npm run sim -- --seeds 1000 [--seed S] [--nodes 5]`: runs the deterministic cluster simulation
+// over many seeds (or replays one) and prints a summary; a failure prints its seed and replay command.
+import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
+import type { PlantedFaults } from "../src/raft/core/types.js";
+import { failureLines, runSeeds } from "./batch.js";
+import { createRealCore } from "./core.js";
+import { runSimulation } from "./simulation.js";
+
+const PLANTED = ["commitPreviousTermByCounting", "voteWithoutPersisting", "skipConflictTruncation"] as const;
+
+function fail(message: string): never {
+  process.stderr.write(`sim: ${message}\n`);
+  process.exit(2);
+}
+
+function positiveInt(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) fail(`--${name} must be a non-negative integer, got "${text}"`);
+  return n;
+}
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: "string" },
+    seed: { type: "string" },
+    start: { type: "string" },
+    nodes: { type: "string" },
+    planted: { type: "string", multiple: true },
+    "phase-ms": { type: "string" },
+    trace: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(
+    [
+      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--trace]",
+      "  --seeds N     run seeds S..S+N-1 (default 100); --start S sets the first (default 1)",
+      "  --seed S      replay one seed; --trace prints its every event",
+      "  --nodes N     cluster size (default: 5 for --seed, alternating 3 and 5 for --seeds)",
+      `  --planted F   switch on a deliberate core fault: ${PLANTED.join(", ")}`,
+      "",
+    ].join("\n"),
+  );
+  process.exit(0);
+}
+
+const faults: PlantedFaults = {};
+for (const name of values.planted ?? []) {
+  if (!(PLANTED as readonly string[]).includes(name)) fail(`unknown --planted fault "${name}"; known: ${PLANTED.join(", ")}`);
+  faults[name as (typeof PLANTED)[number]] = true;
+}
+const plantedFaults = Object.keys(faults).length > 0 ? faults : undefined;
+const safetyPhaseMs = values["phase-ms"] !== undefined ? positiveInt("phase-ms", values["phase-ms"], 0) : undefined;
+
+if (values.seed !== undefined) {
+  const seed = positiveInt("seed", values.seed, 1);
+  const nodes = positiveInt("nodes", values.nodes, 5);
+  const result = runSimulation({
+    seed,
+    nodes,
+    createCore: createRealCore,
+    ...(plantedFaults ? { faults: plantedFaults } : {}),
+    ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
+    ...(values.trace ? { trace: (line: string) => process.stdout.write(line + "\n") } : {}),
+  });
+  const s = result.stats;
+  if (result.ok) {
+    process.stdout.write(
+      `seed ${seed} nodes=${nodes}: passed (${s.opsInvoked} ops: ${s.opsOk} ok, ${s.opsFailed} failed, ${s.opsUnknown} unknown; ` +
+        `${s.elections} elections, ${s.crashes} crashes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
+    );
+  } else {
+    process.stdout.write(failureLines(result, plantedFaults).join("\n") + "\n");
+    process.exitCode = 1;
+  }
+} else {
+  const seedCount = positiveInt("seeds", values.seeds, 100);
+  const firstSeed = positiveInt("start", values.start, 1);
+  const nodeCounts = values.nodes !== undefined ? [positiveInt("nodes", values.nodes, 5)] : [3, 5];
+  const startedMs = performance.now();
+  const summary = runSeeds({
+    firstSeed,
+    seedCount,
+    nodeCounts,
+    createCore: createRealCore,
+    ...(plantedFaults ? { faults: plantedFaults } : {}),
+    ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
+    onResult: (r) => {
+      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults).join("\n") + "\n");
+    },
+  });
+  const minutes = (performance.now() - startedMs) / 60_000;
+  const perMinute = Math.round(seedCount / Math.max(minutes, 1e-9));
+  process.stdout.write(
+    `seeds ${summary.firstSeed}..${summary.lastSeed}: ${summary.passed} passed, ${summary.failed.length} failed ` +
+      `(${summary.ops} ops, ${summary.elections} elections, ${summary.crashes} crashes; ${perMinute} seeds/min)\n`,
+  );
+  if (summary.failed.length > 0) process.exitCode = 1;
+}

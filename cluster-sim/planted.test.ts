@@ -1,0 +1,33 @@
+// Each deliberate fault in the core must be reported by the simulator's checkers within a bounded
+// number of seeds; otherwise the checkers would be blind to the bug the fault stands for.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { PlantedFaults } from "../src/raft/core/types.js";
+import { runSeeds } from "./batch.js";
+import { createRealCore } from "./core.js";
+import type { ViolationKind } from "./violation.js";
+
+const MAX_SEEDS = 200;
+
+const cases: Array<{ fault: keyof PlantedFaults; caughtBy: ViolationKind[] }> = [
+  { fault: "voteWithoutPersisting", caughtBy: ["unsynced-vote"] },
+  {
+    fault: "commitPreviousTermByCounting",
+    caughtBy: ["commit-rule", "state-machine-safety", "leader-completeness", "log-matching", "linearizability"],
+  },
+  {
+    fault: "skipConflictTruncation",
+    caughtBy: ["log-matching", "state-machine-safety", "leader-completeness", "ready-contract", "unsynced-ack", "linearizability"],
+  },
+];
+
+for (const { fault, caughtBy } of cases) {
+  test(`planted fault ${fault} is caught within ${MAX_SEEDS} seeds`, () => {
+    const faults: PlantedFaults = { [fault]: true };
+    const summary = runSeeds({ firstSeed: 1, seedCount: MAX_SEEDS, nodeCounts: [5, 3], createCore: createRealCore, faults, stopOnFailure: true });
+    const caught = summary.failed[0];
+    assert.ok(caught, `no violation in seeds 1..${summary.lastSeed}`);
+    const kind = caught.violation!.split(":")[0] as ViolationKind;
+    assert.ok(caughtBy.includes(kind), `seed ${caught.seed} failed with an unexpected kind: ${caught.violation}`);
+  });
+}

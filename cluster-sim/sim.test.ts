@@ -1,0 +1,19 @@
+// The CI run: 300 seeds of 3- and 5-node clusters under faults, every one of which must pass every
+// per-step safety check, the liveness phase and the linearizability check.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { failureLines, runSeeds } from "./batch.js";
+import { createRealCore } from "./core.js";
+
+const SEEDS = 300;
+
+test(`${SEEDS} seeds of 3- and 5-node clusters pass`, () => {
+  const summary = runSeeds({ firstSeed: 1, seedCount: SEEDS, nodeCounts: [3, 5], createCore: createRealCore });
+  const failures = summary.failed.flatMap((r) => failureLines(r));
+  assert.deepEqual(failures, [], failures.join("\n"));
+  assert.equal(summary.passed, SEEDS);
+  // The runs must exercise the core, not idle: operations commit, leaders change, nodes crash.
+  assert.ok(summary.ops > SEEDS * 20, `only ${summary.ops} operations`);
+  assert.ok(summary.elections > SEEDS * 2, `only ${summary.elections} elections`);
+  assert.ok(summary.crashes > SEEDS, `only ${summary.crashes} crashes`);
+});

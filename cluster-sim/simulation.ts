@@ -1,0 +1,1027 @@
+// One simulated run: N nodes of the real Raft core over a simulated network and disks, with faults,
+// clients and the per-step safety checkers; then a liveness phase and a linearizability check.
+// Everything is driven by one seeded PRNG and a virtual clock, so a seed replays exactly.
+import { createHash, type Hash } from "node:crypto";
+import { isShoalError } from "../src/base/errors.js";
+import { SeededRandom } from "../src/base/random.js";
+import {
+  EntryType,
+  MessageType,
+  NO_NODE,
+  Role,
+  type ConfState,
+  type Entry,
+  type Message,
+  type PlantedFaults,
+  type RaftConfig,
+  type RaftCoreApi,
+  type RaftId,
+  type Ready,
+  type RestoreState,
+} from "../src/raft/core/types.js";
+import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, snapshotIndexOf, termAt } from "./disk.js";
+import { deriveSeed, EventQueue } from "./events.js";
+import { decodeCommand, encodeCommand, KvStateMachine } from "./kv.js";
+import { checkLinearizable, describeOp, type HistoryOp, type KvInput, type KvOutput, type KvValue } from "./linearizability.js";
+import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
+import { SimViolation } from "./violation.js";
+
+export type CoreFactory = (config: RaftConfig, restore: RestoreState) => RaftCoreApi;
+
+export interface SimOptions {
+  seed: number;
+  nodes: number;
+  createCore: CoreFactory;
+  /** Virtual time of the fault phase. */
+  safetyPhaseMs?: number;
+  clients?: number;
+  keys?: number;
+  faults?: PlantedFaults;
+  /** Receives every event line (for replay debugging); the trace hash is computed either way. */
+  trace?: (line: string) => void;
+}
+
+export interface SimStats {
+  events: number;
+  virtualMs: number;
+  elections: number;
+  crashes: number;
+  tornCrashes: number;
+  partitions: number;
+  pauses: number;
+  messagesSent: number;
+  messagesDelivered: number;
+  snapshotsSent: number;
+  compactions: number;
+  opsInvoked: number;
+  opsOk: number;
+  opsFailed: number;
+  opsUnknown: number;
+  maxCommitIndex: number;
+  linearizabilityExhaustedKeys: number;
+}
+
+export interface SimResult {
+  seed: number;
+  nodes: number;
+  ok: boolean;
+  violation?: string;
+  stats: SimStats;
+  /** SHA-256 over every event's time and label: equal seeds must give equal hashes. */
+  traceHash: string;
+}
+
+/** Timing of the simulated cluster, in virtual milliseconds. */
+const TICK_MS = 100;
+const ELECTION_TICKS = 10;
+const HEARTBEAT_TICKS = 1;
+/** The longest randomized election timeout. */
+const ELECTION_TIMEOUT_MS = 2 * ELECTION_TICKS * TICK_MS;
+/** After healing, a write must commit within this many election timeouts. */
+const LIVENESS_BOUND_MS = 10 * ELECTION_TIMEOUT_MS;
+const CLIENT_TIMEOUT_MS = 3000;
+/** Time left after the liveness write commits so in-flight client operations settle. */
+const SETTLE_MS = 500;
+
+interface PendingProposal {
+  op: ClientOp;
+  term: number;
+}
+
+interface ClientOp {
+  historyId: number;
+  clientId: number;
+  seq: number;
+  input: KvInput;
+  invokeMs: number;
+  viaReadIndex: boolean;
+  /** True once some node accepted it into its log: from then on a timeout means "unknown". */
+  proposed: boolean;
+  done: boolean;
+}
+
+interface SimClient {
+  id: number;
+  seq: number;
+  leaderGuess: number;
+  lastSeen: Map<string, KvValue>;
+  /** The liveness probe client runs only in the liveness phase and retries until a write succeeds. */
+  probe: boolean;
+}
+
+interface SimNode {
+  index: number;
+  id: RaftId;
+  core: RaftCoreApi | undefined;
+  incarnation: number;
+  disk: SimDisk;
+  kv: KvStateMachine;
+  appliedIndex: number;
+  appliedTerm: number;
+  /** Highest commit index this incarnation has reported; it must never go down. */
+  lastCommit: number;
+  role: Role;
+  term: number;
+  leaderHint: RaftId;
+  paused: boolean;
+  /** Deliveries and client requests that arrived while paused, run in order on resume. */
+  held: Array<() => void>;
+  /** Tick period multiplier: a drifting clock makes a node's timers run fast or slow. */
+  drift: number;
+  /** Crash during the next fsync, leaving its writes lost or torn. */
+  crashAtNextSync: boolean;
+  pendingProposals: Map<number, PendingProposal[]>;
+  pendingReads: Map<string, ClientOp>;
+  readsAwaitingApply: Array<{ index: number; op: ClientOp }>;
+  compactEveryEntries: number;
+}
+
+const decoder = new TextDecoder();
+
+function entryFingerprint(e: Entry): string {
+  return `${e.type}:${Buffer.from(e.data).toString("base64")}`;
+}
+
+function cloneMessage(m: Message): Message {
+  return {
+    ...m,
+    entries: m.entries.map(cloneEntry),
+    context: m.context.slice(),
+    ...(m.snapshot ? { snapshot: cloneSnapshot(m.snapshot) } : {}),
+  };
+}
+
+export class Simulation {
+  private readonly random: SeededRandom;
+  private readonly queue = new EventQueue();
+  private readonly network: SimNetwork;
+  private readonly nodes: SimNode[] = [];
+  private readonly indexById = new Map<RaftId, number>();
+  private readonly initialConfState: ConfState;
+  private readonly clients: SimClient[] = [];
+  private readonly history: HistoryOp[] = [];
+  private readonly hash: Hash = createHash("sha256");
+  private readonly safetyPhaseMs: number;
+  private readonly keyCount: number;
+  private readonly writtenValues = new Map<string, string[]>();
+  private nextHistoryId = 1;
+  /** Invoked operations without an outcome yet (a crash can drop a node's record of them). */
+  private readonly openOps = new Set<ClientOp>();
+  private inLivenessPhase = false;
+  private finished = false;
+  private livenessDeadlineMs = Infinity;
+  /** Chosen per seed: small messages split catch-up into many appends, which widens race windows. */
+  private readonly maxSizePerMsgBytes: number;
+  private readonly maxInflightMsgs: number;
+  /** Chance that a freshly elected leader is crashed or cut off moments later (during the fault phase). */
+  private readonly leaderNemesisRate: number;
+  /** Chosen per seed: padding on written values, so some seeds fit only one entry in a message. */
+  private readonly valuePadding: string;
+
+  // Checker state.
+  private readonly leaderOfTerm = new Map<number, number>();
+  /** (index, term) → the entry's bytes and its predecessor's term, across all nodes and all time. */
+  private readonly entryRegistry = new Map<string, { fingerprint: string; prevTerm: number | undefined }>();
+  /** index → what was applied there first; every later apply anywhere must match. */
+  private readonly appliedRegistry = new Map<number, { term: number; fingerprint: string }>();
+  /** index → the earliest term in which a leader counted it committed, and the entry's term. */
+  private readonly commitRegistry = new Map<number, { commitTerm: number; entryTerm: number }>();
+
+  readonly stats: SimStats = {
+    events: 0,
+    virtualMs: 0,
+    elections: 0,
+    crashes: 0,
+    tornCrashes: 0,
+    partitions: 0,
+    pauses: 0,
+    messagesSent: 0,
+    messagesDelivered: 0,
+    snapshotsSent: 0,
+    compactions: 0,
+    opsInvoked: 0,
+    opsOk: 0,
+    opsFailed: 0,
+    opsUnknown: 0,
+    maxCommitIndex: 0,
+    linearizabilityExhaustedKeys: 0,
+  };
+
+  constructor(private readonly options: SimOptions) {
+    if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 9) {
+      throw new RangeError(`--nodes must be an integer in 1..9, got ${options.nodes}`);
+    }
+    this.random = new SeededRandom(deriveSeed(options.seed, 0));
+    this.network = new SimNetwork(this.random, options.nodes);
+    this.safetyPhaseMs = options.safetyPhaseMs ?? 10_000;
+    this.keyCount = options.keys ?? 3;
+    this.maxSizePerMsgBytes = [256, 1024, 4096][this.random.int(0, 3)]!;
+    this.maxInflightMsgs = [1, 4, 16][this.random.int(0, 3)]!;
+    this.leaderNemesisRate = [0, 0.2, 0.5][this.random.int(0, 3)]!;
+    // A cas entry carries two padded values plus about 120 bytes of framing; keep it under the limit.
+    const roomBytes = Math.floor((this.maxSizePerMsgBytes - 140) / 2);
+    this.valuePadding = ".".repeat([0, 0, Math.floor(roomBytes / 2), roomBytes][this.random.int(0, 4)]!);
+    for (let i = 0; i < options.nodes; i++) {
+      // Distinct, deterministic, non-zero 64-bit member IDs.
+      const id = (BigInt(deriveSeed(options.seed, 1, i)) << 16n) | BigInt(i + 1);
+      this.indexById.set(id, i);
+      this.nodes.push({
+        index: i,
+        id,
+        core: undefined,
+        incarnation: 0,
+        disk: new SimDisk(),
+        kv: new KvStateMachine(),
+        appliedIndex: 0,
+        appliedTerm: 0,
+        lastCommit: 0,
+        role: Role.Follower,
+        term: 0,
+        leaderHint: NO_NODE,
+        paused: false,
+        held: [],
+        drift: 1,
+        crashAtNextSync: false,
+        pendingProposals: new Map(),
+        pendingReads: new Map(),
+        readsAwaitingApply: [],
+        compactEveryEntries: 0,
+      });
+    }
+    this.initialConfState = { voters: this.nodes.map((n) => n.id), learners: [] };
+    const clientCount = options.clients ?? this.random.int(2, 6);
+    for (let c = 1; c <= clientCount + 1; c++) {
+      this.clients.push({ id: c, seq: 0, leaderGuess: this.random.int(0, options.nodes), lastSeen: new Map(), probe: c === clientCount + 1 });
+    }
+  }
+
+  run(): SimResult {
+    let violation: string | undefined;
+    try {
+      for (const node of this.nodes) this.start(node);
+      for (const client of this.clients) if (!client.probe) this.scheduleNextOp(client, this.random.int(0, 50));
+      this.scheduleFault();
+      this.queue.schedule(this.safetyPhaseMs, "heal", () => this.beginLivenessPhase());
+      while (!this.finished) {
+        const event = this.queue.pop();
+        if (event === undefined) throw new SimViolation("liveness", "the event queue ran dry");
+        this.stats.events++;
+        const line = `${event.timeMs} ${event.label}`;
+        this.hash.update(line + "\n");
+        this.options.trace?.(line);
+        event.run();
+      }
+      this.finishHistory();
+      const report = checkLinearizable(this.history);
+      this.stats.linearizabilityExhaustedKeys = report.keys.filter((k) => k.verdict === "exhausted").length;
+      if (!report.ok) {
+        const ce = report.counterexample!;
+        const ops = ce.ops
+          .slice()
+          .sort((a, b) => a.invokeMs - b.invokeMs)
+          .map(describeOp)
+          .join("; ");
+        throw new SimViolation("linearizability", `history of key ${ce.key} (${ce.ops.length} ops) is not linearizable: ${ops}`);
+      }
+    } catch (err) {
+      if (!(err instanceof SimViolation)) throw err;
+      violation = `${err.message} (at ${this.queue.nowMs} ms)`;
+    }
+    this.stats.virtualMs = this.queue.nowMs;
+    this.stats.elections = this.leaderOfTerm.size;
+    return {
+      seed: this.options.seed,
+      nodes: this.options.nodes,
+      ok: violation === undefined,
+      ...(violation !== undefined ? { violation } : {}),
+      stats: this.stats,
+      traceHash: this.hash.digest("hex"),
+    };
+  }
+
+  // ---- node lifecycle ----
+
+  private config(node: SimNode): RaftConfig {
+    return {
+      id: node.id,
+      electionTicks: ELECTION_TICKS,
+      heartbeatTicks: HEARTBEAT_TICKS,
+      random: new SeededRandom(deriveSeed(this.options.seed, 2, node.index, node.incarnation)),
+      preVote: true,
+      checkQuorum: true,
+      maxSizePerMsgBytes: this.maxSizePerMsgBytes,
+      maxInflightMsgs: this.maxInflightMsgs,
+      maxUncommittedEntriesBytes: 64 * 1024,
+      ...(this.options.faults ? { faults: { ...this.options.faults } } : {}),
+    };
+  }
+
+  private start(node: SimNode): void {
+    const durable = node.disk.durable;
+    node.kv = new KvStateMachine();
+    if (durable.snapshot) node.kv.restore(durable.snapshot.data);
+    node.appliedIndex = snapshotIndexOf(durable);
+    node.appliedTerm = durable.snapshot?.metadata.term ?? 0;
+    node.lastCommit = durable.hardState.commit;
+    node.term = durable.hardState.term;
+    node.role = Role.Follower;
+    node.leaderHint = NO_NODE;
+    node.compactEveryEntries = 10 + this.random.int(0, 30);
+    const restore = node.disk.restoreState(this.initialConfState);
+    node.core = this.guard(node, "construct", () => this.options.createCore(this.config(node), restore));
+    this.scheduleTick(node);
+    this.drain(node);
+  }
+
+  private crash(node: SimNode, reason: string): void {
+    if (node.core === undefined) return;
+    node.core = undefined;
+    node.incarnation++;
+    node.disk.crash(this.random);
+    node.pendingProposals.clear();
+    node.pendingReads.clear();
+    node.readsAwaitingApply = [];
+    node.held = [];
+    node.paused = false;
+    node.crashAtNextSync = false;
+    node.role = Role.Follower;
+    this.stats.crashes++;
+    this.hash.update(`crash n${node.index} ${reason}\n`);
+  }
+
+  private restartLater(node: SimNode, delayMs: number): void {
+    const incarnation = node.incarnation;
+    this.queue.schedule(delayMs, `restart n${node.index}`, () => {
+      if (node.core === undefined && node.incarnation === incarnation) this.start(node);
+    });
+  }
+
+  private scheduleTick(node: SimNode): void {
+    const incarnation = node.incarnation;
+    const delayMs = Math.max(1, Math.round(TICK_MS * node.drift));
+    this.queue.schedule(delayMs, `tick n${node.index}`, () => {
+      if (node.core === undefined || node.incarnation !== incarnation) return;
+      this.scheduleTick(node);
+      if (node.paused) return;
+      this.guard(node, "tick", () => node.core!.tick());
+      this.drain(node);
+    });
+  }
+
+  /** Runs `fn` against a node's core, turning an unexpected throw into a violation. */
+  private guard<T>(node: SimNode, what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof SimViolation) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new SimViolation("core-threw", `n${node.index} ${what}: ${message}`);
+    }
+  }
+
+  // ---- the driver loop: persist, then send, then apply, then advance ----
+
+  private drain(node: SimNode): void {
+    while (node.core !== undefined && this.guard(node, "hasReady", () => node.core!.hasReady())) {
+      const core = node.core;
+      const rd = this.guard(node, "ready", () => core.ready());
+      let becameLeader = false;
+      if (rd.softState) {
+        const wasLeader = node.role === Role.Leader;
+        node.role = rd.softState.role;
+        node.leaderHint = rd.softState.leader;
+        if (node.role === Role.Leader) {
+          node.term = this.guard(node, "status", () => core.status()).hardState.term;
+          becameLeader = !wasLeader;
+          this.checkElectionSafety(node);
+        }
+      }
+      if (rd.hardState) {
+        node.term = rd.hardState.term;
+        if (rd.hardState.commit < node.lastCommit) {
+          throw new SimViolation("commit-regression", `n${node.index} commit went from ${node.lastCommit} to ${rd.hardState.commit}`);
+        }
+      }
+      // Persist.
+      const disk = node.disk;
+      if (rd.snapshot) disk.write({ kind: "snapshot", snapshot: rd.snapshot, keepSuffix: false });
+      if (rd.entries.length > 0) {
+        this.checkLogMatching(node, rd.entries);
+        disk.write({ kind: "entries", entries: rd.entries });
+      }
+      if (rd.hardState) disk.write({ kind: "hardState", hardState: rd.hardState });
+      if (becameLeader) {
+        this.checkLeaderCompletenessOnElection(node);
+        this.maybeStrikeNewLeader(node);
+      }
+      if (rd.hardState && node.role === Role.Leader) this.recordLeaderCommit(node, node.lastCommit, rd.hardState.commit);
+      if (rd.hardState) node.lastCommit = rd.hardState.commit;
+      if (rd.mustSync || rd.snapshot) {
+        if (node.crashAtNextSync) {
+          this.stats.tornCrashes++;
+          this.crash(node, "during fsync");
+          this.restartLater(node, this.random.int(100, 2000));
+          return;
+        }
+        disk.sync();
+      }
+      // Send.
+      for (const m of rd.messages) {
+        this.checkDurableBeforeSend(node, m);
+        this.send(node, cloneMessage(m));
+      }
+      // Apply.
+      if (rd.snapshot) this.applySnapshot(node, rd);
+      for (const e of rd.committedEntries) this.applyEntry(node, e);
+      for (const rs of rd.readStates) {
+        const op = node.pendingReads.get(decoder.decode(rs.context));
+        if (op === undefined) continue;
+        node.pendingReads.delete(decoder.decode(rs.context));
+        node.readsAwaitingApply.push({ index: rs.index, op });
+      }
+      this.serveReads(node);
+      this.guard(node, "advance", () => core.advance());
+      this.maybeCompact(node);
+    }
+  }
+
+  private applySnapshot(node: SimNode, rd: Ready): void {
+    const snap = rd.snapshot!;
+    if (snap.metadata.index <= node.appliedIndex) {
+      throw new SimViolation("ready-contract", `n${node.index} got a snapshot at ${snap.metadata.index} at or below applied ${node.appliedIndex}`);
+    }
+    node.kv.restore(snap.data);
+    node.appliedIndex = snap.metadata.index;
+    node.appliedTerm = snap.metadata.term;
+    // The snapshot must agree with what is known applied at its index.
+    const known = this.appliedRegistry.get(snap.metadata.index);
+    if (known !== undefined && known.term !== snap.metadata.term) {
+      throw new SimViolation(
+        "state-machine-safety",
+        `n${node.index} installed a snapshot at ${snap.metadata.index} of term ${snap.metadata.term}, but term ${known.term} was applied there`,
+      );
+    }
+  }
+
+  private applyEntry(node: SimNode, e: Entry): void {
+    if (e.index !== node.appliedIndex + 1) {
+      throw new SimViolation("ready-contract", `n${node.index} was given entry ${e.index} to apply after applying ${node.appliedIndex}`);
+    }
+    const stored = entryAt(node.disk.current, e.index);
+    if (stored !== undefined && (stored.term !== e.term || entryFingerprint(stored) !== entryFingerprint(e))) {
+      throw new SimViolation("ready-contract", `n${node.index} applies entry ${e.index} term ${e.term} but stores term ${stored.term} there`);
+    }
+    const fingerprint = entryFingerprint(e);
+    const known = this.appliedRegistry.get(e.index);
+    if (known === undefined) {
+      this.appliedRegistry.set(e.index, { term: e.term, fingerprint });
+      this.stats.maxCommitIndex = Math.max(this.stats.maxCommitIndex, e.index);
+    } else if (known.term !== e.term || known.fingerprint !== fingerprint) {
+      throw new SimViolation(
+        "state-machine-safety",
+        `n${node.index} applied index ${e.index} term ${e.term}, another node applied term ${known.term} there${known.term === e.term ? " with different data" : ""}`,
+      );
+    }
+    node.appliedIndex = e.index;
+    node.appliedTerm = e.term;
+    let output: KvOutput | undefined;
+    let command: ReturnType<typeof decodeCommand>;
+    if (e.type === EntryType.Normal) {
+      command = decodeCommand(e.data);
+      if (command !== undefined) output = node.kv.apply(command.input);
+    }
+    const pending = node.pendingProposals.get(e.index);
+    if (pending === undefined) return;
+    node.pendingProposals.delete(e.index);
+    for (const p of pending) {
+      if (p.term === e.term) {
+        if (command === undefined || command.clientId !== p.op.clientId || command.seq !== p.op.seq || output === undefined) {
+          throw new SimViolation("client-result", `n${node.index} applied a different entry at ${e.index} term ${e.term} than the one it accepted there`);
+        }
+        this.completeOp(p.op, output);
+      } else {
+        // Another entry holds the index: by log matching this proposal can never commit.
+        this.failOp(p.op);
+      }
+    }
+  }
+
+  private serveReads(node: SimNode): void {
+    if (node.readsAwaitingApply.length === 0) return;
+    const still: Array<{ index: number; op: ClientOp }> = [];
+    for (const r of node.readsAwaitingApply) {
+      if (node.appliedIndex >= r.index) this.completeOp(r.op, { kind: "get", value: node.kv.read(r.op.input.key) });
+      else still.push(r);
+    }
+    node.readsAwaitingApply = still;
+  }
+
+  private maybeCompact(node: SimNode): void {
+    const core = node.core;
+    if (core === undefined) return;
+    const image = node.disk.current;
+    if (node.appliedIndex - snapshotIndexOf(image) < node.compactEveryEntries) return;
+    if (termAt(image, node.appliedIndex) !== node.appliedTerm) return;
+    const data = node.kv.snapshot();
+    const confState = this.guard(node, "status", () => core.status()).confState;
+    this.guard(node, "compact", () => core.compact(node.appliedIndex, data));
+    node.disk.write({
+      kind: "snapshot",
+      snapshot: { metadata: { index: node.appliedIndex, term: node.appliedTerm, confState }, data },
+      keepSuffix: true,
+    });
+    node.disk.sync();
+    this.stats.compactions++;
+  }
+
+  // ---- network ----
+
+  private send(from: SimNode, m: Message): void {
+    const to = this.indexById.get(m.to);
+    if (to === undefined) throw new SimViolation("ready-contract", `n${from.index} sent ${MessageType[m.type]} to unknown member ${m.to}`);
+    this.stats.messagesSent++;
+    if (m.type === MessageType.Snapshot) this.stats.snapshotsSent++;
+    const delays = this.network.plan(from.index, to);
+    const label = `${MessageType[m.type]} n${from.index}>n${to} t${m.term} i${m.index} lt${m.logTerm} c${m.commit} e${m.entries.length}${m.reject ? " rej" : ""}`;
+    if (delays.length === 0) {
+      if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, false);
+      if (!this.network.connected(from.index, to)) {
+        const core = from.core;
+        if (core) this.guard(from, "reportUnreachable", () => core.reportUnreachable(m.to));
+      }
+      return;
+    }
+    for (const delayMs of delays) {
+      this.queue.schedule(delayMs, `deliver ${label}`, () => this.deliver(from, to, m));
+    }
+  }
+
+  private deliver(from: SimNode, toIndex: number, m: Message): void {
+    const to = this.nodes[toIndex]!;
+    if (to.core === undefined || !this.network.connected(from.index, toIndex)) {
+      if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, false);
+      return;
+    }
+    if (to.paused) {
+      to.held.push(() => this.deliver(from, toIndex, m));
+      return;
+    }
+    this.stats.messagesDelivered++;
+    const core = to.core;
+    // Duplicates must not share mutable state with the first copy.
+    this.guard(to, `step ${MessageType[m.type]}`, () => core.step(cloneMessage(m)));
+    this.drain(to);
+    if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, true);
+  }
+
+  /** The transport tells the sender how a snapshot stream ended, as a real one would. */
+  private reportSnapshotLater(from: SimNode, to: RaftId, ok: boolean): void {
+    const incarnation = from.incarnation;
+    this.queue.schedule(this.random.int(5, 50), `snapshot-status n${from.index} ${ok}`, () => {
+      const core = from.core;
+      if (core === undefined || from.incarnation !== incarnation || from.paused) return;
+      this.guard(from, "reportSnapshot", () => core.reportSnapshot(to, ok));
+      this.drain(from);
+    });
+  }
+
+  // ---- checkers ----
+
+  private checkElectionSafety(node: SimNode): void {
+    const existing = this.leaderOfTerm.get(node.term);
+    if (existing !== undefined && existing !== node.index) {
+      throw new SimViolation("election-safety", `n${existing} and n${node.index} were both leader in term ${node.term}`);
+    }
+    this.leaderOfTerm.set(node.term, node.index);
+  }
+
+  /**
+   * Log matching, checked across all nodes and all time: an (index, term) pair names one entry
+   * with one predecessor term, and terms never decrease along a log.
+   */
+  private checkLogMatching(node: SimNode, entries: Entry[]): void {
+    const image = node.disk.current;
+    let prevTerm = termAt(image, entries[0]!.index - 1);
+    if (entries[0]!.index - 1 > lastIndexOf(image)) prevTerm = undefined;
+    for (const e of entries) {
+      if (prevTerm !== undefined && e.term < prevTerm) {
+        throw new SimViolation("log-matching", `n${node.index} stores entry ${e.index} of term ${e.term} after one of term ${prevTerm}`);
+      }
+      const key = `${e.index}/${e.term}`;
+      const fingerprint = entryFingerprint(e);
+      const known = this.entryRegistry.get(key);
+      if (known === undefined) {
+        this.entryRegistry.set(key, { fingerprint, prevTerm });
+      } else {
+        if (known.fingerprint !== fingerprint) {
+          throw new SimViolation("log-matching", `two different entries exist at index ${e.index} term ${e.term} (n${node.index} stores one)`);
+        }
+        if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
+          throw new SimViolation(
+            "log-matching",
+            `entry ${e.index}/${e.term} follows term ${prevTerm} on n${node.index} but term ${known.prevTerm} elsewhere`,
+          );
+        }
+        if (known.prevTerm === undefined && prevTerm !== undefined) known.prevTerm = prevTerm;
+      }
+      prevTerm = e.term;
+    }
+  }
+
+  /** A new leader must hold every entry committed in an earlier term. */
+  private checkLeaderCompletenessOnElection(node: SimNode): void {
+    const image = node.disk.current;
+    const snapIndex = snapshotIndexOf(image);
+    for (const [index, c] of this.commitRegistry) {
+      if (c.commitTerm >= node.term || index <= snapIndex) continue;
+      const t = termAt(image, index);
+      if (t !== c.entryTerm) {
+        throw new SimViolation(
+          "leader-completeness",
+          `n${node.index} became leader of term ${node.term} without entry ${index}/${c.entryTerm} committed in term ${c.commitTerm} (it has ${t === undefined ? "nothing" : `term ${t}`} there)`,
+        );
+      }
+    }
+  }
+
+  /** Records what a leader counts as committed; leaders of later terms must already hold it. */
+  private recordLeaderCommit(node: SimNode, fromExclusive: number, toInclusive: number): void {
+    // Raft §5.4.2: a leader counts replicas only for an entry of its own term; older entries become
+    // committed only underneath it. So a leader's commit index always lands on its own term.
+    const landedOn = termAt(node.disk.current, toInclusive);
+    if (toInclusive > fromExclusive && landedOn !== node.term) {
+      throw new SimViolation(
+        "commit-rule",
+        `leader n${node.index} of term ${node.term} moved its commit index to ${toInclusive}, an entry of term ${landedOn}`,
+      );
+    }
+    for (let index = fromExclusive + 1; index <= toInclusive; index++) {
+      const entryTerm = termAt(node.disk.current, index);
+      if (entryTerm === undefined) {
+        throw new SimViolation("ready-contract", `leader n${node.index} committed index ${index} that it does not store`);
+      }
+      const known = this.commitRegistry.get(index);
+      if (known !== undefined) {
+        if (known.entryTerm !== entryTerm) {
+          throw new SimViolation(
+            "state-machine-safety",
+            `index ${index} was committed with term ${known.entryTerm} in term ${known.commitTerm} and with term ${entryTerm} by n${node.index} in term ${node.term}`,
+          );
+        }
+        continue;
+      }
+      this.commitRegistry.set(index, { commitTerm: node.term, entryTerm });
+      for (const other of this.nodes) {
+        if (other === node || other.core === undefined || other.role !== Role.Leader || other.term <= node.term) continue;
+        const image = other.disk.current;
+        if (index <= snapshotIndexOf(image)) continue;
+        const t = termAt(image, index);
+        if (t !== entryTerm) {
+          throw new SimViolation(
+            "leader-completeness",
+            `n${node.index} committed ${index}/${entryTerm} in term ${node.term} but n${other.index}, leader of term ${other.term}, lacks it`,
+          );
+        }
+      }
+    }
+  }
+
+  /** A vote or an acknowledgement may leave a node only after the state it promises is durable. */
+  private checkDurableBeforeSend(node: SimNode, m: Message): void {
+    if (m.reject) return;
+    const durable = node.disk.durable;
+    if (m.type === MessageType.VoteResponse) {
+      const hs = durable.hardState;
+      if (hs.term !== m.term || hs.vote !== m.to) {
+        throw new SimViolation(
+          "unsynced-vote",
+          `n${node.index} granted its term-${m.term} vote to ${this.indexById.get(m.to) ?? m.to} but its durable hard state is term ${hs.term} vote ${hs.vote === NO_NODE ? "none" : (this.indexById.get(hs.vote) ?? hs.vote)}`,
+        );
+      }
+    } else if (m.type === MessageType.AppendResponse) {
+      if (m.index <= snapshotIndexOf(durable)) return;
+      const durableTerm = termAt(durable, m.index);
+      const currentTerm = termAt(node.disk.current, m.index);
+      if (durableTerm === undefined || durableTerm !== currentTerm) {
+        throw new SimViolation(
+          "unsynced-ack",
+          `n${node.index} acknowledged index ${m.index} in term ${m.term} but its durable log ${durableTerm === undefined ? "ends before it" : `has term ${durableTerm} there, not ${currentTerm}`}`,
+        );
+      }
+    }
+  }
+
+  // ---- clients ----
+
+  private scheduleNextOp(client: SimClient, delayMs: number): void {
+    this.queue.schedule(delayMs, `client c${client.id} next`, () => {
+      if (this.finished || (this.inLivenessPhase && !client.probe && this.queue.nowMs >= this.livenessDeadlineMs)) return;
+      this.invoke(client);
+    });
+  }
+
+  private invoke(client: SimClient): void {
+    client.seq++;
+    const key = client.probe ? "live" : `k${this.random.int(0, this.keyCount)}`;
+    const value = `c${client.id}.${client.seq}${this.valuePadding}`;
+    const pick = client.probe ? 0 : this.random.float();
+    let input: KvInput;
+    let viaReadIndex = false;
+    if (pick < 0.4) {
+      input = { kind: "put", key, value };
+    } else if (pick < 0.7) {
+      input = { kind: "get", key };
+      viaReadIndex = this.random.float() < 0.5;
+    } else {
+      const written = this.writtenValues.get(key) ?? [];
+      const r = this.random.float();
+      const expected: KvValue =
+        r < 0.6 && client.lastSeen.has(key)
+          ? client.lastSeen.get(key)!
+          : written.length > 0 && r < 0.9
+            ? written[this.random.int(0, written.length)]!
+            : null;
+      input = { kind: "cas", key, expected, value };
+    }
+    if (input.kind !== "get") {
+      const list = this.writtenValues.get(key) ?? [];
+      list.push(value);
+      this.writtenValues.set(key, list);
+    }
+    const op: ClientOp = {
+      historyId: this.nextHistoryId++,
+      clientId: client.id,
+      seq: client.seq,
+      input,
+      invokeMs: this.queue.nowMs,
+      viaReadIndex,
+      proposed: false,
+      done: false,
+    };
+    this.stats.opsInvoked++;
+    this.openOps.add(op);
+    this.queue.schedule(client.probe ? 1000 : CLIENT_TIMEOUT_MS, `client c${client.id} timeout ${op.seq}`, () => {
+      if (op.done) return;
+      op.done = true;
+      this.openOps.delete(op);
+      if (op.proposed && op.input.kind !== "get") {
+        this.stats.opsUnknown++;
+        this.history.push({ id: op.historyId, clientId: op.clientId, input: op.input, invokeMs: op.invokeMs, returnMs: Infinity });
+      } else {
+        this.stats.opsFailed++;
+      }
+      this.afterOp(client);
+    });
+    this.sendRequest(client, op, client.leaderGuess);
+  }
+
+  private sendRequest(client: SimClient, op: ClientOp, target: number): void {
+    client.leaderGuess = target;
+    this.queue.schedule(this.random.int(1, 6), `request c${client.id}.${op.seq} n${target}`, () => this.arrive(client, op, target));
+  }
+
+  private retry(client: SimClient, op: ClientOp, hint: RaftId): void {
+    if (op.done) return;
+    const hinted = hint === NO_NODE ? undefined : this.indexById.get(hint);
+    const target = hinted ?? (client.leaderGuess + 1 + this.random.int(0, this.nodes.length - 1)) % this.nodes.length;
+    this.queue.schedule(this.random.int(10, 60), `retry c${client.id}.${op.seq}`, () => {
+      if (!op.done) this.sendRequest(client, op, target);
+    });
+  }
+
+  private arrive(client: SimClient, op: ClientOp, target: number): void {
+    if (op.done) return;
+    const node = this.nodes[target]!;
+    const core = node.core;
+    if (core === undefined) return this.retry(client, op, NO_NODE); // connection refused
+    if (node.paused) {
+      node.held.push(() => this.arrive(client, op, target));
+      return;
+    }
+    if (op.viaReadIndex) {
+      if (node.role !== Role.Leader) return this.retry(client, op, node.leaderHint);
+      const context = `r${op.clientId}.${op.seq}`;
+      try {
+        core.readIndex(new TextEncoder().encode(context));
+      } catch (err) {
+        if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return this.retry(client, op, node.leaderHint);
+        this.guard(node, "readIndex", () => {
+          throw err;
+        });
+      }
+      node.pendingReads.set(context, op);
+      this.drain(node);
+      return;
+    }
+    let position: { index: number; term: number };
+    try {
+      position = core.propose(encodeCommand({ clientId: op.clientId, seq: op.seq, input: op.input }));
+    } catch (err) {
+      if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return this.retry(client, op, node.leaderHint);
+      return this.guard(node, "propose", () => {
+        throw err;
+      });
+    }
+    op.proposed = true;
+    const list = node.pendingProposals.get(position.index) ?? [];
+    list.push({ op, term: position.term });
+    node.pendingProposals.set(position.index, list);
+    this.drain(node);
+  }
+
+  private completeOp(op: ClientOp, output: KvOutput): void {
+    if (op.done) return;
+    op.done = true;
+    this.openOps.delete(op);
+    this.stats.opsOk++;
+    this.history.push({ id: op.historyId, clientId: op.clientId, input: op.input, output, invokeMs: op.invokeMs, returnMs: this.queue.nowMs });
+    const client = this.clients[op.clientId - 1]!;
+    if (output.kind === "get") client.lastSeen.set(op.input.key, output.value);
+    if (op.input.kind === "put" || (op.input.kind === "cas" && output.kind === "cas" && output.ok)) client.lastSeen.set(op.input.key, op.input.value);
+    if (client.probe && op.input.kind === "put") {
+      // Liveness proven: let in-flight operations settle, then stop.
+      this.queue.schedule(SETTLE_MS, "end", () => {
+        this.finished = true;
+      });
+      return;
+    }
+    this.afterOp(client);
+  }
+
+  private failOp(op: ClientOp): void {
+    if (op.done) return;
+    op.done = true;
+    this.openOps.delete(op);
+    this.stats.opsFailed++;
+    this.afterOp(this.clients[op.clientId - 1]!);
+  }
+
+  private afterOp(client: SimClient): void {
+    this.scheduleNextOp(client, client.probe ? this.random.int(20, 100) : this.random.int(0, 100));
+  }
+
+  /** Operations still open at the end: a proposed write may or may not have happened. */
+  private finishHistory(): void {
+    for (const op of this.openOps) {
+      if (op.done) continue;
+      op.done = true;
+      if (op.proposed && op.input.kind !== "get") {
+        this.stats.opsUnknown++;
+        this.history.push({ id: op.historyId, clientId: op.clientId, input: op.input, invokeMs: op.invokeMs, returnMs: Infinity });
+      }
+    }
+    this.openOps.clear();
+  }
+
+  // ---- faults ----
+
+  private scheduleFault(): void {
+    this.queue.schedule(this.random.int(200, 1500), "fault", () => {
+      if (this.inLivenessPhase) return;
+      this.injectFault();
+      this.scheduleFault();
+    });
+  }
+
+  private leader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.nodes) if (n.core !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
+    return best;
+  }
+
+  private injectFault(): void {
+    const n = this.nodes.length;
+    const pickNode = (): SimNode => this.nodes[this.random.int(0, n)]!;
+    const choice = this.random.int(0, 100);
+    if (choice < 14) {
+      const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
+      if (node.core === undefined) return;
+      this.crash(node, "fault");
+      this.restartLater(node, this.random.int(200, 3000));
+    } else if (choice < 24) {
+      const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
+      node.crashAtNextSync = true;
+    } else if (choice < 38) {
+      const order = this.nodes.map((x) => x.index);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = this.random.int(0, i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      const cut = this.random.int(1, n);
+      this.network.partition([order.slice(0, cut), order.slice(cut)]);
+      this.stats.partitions++;
+      this.healLater();
+    } else if (choice < 46) {
+      const leader = this.leader();
+      if (leader === undefined) return;
+      this.network.partition([[leader.index], this.nodes.filter((x) => x !== leader).map((x) => x.index)]);
+      this.stats.partitions++;
+      this.healLater();
+    } else if (choice < 56) {
+      const links = this.random.int(1, n + 1);
+      for (let i = 0; i < links; i++) {
+        const from = this.random.int(0, n);
+        const to = this.random.int(0, n);
+        if (from !== to) this.network.cutOneWay(from, to);
+      }
+      this.stats.partitions++;
+      this.healLater();
+    } else if (choice < 66) {
+      const node = pickNode();
+      if (node.core === undefined || node.paused) return;
+      node.paused = true;
+      this.stats.pauses++;
+      const incarnation = node.incarnation;
+      this.queue.schedule(this.random.int(100, 3000), `resume n${node.index}`, () => {
+        if (node.incarnation === incarnation) this.resume(node);
+      });
+    } else if (choice < 76) {
+      pickNode().drift = [0.5, 0.7, 0.9, 1, 1.2, 1.5, 2][this.random.int(0, 7)]!;
+    } else if (choice < 90) {
+      const conditions: NetworkConditions = {
+        minDelayMs: 1,
+        maxDelayMs: [5, 15, 40, 100][this.random.int(0, 4)]!,
+        lossRate: [0, 0.02, 0.1, 0.3][this.random.int(0, 4)]!,
+        duplicateRate: [0, 0.05, 0.2][this.random.int(0, 3)]!,
+        slowRate: [0, 0.02, 0.1][this.random.int(0, 3)]!,
+      };
+      this.network.setConditions(conditions);
+    }
+    // Otherwise: a quiet spell.
+  }
+
+  /**
+   * A new leader is most fragile while it brings followers up to date: strike it then, by crash,
+   * isolation or pause, so short-lived leaderships and half-replicated logs are common.
+   */
+  private maybeStrikeNewLeader(node: SimNode): void {
+    if (this.inLivenessPhase || this.random.float() >= this.leaderNemesisRate) return;
+    const incarnation = node.incarnation;
+    const term = node.term;
+    const kind = this.random.int(0, 3);
+    this.queue.schedule(this.random.int(0, 150), `strike-leader n${node.index} ${kind}`, () => {
+      if (this.inLivenessPhase || node.incarnation !== incarnation || node.core === undefined || node.term !== term) return;
+      if (kind === 0) {
+        this.crash(node, "leader strike");
+        this.restartLater(node, this.random.int(50, 2000));
+      } else if (kind === 1) {
+        this.network.partition([[node.index], this.nodes.filter((x) => x !== node).map((x) => x.index)]);
+        this.stats.partitions++;
+        this.healLater();
+      } else if (!node.paused) {
+        node.paused = true;
+        this.stats.pauses++;
+        this.queue.schedule(this.random.int(100, 2500), `resume n${node.index}`, () => {
+          if (node.incarnation === incarnation) this.resume(node);
+        });
+      }
+    });
+  }
+
+  private healLater(): void {
+    this.queue.schedule(this.random.int(300, 4000), "heal-partition", () => this.network.heal());
+  }
+
+  private resume(node: SimNode): void {
+    if (!node.paused) return;
+    node.paused = false;
+    const held = node.held;
+    node.held = [];
+    for (const run of held) run();
+  }
+
+  private beginLivenessPhase(): void {
+    this.inLivenessPhase = true;
+    this.network.heal();
+    this.network.setConditions(CALM_NETWORK);
+    for (const node of this.nodes) {
+      node.drift = 1;
+      node.crashAtNextSync = false;
+      this.resume(node);
+      if (node.core === undefined) this.start(node);
+    }
+    this.livenessDeadlineMs = this.queue.nowMs + LIVENESS_BOUND_MS;
+    this.queue.schedule(LIVENESS_BOUND_MS, "liveness-deadline", () => {
+      if (this.finished) return;
+      throw new SimViolation(
+        "liveness",
+        `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})`,
+      );
+    });
+    const probe = this.clients.find((c) => c.probe)!;
+    this.scheduleNextOp(probe, 0);
+  }
+}
+
+export function runSimulation(options: SimOptions): SimResult {
+  return new Simulation(options).run();
+}
+
+/** The exact command that replays one seed. */
+export function replayCommand(seed: number, nodes: number, faults?: PlantedFaults): string {
+  const planted = Object.entries(faults ?? {})
+    .filter(([, on]) => on === true)
+    .map(([name]) => ` --planted ${name}`)
+    .join("");
+  return `npm run sim -- --seed ${seed} --nodes ${nodes}${planted}`;
+}
