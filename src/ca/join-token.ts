@@ -100,9 +100,8 @@ interface RoleToken {
 const ROLES: readonly NodeRole[] = ["swarm-worker", "swarm-manager"];
 
 /**
- * The worker and manager tokens a manager accepts, with optional expiries. Only the current
- * secrets are persisted (proto JoinTokens); the previous secrets are kept in memory to answer
- * TOKEN_ROTATED, so after a restart a rotated token is reported as TOKEN_INVALID.
+ * The worker and manager tokens a manager accepts, with optional expiries. The secret each token
+ * replaced is persisted too (proto JoinTokens previous_*), so TOKEN_ROTATED survives a restart.
  */
 export class JoinTokenSet {
   private readonly tokens: Map<NodeRole, RoleToken>;
@@ -129,7 +128,14 @@ export class JoinTokenSet {
       const expiresAt = role === "swarm-worker" ? proto.workerExpiresAt : proto.managerExpiresAt;
       const parsed = parseJoinToken(text);
       verifyTokenDigest(parsed, rootCA.certPem);
-      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), previousSecret: undefined });
+      const previousText = role === "swarm-worker" ? proto.previousWorker : proto.previousManager;
+      let previousSecret: string | undefined;
+      if (previousText !== undefined && previousText !== "") {
+        const previous = parseJoinToken(previousText);
+        verifyTokenDigest(previous, rootCA.certPem);
+        previousSecret = previous.secret;
+      }
+      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), previousSecret });
     }
     return new JoinTokenSet(rootCA.digest(), tokens);
   }
@@ -144,7 +150,14 @@ export class JoinTokenSet {
       manager: this.token("swarm-manager"),
       workerExpiresAt: expiry("swarm-worker"),
       managerExpiresAt: expiry("swarm-manager"),
+      previousWorker: this.previousToken("swarm-worker"),
+      previousManager: this.previousToken("swarm-manager"),
     };
+  }
+
+  private previousToken(role: NodeRole): string {
+    const previous = this.roleToken(role).previousSecret;
+    return previous === undefined ? "" : formatJoinToken(this.caDigest, previous);
   }
 
   private roleToken(role: NodeRole): RoleToken {

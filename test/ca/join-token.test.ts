@@ -120,7 +120,7 @@ test("JoinTokenSet: roles, rotation, expiry, other clusters and unknown secrets"
   }
 });
 
-test("JoinTokenSet survives the proto round trip (tokens and expiries; rotation memory is not persisted)", async () => {
+test("JoinTokenSet survives the proto round trip (tokens, expiries and the rotated secrets)", async () => {
   const root = await rootPromise;
   const set = JoinTokenSet.generate(root);
   const old = set.token("swarm-worker");
@@ -134,7 +134,9 @@ test("JoinTokenSet survives the proto round trip (tokens and expiries; rotation 
   assert.equal(restored.match(proto.worker, clock), "swarm-worker");
   assert.equal(restored.match(proto.manager, clock), "swarm-manager");
   throwsCode(() => restored.match(proto.worker, new ManualClock(expiresAt.getTime())), "TOKEN_EXPIRED");
-  throwsCode(() => restored.match(old, clock), "TOKEN_INVALID");
+  throwsCode(() => restored.match(old, clock), "TOKEN_ROTATED");
+  assert.equal(proto.previousWorker, old);
+  assert.equal(proto.previousManager, "");
   // Tokens of another root are refused when restoring.
   const other = await otherRootPromise;
   throwsCode(() => JoinTokenSet.fromProto(proto, other), "TOKEN_DIGEST_MISMATCH");

@@ -78,6 +78,9 @@ export interface RenewNodeCertificateRequest {
 
 export interface RenewNodeCertificateResponse {
   nodeId: string;
+  /** The new certificate (PEM), signed by the leader at once, so the node needs no second call. */
+  certificate: Buffer;
+  role: NodeRole;
 }
 
 function createBaseGetRootCACertificateRequest(): GetRootCACertificateRequest {
@@ -687,13 +690,19 @@ export const RenewNodeCertificateRequest: MessageFns<RenewNodeCertificateRequest
 };
 
 function createBaseRenewNodeCertificateResponse(): RenewNodeCertificateResponse {
-  return { nodeId: "" };
+  return { nodeId: "", certificate: Buffer.alloc(0), role: 0 };
 }
 
 export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateResponse> = {
   encode(message: RenewNodeCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.nodeId !== "") {
       writer.uint32(10).string(message.nodeId);
+    }
+    if (message.certificate.length !== 0) {
+      writer.uint32(18).bytes(message.certificate);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
     }
     return writer;
   },
@@ -719,6 +728,22 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
             message.nodeId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -738,6 +763,8 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
         : isSet(object.node_id)
         ? globalThis.String(object.node_id)
         : "",
+      certificate: isSet(object.certificate) ? Buffer.from(bytesFromBase64(object.certificate)) : Buffer.alloc(0),
+      role: isSet(object.role) ? nodeRoleFromJSON(object.role) : 0,
     };
   },
 
@@ -745,6 +772,12 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
     const obj: any = {};
     if (message.nodeId !== "") {
       obj.nodeId = message.nodeId;
+    }
+    if (message.certificate.length !== 0) {
+      obj.certificate = base64FromBytes(message.certificate);
+    }
+    if (message.role !== 0) {
+      obj.role = nodeRoleToJSON(message.role);
     }
     return obj;
   },
@@ -755,6 +788,8 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
   fromPartial<I extends Exact<DeepPartial<RenewNodeCertificateResponse>, I>>(object: I): RenewNodeCertificateResponse {
     const message = createBaseRenewNodeCertificateResponse();
     message.nodeId = object.nodeId ?? "";
+    message.certificate = object.certificate ?? Buffer.alloc(0);
+    message.role = object.role ?? 0;
     return message;
   },
 };

@@ -487,7 +487,15 @@ export interface JoinTokens {
   manager: string;
   /** Optional expiries kept beside the tokens on the managers (unset: never expires). */
   workerExpiresAt: Date | undefined;
-  managerExpiresAt: Date | undefined;
+  managerExpiresAt:
+    | Date
+    | undefined;
+  /**
+   * The tokens the current ones replaced, kept so that a rotated token is refused as "rotated"
+   * (TOKEN_ROTATED) rather than "invalid", also after a manager restarts.
+   */
+  previousWorker: string;
+  previousManager: string;
 }
 
 export interface CAConfig {
@@ -3053,7 +3061,14 @@ export const Secret: MessageFns<Secret> = {
 };
 
 function createBaseJoinTokens(): JoinTokens {
-  return { worker: "", manager: "", workerExpiresAt: undefined, managerExpiresAt: undefined };
+  return {
+    worker: "",
+    manager: "",
+    workerExpiresAt: undefined,
+    managerExpiresAt: undefined,
+    previousWorker: "",
+    previousManager: "",
+  };
 }
 
 export const JoinTokens: MessageFns<JoinTokens> = {
@@ -3069,6 +3084,12 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     }
     if (message.managerExpiresAt !== undefined) {
       Timestamp.encode(toTimestamp(message.managerExpiresAt), writer.uint32(34).fork()).join();
+    }
+    if (message.previousWorker !== "") {
+      writer.uint32(42).string(message.previousWorker);
+    }
+    if (message.previousManager !== "") {
+      writer.uint32(50).string(message.previousManager);
     }
     return writer;
   },
@@ -3118,6 +3139,22 @@ export const JoinTokens: MessageFns<JoinTokens> = {
             message.managerExpiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.previousWorker = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.previousManager = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3144,6 +3181,16 @@ export const JoinTokens: MessageFns<JoinTokens> = {
         : isSet(object.manager_expires_at)
         ? fromJsonTimestamp(object.manager_expires_at)
         : undefined,
+      previousWorker: isSet(object.previousWorker)
+        ? globalThis.String(object.previousWorker)
+        : isSet(object.previous_worker)
+        ? globalThis.String(object.previous_worker)
+        : "",
+      previousManager: isSet(object.previousManager)
+        ? globalThis.String(object.previousManager)
+        : isSet(object.previous_manager)
+        ? globalThis.String(object.previous_manager)
+        : "",
     };
   },
 
@@ -3161,6 +3208,12 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     if (message.managerExpiresAt !== undefined) {
       obj.managerExpiresAt = message.managerExpiresAt.toISOString();
     }
+    if (message.previousWorker !== "") {
+      obj.previousWorker = message.previousWorker;
+    }
+    if (message.previousManager !== "") {
+      obj.previousManager = message.previousManager;
+    }
     return obj;
   },
 
@@ -3173,6 +3226,8 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     message.manager = object.manager ?? "";
     message.workerExpiresAt = object.workerExpiresAt ?? undefined;
     message.managerExpiresAt = object.managerExpiresAt ?? undefined;
+    message.previousWorker = object.previousWorker ?? "";
+    message.previousManager = object.previousManager ?? "";
     return message;
   },
 };
