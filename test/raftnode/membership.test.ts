@@ -83,9 +83,12 @@ test("snapshot envelope keeps members, removed IDs and the state machine bytes",
   const app = new Uint8Array([1, 2, 3, 0, 255]);
   const out = decodeSnapshotEnvelope(encodeSnapshotEnvelope(image, app));
   assert.deepEqual(out.image, image);
-  assert.deepEqual([...out.appData], [...app]);
+  assert.deepEqual([...out.appData!], [...app]);
   const empty = decodeSnapshotEnvelope(encodeSnapshotEnvelope({ members: [], removedIds: [] }, new Uint8Array(0)));
-  assert.equal(empty.appData.length, 0);
+  assert.equal(empty.appData?.length, 0, "an empty image is kept as empty");
+  const founding = decodeSnapshotEnvelope(encodeSnapshotEnvelope(image, undefined));
+  assert.equal(founding.appData, undefined, "no image at all stays absent");
+  assert.deepEqual(founding.image, image);
   assert.throws(() => decodeSnapshotEnvelope(new Uint8Array([9, 1, 2])), (e) => isShoalError(e, "RAFT_LOG_CORRUPT"));
   assert.throws(() => decodeSnapshotEnvelope(new Uint8Array(0)), (e) => isShoalError(e, "RAFT_LOG_CORRUPT"));
   const truncated = encodeSnapshotEnvelope(image, app).subarray(0, 10);

@@ -93,16 +93,17 @@ const ENVELOPE_VERSION = 1;
 
 /**
  * Snapshot data = version byte, then protobuf fields: 1 repeated RaftMember, 2 repeated fixed64
- * removed IDs, 3 the state machine's bytes. Wrapping keeps member addresses alive across log
+ * removed IDs, 3 the state machine's bytes (absent in the founding snapshot). Wrapping keeps member addresses alive across log
  * compaction, where the ConfChange entries that carried them are gone.
  */
-export function encodeSnapshotEnvelope(image: MembershipImage, appData: Uint8Array): Uint8Array {
+export function encodeSnapshotEnvelope(image: MembershipImage, appData: Uint8Array | undefined): Uint8Array {
   const writer = new BinaryWriter();
   for (const m of image.members) {
     RaftMember.encode({ raftId: m.raftId, nodeId: m.nodeId, addr: m.addr, voter: false }, writer.uint32(10).fork()).join();
   }
   for (const id of image.removedIds) writer.uint32(17).fixed64(id);
-  writer.uint32(26).bytes(appData);
+  // Absent (not empty) for the founding snapshot, which has no state-machine image to restore.
+  if (appData !== undefined) writer.uint32(26).bytes(appData);
   const body = writer.finish();
   const out = new Uint8Array(body.length + 1);
   out[0] = ENVELOPE_VERSION;
@@ -110,12 +111,12 @@ export function encodeSnapshotEnvelope(image: MembershipImage, appData: Uint8Arr
   return out;
 }
 
-export function decodeSnapshotEnvelope(data: Uint8Array): { image: MembershipImage; appData: Uint8Array } {
+export function decodeSnapshotEnvelope(data: Uint8Array): { image: MembershipImage; appData?: Uint8Array } {
   if (data.length === 0 || data[0] !== ENVELOPE_VERSION) {
     throw new ShoalError("RAFT_LOG_CORRUPT", `snapshot data has an unknown envelope version ${data[0] ?? "(empty)"}; this node cannot read it`);
   }
   const image: MembershipImage = { members: [], removedIds: [] };
-  let appData: Uint8Array = new Uint8Array(0);
+  let appData: Uint8Array | undefined;
   try {
     const reader = new BinaryReader(data.subarray(1));
     while (reader.pos < reader.len) {

@@ -1,0 +1,27 @@
+// The Raft driver's public surface: RaftNode, the transport interface and the loopback network,
+// and the membership helpers the manager layer uses.
+export {
+  RaftNode,
+  NotLeaderError,
+  type AppliedEntry,
+  type DurableRaftLog,
+  type LeaderChange,
+  type MembershipChange,
+  type RaftNodeEvents,
+  type RaftNodeLogger,
+  type RaftNodeOptions,
+  type RaftNodeStatus,
+  type RaftStateMachine,
+} from "./node.js";
+export { LoopbackNetwork, type LoopbackOptions, type RaftInbound, type RaftTransport } from "./transport.js";
+export {
+  allocateRaftId,
+  decodeMemberContext,
+  decodeSnapshotEnvelope,
+  encodeMemberContext,
+  encodeSnapshotEnvelope,
+  wouldBreakQuorum,
+  type MembershipImage,
+  type RaftMemberInfo,
+  type RaftMemberStatus,
+} from "./membership.js";

@@ -1,0 +1,932 @@
+// The Raft driver: owns a pure RaftCore and gives it a clock (ticker), durable storage, a transport
+// and a state machine. One Ready at a time: persist, send, restore/apply, advance (DESIGN.md §4).
+import { ShoalError, isShoalError } from "../../base/errors.js";
+import { systemClock, type Clock } from "../../base/clock.js";
+import { systemRandom, type Random } from "../../base/random.js";
+import { RaftLogStorage } from "../../storage/raft-log.js";
+import type { EncryptedStore } from "../../storage/encrypted-store.js";
+import { RaftCore, decodeConfChange } from "../core/index.js";
+import {
+  ConfChangeType,
+  EntryType,
+  NO_NODE,
+  Role,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type RaftId,
+  type Ready,
+  type Snapshot,
+  type SnapshotMetadata,
+  type SoftState,
+} from "../core/types.js";
+import {
+  assertValidRaftId,
+  decodeMemberContext,
+  decodeSnapshotEnvelope,
+  describeMembers,
+  encodeMemberContext,
+  encodeSnapshotEnvelope,
+  wouldBreakQuorum,
+  type RaftMemberInfo,
+  type RaftMemberStatus,
+} from "./membership.js";
+import type { RaftInbound, RaftTransport } from "./transport.js";
+import { Waiter } from "./waiters.js";
+
+/** A committed entry as the state machine sees it. */
+export interface AppliedEntry {
+  index: number;
+  term: number;
+  data: Uint8Array;
+}
+
+/** Supplied by the state layer. `apply` throws only on corruption, which stops the node. */
+export interface RaftStateMachine {
+  /** Applies one committed entry; the result goes back to the proposer on this node. */
+  apply(entry: AppliedEntry): unknown;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+/** What the driver needs from durable raft storage (RaftLogStorage in src/storage implements it). */
+export interface DurableRaftLog {
+  load(): Promise<{ hardState: HardState; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array }; entries: Entry[] }>;
+  save(update: { hardState?: HardState; entries: Entry[]; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array } }): Promise<void>;
+  compact(snapshot: { metadata: SnapshotMetadata; data: Uint8Array }): Promise<void>;
+}
+
+/** Structured logging, satisfied by a pino logger. */
+export interface RaftNodeLogger {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface RaftNodeOptions {
+  id: RaftId;
+  /** The manager's encrypted store; the node keeps its raft log in it. The caller closes it. */
+  dataStore?: EncryptedStore;
+  /** Alternative to `dataStore` for callers that opened the log themselves. */
+  log?: DurableRaftLog;
+  transport: RaftTransport;
+  stateMachine: RaftStateMachine;
+  /** A brand-new cluster: its founding voters (including this node). Ignored once storage holds state. */
+  bootstrap?: { members: RaftMemberInfo[] };
+  /** Joining an existing cluster: the members it told us about. Ignored once storage holds state. */
+  join?: { members: RaftMemberInfo[]; removedIds?: RaftId[] };
+  clock?: Clock;
+  random?: Random;
+  logger?: RaftNodeLogger;
+  /** Real timer period of one Raft tick. Default 100 ms. */
+  tickMs?: number;
+  /** Default 1 tick. */
+  heartbeatTicks?: number;
+  /** Election timeout is randomized in [electionTicks, 2 * electionTicks). Default 10. */
+  electionTicks?: number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  maxSizePerMsgBytes?: number;
+  maxInflightMsgs?: number;
+  maxUncommittedEntriesBytes?: number;
+  /** Take a state-machine snapshot every this many applied entries. Default 1,000. */
+  snapshotIntervalEntries?: number;
+  /** Log entries kept behind a snapshot so slow followers catch up without one. Default 500. */
+  logEntriesForSlowFollowers?: number;
+  /** Promote a learner automatically once it is within `promoteWithinEntries` of the leader. */
+  autoPromote?: boolean;
+  promoteWithinEntries?: number;
+  /** Default deadline of `propose`, `readIndex` and membership calls. Default 10 s. */
+  defaultTimeoutMs?: number;
+  /** With no leader for this long, waiting calls fail with NO_QUORUM. Default 2 max election timeouts. */
+  noLeaderTimeoutMs?: number;
+  /** Proposals queued while a Ready is being persisted, and while waiting for a leader. */
+  maxQueuedProposals?: number;
+  /** Inbound messages queued while a Ready is being persisted. */
+  maxQueuedMessages?: number;
+  /** Proposals appended to the log and waiting to be applied. */
+  maxPendingProposals?: number;
+  maxPendingReads?: number;
+}
+
+export interface LeaderChange {
+  leaderId: RaftId;
+  previousLeaderId: RaftId;
+  isLeader: boolean;
+  term: number;
+}
+
+export interface MembershipChange {
+  confState: ConfState;
+  members: RaftMemberStatus[];
+  /** The change that was applied; absent when a snapshot replaced the membership. */
+  change?: { type: ConfChangeType; raftId: RaftId };
+  /** True when this node is no longer a member. */
+  removedSelf: boolean;
+}
+
+export interface RaftNodeEvents {
+  "leader-changed": LeaderChange;
+  "membership-changed": MembershipChange;
+  /** The node stopped on an error it must not limp past (storage, corruption, invariant). */
+  fatal: Error;
+}
+
+export interface RaftNodeStatus {
+  id: RaftId;
+  leaderId: RaftId;
+  isLeader: boolean;
+  role: Role;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  members: RaftMemberStatus[];
+  removedIds: RaftId[];
+}
+
+/** A follower was asked to propose: the manager layer forwards to `leaderId` (NO_NODE if unknown). */
+export class NotLeaderError extends ShoalError {
+  constructor(
+    readonly leaderId: RaftId,
+    readonly leaderAddr: string,
+  ) {
+    super(
+      "NOT_LEADER",
+      leaderId === NO_NODE
+        ? "this manager is not the raft leader and knows no leader; retry shortly"
+        : `this manager is not the raft leader; send the request to the leader (raft ID ${leaderId}${leaderAddr ? ` at ${leaderAddr}` : ""})`,
+    );
+    this.name = "NotLeaderError";
+  }
+}
+
+type Job =
+  | { kind: "propose"; data: Uint8Array; waiter: Waiter<unknown> }
+  | { kind: "conf"; change: ConfChange; waiter: Waiter<unknown> };
+
+type Inbound =
+  | { kind: "message"; message: Message }
+  | { kind: "unreachable"; id: RaftId }
+  | { kind: "snapshot-report"; id: RaftId; ok: boolean };
+
+interface PendingProposal {
+  term: number;
+  waiter: Waiter<unknown>;
+}
+
+interface PendingRead {
+  waiter: Waiter<void>;
+  /** Set when the ReadState arrives: the read is safe once applied reaches it. */
+  readIndex?: number;
+}
+
+interface TakenSnapshot {
+  metadata: SnapshotMetadata;
+  data: Uint8Array;
+}
+
+const EMPTY_CONF: ConfState = { voters: [], learners: [] };
+
+export class RaftNode implements RaftInbound {
+  readonly id: RaftId;
+  private readonly core: RaftCore;
+  private readonly log: DurableRaftLog;
+  private readonly transport: RaftTransport;
+  private readonly sm: RaftStateMachine;
+  private readonly clock: Clock;
+  private readonly logger: RaftNodeLogger | undefined;
+  private readonly opts: Required<
+    Pick<
+      RaftNodeOptions,
+      | "tickMs"
+      | "electionTicks"
+      | "snapshotIntervalEntries"
+      | "logEntriesForSlowFollowers"
+      | "autoPromote"
+      | "promoteWithinEntries"
+      | "defaultTimeoutMs"
+      | "noLeaderTimeoutMs"
+      | "maxQueuedProposals"
+      | "maxQueuedMessages"
+      | "maxPendingProposals"
+      | "maxPendingReads"
+    >
+  >;
+
+  // Inputs queued for the loop; bounded.
+  private pendingTicks = 0;
+  private readonly inbound: Inbound[] = [];
+  private readonly jobs: Job[] = [];
+  /** Proposals that arrived while no leader was known; retried when one is elected. */
+  private readonly awaitingLeader: Job[] = [];
+  private readonly readRequests: Uint8Array[] = [];
+
+  private readonly pending = new Map<number, PendingProposal>();
+  private readonly reads = new Map<string, PendingRead>();
+  private readCounter = 0n;
+
+  private loopRunning = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private ticker: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private failure: Error | undefined;
+
+  private leader: RaftId = NO_NODE;
+  private role: Role = Role.Follower;
+  private currentTerm = 0;
+  private commit = 0;
+  private applied = 0;
+  private appliedTerm = 0;
+  private noLeaderSinceMs: number | undefined;
+  private confState: ConfState = EMPTY_CONF;
+  private readonly members = new Map<RaftId, RaftMemberInfo>();
+  private readonly removed = new Set<RaftId>();
+  private readonly lastHeardMs = new Map<RaftId, number>();
+  private lastSnapshotIndex = 0;
+  private heldSnapshot: TakenSnapshot | undefined;
+  private promoting = false;
+
+  private readonly listeners: { [K in keyof RaftNodeEvents]: Set<(e: RaftNodeEvents[K]) => void> } = {
+    "leader-changed": new Set(),
+    "membership-changed": new Set(),
+    fatal: new Set(),
+  };
+
+  /** Loads storage, restores the state machine, re-applies committed entries and starts ticking. */
+  static async start(options: RaftNodeOptions): Promise<RaftNode> {
+    assertValidRaftId(options.id, "raft ID");
+    let log: DurableRaftLog;
+    if (options.log !== undefined) log = options.log;
+    else if (options.dataStore !== undefined) log = await RaftLogStorage.open(options.dataStore);
+    else throw new ShoalError("INVALID_ARGUMENT", "RaftNode.start needs a dataStore (or an opened log)");
+
+    let loaded = await log.load();
+    const fresh = loaded.hardState.term === 0 && loaded.snapshot === undefined && loaded.entries.length === 0;
+    if (fresh) {
+      if (options.bootstrap !== undefined) {
+        // A new cluster starts from a founding snapshot at index 1 (term 1) holding its voters and
+        // their addresses. Joiners are then always caught up by that snapshot first, so they learn
+        // the founding membership, which no log entry carries.
+        const members = options.bootstrap.members;
+        for (const m of members) assertValidRaftId(m.raftId, "member raft ID");
+        if (!members.some((m) => m.raftId === options.id)) {
+          throw new ShoalError("INVALID_ARGUMENT", `bootstrap members must include this node (raft ID ${options.id})`);
+        }
+        const founding = {
+          metadata: { index: 1, term: 1, confState: { voters: members.map((m) => m.raftId), learners: [] } },
+          data: encodeSnapshotEnvelope({ members, removedIds: [] }, undefined),
+        };
+        await log.save({ hardState: { term: 1, vote: NO_NODE, commit: 1 }, entries: [], snapshot: founding });
+      } else if (options.join !== undefined) {
+        // A joiner records what it was told at index 0; the leader's snapshot replaces it.
+        for (const m of options.join.members) assertValidRaftId(m.raftId, "member raft ID");
+        const seed = {
+          metadata: { index: 0, term: 0, confState: EMPTY_CONF },
+          data: encodeSnapshotEnvelope({ members: options.join.members, removedIds: options.join.removedIds ?? [] }, undefined),
+        };
+        await log.save({ entries: [], snapshot: seed });
+      } else {
+        throw new ShoalError("FAILED_PRECONDITION", "the data store holds no raft state: bootstrap a new cluster or join an existing one");
+      }
+      loaded = await log.load();
+    }
+    return new RaftNode(options, log, loaded);
+  }
+
+  private constructor(options: RaftNodeOptions, log: DurableRaftLog, loaded: Awaited<ReturnType<DurableRaftLog["load"]>>) {
+    this.id = options.id;
+    this.log = log;
+    this.transport = options.transport;
+    this.sm = options.stateMachine;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger;
+    const tickMs = options.tickMs ?? 100;
+    const electionTicks = options.electionTicks ?? 10;
+    this.opts = {
+      tickMs,
+      electionTicks,
+      snapshotIntervalEntries: options.snapshotIntervalEntries ?? 1000,
+      logEntriesForSlowFollowers: options.logEntriesForSlowFollowers ?? 500,
+      autoPromote: options.autoPromote ?? true,
+      promoteWithinEntries: options.promoteWithinEntries ?? 100,
+      defaultTimeoutMs: options.defaultTimeoutMs ?? 10_000,
+      noLeaderTimeoutMs: options.noLeaderTimeoutMs ?? 2 * 2 * electionTicks * tickMs,
+      maxQueuedProposals: options.maxQueuedProposals ?? 4096,
+      maxQueuedMessages: options.maxQueuedMessages ?? 8192,
+      maxPendingProposals: options.maxPendingProposals ?? 16_384,
+      maxPendingReads: options.maxPendingReads ?? 4096,
+    };
+    if (!(tickMs >= 1) || !(electionTicks >= 2)) {
+      throw new ShoalError("INVALID_ARGUMENT", "tickMs must be at least 1 and electionTicks at least 2");
+    }
+
+    // Restore the state machine and the membership table from the last snapshot.
+    let restoredSnapshot: SnapshotMetadata | undefined;
+    let snapshotData: Uint8Array | undefined;
+    let initialConfState: ConfState = EMPTY_CONF;
+    if (loaded.snapshot !== undefined) {
+      const { image, appData } = decodeSnapshotEnvelope(loaded.snapshot.data);
+      for (const m of image.members) this.members.set(m.raftId, m);
+      for (const id of image.removedIds) this.removed.add(id);
+      const meta = loaded.snapshot.metadata;
+      if (meta.index > 0) {
+        if (appData !== undefined) this.sm.restore(appData);
+        restoredSnapshot = { ...meta, confState: withRemoved(meta.confState, this.removed) };
+        snapshotData = loaded.snapshot.data;
+        this.applied = meta.index;
+        this.appliedTerm = meta.term;
+        this.lastSnapshotIndex = meta.index;
+      } else {
+        initialConfState = withRemoved(meta.confState, this.removed);
+      }
+    }
+
+    this.core = new RaftCore(
+      {
+        id: options.id,
+        electionTicks,
+        heartbeatTicks: options.heartbeatTicks ?? 1,
+        random: options.random ?? systemRandom,
+        preVote: options.preVote ?? true,
+        checkQuorum: options.checkQuorum ?? true,
+        maxSizePerMsgBytes: options.maxSizePerMsgBytes ?? 1024 * 1024,
+        maxInflightMsgs: options.maxInflightMsgs ?? 256,
+        maxUncommittedEntriesBytes: options.maxUncommittedEntriesBytes ?? 64 * 1024 * 1024,
+      },
+      { hardState: loaded.hardState, snapshot: restoredSnapshot, snapshotData, entries: loaded.entries, initialConfState },
+    );
+    const status = this.core.status();
+    this.confState = cloneConf(status.confState);
+    this.currentTerm = status.hardState.term;
+    this.commit = status.hardState.commit;
+    this.noLeaderSinceMs = this.clock.nowMs();
+    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
+
+    this.ticker = setInterval(() => this.onTick(), tickMs);
+    // Committed entries after the snapshot (up to the persisted commit) come out of the first Ready.
+    this.kick();
+  }
+
+  // ---- status ----
+
+  get leaderId(): RaftId {
+    return this.leader;
+  }
+  get isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+  get term(): number {
+    return this.currentTerm;
+  }
+  get commitIndex(): number {
+    return this.commit;
+  }
+  get appliedIndex(): number {
+    return this.applied;
+  }
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  status(): RaftNodeStatus {
+    return {
+      id: this.id,
+      leaderId: this.leader,
+      isLeader: this.isLeader,
+      role: this.role,
+      term: this.currentTerm,
+      commitIndex: this.commit,
+      appliedIndex: this.applied,
+      members: describeMembers(this.confState, this.members),
+      removedIds: [...this.removed],
+    };
+  }
+
+  /** The address of a member, if known (used to forward to the leader). */
+  memberAddr(id: RaftId): string | undefined {
+    return this.members.get(id)?.addr;
+  }
+
+  on<K extends keyof RaftNodeEvents>(event: K, listener: (e: RaftNodeEvents[K]) => void): () => void {
+    this.listeners[event].add(listener);
+    return () => this.listeners[event].delete(listener);
+  }
+
+  private emit<K extends keyof RaftNodeEvents>(event: K, payload: RaftNodeEvents[K]): void {
+    for (const listener of this.listeners[event]) {
+      try {
+        listener(payload);
+      } catch (err) {
+        // A listener's bug must not stop consensus; it is logged and the other listeners still run.
+        this.logger?.error({ err, event }, "raft node event listener threw");
+      }
+    }
+  }
+
+  // ---- inputs ----
+
+  /** Proposes `data`; resolves with the state machine's result once it is applied here. */
+  propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<unknown> {
+    if (data.length === 0) return Promise.reject(new ShoalError("INVALID_ARGUMENT", "a proposal must not be empty (empty entries are raft no-ops)"));
+    const waiter = new Waiter<unknown>(this.deadline(options.timeoutMs), "the raft proposal");
+    this.enqueueJob({ kind: "propose", data, waiter });
+    return waiter.promise;
+  }
+
+  /** Resolves when a linearizable read is safe: this node has applied at least the read index. */
+  readIndex(options: { timeoutMs?: number } = {}): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    if (this.reads.size >= this.opts.maxPendingReads) {
+      return Promise.reject(new ShoalError("QUEUE_FULL", `${this.reads.size} linearizable reads are already waiting; retry shortly`));
+    }
+    const fast = this.noQuorumNow();
+    if (fast) return Promise.reject(fast);
+    this.readCounter += 1n;
+    const context = new Uint8Array(16);
+    const view = new DataView(context.buffer);
+    view.setBigUint64(0, this.id);
+    view.setBigUint64(8, this.readCounter);
+    const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the linearizable read");
+    this.reads.set(hex(context), { waiter });
+    this.readRequests.push(context);
+    this.kick();
+    return waiter.promise;
+  }
+
+  /** Adds a member as a learner (it replicates but does not vote); resolves when applied. */
+  addLearner(member: RaftMemberInfo, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+    try {
+      assertValidRaftId(member.raftId, "raft ID");
+      if (this.removed.has(member.raftId)) {
+        throw new ShoalError("FAILED_PRECONDITION", `raft ID ${member.raftId} was removed from the cluster and is never reused; allocate a new one`);
+      }
+      if (this.isMember(member.raftId)) throw new ShoalError("ALREADY_EXISTS", `raft ID ${member.raftId} is already a member`);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.proposeConfChange(
+      { type: ConfChangeType.AddLearner, nodeId: member.raftId, context: encodeMemberContext(member) },
+      options,
+    );
+  }
+
+  /** Makes a learner a voter; resolves when applied. */
+  promote(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+    if (!this.confState.learners.includes(raftId)) {
+      return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${raftId} is not a learner, so it cannot be promoted`));
+    }
+    return this.proposeConfChange({ type: ConfChangeType.PromoteLearner, nodeId: raftId, context: new Uint8Array(0) }, options);
+  }
+
+  /** Removes a voter or learner; refused if the reachable voters left could not form a quorum. */
+  removeMember(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+    if (!this.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
+    if (this.isLeader) {
+      const reachable = this.reachableVoters();
+      if (wouldBreakQuorum(this.confState.voters, reachable, raftId)) {
+        const left = this.confState.voters.filter((v) => v !== raftId);
+        return Promise.reject(
+          new ShoalError(
+            "FAILED_PRECONDITION",
+            `removing raft member ${raftId} would leave ${left.filter((v) => reachable.has(v)).length} reachable voters of ${left.length}, ` +
+              "fewer than a quorum; bring the down managers back first",
+          ),
+        );
+      }
+    }
+    return this.proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: raftId, context: new Uint8Array(0) }, options);
+  }
+
+  /** Voters this leader heard from within one maximum election timeout (itself included). */
+  reachableVoters(): Set<RaftId> {
+    const nowMs = this.clock.nowMs();
+    const windowMs = 2 * this.opts.electionTicks * this.opts.tickMs;
+    const out = new Set<RaftId>([this.id]);
+    for (const v of this.confState.voters) {
+      const heard = this.lastHeardMs.get(v);
+      if (heard !== undefined && nowMs - heard <= windowMs) out.add(v);
+    }
+    return out;
+  }
+
+  private proposeConfChange(change: ConfChange, options: { timeoutMs?: number }): Promise<ConfState> {
+    const waiter = new Waiter<unknown>(this.deadline(options.timeoutMs), "the membership change");
+    this.enqueueJob({ kind: "conf", change, waiter });
+    return waiter.promise as Promise<ConfState>;
+  }
+
+  /** Inbound message from the transport; false when it was dropped (queue full or stopped). */
+  receive(message: Message): boolean {
+    if (this.stopped) return false;
+    if (message.to !== this.id) {
+      this.logger?.warn({ to: String(message.to), from: String(message.from) }, "dropped a raft message addressed to another member");
+      return false;
+    }
+    if (this.inbound.length >= this.opts.maxQueuedMessages) return false;
+    this.lastHeardMs.set(message.from, this.clock.nowMs());
+    this.inbound.push({ kind: "message", message });
+    this.kick();
+    return true;
+  }
+
+  reportUnreachable(id: RaftId): void {
+    if (this.stopped || this.inbound.length >= this.opts.maxQueuedMessages) return;
+    this.inbound.push({ kind: "unreachable", id });
+    this.kick();
+  }
+
+  reportSnapshot(id: RaftId, ok: boolean): void {
+    // Dropping a snapshot report would leave the follower paused forever, so it bypasses the bound.
+    if (this.stopped) return;
+    this.inbound.push({ kind: "snapshot-report", id, ok });
+    this.kick();
+  }
+
+  /** Stops ticking, finishes the Ready in progress, and rejects every waiting call with UNAVAILABLE. */
+  async stop(): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      if (this.ticker !== undefined) clearInterval(this.ticker);
+      this.ticker = undefined;
+    }
+    await this.loopDone;
+    this.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
+  }
+
+  // ---- the loop ----
+
+  private onTick(): void {
+    if (this.stopped) return;
+    // Ticks are time: a few may pile up behind a slow fsync, but not an unbounded number.
+    if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
+    const nowMs = this.clock.nowMs();
+    this.expireDeadlines(nowMs);
+    const noQuorum = this.noQuorumNow();
+    if (noQuorum) this.rejectWaiting(noQuorum);
+    this.maybeAutoPromote();
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.loopRunning || this.stopped || this.failure) return;
+    this.loopRunning = true;
+    this.loopDone = this.runLoop();
+  }
+
+  private async runLoop(): Promise<void> {
+    try {
+      for (;;) {
+        this.feedCore();
+        if (!this.core.hasReady()) break;
+        await this.handleReady(this.core.ready());
+        await this.maybeSnapshot();
+        if (this.stopped) break;
+      }
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new ShoalError("INTERNAL", String(err)));
+    } finally {
+      // Cleared synchronously before returning so an input arriving next starts a new loop.
+      this.loopRunning = false;
+    }
+  }
+
+  /** Hands every queued input to the core. Runs only between Readies. */
+  private feedCore(): void {
+    for (; this.pendingTicks > 0; this.pendingTicks--) this.core.tick();
+    for (const input of this.inbound.splice(0)) {
+      if (input.kind === "message") this.stepMessage(input.message);
+      else if (input.kind === "unreachable") this.core.reportUnreachable(input.id);
+      else this.core.reportSnapshot(input.id, input.ok);
+    }
+    for (const context of this.readRequests.splice(0)) {
+      try {
+        this.core.readIndex(context);
+      } catch (err) {
+        if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
+        const key = hex(context);
+        const read = this.reads.get(key);
+        this.reads.delete(key);
+        if (read === undefined) continue;
+        read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? "") : err);
+      }
+    }
+    for (const job of this.jobs.splice(0)) this.startJob(job);
+  }
+
+  private stepMessage(message: Message): void {
+    try {
+      this.core.step(message);
+    } catch (err) {
+      if (isShoalError(err) && err.code !== "RAFT_INVARIANT" && err.code !== "INTERNAL") {
+        this.logger?.warn({ err, from: String(message.from), type: message.type }, "raft core refused a message");
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private startJob(job: Job): void {
+    if (job.waiter.settled) return;
+    if (this.leader === NO_NODE) {
+      const noQuorum = this.noQuorumNow();
+      if (noQuorum) job.waiter.reject(noQuorum);
+      else if (this.awaitingLeader.length >= this.opts.maxQueuedProposals) {
+        job.waiter.reject(new ShoalError("QUEUE_FULL", "too many proposals are waiting for a raft leader; retry shortly"));
+      } else this.awaitingLeader.push(job);
+      return;
+    }
+    if (!this.isLeader) {
+      job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      return;
+    }
+    if (this.pending.size >= this.opts.maxPendingProposals) {
+      job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.pending.size} proposals are already waiting to commit; retry shortly`));
+      return;
+    }
+    if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.confState.voters, this.reachableVoters(), job.change.nodeId)) {
+      job.waiter.reject(new ShoalError("FAILED_PRECONDITION", `removing raft member ${job.change.nodeId} would leave fewer reachable voters than a quorum`));
+      return;
+    }
+    let position;
+    try {
+      position = job.kind === "propose" ? this.core.propose(job.data) : this.core.proposeConfChange(job.change);
+    } catch (err) {
+      if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      else job.waiter.reject(err instanceof Error ? err : new ShoalError("INTERNAL", String(err)));
+      return;
+    }
+    // An older proposal recorded at the same index was overwritten by this term's log: it is lost.
+    this.pending.get(position.index)?.waiter.reject(lostWithLeadership());
+    this.pending.set(position.index, { term: position.term, waiter: job.waiter });
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.hardState !== undefined) {
+      this.currentTerm = rd.hardState.term;
+      this.commit = rd.hardState.commit;
+    }
+    if (rd.softState !== undefined) this.onSoftState(rd.softState);
+
+    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      await this.log.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+    }
+    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
+    for (const entry of rd.committedEntries) this.applyEntry(entry);
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(hex(rs.context));
+      if (read !== undefined) read.readIndex = rs.index;
+    }
+    this.core.advance();
+    this.settleReads();
+  }
+
+  private onSoftState(soft: SoftState): void {
+    const previousLeaderId = this.leader;
+    const wasLeader = this.role === Role.Leader;
+    this.role = soft.role;
+    this.leader = soft.leader;
+    if (soft.leader === NO_NODE) this.noLeaderSinceMs ??= this.clock.nowMs();
+    else this.noLeaderSinceMs = undefined;
+    if (previousLeaderId !== soft.leader || wasLeader !== this.isLeader) {
+      this.emit("leader-changed", { leaderId: soft.leader, previousLeaderId, isLeader: this.isLeader, term: this.currentTerm });
+    }
+    if (soft.leader !== NO_NODE && this.awaitingLeader.length > 0) {
+      // Re-queued behind this Ready; fed to the core after advance().
+      this.jobs.unshift(...this.awaitingLeader.splice(0));
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    if (entry.index <= this.applied) return; // already in the restored snapshot
+    if (entry.index !== this.applied + 1) {
+      throw new ShoalError("RAFT_INVARIANT", `committed entry ${entry.index} does not follow applied index ${this.applied}`);
+    }
+    let result: unknown;
+    if (entry.type === EntryType.ConfChange) {
+      result = this.applyConfChange(entry);
+    } else if (entry.data.length > 0) {
+      result = this.sm.apply({ index: entry.index, term: entry.term, data: entry.data });
+    }
+    this.applied = entry.index;
+    this.appliedTerm = entry.term;
+    const pending = this.pending.get(entry.index);
+    if (pending !== undefined) {
+      this.pending.delete(entry.index);
+      if (pending.term === entry.term) pending.waiter.resolve(result);
+      else pending.waiter.reject(lostWithLeadership());
+    }
+  }
+
+  private applyConfChange(entry: Entry): ConfState {
+    const change = decodeConfChange(entry.data);
+    const confState = this.core.applyConfChange(change);
+    this.confState = cloneConf(confState);
+    for (const id of confState.removed ?? []) this.removed.add(id);
+    if (change.type === ConfChangeType.AddLearner) {
+      const info = decodeMemberContext(change.context, change.nodeId);
+      if (info !== undefined) {
+        this.members.set(info.raftId, info);
+        if (info.raftId !== this.id) this.transport.addPeer(info.raftId, info.addr);
+      }
+    } else if (change.type === ConfChangeType.RemoveNode) {
+      this.members.delete(change.nodeId);
+      this.removed.add(change.nodeId);
+      this.lastHeardMs.delete(change.nodeId);
+      if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
+    }
+    this.emit("membership-changed", {
+      confState: cloneConf(this.confState),
+      members: describeMembers(this.confState, this.members),
+      change: { type: change.type, raftId: change.nodeId },
+      removedSelf: change.type === ConfChangeType.RemoveNode && change.nodeId === this.id,
+    });
+    return cloneConf(confState);
+  }
+
+  private restoreSnapshot(snapshot: Snapshot): void {
+    const { image, appData } = decodeSnapshotEnvelope(snapshot.data);
+    if (appData !== undefined) this.sm.restore(appData);
+    const index = snapshot.metadata.index;
+    this.applied = index;
+    this.appliedTerm = snapshot.metadata.term;
+    this.lastSnapshotIndex = index;
+    if (this.heldSnapshot !== undefined && this.heldSnapshot.metadata.index <= index) this.heldSnapshot = undefined;
+    // Proposals at or below the snapshot were overtaken: we cannot tell whether they committed.
+    for (const [at, pending] of this.pending) {
+      if (at <= index) {
+        this.pending.delete(at);
+        pending.waiter.reject(
+          new ShoalError("PROPOSAL_DROPPED", "the proposal was lost with leadership: a snapshot from the new leader replaced this log past it; check the state before retrying"),
+        );
+      }
+    }
+    const previous = new Set(this.members.keys());
+    this.members.clear();
+    for (const m of image.members) this.members.set(m.raftId, m);
+    for (const id of image.removedIds) this.removed.add(id);
+    for (const id of previous) if (!this.members.has(id) && id !== this.id) this.transport.removePeer(id);
+    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
+    for (const id of snapshot.metadata.confState.removed ?? []) this.removed.add(id);
+    this.confState = cloneConf(snapshot.metadata.confState);
+    this.emit("membership-changed", {
+      confState: cloneConf(this.confState),
+      members: describeMembers(this.confState, this.members),
+      removedSelf: !this.isMember(this.id) && this.removed.has(this.id),
+    });
+  }
+
+  /**
+   * Every `snapshotIntervalEntries` applied entries the state machine is captured; the log is
+   * compacted to that capture only once `logEntriesForSlowFollowers` more entries were applied, so
+   * a follower that far behind still catches up from the log instead of a full snapshot.
+   */
+  private async maybeSnapshot(): Promise<void> {
+    if (this.heldSnapshot === undefined && this.applied - this.lastSnapshotIndex >= this.opts.snapshotIntervalEntries) {
+      const data = encodeSnapshotEnvelope({ members: [...this.members.values()], removedIds: [...this.removed] }, this.sm.snapshot());
+      this.heldSnapshot = { metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.confState) }, data };
+      this.lastSnapshotIndex = this.applied;
+    }
+    const held = this.heldSnapshot;
+    if (held !== undefined && this.applied >= held.metadata.index + this.opts.logEntriesForSlowFollowers) {
+      this.heldSnapshot = undefined;
+      await this.log.compact(held);
+      this.core.compact(held.metadata.index, held.data);
+      this.logger?.debug({ index: held.metadata.index, bytes: held.data.length }, "raft log compacted to a snapshot");
+    }
+  }
+
+  private settleReads(): void {
+    for (const [key, read] of this.reads) {
+      if (read.waiter.settled) this.reads.delete(key);
+      else if (read.readIndex !== undefined && this.applied >= read.readIndex) {
+        this.reads.delete(key);
+        read.waiter.resolve();
+      }
+    }
+  }
+
+  private maybeAutoPromote(): void {
+    if (!this.opts.autoPromote || !this.isLeader || this.promoting || this.confState.learners.length === 0) return;
+    const status = this.core.status();
+    for (const learner of this.confState.learners) {
+      const progress = status.progress.get(learner);
+      if (progress === undefined || progress.state === "snapshot" || progress.match === 0) continue;
+      if (progress.match + this.opts.promoteWithinEntries < status.lastIndex) continue;
+      this.promoting = true;
+      this.promote(learner)
+        .then(() => this.logger?.debug({ raftId: String(learner) }, "learner caught up and was promoted to voter"))
+        .catch((err: unknown) => this.logger?.debug({ err, raftId: String(learner) }, "automatic promotion did not go through; will retry"))
+        .finally(() => {
+          this.promoting = false;
+        });
+      return;
+    }
+  }
+
+  // ---- failure paths ----
+
+  private deadline(timeoutMs: number | undefined): number {
+    const ms = timeoutMs ?? this.opts.defaultTimeoutMs;
+    if (!(ms > 0)) throw new ShoalError("INVALID_ARGUMENT", "timeoutMs must be positive");
+    return this.clock.nowMs() + ms;
+  }
+
+  private enqueueJob(job: Job): void {
+    const refused = this.refusal();
+    if (refused) return job.waiter.reject(refused);
+    if (this.jobs.length >= this.opts.maxQueuedProposals) {
+      return job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.jobs.length} proposals are already queued; retry shortly`));
+    }
+    this.jobs.push(job);
+    this.kick();
+  }
+
+  private refusal(): Error | undefined {
+    if (this.failure) return this.failure;
+    if (this.stopped) return new ShoalError("UNAVAILABLE", "the raft node is stopped");
+    return undefined;
+  }
+
+  private noQuorumNow(): ShoalError | undefined {
+    if (this.leader !== NO_NODE || this.noLeaderSinceMs === undefined) return undefined;
+    const withoutMs = this.clock.nowMs() - this.noLeaderSinceMs;
+    if (withoutMs <= this.opts.noLeaderTimeoutMs) return undefined;
+    return new ShoalError(
+      "NO_QUORUM",
+      `the cluster has lost quorum: no raft leader for ${withoutMs} ms; bring a majority of managers back online (outcome of in-flight requests is unknown)`,
+    );
+  }
+
+  private expireDeadlines(nowMs: number): void {
+    for (const [index, p] of this.pending) if (p.waiter.expireIfDue(nowMs) || p.waiter.settled) this.pending.delete(index);
+    for (const [key, r] of this.reads) if (r.waiter.expireIfDue(nowMs) || r.waiter.settled) this.reads.delete(key);
+    for (const list of [this.jobs, this.awaitingLeader]) {
+      for (const job of list) job.waiter.expireIfDue(nowMs);
+      removeSettled(list);
+    }
+  }
+
+  /** Rejects everything a caller waits on (no leader for too long, stop, or failure). */
+  private rejectWaiting(err: Error): void {
+    for (const p of this.pending.values()) p.waiter.reject(err);
+    this.pending.clear();
+    for (const r of this.reads.values()) r.waiter.reject(err);
+    this.reads.clear();
+    for (const job of this.awaitingLeader.splice(0)) job.waiter.reject(err);
+  }
+
+  private rejectEverything(err: Error): void {
+    this.rejectWaiting(err);
+    for (const job of this.jobs.splice(0)) job.waiter.reject(err);
+    this.readRequests.length = 0;
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.stopped = true;
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    this.ticker = undefined;
+    this.logger?.error({ err }, "raft node stopped on an error it cannot continue past");
+    this.rejectEverything(
+      isShoalError(err) ? err : new ShoalError("INTERNAL", `the raft node stopped: ${err.message}`, { cause: err }),
+    );
+    this.emit("fatal", err);
+  }
+
+  private isMember(id: RaftId): boolean {
+    return this.confState.voters.includes(id) || this.confState.learners.includes(id);
+  }
+}
+
+function lostWithLeadership(): ShoalError {
+  return new ShoalError("PROPOSAL_DROPPED", "the proposal was lost with leadership: another entry was committed at its place; it is safe to retry");
+}
+
+function cloneConf(c: ConfState): ConfState {
+  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
+  if (c.removed !== undefined && c.removed.length > 0) out.removed = [...c.removed];
+  return out;
+}
+
+/** Storage may keep only voters and learners; the envelope's removed IDs are authoritative too. */
+function withRemoved(c: ConfState, removed: ReadonlySet<RaftId>): ConfState {
+  const all = new Set<RaftId>([...(c.removed ?? []), ...removed]);
+  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
+  if (all.size > 0) out.removed = [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return out;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+
+function removeSettled<T extends { waiter: { settled: boolean } }>(list: T[]): void {
+  let kept = 0;
+  for (const item of list) if (!item.waiter.settled) list[kept++] = item;
+  list.length = kept;
+}
