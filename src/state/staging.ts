@@ -5,8 +5,8 @@ import { createHash } from "node:crypto";
 import { ShoalError } from "../base/errors.js";
 import type { Cluster, Meta, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
 import { StoreActionKind, type KeyValue, type StoreAction } from "../proto/shoal/v1/store.js";
-import { deepFreeze, sortedMap } from "./copies.js";
-import { redactSecret } from "./redact.js";
+import { deepCopy, deepFreeze, sortedMap } from "./copies.js";
+import { redactCluster, redactSecret } from "./redact.js";
 import {
   validateCluster,
   validateKv,
@@ -371,8 +371,7 @@ export class Staging {
       }
       this.base.put(table, key, previous, next);
       const kind: ChangeKind = previous === undefined ? "create" : next === undefined ? "remove" : "update";
-      const view = (o: TableObjects[StoreTable]): TableObjects[StoreTable] =>
-        table === "secrets" ? deepFreeze(redactSecret(o as Secret)) : o;
+      const view = (o: TableObjects[StoreTable]): TableObjects[StoreTable] => deepFreeze(changeView(table, o));
       const change = { table, kind, object: view((next ?? previous)!) } as StoreChange;
       if (kind === "update") change.oldObject = view(previous!);
       changes.push(change);
@@ -380,6 +379,17 @@ export class Staging {
     this.base.lastAppliedIndex = index;
     return changes;
   }
+}
+
+/**
+ * What a change event or apply result may show of an object: a copy (frozen objects can still have
+ * their byte arrays written to, so the stored ones never leave), without secret data, and for the
+ * cluster without CA key, unlock key or join tokens (read those with getCluster()).
+ */
+function changeView(table: StoreTable, object: TableObjects[StoreTable]): TableObjects[StoreTable] {
+  if (table === "secrets") return redactSecret(object as Secret);
+  if (table === "clusters") return redactCluster(object as Cluster);
+  return deepCopy(object);
 }
 
 function notFound(noun: string, key: string): ShoalError {

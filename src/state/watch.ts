@@ -18,7 +18,10 @@ export interface TableObjects {
 
 export type ChangeKind = "create" | "update" | "remove";
 
-/** One object changed by an applied proposal. Objects are frozen and shared: copy before editing. Secrets carry no data. */
+/**
+ * One object changed by an applied proposal. Objects are frozen copies shared by all watchers:
+ * copy before editing. Secrets carry no data; the cluster carries no CA key, unlock key or tokens.
+ */
 export type StoreChange = {
   [T in StoreTable]: {
     table: T;

@@ -73,3 +73,14 @@ test("a service referencing a secret carries only its ID and name, never its dat
   commit(store, (tx) => tx.createService(makeService("app", { container: { image: "x", command: [], args: [], env: [], secrets: [{ secretId: secret.id, secretName: "", target: "" }] } })));
   assertAbsent([serialized(store.listServices())], SECRET_MARKER);
 });
+
+test("cluster change events and apply results carry no CA key, unlock key or join tokens", async () => {
+  const store = new ObjectStore();
+  const watch = store.watch({ tables: ["clusters"] });
+  const result = commit(store, (tx) => tx.createCluster(makeCluster()));
+  const { value: event } = await watch.events[Symbol.asyncIterator]().next();
+  watch.close();
+  for (const marker of [CA_KEY_MARKER, UNLOCK_MARKER, TOKEN_MARKER]) {
+    assertAbsent([serialized(result.changes), serialized(event)], marker);
+  }
+});
