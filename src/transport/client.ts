@@ -11,7 +11,7 @@ import type { NodeRole } from "./identity.js";
 import type { RevocationState } from "./revocation.js";
 import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, type KeepaliveOptions } from "./server.js";
 
-/** Every node certificate carries its role as a DNS SAN, so this name verifies for any manager. */
+/** Every node certificate carries its role as a DNS SAN, so the role name verifies for any node of it. */
 export const MANAGER_TARGET_NAME = "swarm-manager";
 /** A root CA bundle larger than this is not a root CA bundle. */
 export const MAX_ROOT_CA_BYTES = 64 * 1024;
@@ -67,10 +67,14 @@ export function serverIdentityCheck(opts: Pick<SecureChannelOptions, "clusterId"
   };
 }
 
-function channelOptions(opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions }): grpc.ChannelOptions {
+function channelOptions(
+  opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions },
+  targetName: NodeRole = MANAGER_TARGET_NAME,
+): grpc.ChannelOptions {
   const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
   return {
-    "grpc.ssl_target_name_override": MANAGER_TARGET_NAME,
+    // Dialing an IP: TLS SNI must be a name, and the role name is one every certificate of that role has.
+    "grpc.ssl_target_name_override": targetName,
     "grpc.max_receive_message_length": messageBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),
     "grpc.max_send_message_length": messageBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
     "grpc.keepalive_time_ms": keepalive.timeMs,

@@ -186,7 +186,11 @@ export class SecureServer {
     for (const c of this.credentials) c.update({ cert: certPem, key: keyPem });
   }
 
-  /** Installs a new CRL on every "peer" listener; new handshakes with a listed serial then fail. */
+  /**
+   * Installs a new CRL (signed by the root CA) on every "peer" listener; new handshakes with a listed
+   * serial then fail. Keep it fresh: once the CRL's nextUpdate passes, OpenSSL refuses every client
+   * on those listeners (CRL has expired).
+   */
   setCrl(crlPem: string): void {
     checkCrlPem(crlPem);
     this.crlPem = crlPem;
