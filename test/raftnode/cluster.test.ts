@@ -24,7 +24,7 @@ test("3 nodes elect one leader, commit proposals in order on all, and return app
   assert.equal(new Set(indexes).size, 20);
 
   const last = indexes.at(-1)!;
-  await waitFor(() => cluster.running().every((n) => n.appliedIndex >= last), 3000, "all nodes to apply");
+  await waitFor(() => cluster.running().every((n) => n.appliedIndex >= last), 5000, "all nodes to apply");
   const lists = [1n, 2n, 3n].map((id) => cluster.member(id).sm.items);
   for (const list of lists) assert.deepEqual(list, lists[0]);
   assert.equal(lists[0]!.length, 20);

@@ -58,18 +58,18 @@ test("a restarted node recovers its log and state from its data dir", async (t) 
   for (let i = 0; i < 15; i++) await leader.propose(utf8(`a${i}`));
   const follower = cluster.running().find((n) => !n.isLeader)!;
   const fid = follower.id;
-  await waitFor(() => follower.appliedIndex >= leader.appliedIndex, 3000, "follower to apply");
+  await waitFor(() => follower.appliedIndex >= leader.appliedIndex, 5000, "follower to apply");
   const before = [...cluster.member(fid).sm.items];
   await cluster.stop(fid);
 
   // Alone, with the other two stopped too, it can only get its state from disk.
   const restarted = await cluster.start(fid);
-  await waitFor(() => cluster.member(fid).sm.items.length >= before.length, 3000, "replay from disk");
+  await waitFor(() => cluster.member(fid).sm.items.length >= before.length, 5000, "replay from disk");
   assert.deepEqual(cluster.member(fid).sm.items.slice(0, before.length), before);
   assert.ok(restarted.term >= leader.term);
   const leader2 = await cluster.waitForLeader();
   await leader2.propose(utf8("after restart"));
-  await waitFor(() => cluster.member(fid).sm.items.includes("after restart"), 3000, "restarted node to apply new entries");
+  await waitFor(() => cluster.member(fid).sm.items.includes("after restart"), 5000, "restarted node to apply new entries");
 
   // Whole-cluster restart: every node comes back with the same state.
   const all = [...cluster.member(1n).sm.items];

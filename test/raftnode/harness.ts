@@ -41,7 +41,11 @@ export interface Member {
   sm: ListMachine;
 }
 
-export const FAST: Partial<RaftNodeOptions> = { tickMs: 10, electionTicks: 10, heartbeatTicks: 1 };
+/**
+ * Short but not fragile: elections in 300–600 ms, so a slow fsync on a shared CI disk (100+ ms
+ * seen) does not look like a dead leader.
+ */
+export const FAST: Partial<RaftNodeOptions> = { tickMs: 20, electionTicks: 15, heartbeatTicks: 1 };
 
 export class TestCluster {
   readonly network = new LoopbackNetwork();

@@ -25,7 +25,7 @@ test("a follower far behind catches up by snapshot; restart from a compacted log
 
   // It keeps replicating normally after the snapshot.
   await leader.propose(utf8("tail"));
-  await waitFor(() => lag.sm.items.at(-1) === "tail", 3000, "entry after the snapshot");
+  await waitFor(() => lag.sm.items.at(-1) === "tail", 5000, "entry after the snapshot");
 
   // Restart the leader: it comes back from its own snapshot plus the log after it.
   const leaderId = leader.id;
