@@ -174,7 +174,19 @@ export class Staging {
     }
   }
 
+  /** Lower-cased names of the live staged services and secrets, so lookups stay O(1) in big transactions. */
+  private readonly stagedNames = { services: new Map<string, string>(), secrets: new Map<string, string>() };
+
   private set(table: StoreTable, key: string, object: TableObjects[StoreTable] | undefined): void {
+    if (table === "services" || table === "secrets") {
+      const names = this.stagedNames[table];
+      const previous = this.get(table, key);
+      if (previous !== undefined) {
+        const lower = previous.spec!.name.toLowerCase();
+        if (names.get(lower) === key) names.delete(lower);
+      }
+      if (object !== undefined) names.set((object as Service | Secret).spec!.name.toLowerCase(), key);
+    }
     const staged = this.staged[table];
     if (!staged.has(key)) this.touched.push({ table, key });
     staged.set(key, { object });
@@ -182,13 +194,11 @@ export class Staging {
 
   findIdByName(table: "services" | "secrets", name: string): string | undefined {
     const lower = name.toLowerCase();
-    const staged = this.staged[table];
-    for (const [key, entry] of staged) {
-      const object = entry.object as Service | Secret | undefined;
-      if (object !== undefined && object.spec!.name.toLowerCase() === lower) return key;
-    }
+    const stagedId = this.stagedNames[table].get(lower);
+    if (stagedId !== undefined) return stagedId;
     const id = (table === "services" ? this.base.serviceIdByName : this.base.secretIdByName).get(lower);
-    return id !== undefined && !staged.has(id) ? id : undefined;
+    // A committed owner that this proposal removed (or changed) no longer holds the name.
+    return id !== undefined && !this.staged[table].has(id) ? id : undefined;
   }
 
   /**

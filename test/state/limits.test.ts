@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { newId } from "../../src/base/ids.js";
 import { StoreProposal } from "../../src/proto/shoal/v1/store.js";
 import {
+  MAX_ACTIONS_PER_PROPOSAL,
   MAX_CONSTRAINTS,
   MAX_KV_KEY_BYTES,
   MAX_KV_VALUE_BYTES,
@@ -126,4 +127,17 @@ test("apply re-checks limits: a proposal edited past a bound after prepare is re
   assert.equal(result.ok, false);
   assert.equal(!result.ok && result.error.code, "INVALID_ARGUMENT");
   assert.equal(store.listServices().length, 0);
+});
+
+test("actions per proposal: 10,000 accepted, 10,001 refused with PROPOSAL_TOO_LARGE", () => {
+  accepts((tx) => { for (let i = 0; i < MAX_ACTIONS_PER_PROPOSAL; i++) tx.putValue(`k${i}`, Buffer.from("v")); });
+  refuses((tx) => { for (let i = 0; i <= MAX_ACTIONS_PER_PROPOSAL; i++) tx.putValue(`k${i}`, Buffer.from("v")); }, "PROPOSAL_TOO_LARGE");
+});
+
+test("one transaction may create thousands of uniquely named services, but not one name twice", () => {
+  const store = new ObjectStore();
+  commit(store, (tx) => { for (let i = 0; i < 5000; i++) tx.createService(makeService(`svc-${i}`)); });
+  assert.equal(store.listServices().length, 5000);
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("SVC-4999")))), "ALREADY_EXISTS");
+  refuses((tx) => { for (let i = 0; i < 3; i++) tx.createService(makeService("same")); }, "ALREADY_EXISTS");
 });
