@@ -102,7 +102,7 @@ export function createSecureChannel(address: string, opts: SecureChannelOptions)
     opts.certPem === undefined ? null : Buffer.from(opts.certPem),
     { checkServerIdentity: serverIdentityCheck(opts) },
   );
-  return wrapChannel(address, credentials, channelOptions(opts));
+  return wrapChannel(address, credentials, channelOptions(opts, opts.expectServerRole));
 }
 
 
