@@ -92,6 +92,8 @@ async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
 
 /** Raw mode turns off the terminal's echo; the typed characters are kept only in this closure. */
 function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void): Promise<string> {
+  // Echo goes off before the prompt shows, so a key typed (or pasted) at once is never displayed.
+  stdin.setRawMode?.(true);
   prompt("Enter unlock key: ");
   return new Promise<string>((resolvePromise, reject) => {
     let typed = "";
@@ -111,7 +113,6 @@ function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void): 
         else if (typed.length < MAX_UNLOCK_KEY_LINE_BYTES) typed += ch;
       }
     };
-    stdin.setRawMode?.(true);
     stdin.on("data", onData);
     stdin.resume();
   });

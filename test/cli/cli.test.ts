@@ -3,6 +3,7 @@
 // secrets and unlock keys never reach the output.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ShoalError } from "../../src/base/errors.js";
@@ -134,15 +135,13 @@ test("--cert-expiry below 1h and garbage durations are refused before any call (
   fake.reset();
   const results = await Promise.all([
     runShoal([...sock, "init", "--cert-expiry", "30m"]),
-    runShoal([...sock, "update", "--cert-expiry", "soon"]),
     runShoal([...sock, "join-token", "worker", "--rotate", "--expires-in", "1h30"]),
     runShoal([...sock, "join-token", "worker", "--expires-in", "1h"]),
   ]);
   for (const r of results) assert.equal(r.code, 2, r.stderr);
   assert.match(results[0]!.stderr, /below the minimum of 1h/);
-  assert.match(results[1]!.stderr, /"soon" is not a duration/);
-  assert.match(results[2]!.stderr, /"1h30" is not a duration/);
-  assert.match(results[3]!.stderr, /add --rotate/);
+  assert.match(results[1]!.stderr, /"1h30" is not a duration/);
+  assert.match(results[2]!.stderr, /add --rotate/);
   assert.deepEqual(fake.calls, []);
 });
 
@@ -157,18 +156,19 @@ test("join sends token, address, advertise address and availability", async () =
 });
 
 test("server errors become one sentence on stderr and a stable exit code per class", async () => {
-  const cases: [string, ShoalError, number, RegExp][] = [
-    ["listNodes", new ShoalError("NOT_MANAGER", "not a manager"), 4, /this node is not a manager: run this command on a manager node/],
-    ["listNodes", new ShoalError("LOCKED", "locked"), 4, /this node is locked: run `shoal unlock`/],
-    ["listNodes", new ShoalError("NO_QUORUM", "2 of 3 managers unreachable"), 3, /no leader or no quorum.*2 of 3 managers unreachable/],
-    ["listNodes", new ShoalError("UNAVAILABLE", "the leader is unknown: retry in a second"), 3, /the leader is unknown: retry in a second/],
+  const cases: [string[], string, ShoalError, number, RegExp][] = [
+    [["node", "ls"], "listNodes", new ShoalError("NOT_MANAGER", "not a manager"), 4, /this node is not a manager: run this command on a manager node/],
+    [["secret", "ls"], "listSecrets", new ShoalError("LOCKED", "locked"), 4, /this node is locked: run `shoal unlock`/],
+    [["unlock-key"], "getUnlockKey", new ShoalError("NO_QUORUM", "2 of 3 managers unreachable"), 3, /no leader or no quorum.*2 of 3 managers unreachable/],
+    [["join-token", "worker"], "getJoinToken", new ShoalError("UNAVAILABLE", "the leader is unknown: retry in a second"), 3, /the leader is unknown: retry in a second/],
   ];
-  for (const [method, err, exitCode, message] of cases) {
-    fake.reset({ [method]: () => err, info });
-    const r = await runShoal([...sock, "node", "ls"]);
+  fake.reset({ ...Object.fromEntries(cases.map(([, method, err]) => [method, () => err])), info });
+  const results = await Promise.all(cases.map(([args]) => runShoal([...sock, ...args])));
+  for (const [i, [, , err, exitCode, message]] of cases.entries()) {
+    const r = results[i]!;
     assert.equal(r.code, exitCode, `${err.code}: ${r.stderr}`);
     assert.match(r.stderr, message);
-    assert.equal(r.stderr.trim().split("\n").length, 1, "one sentence");
+    assert.match(r.stderr, /^Error: [^\n]+\n$/, "one sentence on one line");
     assert.equal(r.stdout, "");
   }
 });
@@ -404,14 +404,42 @@ test("usage errors exit 2 without calling the daemon", async () => {
     runShoal([...sock, "node", "inspect"]),
     runShoal([...sock, "service", "create", "--", "sleep", "1"]),
     runShoal([...sock, "node", "update", "web-1", "--availability", "sideways"]),
-    runShoal([...sock, "join", "10.0.0.1:4242"]),
-    runShoal([...sock, "info", "--format", "yaml"]),
     runShoal([...sock, "join", "--token", "not-a-token-value", "10.0.0.1:4242"]),
   ]);
   for (const r of results) assert.equal(r.code, 2, r.stderr);
   assert.match(results[0]!.stderr, /unknown command 'frobnicate'/);
   assert.match(results[1]!.stderr, /missing required argument/);
   assert.match(results[2]!.stderr, /--name/);
-  assert.ok(!results[6]!.stderr.includes("not-a-token-value"), "a bad token is not echoed");
+  assert.match(results[3]!.stderr, /argument 'sideways' is invalid/);
+  assert.ok(!results[4]!.stderr.includes("not-a-token-value"), "a bad token is not echoed");
   assert.deepEqual(fake.calls, []);
+});
+
+test("unlock on a terminal prompts without echo and sends the typed key", async (t) => {
+  // util-linux `script` gives the CLI a real pseudo-terminal; without it this path cannot run here.
+  const script = spawnSync("script", ["--version"]);
+  if (script.error !== undefined) {
+    t.skip("`script` (util-linux) is not installed");
+    return;
+  }
+  fake.reset({ unlock: () => ({}) });
+  const bin = join(import.meta.dirname, "../../bin/shoal.js");
+  const child = spawn("script", ["-qec", `${process.execPath} ${bin} --socket ${fake.socketPath} unlock`, "/dev/null"], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let output = "";
+  const typed = new Promise<void>((res) => {
+    child.stdout.on("data", (d: Buffer) => {
+      output += d.toString();
+      if (output.includes("Enter unlock key: ")) res();
+    });
+  });
+  const closed = new Promise<number | null>((res) => child.on("close", res));
+  await typed;
+  child.stdin.write(`${UNLOCK_KEY}\r`);
+  const code = await closed;
+  assert.equal(code, 0, output);
+  assert.deepEqual(fake.callsTo("unlock"), [{ unlockKey: UNLOCK_KEY }]);
+  assert.match(output, /Node unlocked\./);
+  assert.ok(!output.includes(UNLOCK_KEY), "the typed key is not echoed");
 });
