@@ -47,6 +47,11 @@ export interface WatchFilter {
 
 export interface WatchOptions {
   maxQueuedEvents?: number;
+  /**
+   * Deliver each event by calling this, synchronously inside apply, instead of queueing it for
+   * `events`. Keep it short; if it throws, the watcher is closed.
+   */
+  onEvent?: (event: StoreEvent) => void;
 }
 
 /** The consumer side of a watch: iterate `events` (in apply order), call `close()` when done. */
@@ -63,6 +68,7 @@ export class StoreWatcher implements StoreWatch, AsyncIterator<StoreEvent> {
   private failure: ShoalError | undefined;
   private closed = false;
   private readonly maxQueuedEvents: number;
+  private readonly onEvent: ((event: StoreEvent) => void) | undefined;
 
   constructor(
     private readonly filter: WatchFilter,
@@ -73,6 +79,7 @@ export class StoreWatcher implements StoreWatch, AsyncIterator<StoreEvent> {
     if (!Number.isInteger(this.maxQueuedEvents) || this.maxQueuedEvents < 1) {
       throw new ShoalError("INVALID_ARGUMENT", "maxQueuedEvents must be a positive integer");
     }
+    this.onEvent = options.onEvent;
     this.events = { [Symbol.asyncIterator]: () => this };
   }
 
@@ -84,6 +91,14 @@ export class StoreWatcher implements StoreWatch, AsyncIterator<StoreEvent> {
   offer(event: StoreEvent): void {
     if (this.closed) return;
     if (event.kind !== "reset" && !this.accepts(event)) return;
+    if (this.onEvent !== undefined) {
+      try {
+        this.onEvent(event);
+      } catch (err) {
+        this.fail(new ShoalError("INTERNAL", "a store watch callback threw; the watcher was closed", { cause: err }));
+      }
+      return;
+    }
     if (this.waiter !== undefined) {
       const waiter = this.waiter;
       this.waiter = undefined;

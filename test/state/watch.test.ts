@@ -118,3 +118,20 @@ test("default watcher bound is 10,000 events", async () => {
   assert.equal(store.watcherCount, 0);
   await assert.rejects(watch.events[Symbol.asyncIterator]().next(), (e: unknown) => isShoalError(e, "QUEUE_FULL"));
 });
+
+test("callback watchers get events synchronously during apply and are closed if they throw", () => {
+  const store = new ObjectStore();
+  const seen: number[] = [];
+  const ok = store.watch({ tables: ["kv"] }, { onEvent: (e) => seen.push(e.index) });
+  let calls = 0;
+  store.watch({}, { onEvent: () => { calls++; throw new Error("consumer bug"); } });
+  commit(store, (tx) => tx.putValue("a", Buffer.from("1")));
+  assert.deepEqual(seen, [1], "delivered before apply returned");
+  assert.equal(store.watcherCount, 1, "the throwing watcher was closed");
+  commit(store, (tx) => tx.putValue("b", Buffer.from("2")));
+  assert.deepEqual(seen, [1, 2]);
+  assert.equal(calls, 1);
+  ok.close();
+  commit(store, (tx) => tx.putValue("c", Buffer.from("3")));
+  assert.deepEqual(seen, [1, 2]);
+});
