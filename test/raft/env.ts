@@ -327,6 +327,17 @@ export class Cluster {
     return n;
   }
 
+  /** Deliver the message at position `pick` (mod length) of `to`'s inbox; optionally keep a copy queued. */
+  deliverOne(to: RaftId, pick: number, duplicate: boolean): boolean {
+    const inbox = this.inboxes.get(to) ?? [];
+    if (inbox.length === 0) return false;
+    const at = pick % inbox.length;
+    const m = inbox[at]!;
+    if (!duplicate) inbox.splice(at, 1);
+    this.node(to).core.step(m);
+    return true;
+  }
+
   /** Process readies and deliver messages until nothing moves. */
   stabilize(out: string[] | undefined, only?: RaftId[]): void {
     const ids = only ?? this.ids();

@@ -3,6 +3,9 @@
 import { ShoalError } from "../../base/errors.js";
 import type { Entry, Snapshot } from "./types.js";
 
+/** Wire overhead counted per entry when batching (term, index, type, length prefix). */
+export const ENTRY_OVERHEAD_BYTES = 24;
+
 /** Returned by `term()` for an index that is compacted or beyond the last entry. */
 export const TERM_UNAVAILABLE = -1;
 
@@ -76,8 +79,9 @@ export class RaftLog {
   }
 
   /**
-   * Entries [lo, hi) (hi exclusive, clamped to lastIndex + 1), cut after the first entry that would
-   * push the total data size above maxBytes (at least one entry is always returned when available).
+   * Entries [lo, hi) (hi exclusive, clamped to lastIndex + 1), cut before the first entry that would
+   * push the total size (data plus ENTRY_OVERHEAD_BYTES each) above maxBytes (at least one entry is
+   * always returned when available).
    * Returns undefined when lo is compacted.
    */
   slice(lo: number, hi: number, maxBytes: number): Entry[] | undefined {
@@ -88,7 +92,7 @@ export class RaftLog {
     let bytes = 0;
     let stop = end;
     for (let i = lo; i < end; i++) {
-      bytes += this.entries[i - base]!.data.length;
+      bytes += this.entries[i - base]!.data.length + ENTRY_OVERHEAD_BYTES;
       if (bytes > maxBytes && i > lo) {
         stop = i;
         break;

@@ -52,6 +52,8 @@ export class FollowerProgress {
   probeSent = false;
   /** Snapshot state: the index of the snapshot in flight. */
   pendingSnapshot = 0;
+  /** Snapshot state: leader ticks since the snapshot was sent (a lost snapshot must not pause forever). */
+  snapshotTicks = 0;
   /** The commit index carried by the last Append sent, so a commit change is announced once. */
   sentCommit = 0;
   /** Heard from since the last CheckQuorum round. */
@@ -68,6 +70,7 @@ export class FollowerProgress {
   private resetState(state: ProgressState): void {
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshotTicks = 0;
     this.state = state;
     this.inflights.reset();
   }

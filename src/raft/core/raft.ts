@@ -481,6 +481,14 @@ export class RaftCore implements RaftCoreApi {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    for (const pr of this.progress.values()) {
+      // The driver should reportSnapshot(); if it never does (message lost, driver restarted),
+      // treat the snapshot as failed after two election timeouts and probe again.
+      if (pr.state === "snapshot" && ++pr.snapshotTicks >= 2 * this.config.electionTicks) {
+        pr.pendingSnapshot = 0;
+        pr.becomeProbe();
+      }
+    }
     if (this.electionElapsed >= this.config.electionTicks) {
       this.electionElapsed = 0;
       if (this.config.checkQuorum) {
