@@ -83,3 +83,24 @@ test("leader-changed fires on every node, and stopping the leader elects another
   await waitFor(() => events.get(other.id)!.some((e) => e.leaderId === second.id && e.term === second.term), 2000, "new leader event");
   await second.propose(utf8("after failover"));
 });
+
+test("calls made before any leader is elected wait for the election instead of failing", async (t) => {
+  const cluster = new TestCluster();
+  t.after(() => cluster.close());
+  await cluster.bootstrap([1n, 2n, 3n]);
+  const n1 = cluster.node(1n);
+  assert.equal(n1.leaderId, 0n, "no leader yet right after start");
+  const read = n1.readIndex({ timeoutMs: 5000 });
+  const proposal = n1.propose(utf8("early"), { timeoutMs: 5000 }).then(
+    (r) => (r as { value: string }).value,
+    (e: NotLeaderError) => e,
+  );
+  await read;
+  assert.notEqual(n1.leaderId, 0n);
+  const outcome = await proposal;
+  if (n1.isLeader) assert.equal(outcome, "early");
+  else {
+    assert.ok(outcome instanceof NotLeaderError, String(outcome));
+    assert.equal(outcome.leaderId, n1.leaderId, "told who the leader is once there is one");
+  }
+});

@@ -65,3 +65,30 @@ test("a removal that would leave fewer reachable voters than a quorum is refused
   const follower = cluster.node(alive);
   await assert.rejects(follower.removeMember(leader.id), (e) => isShoalError(e, "NOT_LEADER"));
 });
+
+test("the leader can remove itself (another takes over) and leadership can be transferred", async (t) => {
+  const cluster = new TestCluster();
+  t.after(() => cluster.close());
+  await cluster.bootstrap([1n, 2n, 3n]);
+  const first = await cluster.waitForLeader();
+  await first.propose(utf8("x"));
+  const target = [1n, 2n, 3n].find((id) => id !== first.id)!;
+  const follower = cluster.node([1n, 2n, 3n].find((id) => id !== first.id && id !== target)!);
+  // Asked on a follower: forwarded to the leader.
+  await follower.transferLeadership(target, { timeoutMs: 5000 });
+  const second = await cluster.waitForLeader();
+  assert.equal(second.id, target);
+  await assert.rejects(second.transferLeadership(99n), (e) => isShoalError(e, "FAILED_PRECONDITION"));
+
+  const removedEvents: boolean[] = [];
+  second.on("membership-changed", (c) => removedEvents.push(c.removedSelf));
+  const conf = await second.removeMember(second.id);
+  assert.ok(!conf.voters.includes(second.id));
+  assert.deepEqual(removedEvents, [true]);
+  await cluster.stop(second.id);
+  const third = await cluster.waitForLeader();
+  assert.notEqual(third.id, second.id);
+  const r = (await third.propose(utf8("after self-removal"))) as { value: string };
+  assert.equal(r.value, "after self-removal");
+  assert.equal(third.status().members.length, 2);
+});

@@ -188,6 +188,7 @@ interface TakenSnapshot {
 }
 
 const EMPTY_CONF: ConfState = { voters: [], learners: [] };
+const MAX_PENDING_TRANSFERS = 16;
 
 export class RaftNode implements RaftInbound {
   readonly id: RaftId;
@@ -222,6 +223,10 @@ export class RaftNode implements RaftInbound {
   /** Proposals that arrived while no leader was known; retried when one is elected. */
   private readonly awaitingLeader: Job[] = [];
   private readonly readRequests: Uint8Array[] = [];
+  /** Read contexts that arrived while no leader was known. */
+  private readonly readsAwaitingLeader: Uint8Array[] = [];
+  private readonly transfers: Array<{ to: RaftId; waiter: Waiter<void> }> = [];
+  private readonly transferRequests: RaftId[] = [];
 
   private readonly pending = new Map<number, PendingProposal>();
   private readonly reads = new Map<string, PendingRead>();
@@ -500,6 +505,27 @@ export class RaftNode implements RaftInbound {
     return this.proposeConfChange({ type: ConfChangeType.RemoveNode, nodeId: raftId, context: new Uint8Array(0) }, options);
   }
 
+  /**
+   * Hands leadership to voter `to` (brought up to date first); resolves when this node sees `to`
+   * lead. On a follower the request is forwarded to the leader.
+   */
+  transferLeadership(to: RaftId, options: { timeoutMs?: number } = {}): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    if (!this.confState.voters.includes(to)) {
+      return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${to} is not a voter, so it cannot lead`));
+    }
+    if (this.leader === to) return Promise.resolve();
+    if (this.transfers.length >= MAX_PENDING_TRANSFERS) {
+      return Promise.reject(new ShoalError("QUEUE_FULL", "leadership transfers are already waiting; retry shortly"));
+    }
+    const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the leadership transfer");
+    this.transfers.push({ to, waiter });
+    this.transferRequests.push(to);
+    this.kick();
+    return waiter.promise;
+  }
+
   /** Voters this leader heard from within one maximum election timeout (itself included). */
   reachableVoters(): Set<RaftId> {
     const nowMs = this.clock.nowMs();
@@ -602,6 +628,11 @@ export class RaftNode implements RaftInbound {
       else this.core.reportSnapshot(input.id, input.ok);
     }
     for (const context of this.readRequests.splice(0)) {
+      if (!this.reads.has(hex(context))) continue; // timed out or rejected meanwhile
+      if (this.leader === NO_NODE) {
+        this.readsAwaitingLeader.push(context);
+        continue;
+      }
       try {
         this.core.readIndex(context);
       } catch (err) {
@@ -611,6 +642,14 @@ export class RaftNode implements RaftInbound {
         this.reads.delete(key);
         if (read === undefined) continue;
         read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? "") : err);
+      }
+    }
+    for (const to of this.transferRequests.splice(0)) {
+      try {
+        this.core.transferLeadership(to);
+      } catch (err) {
+        if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
+        for (const t of this.transfers) if (t.to === to) t.waiter.reject(err);
       }
     }
     for (const job of this.jobs.splice(0)) this.startJob(job);
@@ -694,14 +733,16 @@ export class RaftNode implements RaftInbound {
     if (previousLeaderId !== soft.leader || wasLeader !== this.isLeader) {
       this.emit("leader-changed", { leaderId: soft.leader, previousLeaderId, isLeader: this.isLeader, term: this.currentTerm });
     }
-    if (soft.leader !== NO_NODE && this.awaitingLeader.length > 0) {
+    if (soft.leader !== NO_NODE) {
       // Re-queued behind this Ready; fed to the core after advance().
       this.jobs.unshift(...this.awaitingLeader.splice(0));
+      this.readRequests.unshift(...this.readsAwaitingLeader.splice(0));
+      for (const t of this.transfers) if (t.to === soft.leader) t.waiter.resolve();
+      removeSettled(this.transfers);
     }
   }
 
   private applyEntry(entry: Entry): void {
-    if (entry.index <= this.applied) return; // already in the restored snapshot
     if (entry.index !== this.applied + 1) {
       throw new ShoalError("RAFT_INVARIANT", `committed entry ${entry.index} does not follow applied index ${this.applied}`);
     }
@@ -864,6 +905,8 @@ export class RaftNode implements RaftInbound {
   private expireDeadlines(nowMs: number): void {
     for (const [index, p] of this.pending) if (p.waiter.expireIfDue(nowMs) || p.waiter.settled) this.pending.delete(index);
     for (const [key, r] of this.reads) if (r.waiter.expireIfDue(nowMs) || r.waiter.settled) this.reads.delete(key);
+    for (const t of this.transfers) t.waiter.expireIfDue(nowMs);
+    removeSettled(this.transfers);
     for (const list of [this.jobs, this.awaitingLeader]) {
       for (const job of list) job.waiter.expireIfDue(nowMs);
       removeSettled(list);
@@ -877,12 +920,15 @@ export class RaftNode implements RaftInbound {
     for (const r of this.reads.values()) r.waiter.reject(err);
     this.reads.clear();
     for (const job of this.awaitingLeader.splice(0)) job.waiter.reject(err);
+    this.readsAwaitingLeader.length = 0;
   }
 
   private rejectEverything(err: Error): void {
     this.rejectWaiting(err);
     for (const job of this.jobs.splice(0)) job.waiter.reject(err);
+    for (const t of this.transfers.splice(0)) t.waiter.reject(err);
     this.readRequests.length = 0;
+    this.transferRequests.length = 0;
   }
 
   private fail(err: Error): void {
