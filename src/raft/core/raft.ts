@@ -522,11 +522,11 @@ export class RaftCore implements RaftCoreApi {
     if (this.role === Role.Leader || !this.promotable()) return;
     // Campaigning before applying a committed conf change could use the wrong voter set.
     if (this.hasUnappliedConfChanges()) return;
-    if (this.config.preVote && !transfer) this.campaign(true, false);
-    else this.campaign(false, transfer);
+    if (this.config.preVote && !transfer) this.startCampaign(true, false);
+    else this.startCampaign(false, transfer);
   }
 
-  private campaign(pre: boolean, transfer: boolean): void {
+  private startCampaign(pre: boolean, transfer: boolean): void {
     let term: number;
     let type: MessageType;
     if (pre) {
@@ -541,7 +541,7 @@ export class RaftCore implements RaftCoreApi {
     this.votes.set(this.id, true);
     const result = voteResult(this.membership.voterList, this.votes);
     if (result === "won") {
-      if (pre) this.campaign(false, transfer);
+      if (pre) this.startCampaign(false, transfer);
       else this.becomeLeader();
       return;
     }
@@ -604,7 +604,7 @@ export class RaftCore implements RaftCoreApi {
     const result = voteResult(this.membership.voterList, this.votes);
     if (result === "won") {
       if (this.role === Role.PreCandidate) {
-        this.campaign(false, false);
+        this.startCampaign(false, false);
       } else {
         this.becomeLeader();
         this.bcastAppend();
