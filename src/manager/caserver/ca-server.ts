@@ -1,0 +1,189 @@
+// The CA service (DESIGN.md §3 rule 1): the root CA for anyone, certificates for joiners holding a
+// token (the node is created in the store with the token's role), and renewals authenticated by the
+// current certificate, with role and zone taken from the store. Only the leader signs.
+import type * as grpc from "@grpc/grpc-js";
+import { ShoalError, isShoalError } from "../../base/errors.js";
+import { isValidId, newId } from "../../base/ids.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type NodeRole } from "../../ca/index.js";
+import {
+  CertificateStatus,
+  NodeAvailability,
+  NodeRole as ProtoNodeRole,
+  NodeState,
+  type Cluster,
+  type Node,
+} from "../../proto/shoal/v1/objects.js";
+import type {
+  CAServer,
+  GetRootCACertificateResponse,
+  IssueNodeCertificateRequest,
+  IssueNodeCertificateResponse,
+  NodeCertificateStatusRequest,
+  NodeCertificateStatusResponse,
+  RenewNodeCertificateRequest,
+  RenewNodeCertificateResponse,
+} from "../../proto/shoal/v1/ca.js";
+import { ZONE_LABEL } from "../../state/index.js";
+import type { ManagerContext } from "../context.js";
+import { unary } from "../handlers.js";
+
+export const MAX_CSR_BYTES = 8 * 1024;
+export const MAX_HOSTNAME_CHARS = 255;
+export const MAX_ADDR_CHARS = 300;
+const UPDATE_ATTEMPTS = 5;
+
+export function protoRole(role: NodeRole): ProtoNodeRole {
+  return role === "swarm-manager" ? ProtoNodeRole.NODE_ROLE_MANAGER : ProtoNodeRole.NODE_ROLE_WORKER;
+}
+
+export function certRole(role: ProtoNodeRole): NodeRole {
+  return role === ProtoNodeRole.NODE_ROLE_MANAGER ? "swarm-manager" : "swarm-worker";
+}
+
+export function nodeZoneOf(node: Node): string {
+  const zone = node.spec?.labels[ZONE_LABEL];
+  return zone === undefined || zone === "" ? DEFAULT_ZONE : zone;
+}
+
+export function certValidityMs(cluster: Cluster): number {
+  const seconds = cluster.spec?.caConfig?.nodeCertExpirySeconds ?? 0n;
+  return seconds > 0n ? Number(seconds) * 1000 : DEFAULT_NODE_CERT_VALIDITY_MS;
+}
+
+export function requireCluster(ctx: ManagerContext): Cluster {
+  const cluster = ctx.store.getCluster();
+  if (cluster === undefined) throw new ShoalError("UNAVAILABLE", "this manager has not received the cluster state yet; retry in a moment");
+  return cluster;
+}
+
+function checkCsrBytes(csr: Uint8Array): void {
+  if (csr.length === 0) throw new ShoalError("CSR_INVALID", "the request carries no certificate signing request");
+  if (csr.length > MAX_CSR_BYTES) throw new ShoalError("CSR_INVALID", `the certificate signing request is larger than ${MAX_CSR_BYTES} bytes`);
+  verifyCsr(csr);
+}
+
+/** Signs a certificate for `node` as the store says (role, zone) and writes it to the store. */
+export async function issueForNode(ctx: ManagerContext, nodeId: string, csr: Uint8Array): Promise<{ certPem: string; role: NodeRole }> {
+  for (let attempt = 1; ; attempt++) {
+    ctx.requireLeader();
+    const node = ctx.store.getNode(nodeId);
+    if (node === undefined) {
+      throw new ShoalError("NOT_FOUND", `node ${nodeId} is not in the cluster (it was removed); join again with a token`);
+    }
+    const cluster = requireCluster(ctx);
+    const role = certRole(node.spec?.desiredRole ?? ProtoNodeRole.NODE_ROLE_WORKER);
+    const zone = nodeZoneOf(node);
+    const issued = ctx.rootCA().issueNodeCertificate({
+      csrPem: csr,
+      nodeId,
+      role,
+      clusterId: ctx.clusterId,
+      zone,
+      validityMs: certValidityMs(cluster),
+      clock: ctx.clock,
+    });
+    const updated: Node = {
+      ...node,
+      role: protoRole(role),
+      certificate: {
+        status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+        csr: Buffer.alloc(0),
+        certificate: Buffer.from(issued.certPem),
+        serial: issued.serial,
+        notAfter: issued.notAfter,
+        role: protoRole(role),
+        zone,
+        issuedSerials: [...(node.certificate?.issuedSerials ?? []), issued.serial],
+        lastNotAfter: issued.notAfter,
+      },
+    };
+    try {
+      await ctx.propose((tx) => tx.updateNode(updated));
+      return { certPem: issued.certPem, role };
+    } catch (err) {
+      // Another writer (a heartbeat, an operator) changed the node in between: sign again on the fresh copy.
+      if (!isShoalError(err, "FAILED_PRECONDITION") || attempt >= UPDATE_ATTEMPTS) throw err;
+    }
+  }
+}
+
+export function caServiceHandlers(ctx: ManagerContext): CAServer {
+  const log = ctx.logger;
+  return {
+    getRootCaCertificate: unary(async (): Promise<GetRootCACertificateResponse> => {
+      const cluster = requireCluster(ctx);
+      return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)) };
+    }, log),
+
+    issueNodeCertificate: unary(async (req: IssueNodeCertificateRequest): Promise<IssueNodeCertificateResponse> => {
+      ctx.requireLeader();
+      if (req.hostname.length > MAX_HOSTNAME_CHARS) throw new ShoalError("INVALID_ARGUMENT", `hostname is longer than ${MAX_HOSTNAME_CHARS} characters`);
+      if (req.addr.length > MAX_ADDR_CHARS) throw new ShoalError("INVALID_ARGUMENT", `addr is longer than ${MAX_ADDR_CHARS} characters`);
+      if (!Object.values(NodeAvailability).includes(req.availability)) throw new ShoalError("INVALID_ARGUMENT", "availability is not active, pause or drain");
+      const cluster = requireCluster(ctx);
+      const tokens = JoinTokenSet.fromProto(cluster.rootCa!.joinTokens!, ctx.rootCA());
+      const role = tokens.match(req.token, ctx.clock);
+      checkCsrBytes(req.csr);
+      const nodeId = newId();
+      const zone = DEFAULT_ZONE;
+      const issued = ctx.rootCA().issueNodeCertificate({
+        csrPem: req.csr,
+        nodeId,
+        role,
+        clusterId: ctx.clusterId,
+        zone,
+        validityMs: certValidityMs(cluster),
+        clock: ctx.clock,
+      });
+      const node: Node = {
+        id: nodeId,
+        meta: undefined,
+        managerStatus: undefined,
+        spec: { desiredRole: protoRole(role), availability: req.availability, labels: {} },
+        description: { hostname: req.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "" },
+        status: { state: NodeState.NODE_STATE_UNKNOWN, message: "joined", addr: req.addr, lastHeartbeat: undefined },
+        certificate: {
+          status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+          csr: Buffer.alloc(0),
+          certificate: Buffer.from(issued.certPem),
+          serial: issued.serial,
+          notAfter: issued.notAfter,
+          role: protoRole(role),
+          zone,
+          issuedSerials: [issued.serial],
+          lastNotAfter: issued.notAfter,
+        },
+        role: protoRole(role),
+      };
+      await ctx.propose((tx) => tx.createNode(node));
+      log.info({ joinedNodeId: nodeId, role }, "node joined the cluster");
+      return { nodeId, role: protoRole(role) };
+    }, log),
+
+    nodeCertificateStatus: unary(async (req: NodeCertificateStatusRequest): Promise<NodeCertificateStatusResponse> => {
+      if (!isValidId(req.nodeId)) throw new ShoalError("INVALID_ARGUMENT", "node_id must be 25 characters of [0-9a-z]");
+      const cluster = requireCluster(ctx);
+      const node = ctx.store.getNode(req.nodeId);
+      if (node === undefined) {
+        // A follower may not have applied the join yet; the leader has.
+        if (!ctx.raft.isLeader) ctx.requireLeader();
+        throw new ShoalError("NOT_FOUND", `node ${req.nodeId} is not in the cluster`);
+      }
+      return {
+        status: node.certificate?.status ?? CertificateStatus.CERTIFICATE_STATUS_UNSPECIFIED,
+        certificate: Buffer.from(node.certificate?.certificate ?? Buffer.alloc(0)),
+        rootCa: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)),
+        role: node.role,
+      };
+    }, log),
+
+    renewNodeCertificate: unary(async (req: RenewNodeCertificateRequest, call: grpc.ServerUnaryCall<RenewNodeCertificateRequest, RenewNodeCertificateResponse>) => {
+      const peer = ctx.server.peerOf(call);
+      ctx.requireLeader();
+      checkCsrBytes(req.csr);
+      const { certPem, role } = await issueForNode(ctx, peer.nodeId, req.csr);
+      log.info({ renewedNodeId: peer.nodeId, role }, "renewed a node certificate");
+      return { nodeId: peer.nodeId, certificate: Buffer.from(certPem), role: protoRole(role) };
+    }, log),
+  };
+}

@@ -1,0 +1,243 @@
+// The dispatcher (leader only): agent sessions that push the node's own object, the managers list
+// and the revocation list; heartbeats that mark nodes READY; a leader loop that marks nodes DOWN
+// after a missed-heartbeat TTL. A session of a removed node is ended at once.
+import * as grpc from "@grpc/grpc-js";
+import { ShoalError } from "../../base/errors.js";
+import { newId } from "../../base/ids.js";
+import { NodeRole, NodeState, type Node } from "../../proto/shoal/v1/objects.js";
+import {
+  AssignmentsMessage_Type,
+  type AssignmentsMessage,
+  type AssignmentsRequest,
+  type DispatcherServer,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type SessionMessage,
+  type SessionRequest,
+  type UpdateTaskStatusRequest,
+  type UpdateTaskStatusResponse,
+  type WeightedPeer,
+} from "../../proto/shoal/v1/dispatcher.js";
+import { revokedNodeIds, revokedSerials } from "../../state/index.js";
+import type { ManagerContext } from "../context.js";
+import { handlerError, LeaderRedirect, unary } from "../handlers.js";
+
+export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
+/** Missed heartbeats before a node is marked DOWN. */
+export const HEARTBEAT_TTL_PERIODS = 3;
+export const MAX_SESSIONS = 10_000;
+
+interface Session {
+  id: string;
+  nodeId: string;
+  call: grpc.ServerWritableStream<SessionRequest, SessionMessage>;
+}
+
+export interface DispatcherOptions {
+  heartbeatPeriodMs?: number;
+}
+
+export class Dispatcher {
+  private readonly sessions = new Map<string, Session>();
+  private readonly assignmentStreams = new Set<grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>>();
+  private readonly lastHeartbeatMs = new Map<string, number>();
+  private readonly heartbeatPeriodMs: number;
+  private downTimer: NodeJS.Timeout | undefined;
+  private leaderSinceMs = 0;
+  private leaderTerm = 0;
+  private readonly marking = new Set<string>();
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly ctx: ManagerContext,
+    options: DispatcherOptions = {},
+  ) {
+    this.heartbeatPeriodMs = options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS;
+    this.unsubscribe = ctx.onApplied((changes) => this.onApplied(changes));
+  }
+
+  /** Leader loop start (on becoming leader) and stop (on losing it): fenced with the term. */
+  leadershipChanged(isLeader: boolean, term: number): void {
+    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.downTimer = undefined;
+    if (isLeader) {
+      this.leaderSinceMs = this.ctx.clock.nowMs();
+      this.leaderTerm = term;
+      this.lastHeartbeatMs.clear();
+      this.downTimer = setInterval(() => this.markDownNodes(), this.heartbeatPeriodMs);
+      this.downTimer.unref();
+    } else {
+      this.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
+    }
+  }
+
+  close(): void {
+    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.unsubscribe();
+    this.endAll(new ShoalError("UNAVAILABLE", "this manager is shutting down; reconnect to another manager"));
+  }
+
+  private endAll(err: ShoalError): void {
+    for (const session of this.sessions.values()) session.call.destroy(handlerError(err));
+    this.sessions.clear();
+    for (const stream of this.assignmentStreams) stream.destroy(handlerError(err));
+    this.assignmentStreams.clear();
+  }
+
+  private managers(): WeightedPeer[] {
+    return this.ctx.raft
+      .status()
+      .members.filter((m) => m.addr !== "")
+      .map((m) => ({ addr: m.addr, nodeId: m.nodeId }));
+  }
+
+  private message(session: Session, node: Node): SessionMessage {
+    const list = this.ctx.store.getCluster()?.revocationList;
+    return {
+      sessionId: session.id,
+      managers: this.managers(),
+      revokedNodeIds: [...revokedNodeIds(list)].sort(),
+      revokedSerials: [...revokedSerials(list)].sort(),
+      node,
+    };
+  }
+
+  private push(session: Session): void {
+    const node = this.ctx.store.getNode(session.nodeId);
+    if (node === undefined) {
+      this.sessions.delete(session.id);
+      session.call.destroy(handlerError(new ShoalError("CERT_REVOKED", `node ${session.nodeId} has been removed from the cluster; join again with a token`)));
+      return;
+    }
+    session.call.write(this.message(session, node));
+  }
+
+  private onApplied(changes: Parameters<Parameters<ManagerContext["onApplied"]>[0]>[0]): void {
+    if (this.sessions.size === 0) return;
+    let all = changes === "reset";
+    const nodes = new Set<string>();
+    if (changes !== "reset") {
+      for (const change of changes) {
+        if (change.table === "clusters") all = true;
+        if (change.table === "nodes") {
+          const node = change.object as Node;
+          nodes.add(node.id);
+          if (node.role === NodeRole.NODE_ROLE_MANAGER || (change.oldObject as Node | undefined)?.role === NodeRole.NODE_ROLE_MANAGER) all = true;
+          if (node.managerStatus !== undefined) all = true;
+        }
+      }
+    }
+    for (const session of [...this.sessions.values()]) if (all || nodes.has(session.nodeId)) this.push(session);
+  }
+
+  private async setState(nodeId: string, state: NodeState, addr: string | undefined, term: number): Promise<void> {
+    const key = `${nodeId}:${state}`;
+    if (this.marking.has(key)) return;
+    this.marking.add(key);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (!this.ctx.raft.isLeader || this.ctx.raft.term !== term) return;
+        const node = this.ctx.store.getNode(nodeId);
+        if (node === undefined) return;
+        const status = node.status ?? { state: NodeState.NODE_STATE_UNKNOWN, message: "", addr: "", lastHeartbeat: undefined };
+        if (status.state === state && (addr === undefined || addr === "" || status.addr === addr)) return;
+        const updated: Node = {
+          ...node,
+          status: {
+            ...status,
+            state,
+            message: state === NodeState.NODE_STATE_DOWN ? "heartbeat failure" : "",
+            addr: addr !== undefined && addr !== "" ? addr : status.addr,
+            lastHeartbeat: new Date(this.ctx.clock.nowMs()),
+          },
+        };
+        try {
+          await this.ctx.propose((tx) => tx.updateNode(updated), { term });
+          return;
+        } catch (err) {
+          if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") return;
+        }
+      }
+    } finally {
+      this.marking.delete(key);
+    }
+  }
+
+  private markDownNodes(): void {
+    if (!this.ctx.raft.isLeader || this.ctx.raft.term !== this.leaderTerm) return;
+    const nowMs = this.ctx.clock.nowMs();
+    const ttlMs = this.heartbeatPeriodMs * HEARTBEAT_TTL_PERIODS;
+    for (const node of this.ctx.store.listNodes()) {
+      if (node.status?.state !== NodeState.NODE_STATE_READY) continue;
+      const last = this.lastHeartbeatMs.get(node.id) ?? this.leaderSinceMs;
+      if (nowMs - last > ttlMs) void this.setState(node.id, NodeState.NODE_STATE_DOWN, undefined, this.leaderTerm);
+    }
+  }
+
+  handlers(): DispatcherServer {
+    const ctx = this.ctx;
+    return {
+      session: (call: grpc.ServerWritableStream<SessionRequest, SessionMessage>) => {
+        try {
+          const peer = ctx.server.peerOf(call);
+          ctx.requireLeader();
+          const node = ctx.store.getNode(peer.nodeId);
+          if (node === undefined) throw new ShoalError("CERT_REVOKED", `node ${peer.nodeId} is not in the cluster; join again with a token`);
+          if (this.sessions.size >= MAX_SESSIONS) throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
+          if (call.request.addr.length > 300) throw new ShoalError("INVALID_ARGUMENT", "addr is longer than 300 characters");
+          const session: Session = { id: newId(), nodeId: peer.nodeId, call };
+          this.sessions.set(session.id, session);
+          const forget = (): void => {
+            this.sessions.delete(session.id);
+          };
+          call.on("cancelled", forget);
+          call.on("close", forget);
+          call.on("error", forget);
+          this.lastHeartbeatMs.set(peer.nodeId, ctx.clock.nowMs());
+          this.push(session);
+          void this.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, ctx.raft.term);
+        } catch (err) {
+          call.destroy(handlerError(err, ctx.logger));
+        }
+      },
+
+      heartbeat: unary(async (req: HeartbeatRequest, call: grpc.ServerUnaryCall<HeartbeatRequest, HeartbeatResponse>): Promise<HeartbeatResponse> => {
+        const peer = ctx.server.peerOf(call);
+        ctx.requireLeader();
+        const session = this.sessions.get(req.sessionId);
+        if (session === undefined || session.nodeId !== peer.nodeId) {
+          throw new ShoalError("NOT_FOUND", "no such session on this manager; open a new session");
+        }
+        this.lastHeartbeatMs.set(peer.nodeId, ctx.clock.nowMs());
+        const node = ctx.store.getNode(peer.nodeId);
+        if (node !== undefined && node.status?.state !== NodeState.NODE_STATE_READY) {
+          void this.setState(peer.nodeId, NodeState.NODE_STATE_READY, undefined, ctx.raft.term);
+        }
+        return { periodMs: this.heartbeatPeriodMs };
+      }, ctx.logger),
+
+      assignments: (call: grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>) => {
+        try {
+          ctx.server.peerOf(call);
+          ctx.requireLeader();
+          // No scheduler yet: the full (empty) set, then the stream stays open for future changes.
+          call.write({ type: AssignmentsMessage_Type.TYPE_COMPLETE, appliesTo: "", resultsIn: "0", changes: [] });
+          this.assignmentStreams.add(call);
+          const forget = (): void => {
+            this.assignmentStreams.delete(call);
+          };
+          call.on("cancelled", forget);
+          call.on("close", forget);
+        } catch (err) {
+          call.destroy(handlerError(err, ctx.logger));
+        }
+      },
+
+      updateTaskStatus: unary(async (_req: UpdateTaskStatusRequest, call: grpc.ServerUnaryCall<UpdateTaskStatusRequest, UpdateTaskStatusResponse>) => {
+        ctx.server.peerOf(call);
+        ctx.requireLeader();
+        return {};
+      }, ctx.logger),
+    };
+  }
+}

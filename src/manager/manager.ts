@@ -1,0 +1,489 @@
+// A running manager: the encrypted store, the raft node applying into the object store, the TLS
+// server with the CA, Control, Dispatcher and Raft services, revocation propagation, the key
+// protection that follows the replicated autolock setting, and the leader-only loops.
+import * as grpc from "@grpc/grpc-js";
+import { mkdir } from "node:fs/promises";
+import type { Logger } from "pino";
+import { ShoalError, isShoalError } from "../base/errors.js";
+import { systemClock, type Clock } from "../base/clock.js";
+import { systemRandom, type Random } from "../base/random.js";
+import { loadRootCA, RevocationList, renderCrl, type RootCA } from "../ca/index.js";
+import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
+import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftStateMachine } from "../raft/node/index.js";
+import { NO_NODE } from "../raft/core/types.js";
+import {
+  EncryptedStore,
+  dataDirPaths,
+  readDekFile,
+  rewrapKeys,
+  rotateStoreDek,
+  writeDekFile,
+} from "../storage/index.js";
+import { ObjectStore, revokedNodeIds, revokedSerials, type ApplyResult, type StoreChange, type StoreTransaction } from "../state/index.js";
+import { createSecureChannel, type SecureChannel } from "../transport/client.js";
+import { caPeerVerifier } from "../transport/identity.js";
+import { RevocationState } from "../transport/revocation.js";
+import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
+import { fromGrpcError, leaderAddrOf } from "../transport/errors.js";
+import { CAService } from "../proto/shoal/v1/ca.js";
+import { ControlClient, ControlService } from "../proto/shoal/v1/control.js";
+import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
+import { RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
+import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
+import { caServiceHandlers } from "./caserver/ca-server.js";
+import type { AppliedProposal, ManagerContext } from "./context.js";
+import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
+import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { LeaderRedirect } from "./handlers.js";
+import { membershipHandlers } from "./membership.js";
+import { GrpcRaftTransport, raftServiceHandlers } from "./raft-transport.js";
+
+export interface RaftTiming {
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+}
+
+export const DEFAULT_RAFT_TIMING: RaftTiming = { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 };
+/** How long a forwarded control call waits for a leader before saying quorum is lost. */
+export const LEADER_WAIT_MS = 3_000;
+export const FORWARD_DEADLINE_MS = 15_000;
+const REVOCATION_GC_INTERVAL_MS = 10 * 60 * 1000;
+
+export interface ManagerOptions {
+  dataDir: string;
+  nodeId: string;
+  clusterId: string;
+  raftId: bigint;
+  listenAddr: string;
+  /** Optional listener that requires a client certificate and checks the CRL at the handshake. */
+  peerListenAddr?: string;
+  advertiseAddr: string;
+  rootCaPem: string;
+  identity: NodeIdentityPem;
+  /** The unlock key the node's key files are wrapped with now; undefined when they are plain. */
+  unlockKey?: string;
+  /** A new cluster: this manager is its only voter, and these objects are written once it leads. */
+  bootstrap?: { cluster: Cluster; node: Node };
+  /** Joining: the members the leader reported. */
+  join?: { members: RaftMemberInfo[]; removedIds: bigint[] };
+  raftTiming?: RaftTiming;
+  snapshotIntervalEntries?: number;
+  heartbeatPeriodMs?: number;
+  logger: Logger;
+  clock?: Clock;
+  random?: Random;
+  /** This manager was removed from raft (demoted or removed): the daemon stops the manager role. */
+  onRemovedFromRaft?: () => void;
+  /** The node stopped on an error it must not limp past. */
+  onFatal?: (err: Error) => void;
+}
+
+class StoreMachine implements RaftStateMachine {
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly onApplied: (changes: StoreChange[] | "reset") => void,
+  ) {}
+  apply(entry: AppliedEntry): ApplyResult {
+    const result = this.store.apply(entry.data, { index: entry.index });
+    if (result.ok) this.onApplied(result.changes);
+    return result;
+  }
+  snapshot(): Uint8Array {
+    return this.store.snapshot();
+  }
+  restore(data: Uint8Array): void {
+    this.store.restoreSnapshot(data);
+    this.onApplied("reset");
+  }
+}
+
+async function openDataKeys(dekFile: string, unlockKey: string | undefined): Promise<{ current: DataKey; pending?: DataKey }> {
+  const kek = unlockKey === undefined ? undefined : kekFromUnlockKey(unlockKey);
+  try {
+    return await readDekFile(dekFile, kek);
+  } catch (err) {
+    if (!isShoalError(err, "NOT_FOUND") && (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    const current = DataKey.generate();
+    await writeDekFile(dekFile, { current }, kek);
+    return { current };
+  } finally {
+    kek?.dispose();
+  }
+}
+
+export class Manager {
+  readonly ctx: ManagerContext;
+  readonly control: ControlHandlers;
+  private readonly appliedListeners = new Set<(changes: StoreChange[] | "reset") => void>();
+  private wrapKey: string | undefined;
+  private keyWork: Promise<void> = Promise.resolve();
+  private revocationGcTimer: NodeJS.Timeout | undefined;
+  private forwardChannel: { addr: string; channel: SecureChannel; client: ControlClient } | undefined;
+  private stopped = false;
+  private lastRevocationKey = "";
+  private crlWork: Promise<void> = Promise.resolve();
+  private constructor(
+    private readonly opts: ManagerOptions,
+    private readonly encryptedStore: EncryptedStore,
+    readonly store: ObjectStore,
+    readonly raft: RaftNode,
+    readonly server: SecureServer,
+    private readonly transport: GrpcRaftTransport,
+    readonly revocation: RevocationState,
+    private readonly dispatcher: Dispatcher,
+    ctx: ManagerContext,
+    control: ControlHandlers,
+    private readonly identityRef: { current: NodeIdentityPem },
+    readonly boundPort: number,
+  ) {
+    this.ctx = ctx;
+    this.wrapKey = opts.unlockKey;
+    this.control = control;
+  }
+
+  static async start(opts: ManagerOptions): Promise<Manager> {
+    const clock = opts.clock ?? systemClock;
+    const random = opts.random ?? systemRandom;
+    const logger = opts.logger.child({ component: "manager" });
+    const paths = dataDirPaths(opts.dataDir);
+    await mkdir(paths.keysDir, { recursive: true, mode: 0o700 });
+    await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+    const keys = await openDataKeys(paths.dekFile, opts.unlockKey);
+    const encryptedStore = await EncryptedStore.open(paths.stateDir, keys);
+    const store = new ObjectStore({ clock });
+    const revocation = new RevocationState();
+    const identityRef = { current: opts.identity };
+    const server = createSecureServer({
+      clusterId: opts.clusterId,
+      rootCaPem: opts.rootCaPem,
+      identity: opts.identity,
+      verifier: caPeerVerifier({ rootCaPem: opts.rootCaPem, clusterId: opts.clusterId, clock, revocation }),
+      revocation,
+      clock,
+      maxReceiveMessageBytes: 16 * 1024 * 1024,
+    });
+    const transport = new GrpcRaftTransport({
+      clusterId: opts.clusterId,
+      rootCaPem: opts.rootCaPem,
+      identity: () => identityRef.current,
+      revocation,
+      logger: opts.logger.child({ component: "raft-transport" }),
+    });
+    const listeners = new Set<(changes: StoreChange[] | "reset") => void>();
+    const machine = new StoreMachine(store, (changes) => {
+      for (const l of listeners) {
+        try {
+          l(changes);
+        } catch (err) {
+          logger.error({ err: String(err) }, "apply listener failed");
+        }
+      }
+    });
+    const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
+    const selfInfo: RaftMemberInfo = { raftId: opts.raftId, nodeId: opts.nodeId, addr: opts.advertiseAddr };
+    let raft: RaftNode;
+    try {
+      raft = await RaftNode.start({
+        id: opts.raftId,
+        dataStore: encryptedStore,
+        transport,
+        stateMachine: machine,
+        bootstrap: opts.bootstrap ? { members: [selfInfo] } : undefined,
+        join: opts.join,
+        clock,
+        random,
+        logger: opts.logger.child({ component: "raft" }),
+        tickMs: timing.tickMs,
+        electionTicks: timing.electionTicks,
+        heartbeatTicks: timing.heartbeatTicks,
+        snapshotIntervalEntries: opts.snapshotIntervalEntries,
+      });
+    } catch (err) {
+      await encryptedStore.close();
+      throw err;
+    }
+    transport.bind(raft);
+
+    let rootCache: { pem: string; ca: RootCA } | undefined;
+    const ctx: ManagerContext = {
+      nodeId: opts.nodeId,
+      clusterId: opts.clusterId,
+      dataDir: opts.dataDir,
+      store,
+      raft,
+      server,
+      revocation,
+      clock,
+      random,
+      logger,
+      rootCA: () => {
+        const rootCa = store.getCluster()?.rootCa;
+        if (rootCa === undefined || rootCa.caKeyPem.length === 0) {
+          throw new ShoalError("UNAVAILABLE", "this manager does not hold the root CA yet; retry in a moment");
+        }
+        const pem = Buffer.from(rootCa.caCertPem).toString("utf8");
+        if (rootCache?.pem !== pem) rootCache = { pem, ca: loadRootCA(pem, Buffer.from(rootCa.caKeyPem).toString("utf8")) };
+        return rootCache.ca;
+      },
+      requireLeader: () => {
+        if (raft.isStopped) throw new ShoalError("UNAVAILABLE", "this manager is stopping");
+        if (!raft.isLeader) throw new LeaderRedirect(ctx.leaderAddr());
+      },
+      leaderAddr: () => {
+        const leader = raft.leaderId;
+        if (leader === NO_NODE) return undefined;
+        return raft.memberAddr(leader) || undefined;
+      },
+      propose: async (build: (tx: StoreTransaction) => void, options: { term?: number; timeoutMs?: number } = {}): Promise<AppliedProposal> => {
+        if (options.term !== undefined && (!raft.isLeader || raft.term !== options.term)) {
+          throw new LeaderRedirect(ctx.leaderAddr());
+        }
+        const bytes = store.prepare(build, { now: new Date(clock.nowMs()) });
+        let result: ApplyResult;
+        try {
+          result = (await raft.propose(bytes, { timeoutMs: options.timeoutMs })) as ApplyResult;
+        } catch (err) {
+          if (err instanceof NotLeaderError) throw new LeaderRedirect(err.leaderAddr || ctx.leaderAddr());
+          throw err;
+        }
+        if (!result.ok) throw result.error;
+        return { index: result.index, changes: result.changes };
+      },
+      reachableVoters: () => (raft.isLeader ? raft.reachableVoters() : new Set(raft.status().members.filter((m) => m.voter).map((m) => m.raftId))),
+      onApplied: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+
+    const dispatcher = new Dispatcher(ctx, { heartbeatPeriodMs: opts.heartbeatPeriodMs });
+    server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
+    server.addService(DispatcherService, dispatcher.handlers() as unknown as grpc.UntypedServiceImplementation);
+    server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
+    server.addService(RaftMembershipService, membershipHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
+    const control = controlHandlers(ctx);
+    server.addService(ControlService, controlServiceImplementation(control, logger) as unknown as grpc.UntypedServiceImplementation);
+
+    let port: number;
+    try {
+      port = await server.listen(opts.listenAddr, "open");
+      if (opts.peerListenAddr !== undefined) await server.listen(opts.peerListenAddr, "peer");
+    } catch (err) {
+      await raft.stop();
+      transport.close();
+      await encryptedStore.close();
+      await server.shutdown(0);
+      throw err;
+    }
+
+    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, ctx, control, identityRef, port);
+    listeners.add((changes) => manager.afterApply(changes));
+    raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
+    raft.on("membership-changed", (change) => {
+      if (change.removedSelf) {
+        logger.warn({}, "this manager was removed from raft");
+        opts.onRemovedFromRaft?.();
+      }
+    });
+    raft.on("fatal", (err) => {
+      logger.error({ err: err.message }, "raft node stopped on a fatal error");
+      opts.onFatal?.(err);
+    });
+    // Entries replayed before the listeners were attached: bring revocation and keys up to date now.
+    manager.afterApply("reset");
+    if (raft.isLeader) manager.leaderChanged(true, raft.term);
+    if (opts.bootstrap !== undefined) await manager.writeBootstrapObjects(opts.bootstrap);
+    return manager;
+  }
+
+  private async writeBootstrapObjects(objects: { cluster: Cluster; node: Node }): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (!this.raft.isLeader) {
+      if (Date.now() > deadline) throw new ShoalError("TIMEOUT", "the new single-manager cluster did not elect itself leader within 30 s");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (this.store.getCluster() !== undefined) return;
+    await this.ctx.propose((tx) => {
+      tx.createCluster(objects.cluster);
+      tx.createNode(objects.node);
+    });
+  }
+
+  /** The unlock key the key files are wrapped with now (undefined: plain). */
+  get currentUnlockKey(): string | undefined {
+    return this.wrapKey;
+  }
+
+  get isLeader(): boolean {
+    return this.raft.isLeader;
+  }
+
+  private leaderChanged(isLeader: boolean, term: number): void {
+    this.ctx.logger.info({ isLeader, term, leader: String(this.raft.leaderId) }, "raft leader changed");
+    this.dispatcher.leadershipChanged(isLeader, term);
+    if (this.revocationGcTimer !== undefined) clearInterval(this.revocationGcTimer);
+    this.revocationGcTimer = undefined;
+    if (isLeader) {
+      this.revocationGcTimer = setInterval(() => {
+        if (!this.raft.isLeader || this.raft.term !== term) return;
+        const now = new Date(this.ctx.clock.nowMs());
+        const list = RevocationList.fromProto(this.store.getCluster()?.revocationList);
+        if (list.entries().every((e) => now.getTime() < e.lastCertNotAfter.getTime() + 7 * 24 * 3600 * 1000)) return;
+        this.ctx.propose((tx) => void tx.gcRevocations(now), { term }).catch(() => undefined);
+      }, REVOCATION_GC_INTERVAL_MS);
+      this.revocationGcTimer.unref();
+    }
+  }
+
+  /** Revocation propagation and key protection, after every apply (cheap when nothing changed). */
+  private afterApply(changes: StoreChange[] | "reset"): void {
+    if (this.stopped) return;
+    if (changes !== "reset" && !changes.some((c) => c.table === "clusters")) return;
+    const cluster = this.store.getCluster();
+    if (cluster === undefined) return;
+    const list = cluster.revocationList;
+    const nodeIds = [...revokedNodeIds(list)].sort();
+    const serials = [...revokedSerials(list)].sort();
+    const key = nodeIds.join(",") + "|" + serials.join(",");
+    if (key !== this.lastRevocationKey) {
+      this.lastRevocationKey = key;
+      // Synchronous: the authorizer ends the revoked node's open calls right here.
+      this.revocation.replace({ nodeIds, serials });
+      this.crlWork = this.crlWork.then(() => this.refreshCrl()).catch((err) => this.ctx.logger.error({ err: String(err) }, "cannot render the CRL"));
+    }
+    const desired = cluster.spec?.encryptionConfig?.autolockManagers === true && cluster.unlockKey !== "" ? cluster.unlockKey : undefined;
+    if (desired !== this.wrapKey) this.scheduleKeyChange(desired);
+  }
+
+  private async refreshCrl(): Promise<void> {
+    if (this.stopped) return;
+    const cluster = this.store.getCluster();
+    if (cluster?.rootCa === undefined || cluster.rootCa.caKeyPem.length === 0) return;
+    const crl = await renderCrl(this.ctx.rootCA(), RevocationList.fromProto(cluster.revocationList), { clock: this.ctx.clock });
+    if (!this.stopped) this.server.setCrl(crl);
+  }
+
+  /**
+   * Every manager re-wraps its DEK file and node key when the replicated unlock key changes, and
+   * rotates its DEK when autolock is switched on (so no data stays under a DEK that sat on disk in plain).
+   */
+  private scheduleKeyChange(desired: string | undefined): void {
+    const target = desired;
+    this.keyWork = this.keyWork.then(async () => {
+      if (this.stopped || target === this.wrapKey) return;
+      const from = this.wrapKey;
+      const paths = dataDirPaths(this.opts.dataDir);
+      await rewrapKeys(this.opts.dataDir, { from, to: target });
+      this.wrapKey = target;
+      if (from === undefined && target !== undefined) {
+        const kek = kekFromUnlockKey(target);
+        try {
+          await rotateStoreDek(this.encryptedStore, paths.dekFile, kek);
+        } finally {
+          kek.dispose();
+        }
+      }
+      this.ctx.logger.info({ autolock: target !== undefined }, from === undefined || target === undefined ? "key files re-wrapped for the autolock setting" : "key files re-wrapped under the rotated unlock key");
+    }).catch((err) => this.ctx.logger.error({ err: err instanceof Error ? err.message : String(err) }, "cannot re-wrap the key files"));
+  }
+
+  /** Waits for pending key re-wraps (tests and shutdown). */
+  async settled(): Promise<void> {
+    await this.keyWork;
+    await this.crlWork;
+  }
+
+  /** After a certificate renewal: new TLS identity for the listener and the raft connections. */
+  updateIdentity(identity: NodeIdentityPem): void {
+    this.identityRef.current = identity;
+    this.server.updateIdentity(identity.certPem, identity.keyPem);
+    this.transport.identityChanged();
+    this.forwardChannel?.channel.close();
+    this.forwardChannel = undefined;
+  }
+
+  /** Waits briefly for a leader; NO_QUORUM if none shows up. */
+  private async leaderAddrOrWait(): Promise<string | undefined> {
+    const deadline = Date.now() + LEADER_WAIT_MS;
+    for (;;) {
+      if (this.raft.isLeader) return undefined;
+      const addr = this.ctx.leaderAddr();
+      if (addr !== undefined) return addr;
+      if (Date.now() > deadline) {
+        throw new ShoalError("NO_QUORUM", "the cluster has no leader: a majority of managers is unreachable (quorum lost); bring managers back online, then retry");
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * A control call from the local socket: handled here on the leader, otherwise forwarded to the
+   * leader with this manager's own certificate (following one more redirect if leadership moved).
+   */
+  async callControl(method: keyof ControlHandlers, request: unknown): Promise<unknown> {
+    for (let hop = 0; ; hop++) {
+      const leaderAddr = await this.leaderAddrOrWait();
+      if (leaderAddr === undefined) {
+        try {
+          return await (this.control[method] as (r: unknown) => Promise<unknown>)(request);
+        } catch (err) {
+          if (isShoalError(err, "NOT_LEADER") && hop < 3) continue;
+          throw err;
+        }
+      }
+      try {
+        return await this.forward(leaderAddr, method, request);
+      } catch (err) {
+        const hint = leaderAddrOf((err as ShoalError).cause);
+        if (isShoalError(err, "NOT_LEADER") && hop < 3) {
+          if (hint === undefined) await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        if (isShoalError(err, "UNAVAILABLE") && hop < 3) {
+          await new Promise((r) => setTimeout(r, 300));
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private forward(addr: string, method: keyof ControlHandlers, request: unknown): Promise<unknown> {
+    if (this.forwardChannel?.addr !== addr) {
+      this.forwardChannel?.channel.close();
+      const channel = createSecureChannel(addr, {
+        rootCaPem: this.opts.rootCaPem,
+        certPem: this.identityRef.current.certPem,
+        keyPem: this.identityRef.current.keyPem,
+        expectServerRole: "swarm-manager",
+        clusterId: this.opts.clusterId,
+        revocation: this.revocation,
+        maxReceiveMessageBytes: 16 * 1024 * 1024,
+        maxSendMessageBytes: 16 * 1024 * 1024,
+      });
+      this.forwardChannel = { addr, channel, client: channel.client(ControlClient) };
+    }
+    const client = this.forwardChannel.client;
+    const def = (ControlService as unknown as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>)[method]!;
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, new grpc.Metadata(), { deadline: Date.now() + FORWARD_DEADLINE_MS }, (err, value) => {
+        if (err) reject(fromGrpcError(err));
+        else resolve(value);
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.revocationGcTimer !== undefined) clearInterval(this.revocationGcTimer);
+    this.dispatcher.close();
+    this.forwardChannel?.channel.close();
+    await this.server.shutdown(500);
+    await this.raft.stop();
+    this.transport.close();
+    await this.keyWork.catch(() => undefined);
+    await this.encryptedStore.close();
+  }
+}
