@@ -10,6 +10,7 @@ export interface BatchOptions {
   createCore: CoreFactory;
   faults?: PlantedFaults;
   safetyPhaseMs?: number;
+  serveReadsBeforeApply?: boolean;
   /** Stop at the first failing seed (the planted-fault tests want the first catch). */
   stopOnFailure?: boolean;
   onResult?: (result: SimResult) => void;
@@ -37,6 +38,7 @@ export function runSeeds(options: BatchOptions): BatchSummary {
       createCore: options.createCore,
       ...(options.faults ? { faults: options.faults } : {}),
       ...(options.safetyPhaseMs !== undefined ? { safetyPhaseMs: options.safetyPhaseMs } : {}),
+      ...(options.serveReadsBeforeApply ? { serveReadsBeforeApply: true } : {}),
     });
     summary.lastSeed = seed;
     summary.ops += result.stats.opsInvoked;
@@ -51,6 +53,9 @@ export function runSeeds(options: BatchOptions): BatchSummary {
   return summary;
 }
 
-export function failureLines(result: SimResult, faults?: PlantedFaults): string[] {
-  return [`FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`, `replay: ${replayCommand(result.seed, result.nodes, faults)}`];
+export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number): string[] {
+  return [
+    `FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`,
+    `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs)}`,
+  ];
 }

@@ -70,11 +70,11 @@ if (values.seed !== undefined) {
   const s = result.stats;
   if (result.ok) {
     process.stdout.write(
-      `seed ${seed} nodes=${nodes}: passed (${s.opsInvoked} ops: ${s.opsOk} ok, ${s.opsFailed} failed, ${s.opsUnknown} unknown; ` +
+      `seed ${seed} nodes=${nodes}: passed (${s.opsInvoked} ops: ${s.opsOk} ok, ${s.opsFailed} failed, ${s.opsUnknown} unknown, ${s.readIndexReads} ReadIndex reads; ` +
         `${s.elections} elections, ${s.crashes} crashes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
     );
   } else {
-    process.stdout.write(failureLines(result, plantedFaults).join("\n") + "\n");
+    process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs).join("\n") + "\n");
     process.exitCode = 1;
   }
 } else {
@@ -90,7 +90,7 @@ if (values.seed !== undefined) {
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     onResult: (r) => {
-      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults).join("\n") + "\n");
+      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults, safetyPhaseMs).join("\n") + "\n");
     },
   });
   const minutes = (performance.now() - startedMs) / 60_000;

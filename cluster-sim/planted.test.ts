@@ -31,3 +31,10 @@ for (const { fault, caughtBy } of cases) {
     assert.ok(caughtBy.includes(kind), `seed ${caught.seed} failed with an unexpected kind: ${caught.violation}`);
   });
 }
+
+test("a driver that answers ReadIndex reads before applying is caught by the linearizability check", () => {
+  const summary = runSeeds({ firstSeed: 1, seedCount: MAX_SEEDS, nodeCounts: [5, 3], createCore: createRealCore, serveReadsBeforeApply: true, stopOnFailure: true });
+  const caught = summary.failed[0];
+  assert.ok(caught, `no violation in seeds 1..${summary.lastSeed}`);
+  assert.match(caught.violation!, /^linearizability: /);
+});

@@ -14,7 +14,8 @@ export type ViolationKind =
   | "core-threw"
   | "client-result"
   | "linearizability"
-  | "liveness";
+  | "liveness"
+  | "simulator-error";
 
 export class SimViolation extends Error {
   constructor(
