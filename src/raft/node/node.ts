@@ -251,6 +251,8 @@ export class RaftNode implements RaftInbound {
   private readonly lastHeardMs = new Map<RaftId, number>();
   private lastSnapshotIndex = 0;
   private heldSnapshot: TakenSnapshot | undefined;
+  /** A commit-only hard state not yet written; see handleReady. */
+  private deferredHardState: HardState | undefined;
   private promoting = false;
 
   private readonly listeners: { [K in keyof RaftNodeEvents]: Set<(e: RaftNodeEvents[K]) => void> } = {
@@ -580,6 +582,11 @@ export class RaftNode implements RaftInbound {
     }
     await this.loopDone;
     this.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
+    const deferred = this.deferredHardState;
+    if (deferred !== undefined && this.failure === undefined) {
+      this.deferredHardState = undefined;
+      await this.log.save({ hardState: deferred, entries: [] });
+    }
   }
 
   // ---- the loop ----
@@ -709,8 +716,19 @@ export class RaftNode implements RaftInbound {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
 
-    if (rd.hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
-      await this.log.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot });
+    // A hard state whose only change is the commit index need not be durable before anything
+    // (Raft re-learns commit from the leader), so it rides along with the next write instead of
+    // costing an fsync of its own: that takes one fsync off every proposal's critical path.
+    let hardState = rd.hardState;
+    if (hardState !== undefined && !rd.mustSync && rd.entries.length === 0 && rd.snapshot === undefined) {
+      this.deferredHardState = hardState;
+      hardState = undefined;
+    } else if (hardState === undefined && (rd.entries.length > 0 || rd.snapshot !== undefined)) {
+      hardState = this.deferredHardState;
+    }
+    if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      await this.log.save({ hardState, entries: rd.entries, snapshot: rd.snapshot });
+      if (hardState !== undefined) this.deferredHardState = undefined;
     }
     if (rd.messages.length > 0) this.transport.send(rd.messages);
     if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
