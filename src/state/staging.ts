@@ -367,7 +367,11 @@ export class Staging {
     }
   }
 
-  /** Writes the staged objects into the base state with version = `index`; returns what changed. */
+  /**
+   * Writes the staged objects into the base state with version = `index`; returns what changed,
+   * pointing at the stored (frozen, never again modified) objects: use `changeView` before they
+   * leave the store.
+   */
   commit(index: number): StoreChange[] {
     const version = BigInt(index);
     const changes: StoreChange[] = [];
@@ -381,9 +385,8 @@ export class Staging {
       }
       this.base.put(table, key, previous, next);
       const kind: ChangeKind = previous === undefined ? "create" : next === undefined ? "remove" : "update";
-      const view = (o: TableObjects[StoreTable]): TableObjects[StoreTable] => deepFreeze(changeView(table, o));
-      const change = { table, kind, object: view((next ?? previous)!) } as StoreChange;
-      if (kind === "update") change.oldObject = view(previous!);
+      const change = { table, kind, object: (next ?? previous)! } as StoreChange;
+      if (kind === "update") change.oldObject = previous!;
       changes.push(change);
     }
     this.base.lastAppliedIndex = index;
@@ -392,14 +395,19 @@ export class Staging {
 }
 
 /**
- * What a change event or apply result may show of an object: a copy (frozen objects can still have
- * their byte arrays written to, so the stored ones never leave), without secret data, and for the
- * cluster without CA key, unlock key or join tokens (read those with getCluster()).
+ * What a change event or apply result may show: copies (frozen objects can still have their byte
+ * arrays written to, so the stored ones never leave), secrets without data, and the cluster without
+ * CA key, unlock key or join tokens (read those with getCluster()).
  */
-function changeView(table: StoreTable, object: TableObjects[StoreTable]): TableObjects[StoreTable] {
-  if (table === "secrets") return redactSecret(object as Secret);
-  if (table === "clusters") return redactCluster(object as Cluster);
-  return deepCopy(object);
+export function changeView(change: StoreChange): StoreChange {
+  const view = (object: TableObjects[StoreTable]): TableObjects[StoreTable] => {
+    if (change.table === "secrets") return deepFreeze(redactSecret(object as Secret));
+    if (change.table === "clusters") return deepFreeze(redactCluster(object as Cluster));
+    return deepFreeze(deepCopy(object));
+  };
+  const out = { table: change.table, kind: change.kind, object: view(change.object) } as StoreChange;
+  if (change.oldObject !== undefined) out.oldObject = view(change.oldObject);
+  return out;
 }
 
 function notFound(noun: string, key: string): ShoalError {

@@ -9,7 +9,7 @@ import { deepCopy, deepFreeze } from "./copies.js";
 import { MAX_ACTIONS_PER_PROPOSAL, MAX_PROPOSAL_BYTES } from "./limits.js";
 import { redactSecret } from "./redact.js";
 import { withoutExpiredRevocations, withRevokedNode } from "./revocation.js";
-import { actionTarget, canonicalize, Staging, StoreState, TABLES, versionOf } from "./staging.js";
+import { actionTarget, canonicalize, changeView, Staging, StoreState, TABLES, versionOf } from "./staging.js";
 import { StoreWatcher, type StoreChange, type StoreEvent, type StoreTable, type StoreWatch, type TableObjects, type WatchFilter, type WatchOptions } from "./watch.js";
 
 /** Snapshot format written by this code; restore refuses others. */
@@ -314,9 +314,19 @@ export class ObjectStore {
       if (isShoalError(err) && err.code !== "STORE_CORRUPT" && err.code !== "INTERNAL") return refuse(err);
       throw err;
     }
-    const changes = staging.commit(index);
-    this.emit(changes, index);
-    return { ok: true, index, proposalId, changes };
+    const stored = staging.commit(index);
+    // Views are copies; make them only if someone looks (watchers now, or the caller later).
+    let views: StoreChange[] | undefined;
+    const changes = (): StoreChange[] => (views ??= stored.map(changeView));
+    if (this.watchers.size > 0) this.emit(changes(), index);
+    return {
+      ok: true,
+      index,
+      proposalId,
+      get changes(): StoreChange[] {
+        return changes();
+      },
+    };
   }
 
   // ---- snapshot ----------------------------------------------------------------------------
@@ -390,7 +400,6 @@ export class ObjectStore {
   }
 
   private emit(changes: StoreChange[], index: number): void {
-    if (this.watchers.size === 0) return;
     for (const change of changes) this.broadcast({ ...change, index } as StoreEvent);
   }
 
