@@ -8,7 +8,7 @@
 import { ClassicLevel } from "classic-level";
 import { ShoalError, isShoalError } from "../base/errors.js";
 import { DataKey, KEY_ID_BYTES } from "../crypto/data-key.js";
-import { seal, open } from "../crypto/aead.js";
+import { sealInto, open, SEAL_OVERHEAD_BYTES } from "../crypto/aead.js";
 
 export interface StoreKeys {
   current: DataKey;
@@ -152,11 +152,11 @@ export class EncryptedStore {
   }
 
   private sealValue(key: Buffer, value: Uint8Array, dek: DataKey): Buffer {
-    const header = Buffer.allocUnsafe(VALUE_HEADER_BYTES);
-    header[0] = VALUE_FORMAT;
-    dek.id.copy(header, 1);
-    const sealed = seal(dek, value, associatedData(header, key));
-    return Buffer.concat([header, sealed], header.length + sealed.length);
+    const out = Buffer.allocUnsafe(VALUE_HEADER_BYTES + SEAL_OVERHEAD_BYTES + value.byteLength);
+    out[0] = VALUE_FORMAT;
+    dek.id.copy(out, 1);
+    sealInto(out.subarray(VALUE_HEADER_BYTES), dek, value, associatedData(out.subarray(0, VALUE_HEADER_BYTES), key));
+    return out;
   }
 
   private keyFor(id: Buffer): DataKey | undefined {

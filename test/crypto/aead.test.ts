@@ -79,3 +79,11 @@ test("accepts Uint8Array views that are not Buffers", () => {
   assert.deepEqual(new Uint8Array(open(key, new Uint8Array(sealed), new Uint8Array([1, 2, 3]))), view);
   key.dispose();
 });
+
+test("nonces never repeat across many seals (pooled CSPRNG nonces are handed out once)", () => {
+  const key = DataKey.generate();
+  const seen = new Set<string>();
+  for (let i = 0; i < 5000; i++) seen.add(seal(key, Buffer.alloc(0), ad).subarray(1, 25).toString("hex"));
+  assert.equal(seen.size, 5000);
+  key.dispose();
+});
