@@ -137,6 +137,8 @@ export class Cluster {
   readonly inboxes = new Map<RaftId, Message[]>();
   /** Directed links that lose every message: "1->2". */
   readonly dropped = new Set<string>();
+  /** Extra loss rule evaluated at send time (tests). */
+  lose: ((m: Message) => boolean) | undefined;
   readonly options: NodeOptions;
   /** The highest committed entry seen per index across all nodes (safety check). */
   readonly committedByIndex = new Map<number, { term: number; data: string }>();
@@ -248,7 +250,7 @@ export class Cluster {
     const core = node.core;
     if (!core.hasReady()) return false;
     const rd = core.ready();
-    const isDropped = (m: Message): boolean => this.dropped.has(`${m.from}->${m.to}`);
+    const isDropped = (m: Message): boolean => this.dropped.has(`${m.from}->${m.to}`) || this.lose?.(m) === true;
     if (out !== undefined) describeReady(id, rd, out, isDropped);
     this.persist(node, rd);
     for (const m of rd.messages) {
