@@ -90,7 +90,15 @@ export class StoreWatcher implements StoreWatch, AsyncIterator<StoreEvent> {
   /** Called by the store for every event, in order. */
   offer(event: StoreEvent): void {
     if (this.closed) return;
-    if (event.kind !== "reset" && !this.accepts(event)) return;
+    let wanted: boolean;
+    try {
+      wanted = event.kind === "reset" || this.accepts(event);
+    } catch (err) {
+      // Apply has already committed; a faulty filter must not turn into an apply failure.
+      this.fail(new ShoalError("INTERNAL", "a store watch filter threw; the watcher was closed", { cause: err }));
+      return;
+    }
+    if (!wanted) return;
     if (this.onEvent !== undefined) {
       try {
         this.onEvent(event);

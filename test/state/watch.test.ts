@@ -135,3 +135,12 @@ test("callback watchers get events synchronously during apply and are closed if 
   commit(store, (tx) => tx.putValue("c", Buffer.from("3")));
   assert.deepEqual(seen, [1, 2]);
 });
+
+test("a filter that throws closes its watcher and does not fail the apply", async () => {
+  const store = new ObjectStore();
+  const watch = store.watch({ match: () => { throw new Error("filter bug"); } });
+  const result = commit(store, (tx) => tx.putValue("a", Buffer.from("1")));
+  assert.equal(result.ok, true);
+  assert.equal(store.watcherCount, 0);
+  await assert.rejects(watch.events[Symbol.asyncIterator]().next(), (e: unknown) => isShoalError(e, "INTERNAL"));
+});
