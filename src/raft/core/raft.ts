@@ -101,6 +101,7 @@ export class RaftCore implements RaftCoreApi {
   private pendingConfIndex = 0;
   private uncommittedBytes = 0;
   private commitNotifyPending = false;
+  private appendPending = false;
 
   /** Leader: reads waiting for a heartbeat quorum, in arrival order. */
   private pendingReads: PendingRead[] = [];
@@ -259,7 +260,7 @@ export class RaftCore implements RaftCoreApi {
   }
 
   hasReady(): boolean {
-    if (this.commitNotifyPending && this.role === Role.Leader) return true;
+    if ((this.commitNotifyPending || this.appendPending) && this.role === Role.Leader) return true;
     if (this.msgs.length > 0 || this.readStates.length > 0) return true;
     if (this.log.stableIndex < this.log.lastIndex() || this.log.pendingSnapshot !== undefined) return true;
     if (this.log.hasNextCommitted()) return true;
@@ -270,6 +271,10 @@ export class RaftCore implements RaftCoreApi {
 
   ready(): Ready {
     invariant(this.inFlight === undefined, "ready() called again before advance()");
+    if (this.appendPending) {
+      this.appendPending = false;
+      if (this.role === Role.Leader) this.bcastAppend();
+    }
     if (this.commitNotifyPending) this.flushCommitNotify();
     const entries = this.log.unstableEntries();
     const snapshot = this.log.pendingSnapshot;
@@ -410,6 +415,7 @@ export class RaftCore implements RaftCoreApi {
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
     this.commitNotifyPending = false;
+    this.appendPending = false;
     this.pendingReads = [];
     this.pendingReadKeys.clear();
     this.deferredReads = [];
@@ -794,7 +800,8 @@ export class RaftCore implements RaftCoreApi {
     this.uncommittedBytes += data.length;
     const entry: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
     this.log.appendNew(entry);
-    this.bcastAppend();
+    // Sent at the next ready(): proposals made between two Readies travel in one batched Append.
+    this.appendPending = true;
     return { index: entry.index, term: entry.term };
   }
 
