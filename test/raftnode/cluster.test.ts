@@ -49,6 +49,8 @@ test("a follower refuses proposals with NOT_LEADER naming the leader; reads are 
     return true;
   });
   await assert.rejects(leader.propose(new Uint8Array(0)), (e) => isShoalError(e, "INVALID_ARGUMENT"));
+  await assert.rejects(leader.propose(utf8("x"), { timeoutMs: 0 }), (e) => isShoalError(e, "INVALID_ARGUMENT"));
+  await assert.rejects(leader.readIndex({ timeoutMs: -1 }), (e) => isShoalError(e, "INVALID_ARGUMENT"));
 
   const r = (await leader.propose(utf8("written"))) as { index: number };
   // A read on the follower must observe the write that committed before it started.

@@ -435,7 +435,7 @@ export class RaftNode implements RaftInbound {
   // ---- inputs ----
 
   /** Proposes `data`; resolves with the state machine's result once it is applied here. */
-  propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<unknown> {
+  async propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<unknown> {
     if (data.length === 0) return Promise.reject(new ShoalError("INVALID_ARGUMENT", "a proposal must not be empty (empty entries are raft no-ops)"));
     const waiter = new Waiter<unknown>(this.deadline(options.timeoutMs), "the raft proposal");
     this.enqueueJob({ kind: "propose", data, waiter });
@@ -443,7 +443,7 @@ export class RaftNode implements RaftInbound {
   }
 
   /** Resolves when a linearizable read is safe: this node has applied at least the read index. */
-  readIndex(options: { timeoutMs?: number } = {}): Promise<void> {
+  async readIndex(options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
     if (this.reads.size >= this.opts.maxPendingReads) {
@@ -464,7 +464,7 @@ export class RaftNode implements RaftInbound {
   }
 
   /** Adds a member as a learner (it replicates but does not vote); resolves when applied. */
-  addLearner(member: RaftMemberInfo, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+  async addLearner(member: RaftMemberInfo, options: { timeoutMs?: number } = {}): Promise<ConfState> {
     try {
       assertValidRaftId(member.raftId, "raft ID");
       if (this.removed.has(member.raftId)) {
@@ -481,7 +481,7 @@ export class RaftNode implements RaftInbound {
   }
 
   /** Makes a learner a voter; resolves when applied. */
-  promote(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+  async promote(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
     if (!this.confState.learners.includes(raftId)) {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${raftId} is not a learner, so it cannot be promoted`));
     }
@@ -489,7 +489,7 @@ export class RaftNode implements RaftInbound {
   }
 
   /** Removes a voter or learner; refused if the reachable voters left could not form a quorum. */
-  removeMember(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
+  async removeMember(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
     if (!this.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
     if (this.isLeader) {
       const reachable = this.reachableVoters();
@@ -511,7 +511,7 @@ export class RaftNode implements RaftInbound {
    * Hands leadership to voter `to` (brought up to date first); resolves when this node sees `to`
    * lead. On a follower the request is forwarded to the leader.
    */
-  transferLeadership(to: RaftId, options: { timeoutMs?: number } = {}): Promise<void> {
+  async transferLeadership(to: RaftId, options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
     if (!this.confState.voters.includes(to)) {
