@@ -250,6 +250,12 @@ export class Cluster {
     const core = node.core;
     if (!core.hasReady()) return false;
     const rd = core.ready();
+    // Never apply an entry that was not durable before this Ready (the core's contract).
+    const storedLast = (node.storage.snapshot?.index ?? 0) + node.storage.entries.length;
+    const lastCommitted = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastCommitted !== undefined && lastCommitted.index > storedLast) {
+      throw new Error(`node ${id}: Ready asks to apply ${lastCommitted.index} but only ${storedLast} is durable`);
+    }
     const isDropped = (m: Message): boolean => this.dropped.has(`${m.from}->${m.to}`) || this.lose?.(m) === true;
     if (out !== undefined) describeReady(id, rd, out, isDropped);
     this.persist(node, rd);

@@ -294,6 +294,8 @@ export class RaftCore implements RaftCoreApi {
       rd.softState = { ...this.prevSoftState };
     }
     const hs = this.prevHardState;
+    invariant(this.log.committed >= hs.commit, `commit moved back from ${hs.commit} to ${this.log.committed}`);
+    invariant(this.term >= hs.term, `term moved back from ${hs.term} to ${this.term}`);
     if (hs.term !== this.term || hs.vote !== this.vote || hs.commit !== this.log.committed) {
       if (hs.term !== this.term || hs.vote !== this.vote) rd.mustSync = true;
       this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
