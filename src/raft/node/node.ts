@@ -264,6 +264,12 @@ export class RaftNode implements RaftInbound {
   /** Loads storage, restores the state machine, re-applies committed entries and starts ticking. */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
     assertValidRaftId(options.id, "raft ID");
+    if (!((options.tickMs ?? 100) >= 1) || !((options.electionTicks ?? 10) >= 2) || !((options.heartbeatTicks ?? 1) >= 1)) {
+      throw new ShoalError("INVALID_ARGUMENT", "tickMs and heartbeatTicks must be at least 1 and electionTicks at least 2");
+    }
+    if ((options.heartbeatTicks ?? 1) >= (options.electionTicks ?? 10)) {
+      throw new ShoalError("INVALID_ARGUMENT", "heartbeatTicks must be smaller than electionTicks, or followers time out between heartbeats");
+    }
     let log: DurableRaftLog;
     if (options.log !== undefined) log = options.log;
     else if (options.dataStore !== undefined) log = await RaftLogStorage.open(options.dataStore);
@@ -325,9 +331,6 @@ export class RaftNode implements RaftInbound {
       maxPendingProposals: options.maxPendingProposals ?? 16_384,
       maxPendingReads: options.maxPendingReads ?? 4096,
     };
-    if (!(tickMs >= 1) || !(electionTicks >= 2)) {
-      throw new ShoalError("INVALID_ARGUMENT", "tickMs must be at least 1 and electionTicks at least 2");
-    }
 
     // Restore the state machine and the membership table from the last snapshot.
     let restoredSnapshot: SnapshotMetadata | undefined;
