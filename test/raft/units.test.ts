@@ -164,3 +164,16 @@ test("single voter: elects itself, commits only after persisting, randomized tim
   assert.equal(core.status().firstIndex, 3);
   assert.throws(() => core.compact(5, new Uint8Array(0)), isCode("INVALID_ARGUMENT"));
 });
+
+test("step refuses structurally invalid messages", () => {
+  const core = new RaftCore(config(), { hardState: { term: 1, vote: 0n, commit: 0 }, entries: [], initialConfState: { voters: [1n, 2n, 3n], learners: [] } });
+  const base = { type: 1, to: 1n, from: 2n, term: 2, logTerm: 0, index: 0, entries: [] as Entry[], commit: 0, reject: false, rejectHint: 0, context: new Uint8Array(0) };
+  const e = (index: number, term: number): Entry => ({ index, term, type: EntryType.Normal, data: new Uint8Array(0) });
+  assert.throws(() => core.step({ ...base, to: 9n }), isCode("INVALID_ARGUMENT"));
+  assert.throws(() => core.step({ ...base, from: 1n }), isCode("INVALID_ARGUMENT"));
+  assert.throws(() => core.step({ ...base, entries: [e(1, 1), e(3, 1)] }), isCode("INVALID_ARGUMENT"));
+  assert.throws(() => core.step({ ...base, entries: [e(1, 3)] }), isCode("INVALID_ARGUMENT"), "entry from a future term");
+  assert.throws(() => core.step({ ...base, type: 9 }), isCode("INVALID_ARGUMENT"), "snapshot message without a snapshot");
+  core.step({ ...base, entries: [e(1, 1), e(2, 2)] });
+  assert.equal(core.status().lastIndex, 2);
+});

@@ -64,6 +64,33 @@ function invariant(condition: boolean, message: string): asserts condition {
   if (!condition) throw new ShoalError("RAFT_INVARIANT", `raft invariant violated: ${message}`);
 }
 
+/**
+ * Structural checks on a message from the network; the transport decoded it, but a peer with a
+ * bug (or worse) must not be able to corrupt the log through it.
+ */
+function validateMessage(m: Message, self: RaftId): void {
+  const bad = (why: string): never => {
+    throw new ShoalError("INVALID_ARGUMENT", `raft message ${MessageType[m.type] ?? m.type} from ${m.from} rejected: ${why}`);
+  };
+  if (MessageType[m.type] === undefined) bad("unknown type");
+  if (m.to !== self) bad(`addressed to ${m.to}, not to this node`);
+  if (m.from === NO_NODE || m.from === self) bad("invalid sender");
+  if (!Number.isSafeInteger(m.term) || m.term < 0 || !Number.isSafeInteger(m.index) || m.index < 0) bad("term or index out of range");
+  if (!Number.isSafeInteger(m.logTerm) || m.logTerm < 0 || !Number.isSafeInteger(m.commit) || m.commit < 0) bad("log term or commit out of range");
+  if (m.type === MessageType.Snapshot && (m.snapshot === undefined || m.snapshot.metadata.term > m.term)) bad("missing snapshot or one from a future term");
+  if (m.type !== MessageType.Append && m.type !== MessageType.Propose && m.entries.length > 0) bad("unexpected entries");
+  if (m.type !== MessageType.Append) return;
+  let prevIndex = m.index;
+  let prevTerm = m.logTerm;
+  for (const e of m.entries) {
+    if (e.index !== prevIndex + 1) bad(`entries not contiguous after index ${prevIndex}`);
+    if (e.term < prevTerm || e.term > m.term) bad(`entry ${e.index} has term ${e.term} outside [${prevTerm}, ${m.term}]`);
+    if (e.type !== EntryType.Normal && e.type !== EntryType.ConfChange) bad(`entry ${e.index} has unknown type`);
+    prevIndex = e.index;
+    prevTerm = e.term;
+  }
+}
+
 interface PendingRead {
   index: number;
   from: RaftId;
@@ -156,6 +183,7 @@ export class RaftCore implements RaftCoreApi {
   }
 
   step(m: Message): void {
+    validateMessage(m, this.id);
     // A removed member is never heard again, except the TimeoutNow a removed leader sends to hand over.
     if (this.membership.removed.has(m.from) && m.type !== MessageType.TimeoutNow) return;
     if (m.term === 0) {
