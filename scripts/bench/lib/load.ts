@@ -43,7 +43,7 @@ const MAX_CONCURRENCY = 100_000;
 /**
  * Log-bucketed latency histogram: bucket i holds values in [min·g^i, min·g^(i+1)) with g = 1.005, so
  * 1 µs .. 1000 s takes ~4,200 buckets whatever the sample count; a percentile is reported as its
- * bucket's geometric midpoint (error below 0.25 %).
+ * bucket's geometric midpoint (error below 0.25 %), and p100 as the exact maximum.
  */
 export class LatencyHistogram {
   private static readonly MIN_MS = 0.001;
@@ -80,6 +80,7 @@ export class LatencyHistogram {
   percentileMs(p: number): number {
     if (!(p >= 0 && p <= 100)) throw new ShoalError("INVALID_ARGUMENT", `percentile ${p} is outside 0..100`);
     if (this.total === 0) return 0;
+    if (p === 100) return this.maxSeenMs;
     const rank = Math.max(1, Math.ceil((p / 100) * this.total));
     let seen = 0;
     for (let i = 0; i < this.counts.length; i++) {
