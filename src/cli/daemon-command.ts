@@ -1,17 +1,66 @@
-// ─── Registration point for `shoal daemon` ──────────────────────────────────────────────────────
-// The engineer who writes src/daemon fills this function (import from "../daemon/..." is allowed:
-// daemon is below cli). Until then `shoal daemon` is an unknown command (exit 2).
-//
-// Notes for the implementer:
-// - `--socket PATH` and `--data-dir DIR` are program-level options (see program.ts), parsed wherever
-//   they appear on the line, so `shoal daemon --data-dir X` puts X in the program's options: read
-//   them with `cmd.optsWithGlobals()` rather than declaring them again on the subcommand.
-// - The action may return a promise that settles when the daemon stops; runCli only sets the exit
-//   code and never calls process.exit, so a long-running daemon keeps the process alive.
-// - Throw ShoalError for startup failures: runCli prints describeError() and the exit code of
-//   exit-codes.ts.
+// `shoal daemon`: runs a node in the foreground until SIGINT/SIGTERM. `--data-dir` and `--socket`
+// are program-level options (program.ts), read here through optsWithGlobals().
+import { resolve } from "node:path";
 import type { Command } from "commander";
+import { ShoalError } from "../base/errors.js";
+import { createDaemonLogger } from "../daemon/logger.js";
+import { startDaemon } from "../daemon/daemon.js";
+import { DEFAULT_DATA_DIR } from "./daemon-client.js";
+
+function positiveInt(text: string, flag: string, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new ShoalError("INVALID_ARGUMENT", `${flag} must be an integer from 1 to ${max}`);
+  return value;
+}
+
+interface DaemonFlags {
+  dataDir?: string;
+  socket?: string;
+  listenAddr: string;
+  advertiseAddr?: string;
+  peerListenAddr?: string;
+  raftTickMs?: string;
+  raftElectionTicks?: string;
+  heartbeatPeriodMs?: string;
+  snapshotInterval?: string;
+}
 
 export function registerDaemonCommand(program: Command): void {
-  void program;
+  program
+    .command("daemon")
+    .description("run a Shoal node: unjoined until `shoal init` or `shoal join`, or resuming its role")
+    .requiredOption("--listen-addr <host:port>", "address of the node's TLS listener (managers)")
+    .option("--advertise-addr <host:port>", "address other nodes use to reach this node (default: the listen address)")
+    .option("--peer-listen-addr <host:port>", "managers: an extra listener that requires a client certificate and checks the CRL at the handshake")
+    .option("--raft-tick-ms <ms>", "raft tick for a cluster this node creates or joins (default 100)")
+    .option("--raft-election-ticks <n>", "raft election timeout in ticks (default 10)")
+    .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 1000)")
+    .option("--snapshot-interval <entries>", "raft snapshot every this many entries (default 1000)")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const flags = cmd.optsWithGlobals<DaemonFlags>();
+      const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
+      const logger = createDaemonLogger();
+      const tickMs = flags.raftTickMs === undefined ? 100 : positiveInt(flags.raftTickMs, "--raft-tick-ms", 10_000);
+      const electionTicks = flags.raftElectionTicks === undefined ? 10 : positiveInt(flags.raftElectionTicks, "--raft-election-ticks", 1000);
+      const daemon = await startDaemon({
+        dataDir,
+        listenAddr: flags.listenAddr,
+        advertiseAddr: flags.advertiseAddr,
+        peerListenAddr: flags.peerListenAddr,
+        socketPath: flags.socket === undefined ? undefined : resolve(flags.socket),
+        logger,
+        raftTiming: { tickMs, electionTicks, heartbeatTicks: 1 },
+        heartbeatPeriodMs: flags.heartbeatPeriodMs === undefined ? undefined : positiveInt(flags.heartbeatPeriodMs, "--heartbeat-period-ms", 60_000),
+        snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
+      });
+      const onSignal = (): void => {
+        void daemon.stop();
+      };
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      await daemon.stopped;
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      logger.flush();
+    });
 }

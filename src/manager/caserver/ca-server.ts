@@ -56,14 +56,18 @@ export function requireCluster(ctx: ManagerContext): Cluster {
   return cluster;
 }
 
-function checkCsrBytes(csr: Uint8Array): void {
+/** The CSR as the CA library takes it: PEM text, or DER bytes. */
+function csrInput(csr: Uint8Array): string | Uint8Array {
   if (csr.length === 0) throw new ShoalError("CSR_INVALID", "the request carries no certificate signing request");
   if (csr.length > MAX_CSR_BYTES) throw new ShoalError("CSR_INVALID", `the certificate signing request is larger than ${MAX_CSR_BYTES} bytes`);
-  verifyCsr(csr);
+  const text = Buffer.from(csr.buffer, csr.byteOffset, csr.byteLength);
+  const input = text.subarray(0, 5).toString("latin1") === "-----" ? text.toString("utf8") : csr;
+  verifyCsr(input);
+  return input;
 }
 
 /** Signs a certificate for `node` as the store says (role, zone) and writes it to the store. */
-export async function issueForNode(ctx: ManagerContext, nodeId: string, csr: Uint8Array): Promise<{ certPem: string; role: NodeRole }> {
+export async function issueForNode(ctx: ManagerContext, nodeId: string, csr: string | Uint8Array): Promise<{ certPem: string; role: NodeRole }> {
   for (let attempt = 1; ; attempt++) {
     ctx.requireLeader();
     const node = ctx.store.getNode(nodeId);
@@ -123,11 +127,11 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       const cluster = requireCluster(ctx);
       const tokens = JoinTokenSet.fromProto(cluster.rootCa!.joinTokens!, ctx.rootCA());
       const role = tokens.match(req.token, ctx.clock);
-      checkCsrBytes(req.csr);
+      const csr = csrInput(req.csr);
       const nodeId = newId();
       const zone = DEFAULT_ZONE;
       const issued = ctx.rootCA().issueNodeCertificate({
-        csrPem: req.csr,
+        csrPem: csr,
         nodeId,
         role,
         clusterId: ctx.clusterId,
@@ -180,8 +184,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
     renewNodeCertificate: unary(async (req: RenewNodeCertificateRequest, call: grpc.ServerUnaryCall<RenewNodeCertificateRequest, RenewNodeCertificateResponse>) => {
       const peer = ctx.server.peerOf(call);
       ctx.requireLeader();
-      checkCsrBytes(req.csr);
-      const { certPem, role } = await issueForNode(ctx, peer.nodeId, req.csr);
+      const { certPem, role } = await issueForNode(ctx, peer.nodeId, csrInput(req.csr));
       log.info({ renewedNodeId: peer.nodeId, role }, "renewed a node certificate");
       return { nodeId: peer.nodeId, certificate: Buffer.from(certPem), role: protoRole(role) };
     }, log),

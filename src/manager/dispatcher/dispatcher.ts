@@ -33,6 +33,15 @@ interface Session {
   call: grpc.ServerWritableStream<SessionRequest, SessionMessage>;
 }
 
+/**
+ * Ends a server stream with an error status. (`destroy(err)` would drop the status: grpc-js sends
+ * it from `_final`, which a destroyed stream never runs.)
+ */
+function endStream(call: grpc.ServerWritableStream<unknown, unknown>, err: Partial<grpc.StatusObject> & Error): void {
+  if (call.writableEnded || call.destroyed) return;
+  call.emit("error", err);
+}
+
 export interface DispatcherOptions {
   heartbeatPeriodMs?: number;
 }
@@ -78,9 +87,9 @@ export class Dispatcher {
   }
 
   private endAll(err: ShoalError): void {
-    for (const session of this.sessions.values()) session.call.destroy(handlerError(err));
+    for (const session of this.sessions.values()) endStream(session.call, handlerError(err));
     this.sessions.clear();
-    for (const stream of this.assignmentStreams) stream.destroy(handlerError(err));
+    for (const stream of this.assignmentStreams) endStream(stream, handlerError(err));
     this.assignmentStreams.clear();
   }
 
@@ -106,7 +115,7 @@ export class Dispatcher {
     const node = this.ctx.store.getNode(session.nodeId);
     if (node === undefined) {
       this.sessions.delete(session.id);
-      session.call.destroy(handlerError(new ShoalError("CERT_REVOKED", `node ${session.nodeId} has been removed from the cluster; join again with a token`)));
+      endStream(session.call, handlerError(new ShoalError("CERT_REVOKED", `node ${session.nodeId} has been removed from the cluster; join again with a token`)));
       return;
     }
     session.call.write(this.message(session, node));
@@ -197,7 +206,7 @@ export class Dispatcher {
           this.push(session);
           void this.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, ctx.raft.term);
         } catch (err) {
-          call.destroy(handlerError(err, ctx.logger));
+          endStream(call, handlerError(err, ctx.logger));
         }
       },
 
@@ -229,7 +238,7 @@ export class Dispatcher {
           call.on("cancelled", forget);
           call.on("close", forget);
         } catch (err) {
-          call.destroy(handlerError(err, ctx.logger));
+          endStream(call, handlerError(err, ctx.logger));
         }
       },
 

@@ -1,0 +1,735 @@
+// The node lifecycle (DESIGN.md §1, §2, §3.5): the control socket, and the state machine
+// inactive → (init | join) → manager | worker, locked managers and unlock, role changes that follow
+// the certificate's OU, removal, and leave. Restart resumes the role from DIR/certificates/node.crt.
+import * as grpc from "@grpc/grpc-js";
+import type { KeyObject } from "node:crypto";
+import { chmod, mkdir, readFile, rm, unlink } from "node:fs/promises";
+import { hostname as osHostname } from "node:os";
+import { dirname } from "node:path";
+import type { Logger } from "pino";
+import { ShoalError } from "../base/errors.js";
+import { systemClock, type Clock } from "../base/clock.js";
+import { newId } from "../base/ids.js";
+import { systemRandom, type Random } from "../base/random.js";
+import {
+  createNodeKeyAndCsr,
+  createRootCA,
+  DEFAULT_ZONE,
+  JoinTokenSet,
+  parseJoinToken,
+  parseNodeCertificate,
+  RootCA,
+  verifyNodeCertificate,
+  type NodeRole,
+} from "../ca/index.js";
+import { generateUnlockKey, kekFromUnlockKey, parseUnlockKey } from "../crypto/index.js";
+import { allocateRaftId } from "../raft/node/index.js";
+import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
+import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
+import { callWithLeaderRedirect } from "../transport/leader.js";
+import { Agent, type RenewedCertificate } from "../agent/agent.js";
+import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
+import { unary } from "../manager/handlers.js";
+import { protoRole } from "../manager/caserver/ca-server.js";
+import { isHostPort } from "../manager/membership.js";
+import type { ControlHandlers, ControlMethod } from "../manager/controlapi/control-api.js";
+import {
+  CAClient,
+  type IssueNodeCertificateResponse,
+  type NodeCertificateStatusResponse,
+} from "../proto/shoal/v1/ca.js";
+import { ControlService } from "../proto/shoal/v1/control.js";
+import {
+  LocalNodeService,
+  type InfoResponse,
+  type InitRequest,
+  type InitResponse,
+  type JoinRequest,
+  type JoinResponse,
+  type LeaveRequest,
+  type UnlockRequest,
+} from "../proto/shoal/v1/local.js";
+import {
+  CertificateStatus,
+  ManagerStatus_Reachability,
+  NodeAvailability,
+  NodeRole as ProtoNodeRole,
+  NodeState,
+  type Cluster,
+  type Node,
+} from "../proto/shoal/v1/objects.js";
+import { RaftMembershipClient, type JoinRaftResponse } from "../proto/shoal/v1/raft.js";
+import { readNodeFile, writeNodeFile, nodeFilePath, type NodeFile } from "./node-file.js";
+
+export type DaemonState = "inactive" | "locked" | "manager" | "worker";
+
+export interface DaemonOptions {
+  dataDir: string;
+  listenAddr: string;
+  advertiseAddr?: string;
+  /** Optional second listener for managers that requires a client certificate and checks the CRL at the handshake. */
+  peerListenAddr?: string;
+  socketPath?: string;
+  logger: Logger;
+  /** Raft timing for a cluster this node creates or joins (DESIGN.md §4 defaults otherwise). */
+  raftTiming?: RaftTiming;
+  heartbeatPeriodMs?: number;
+  snapshotIntervalEntries?: number;
+  clock?: Clock;
+  random?: Random;
+}
+
+/** Largest message accepted on the control socket (a secret is at most 500 KiB). */
+export const MAX_SOCKET_MESSAGE_BYTES = 4 * 1024 * 1024;
+const JOIN_CALL_DEADLINE_MS = 20_000;
+
+function notInCluster(): ShoalError {
+  return new ShoalError("NOT_IN_CLUSTER", "this node is not part of a cluster: run `shoal init` to create one or `shoal join` to join one");
+}
+
+function roleOf(certPem: string): NodeRole {
+  return parseNodeCertificate(certPem).role;
+}
+
+export class Daemon {
+  private state: DaemonState = "inactive";
+  private manager: Manager | undefined;
+  private agent: Agent | undefined;
+  private node: NodeFile | undefined;
+  private certPem = "";
+  private keyPem = "";
+  private rootCaPem = "";
+  private lifecycle: Promise<unknown> = Promise.resolve();
+  private socketServer: grpc.Server | undefined;
+  private stopping = false;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly paths: ReturnType<typeof dataDirPaths>;
+  private resolveStopped!: () => void;
+  /** Settles when the daemon has stopped (signal, fatal error or stop()). */
+  readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.log = opts.logger.child({ component: "daemon" });
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? systemRandom;
+    this.paths = dataDirPaths(opts.dataDir);
+  }
+
+  get socketPath(): string {
+    return this.opts.socketPath ?? this.paths.socketFile;
+  }
+
+  get currentState(): DaemonState {
+    return this.state;
+  }
+
+  /** The port the manager's TLS listener is bound to (useful with port 0). */
+  get managerPort(): number | undefined {
+    return this.manager?.boundPort;
+  }
+
+  private get advertiseAddr(): string {
+    return this.opts.advertiseAddr ?? this.opts.listenAddr;
+  }
+
+  private get timing(): RaftTiming {
+    return this.opts.raftTiming ?? DEFAULT_RAFT_TIMING;
+  }
+
+  /** Runs lifecycle changes one at a time. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lifecycle.then(fn, fn);
+    this.lifecycle = next.catch(() => undefined);
+    return next;
+  }
+
+  private setLoggerNode(nodeId: string | undefined): void {
+    // Child loggers made after this carry the node ID; existing ones get it through bindings below.
+    (this.log as Logger & { setBindings?: (b: object) => void }).setBindings?.({ nodeId: nodeId ?? "" });
+  }
+
+  private childLogger(): Logger {
+    return this.opts.logger.child({ nodeId: this.node?.nodeId ?? "" });
+  }
+
+  // ---- start ----
+
+  async start(): Promise<void> {
+    await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(this.opts.dataDir, 0o700).catch(() => undefined);
+    await this.resume();
+    await this.openSocket();
+    this.log.info({ state: this.state, socket: this.socketPath, nodeId: this.node?.nodeId ?? "" }, "daemon started");
+  }
+
+  private async resume(): Promise<void> {
+    const node = await readNodeFile(this.opts.dataDir);
+    if (node === undefined) return;
+    let certPem: string;
+    try {
+      certPem = await readFile(this.paths.nodeCertFile, "utf8");
+      this.rootCaPem = await readFile(this.paths.rootCaFile, "utf8");
+    } catch {
+      this.log.warn({}, "node.json exists but the certificates are missing; starting unjoined");
+      return;
+    }
+    this.node = node;
+    this.certPem = certPem;
+    this.setLoggerNode(node.nodeId);
+    const role = roleOf(certPem);
+    if (role === "swarm-manager" && (await isNodeKeyEncrypted(this.paths.nodeKeyFile))) {
+      this.state = "locked";
+      this.log.warn({ nodeId: node.nodeId }, "this manager is locked: autolock is on; run `shoal unlock` with the unlock key");
+      return;
+    }
+    this.keyPem = (await readNodeKey(this.paths.nodeKeyFile)).export({ type: "pkcs8", format: "pem" }).toString();
+    if (role === "swarm-manager") {
+      await this.startManagerRole(undefined, undefined);
+    } else {
+      this.state = "worker";
+    }
+    this.startAgent();
+  }
+
+  // ---- socket ----
+
+  private async openSocket(): Promise<void> {
+    const path = this.socketPath;
+    await mkdir(dirname(path), { recursive: true });
+    await unlink(path).catch(() => undefined);
+    const server = new grpc.Server({
+      "grpc.max_receive_message_length": MAX_SOCKET_MESSAGE_BYTES,
+      "grpc.max_send_message_length": 16 * 1024 * 1024,
+    });
+    const log = this.log;
+    server.addService(LocalNodeService, {
+      info: unary(async () => this.info(), log),
+      init: unary(async (req: InitRequest) => this.serialize(() => this.init(req)), log),
+      join: unary(async (req: JoinRequest) => this.serialize(() => this.join(req)), log),
+      unlock: unary(async (req: UnlockRequest) => this.serialize(() => this.unlock(req)), log),
+      leave: unary(async (req: LeaveRequest) => this.serialize(() => this.leave(req)), log),
+    });
+    const control: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
+    for (const method of Object.keys(ControlService) as ControlMethod[]) {
+      control[method] = unary(async (req: unknown) => this.controlCall(method, req), log);
+    }
+    server.addService(ControlService, control);
+    // Only the owner may connect: create the socket under a umask-like mode, then tighten it.
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) => {
+        if (err) reject(new ShoalError("UNAVAILABLE", `cannot open the control socket ${path}: ${err.message}`));
+        else resolve();
+      });
+    });
+    await chmod(path, 0o600);
+    this.socketServer = server;
+  }
+
+  private async controlCall(method: ControlMethod, request: unknown): Promise<unknown> {
+    if (this.state === "locked") throw new ShoalError("LOCKED", "this manager is locked (autolock is on): run `shoal unlock` with the unlock key first");
+    if (this.state === "inactive") throw notInCluster();
+    if (this.manager === undefined) {
+      throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
+    }
+    return this.manager.callControl(method as keyof ControlHandlers, request);
+  }
+
+  // ---- info ----
+
+  async info(): Promise<InfoResponse> {
+    const node = this.node;
+    const base: InfoResponse = {
+      nodeId: node?.nodeId ?? "",
+      clusterId: node?.clusterId ?? "",
+      role: ProtoNodeRole.NODE_ROLE_UNSPECIFIED,
+      locked: this.state === "locked",
+      state: this.state === "inactive" ? "inactive" : this.state === "locked" ? "locked" : "active",
+      leaderAddr: "",
+      leaderNodeId: "",
+      managers: [],
+      addr: node?.advertiseAddr ?? "",
+      autolock: node?.autolock ?? false,
+      zone: "",
+      certNotAfter: "",
+    };
+    if (this.certPem !== "") {
+      const cert = parseNodeCertificate(this.certPem);
+      base.role = protoRole(cert.role);
+      base.zone = cert.zone;
+      base.certNotAfter = cert.notAfter.toISOString();
+    }
+    if (this.manager !== undefined) {
+      const status = this.manager.raft.status();
+      const leader = status.members.find((m) => m.raftId === status.leaderId);
+      base.leaderAddr = leader?.addr ?? "";
+      base.leaderNodeId = leader?.nodeId ?? "";
+      const reachable = this.manager.isLeader ? this.manager.ctx.reachableVoters() : undefined;
+      base.managers = status.members.map((m) => ({
+        nodeId: m.nodeId,
+        addr: m.addr,
+        leader: m.raftId === status.leaderId,
+        reachable: reachable === undefined ? m.raftId === status.leaderId || m.raftId === status.id : reachable.has(m.raftId),
+      }));
+      base.autolock = this.manager.currentUnlockKey !== undefined;
+      if (status.leaderId === 0n) base.state = "pending";
+    } else if (this.agent !== undefined) {
+      const session = this.agent.lastSession;
+      base.managers = (session?.managers ?? []).map((m) => ({ nodeId: m.nodeId, addr: m.addr, leader: false, reachable: this.agent!.isConnected }));
+      if (!this.agent.isConnected) base.state = "pending";
+    }
+    return base;
+  }
+
+  // ---- init ----
+
+  private async init(req: InitRequest): Promise<InitResponse> {
+    if (this.state !== "inactive") {
+      throw new ShoalError("ALREADY_IN_CLUSTER", "this node is already part of a cluster: run `shoal leave` first to create a new one");
+    }
+    const advertiseAddr = req.advertiseAddr || this.advertiseAddr;
+    if (!isHostPort(advertiseAddr) || advertiseAddr.startsWith("0.0.0.0:") || advertiseAddr.startsWith("[::]:")) {
+      throw new ShoalError("INVALID_ARGUMENT", `cannot advertise ${advertiseAddr}: give --advertise-addr HOST:PORT that other nodes can reach`);
+    }
+    const expirySeconds = req.certExpirySeconds;
+    if (expirySeconds !== 0n && (expirySeconds < 3600n || expirySeconds > 10n * 365n * 24n * 3600n)) {
+      throw new ShoalError("INVALID_ARGUMENT", "--cert-expiry must be between 1h and 10 years");
+    }
+    const timing: RaftTiming = {
+      tickMs: req.tickMs || this.timing.tickMs,
+      electionTicks: req.electionTicks || this.timing.electionTicks,
+      heartbeatTicks: req.heartbeatTicks || this.timing.heartbeatTicks,
+    };
+    if (timing.tickMs > 10_000 || timing.electionTicks > 1000 || timing.heartbeatTicks >= timing.electionTicks) {
+      throw new ShoalError("INVALID_ARGUMENT", "raft timing is out of range: tick at most 10 s, election ticks at most 1000 and more than heartbeat ticks");
+    }
+    const clusterId = newId();
+    const nodeId = newId();
+    const raftId = allocateRaftId([], this.random);
+    const rootCA = await createRootCA({ clock: this.clock });
+    const tokens = JoinTokenSet.generate(rootCA);
+    const { privateKey, csrPem } = await createNodeKeyAndCsr();
+    const validityMs = expirySeconds === 0n ? undefined : Number(expirySeconds) * 1000;
+    const issued = rootCA.issueNodeCertificate({ csrPem, nodeId, role: "swarm-manager", clusterId, zone: DEFAULT_ZONE, validityMs, clock: this.clock });
+    const unlockKey = req.autolock ? generateUnlockKey() : undefined;
+
+    await rm(this.paths.stateDir, { recursive: true, force: true });
+    await rm(this.paths.keysDir, { recursive: true, force: true });
+    await mkdir(this.paths.certificatesDir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.paths.rootCaFile, rootCA.certPem, 0o644);
+    await writeFileAtomic(this.paths.nodeCertFile, issued.certPem, 0o644);
+    await writeNodeKey(this.paths.nodeKeyFile, privateKey, unlockKey);
+
+    const cluster: Cluster = {
+      id: clusterId,
+      meta: undefined,
+      spec: {
+        name: "default",
+        caConfig: { nodeCertExpirySeconds: expirySeconds },
+        encryptionConfig: { autolockManagers: req.autolock },
+        raftConfig: {
+          tickMs: timing.tickMs,
+          heartbeatTicks: timing.heartbeatTicks,
+          electionTicks: timing.electionTicks,
+          snapshotIntervalEntries: BigInt(this.opts.snapshotIntervalEntries ?? 1000),
+          logEntriesForSlowFollowers: 500n,
+        },
+      },
+      rootCa: {
+        caCertPem: Buffer.from(rootCA.certPem),
+        caKeyPem: Buffer.from(rootCA.keyPem!),
+        caDigest: rootCA.digest(),
+        joinTokens: tokens.toProto(),
+      },
+      revocationList: { nodes: [] },
+      unlockKey: unlockKey ?? "",
+      removedRaftIds: [],
+    };
+    const node: Node = {
+      id: nodeId,
+      meta: undefined,
+      spec: { desiredRole: ProtoNodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, labels: {} },
+      description: { hostname: osHostname(), platform: `${process.platform}/${process.arch}`, engineVersion: "" },
+      status: { state: NodeState.NODE_STATE_READY, message: "", addr: advertiseAddr, lastHeartbeat: new Date(this.clock.nowMs()) },
+      certificate: {
+        status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+        csr: Buffer.alloc(0),
+        certificate: Buffer.from(issued.certPem),
+        serial: issued.serial,
+        notAfter: issued.notAfter,
+        role: ProtoNodeRole.NODE_ROLE_MANAGER,
+        zone: DEFAULT_ZONE,
+        issuedSerials: [issued.serial],
+        lastNotAfter: issued.notAfter,
+      },
+      managerStatus: { raftId, addr: advertiseAddr, leader: true, reachability: ManagerStatus_Reachability.REACHABILITY_REACHABLE, voter: true },
+      role: ProtoNodeRole.NODE_ROLE_MANAGER,
+    };
+    this.node = {
+      nodeId,
+      clusterId,
+      raftId: raftId.toString(),
+      advertiseAddr,
+      autolock: req.autolock,
+      managers: [advertiseAddr],
+      raftTiming: timing,
+    };
+    this.certPem = issued.certPem;
+    this.keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    this.rootCaPem = rootCA.certPem;
+    this.setLoggerNode(nodeId);
+    try {
+      await this.startManagerRole(unlockKey, { bootstrap: { cluster, node } });
+    } catch (err) {
+      await this.wipe();
+      throw err;
+    }
+    await writeNodeFile(this.opts.dataDir, this.node);
+    this.startAgent();
+    this.log.info({ nodeId, clusterId, autolock: req.autolock }, "initialized a new cluster");
+    return {
+      nodeId,
+      clusterId,
+      workerToken: tokens.token("swarm-worker"),
+      managerToken: tokens.token("swarm-manager"),
+      unlockKey: unlockKey ?? "",
+    };
+  }
+
+  // ---- join ----
+
+  private async join(req: JoinRequest): Promise<JoinResponse> {
+    if (this.state !== "inactive") {
+      throw new ShoalError("ALREADY_IN_CLUSTER", "this node is already part of a cluster: run `shoal leave` first to join another one");
+    }
+    if (!isHostPort(req.remoteAddr)) throw new ShoalError("INVALID_ARGUMENT", "the manager address must be HOST:PORT");
+    const advertiseAddr = req.advertiseAddr || this.advertiseAddr;
+    if (!isHostPort(advertiseAddr)) throw new ShoalError("INVALID_ARGUMENT", "the advertise address must be HOST:PORT");
+    if (!Object.values(NodeAvailability).includes(req.availability)) throw new ShoalError("INVALID_ARGUMENT", "availability must be active, pause or drain");
+    const parsed = parseJoinToken(req.token);
+    const rootCaPem = await fetchRootCA(req.remoteAddr, parsed.caDigest, { timeoutMs: JOIN_CALL_DEADLINE_MS });
+    const rootCA = RootCA.fromCertOnly(rootCaPem);
+    const { privateKey, csrPem } = await createNodeKeyAndCsr();
+    const issued = await callWithLeaderRedirect<SecureChannel, IssueNodeCertificateResponse>({
+      address: req.remoteAddr,
+      connect: (addr) => createJoinChannel(addr, rootCaPem),
+      call: (ch) =>
+        unaryCall<IssueNodeCertificateResponse>((cb) =>
+          ch.client(CAClient).issueNodeCertificate(
+            { csr: Buffer.from(csrPem), token: req.token, availability: req.availability, hostname: osHostname(), addr: advertiseAddr },
+            new grpc.Metadata(),
+            { deadline: Date.now() + JOIN_CALL_DEADLINE_MS },
+            cb,
+          ),
+        ),
+    });
+    let certPem: string;
+    try {
+      const ca = issued.connection.client(CAClient);
+      let status: NodeCertificateStatusResponse | undefined;
+      const deadline = Date.now() + JOIN_CALL_DEADLINE_MS;
+      for (;;) {
+        status = await unaryCall<NodeCertificateStatusResponse>((cb) =>
+          ca.nodeCertificateStatus({ nodeId: issued.value.nodeId }, new grpc.Metadata(), { deadline: Date.now() + JOIN_CALL_DEADLINE_MS }, cb),
+        );
+        if (status.status === CertificateStatus.CERTIFICATE_STATUS_ISSUED && status.certificate.length > 0) break;
+        if (Date.now() > deadline) throw new ShoalError("TIMEOUT", "the leader did not issue the certificate in time; retry the join");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      certPem = Buffer.from(status.certificate).toString("utf8");
+    } finally {
+      issued.connection.close();
+    }
+    const info = verifyNodeCertificate(certPem, { rootCA, clock: this.clock });
+    if (info.nodeId !== issued.value.nodeId) throw new ShoalError("CERT_INVALID", "the manager returned a certificate for another node");
+    const leaderAddr = issued.address;
+
+    await rm(this.paths.stateDir, { recursive: true, force: true });
+    await rm(this.paths.keysDir, { recursive: true, force: true });
+    await mkdir(this.paths.certificatesDir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.paths.rootCaFile, rootCaPem, 0o644);
+    await writeFileAtomic(this.paths.nodeCertFile, certPem, 0o644);
+    await writeNodeKey(this.paths.nodeKeyFile, privateKey);
+    this.node = {
+      nodeId: info.nodeId,
+      clusterId: info.clusterId,
+      raftId: "",
+      advertiseAddr,
+      autolock: false,
+      managers: [...new Set([leaderAddr, req.remoteAddr])],
+      raftTiming: this.timing,
+    };
+    this.certPem = certPem;
+    this.keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    this.rootCaPem = rootCaPem;
+    this.setLoggerNode(info.nodeId);
+    try {
+      if (info.role === "swarm-manager") {
+        await this.joinRaftAndStart(leaderAddr);
+      } else {
+        this.state = "worker";
+      }
+      await writeNodeFile(this.opts.dataDir, this.node);
+    } catch (err) {
+      await this.stopRoles();
+      await this.wipe();
+      throw err;
+    }
+    this.startAgent();
+    this.log.info({ nodeId: info.nodeId, clusterId: info.clusterId, role: info.role }, "joined the cluster");
+    return { nodeId: info.nodeId, role: protoRole(info.role), clusterId: info.clusterId };
+  }
+
+  /** Asks the leader to add this manager to raft (as a learner), then starts the manager role. */
+  private async joinRaftAndStart(firstAddr: string): Promise<void> {
+    const node = this.node!;
+    const candidates = [...new Set([firstAddr, ...node.managers, ...(this.agent?.knownManagers ?? [])])];
+    let lastErr: unknown;
+    let response: JoinRaftResponse | undefined;
+    for (const addr of candidates) {
+      try {
+        const result = await callWithLeaderRedirect<SecureChannel, JoinRaftResponse>({
+          address: addr,
+          connect: (a) =>
+            createSecureChannel(a, {
+              rootCaPem: this.rootCaPem,
+              certPem: this.certPem,
+              keyPem: this.keyPem,
+              expectServerRole: "swarm-manager",
+              clusterId: node.clusterId,
+            }),
+          call: (ch) =>
+            unaryCall<JoinRaftResponse>((cb) =>
+              ch.client(RaftMembershipClient).join({ addr: node.advertiseAddr }, new grpc.Metadata(), { deadline: Date.now() + JOIN_CALL_DEADLINE_MS }, cb),
+            ),
+        });
+        result.connection.close();
+        response = result.value;
+        break;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    if (response === undefined) throw lastErr instanceof Error ? lastErr : new ShoalError("UNAVAILABLE", "no manager answered the raft join");
+    node.raftId = response.raftId.toString();
+    await this.startManagerRole(undefined, {
+      join: {
+        members: response.members.map((m) => ({ raftId: m.raftId, nodeId: m.nodeId, addr: m.addr })),
+        removedIds: response.removedRaftIds,
+      },
+    });
+  }
+
+  // ---- roles ----
+
+  private async startManagerRole(
+    unlockKey: string | undefined,
+    seed: { bootstrap?: { cluster: Cluster; node: Node }; join?: { members: { raftId: bigint; nodeId: string; addr: string }[]; removedIds: bigint[] } } | undefined,
+  ): Promise<void> {
+    const node = this.node!;
+    if (node.raftId === "") throw new ShoalError("FAILED_PRECONDITION", "this manager has no raft ID; it must join raft first");
+    const manager = await Manager.start({
+      dataDir: this.opts.dataDir,
+      nodeId: node.nodeId,
+      clusterId: node.clusterId,
+      raftId: BigInt(node.raftId),
+      listenAddr: this.opts.listenAddr,
+      peerListenAddr: this.opts.peerListenAddr,
+      advertiseAddr: node.advertiseAddr,
+      rootCaPem: this.rootCaPem,
+      identity: { certPem: this.certPem, keyPem: this.keyPem },
+      unlockKey,
+      bootstrap: seed?.bootstrap,
+      join: seed?.join,
+      raftTiming: node.raftTiming,
+      heartbeatPeriodMs: this.opts.heartbeatPeriodMs,
+      snapshotIntervalEntries: this.opts.snapshotIntervalEntries,
+      logger: this.childLogger(),
+      clock: this.clock,
+      random: this.random,
+      onRemovedFromRaft: () => void this.serialize(() => this.stopManagerRole("removed from raft")).catch(() => undefined),
+      onFatal: (err) => {
+        this.log.fatal({ err: err.message }, "the manager stopped on a fatal error; the daemon exits");
+        void this.stop();
+      },
+    });
+    this.manager = manager;
+    this.state = "manager";
+  }
+
+  private async stopManagerRole(reason: string): Promise<void> {
+    const manager = this.manager;
+    if (manager === undefined) return;
+    this.manager = undefined;
+    this.log.warn({ reason }, "stopping the manager role");
+    await manager.stop();
+    // A former manager keeps no cluster state or data key: it is a worker now (or leaving).
+    await rm(this.paths.stateDir, { recursive: true, force: true });
+    await rm(this.paths.keysDir, { recursive: true, force: true });
+    if (this.node !== undefined) {
+      this.node.raftId = "";
+      await writeNodeFile(this.opts.dataDir, this.node).catch(() => undefined);
+    }
+    if (this.state === "manager") this.state = "worker";
+  }
+
+  private startAgent(): void {
+    const node = this.node!;
+    const agent = new Agent({
+      nodeId: node.nodeId,
+      clusterId: node.clusterId,
+      rootCaPem: this.rootCaPem,
+      managers: node.managers,
+      identity: () => ({ certPem: this.certPem, keyPem: this.keyPem }),
+      advertiseAddr: node.advertiseAddr,
+      hostname: osHostname(),
+      clock: this.clock,
+      random: this.random,
+      logger: this.childLogger(),
+      onSessionMessage: (message) => {
+        const addrs = message.managers.map((m) => m.addr).filter((a) => a !== "");
+        if (addrs.length > 0 && this.node !== undefined && addrs.join(",") !== this.node.managers.join(",")) {
+          this.node.managers = addrs;
+          void writeNodeFile(this.opts.dataDir, this.node).catch(() => undefined);
+        }
+      },
+      onRenewed: (renewed) => this.serialize(() => this.certificateRenewed(renewed)),
+      onRemoved: () => void this.serialize(() => this.removedFromCluster()).catch(() => undefined),
+    });
+    this.agent = agent;
+    agent.start();
+  }
+
+  private async certificateRenewed(renewed: RenewedCertificate): Promise<void> {
+    const previousRole = roleOf(this.certPem);
+    const unlockKey = this.manager?.currentUnlockKey;
+    await writeNodeKey(this.paths.nodeKeyFile, renewed.privateKey, renewed.role === "swarm-manager" ? unlockKey : undefined);
+    await writeFileAtomic(this.paths.nodeCertFile, renewed.certPem, 0o644);
+    this.certPem = renewed.certPem;
+    this.keyPem = (renewed.privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
+    this.manager?.updateIdentity({ certPem: this.certPem, keyPem: this.keyPem });
+    if (previousRole === renewed.role) return;
+    this.log.info({ from: previousRole, to: renewed.role }, "the certificate's role changed");
+    if (renewed.role === "swarm-manager" && this.manager === undefined) {
+      await this.joinRaftAndStart(this.agent?.knownManagers[0] ?? this.node!.managers[0] ?? "");
+      await writeNodeFile(this.opts.dataDir, this.node!);
+    } else if (renewed.role === "swarm-worker") {
+      await this.stopManagerRole("demoted to worker");
+      this.state = "worker";
+    }
+  }
+
+  private async removedFromCluster(): Promise<void> {
+    if (this.state === "inactive") return;
+    this.log.warn({}, "this node was removed from the cluster: its certificate is revoked; join again with a token");
+    await this.stopRoles();
+    await this.wipe();
+  }
+
+  private async stopRoles(): Promise<void> {
+    const agent = this.agent;
+    this.agent = undefined;
+    await agent?.stop();
+    const manager = this.manager;
+    this.manager = undefined;
+    await manager?.stop();
+  }
+
+  /** Forgets the cluster: certificates, keys, state and node.json. */
+  private async wipe(): Promise<void> {
+    await rm(this.paths.stateDir, { recursive: true, force: true });
+    await rm(this.paths.keysDir, { recursive: true, force: true });
+    await rm(this.paths.certificatesDir, { recursive: true, force: true });
+    await rm(nodeFilePath(this.opts.dataDir), { force: true });
+    this.node = undefined;
+    this.certPem = "";
+    this.keyPem = "";
+    this.rootCaPem = "";
+    this.state = "inactive";
+    this.setLoggerNode(undefined);
+  }
+
+  // ---- unlock ----
+
+  private async unlock(req: UnlockRequest): Promise<void> {
+    if (this.state !== "locked") {
+      throw new ShoalError("FAILED_PRECONDITION", this.state === "inactive" ? "this node is not part of a cluster" : "this node is not locked");
+    }
+    parseUnlockKey(req.unlockKey).fill(0); // UNLOCK_KEY_MALFORMED without echoing the input
+    const unlockKey = req.unlockKey.trim();
+    const privateKey = await readNodeKey(this.paths.nodeKeyFile, unlockKey); // UNLOCK_KEY_WRONG
+    const kek = kekFromUnlockKey(unlockKey);
+    try {
+      const keys = await readDekFile(this.paths.dekFile, kek);
+      keys.current.dispose();
+      keys.pending?.dispose();
+    } finally {
+      kek.dispose();
+    }
+    this.keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    await this.startManagerRole(unlockKey, undefined);
+    this.startAgent();
+    this.log.info({}, "manager unlocked");
+  }
+
+  // ---- leave ----
+
+  private async leave(req: LeaveRequest): Promise<void> {
+    if (this.state === "inactive") throw notInCluster();
+    if ((this.state === "manager" || this.state === "locked") && !req.force) {
+      throw new ShoalError(
+        "FAILED_PRECONDITION",
+        "this node is a manager: leaving can break quorum; demote it first (`shoal node demote` on another manager), or use `shoal leave --force`",
+      );
+    }
+    if (this.manager !== undefined && !this.manager.isLeader) {
+      // Best effort: take this manager out of raft so the others do not count it.
+      try {
+        await this.manager.raft.removeMember(this.manager.raft.id, { timeoutMs: 3000 }).catch(() => undefined);
+      } catch {
+        // ignore
+      }
+    }
+    await this.stopRoles();
+    await this.wipe();
+    this.log.info({}, "left the cluster");
+  }
+
+  // ---- stop ----
+
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopped;
+    this.stopping = true;
+    this.log.info({}, "daemon stopping");
+    await this.stopRoles().catch(() => undefined);
+    const server = this.socketServer;
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 500);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    await unlink(this.socketPath).catch(() => undefined);
+    this.resolveStopped();
+    return this.stopped;
+  }
+}
+
+/** Starts a node: resumes its role from its data directory, or waits unjoined for init/join. */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  if (!isHostPort(opts.listenAddr)) throw new ShoalError("INVALID_ARGUMENT", `--listen-addr "${opts.listenAddr}" is not HOST:PORT`);
+  if (opts.advertiseAddr !== undefined && !isHostPort(opts.advertiseAddr)) {
+    throw new ShoalError("INVALID_ARGUMENT", `--advertise-addr "${opts.advertiseAddr}" is not HOST:PORT`);
+  }
+  const daemon = new Daemon(opts);
+  await daemon.start();
+  return daemon;
+}
+
