@@ -858,7 +858,13 @@ export class RaftCore implements RaftCoreApi {
   }
 
   private bcastAppend(): void {
-    for (const id of this.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, true);
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || !this.maybeSendAppend(id, true)) continue;
+      // A replicating follower gets the whole backlog, pipelined up to maxInflightMsgs.
+      while (pr.state === "replicate" && this.maybeSendAppend(id, false)) {
+        // keep going
+      }
+    }
   }
 
   private bcastHeartbeat(context: Uint8Array): void {
