@@ -10,7 +10,10 @@ export function redactSecret(secret: Secret): Secret {
   return copy;
 }
 
-/** A copy of the cluster without the CA key and unlock key; join tokens only with `includeJoinTokens`. */
+/**
+ * A copy of the cluster without the CA key and unlock key; join tokens (the current ones and those a
+ * rotation replaced) only with `includeJoinTokens`.
+ */
 export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: boolean } = {}): Cluster {
   const copy = deepCopy(cluster);
   copy.unlockKey = "";
@@ -19,6 +22,9 @@ export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: b
     if (copy.rootCa.joinTokens !== undefined && options.includeJoinTokens !== true) {
       copy.rootCa.joinTokens.worker = "";
       copy.rootCa.joinTokens.manager = "";
+      // A rotated-away token still names the CA and a secret that was handed out; never show it.
+      copy.rootCa.joinTokens.previousWorker = "";
+      copy.rootCa.joinTokens.previousManager = "";
     }
   }
   return copy;

@@ -47,7 +47,13 @@ export function makeCluster(): Cluster {
       caCertPem: Buffer.from("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
       caKeyPem: Buffer.from(`-----BEGIN PRIVATE KEY-----\n${CA_KEY_MARKER}\n-----END PRIVATE KEY-----\n`),
       caDigest: "0".repeat(50),
-      joinTokens: { worker: TOKEN_MARKER + "-worker", manager: TOKEN_MARKER + "-manager" },
+      joinTokens: {
+        worker: TOKEN_MARKER + "-worker",
+        manager: TOKEN_MARKER + "-manager",
+        // The tokens rotation replaced are join tokens too (proto JoinTokens previous_*).
+        previousWorker: TOKEN_MARKER + "-previous-worker",
+        previousManager: TOKEN_MARKER + "-previous-manager",
+      },
     },
     unlockKey: UNLOCK_MARKER,
     revocationList: { nodes: [] },

@@ -63,6 +63,7 @@ test("redactCluster drops the CA key and unlock key always, join tokens unless a
   }
   assertAbsent([serialized(plain), Cluster.encode(plain).finish()], TOKEN_MARKER);
   assert.equal(withTokens.rootCa!.joinTokens!.worker, TOKEN_MARKER + "-worker");
+  assert.equal(withTokens.rootCa!.joinTokens!.previousManager, TOKEN_MARKER + "-previous-manager");
   assert.ok(full.unlockKey === UNLOCK_MARKER, "redactCluster does not modify its argument");
 });
 
@@ -83,4 +84,18 @@ test("cluster change events and apply results carry no CA key, unlock key or joi
   for (const marker of [CA_KEY_MARKER, UNLOCK_MARKER, TOKEN_MARKER]) {
     assertAbsent([serialized(result.changes), serialized(event)], marker);
   }
+});
+
+test("tokens replaced by a rotation are redacted like the current ones (GetCluster, change events)", async () => {
+  const store = new ObjectStore();
+  const watch = store.watch({ tables: ["clusters"] });
+  commit(store, (tx) => tx.createCluster(makeCluster()));
+  const { value: event } = await watch.events[Symbol.asyncIterator]().next();
+  watch.close();
+  const full = store.getCluster()!;
+  assert.equal(full.rootCa!.joinTokens!.previousWorker, TOKEN_MARKER + "-previous-worker", "the store keeps them");
+  const plain = redactCluster(full);
+  assert.equal(plain.rootCa!.joinTokens!.previousWorker, "");
+  assert.equal(plain.rootCa!.joinTokens!.previousManager, "");
+  assertAbsent([serialized(plain), Cluster.encode(plain).finish(), serialized(event)], "-previous-");
 });
