@@ -5,6 +5,7 @@
 // Run: node --import tsx scripts/bench/etcd/put.ts [--duration-ms 5000] [--warmup-ms 1000] [--clients 1,256] [--plain]
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { ShoalError } from "../../../src/base/errors.js";
 import { runLoad } from "../lib/load.js";
@@ -40,6 +41,8 @@ export interface EtcdPutResult {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** CPU the benchmark process itself used (client encoding, TLS, gRPC), in % of one core: near 100 means the client, not etcd, may be the limit. */
+  clientCpuPercent: number;
   firstError?: string;
 }
 
@@ -161,6 +164,8 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
       });
       try {
         await client.connect(10_000);
+        const cpuBefore = process.cpuUsage();
+        const wallBeforeMs = performance.now();
         // Keys are built per call so string building is part of the measured client cost, as it will be for Shoal.
         const load = await runLoad({
           concurrency: clients,
@@ -170,6 +175,8 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
             await client.put(`bench/${worker}/${seq % 1000}`, value, worker);
           },
         });
+        const cpu = process.cpuUsage(cpuBefore);
+        const clientCpuPercent = Math.round(((cpu.user + cpu.system) / 1000 / (performance.now() - wallBeforeMs)) * 1000) / 10;
         results.push({
           clients,
           channels,
@@ -180,6 +187,7 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
           p90Ms: load.p90Ms,
           p99Ms: load.p99Ms,
           maxMs: load.maxMs,
+          clientCpuPercent,
           ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
         });
       } finally {
