@@ -11,6 +11,7 @@ export interface BatchOptions {
   faults?: PlantedFaults;
   safetyPhaseMs?: number;
   serveReadsBeforeApply?: boolean;
+  churn?: boolean;
   /** Stop at the first failing seed (the planted-fault tests want the first catch). */
   stopOnFailure?: boolean;
   onResult?: (result: SimResult) => void;
@@ -25,10 +26,11 @@ export interface BatchSummary {
   elections: number;
   crashes: number;
   events: number;
+  confChanges: number;
 }
 
 export function runSeeds(options: BatchOptions): BatchSummary {
-  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0 };
+  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0, confChanges: 0 };
   for (let i = 0; i < options.seedCount; i++) {
     const seed = options.firstSeed + i;
     const nodes = options.nodeCounts[i % options.nodeCounts.length]!;
@@ -39,12 +41,14 @@ export function runSeeds(options: BatchOptions): BatchSummary {
       ...(options.faults ? { faults: options.faults } : {}),
       ...(options.safetyPhaseMs !== undefined ? { safetyPhaseMs: options.safetyPhaseMs } : {}),
       ...(options.serveReadsBeforeApply ? { serveReadsBeforeApply: true } : {}),
+      ...(options.churn ? { churn: true } : {}),
     });
     summary.lastSeed = seed;
     summary.ops += result.stats.opsInvoked;
     summary.elections += result.stats.elections;
     summary.crashes += result.stats.crashes;
     summary.events += result.stats.events;
+    summary.confChanges += result.stats.confChanges;
     if (result.ok) summary.passed++;
     else summary.failed.push(result);
     options.onResult?.(result);
@@ -53,9 +57,9 @@ export function runSeeds(options: BatchOptions): BatchSummary {
   return summary;
 }
 
-export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number): string[] {
+export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean): string[] {
   return [
     `FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`,
-    `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs)}`,
+    `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs, churn)}`,
   ];
 }

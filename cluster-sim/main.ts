@@ -30,6 +30,7 @@ const { values } = parseArgs({
     planted: { type: "string", multiple: true },
     "phase-ms": { type: "string" },
     trace: { type: "boolean" },
+    churn: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -37,11 +38,13 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--trace]",
+      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--churn] [--trace]",
       "  --seeds N     run seeds S..S+N-1 (default 100); --start S sets the first (default 1)",
       "  --seed S      replay one seed; --trace prints its every event",
       "  --nodes N     cluster size (default: 5 for --seed, alternating 3 and 5 for --seeds)",
       `  --planted F   switch on a deliberate core fault: ${PLANTED.join(", ")}`,
+      "  --phase-ms MS virtual length of the fault phase (default 20000)",
+      "  --churn       also change membership: add learners, promote them, remove voters",
       "",
     ].join("\n"),
   );
@@ -54,6 +57,7 @@ for (const name of values.planted ?? []) {
   faults[name as (typeof PLANTED)[number]] = true;
 }
 const plantedFaults = Object.keys(faults).length > 0 ? faults : undefined;
+const churn = values.churn === true;
 const safetyPhaseMs = values["phase-ms"] !== undefined ? positiveInt("phase-ms", values["phase-ms"], 0) : undefined;
 
 if (values.seed !== undefined) {
@@ -63,6 +67,7 @@ if (values.seed !== undefined) {
     seed,
     nodes,
     createCore: createRealCore,
+    churn,
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     ...(values.trace ? { trace: (line: string) => process.stdout.write(line + "\n") } : {}),
@@ -74,7 +79,7 @@ if (values.seed !== undefined) {
         `${s.elections} elections, ${s.crashes} crashes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
     );
   } else {
-    process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs).join("\n") + "\n");
+    process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs, churn).join("\n") + "\n");
     process.exitCode = 1;
   }
 } else {
@@ -87,10 +92,11 @@ if (values.seed !== undefined) {
     seedCount,
     nodeCounts,
     createCore: createRealCore,
+    churn,
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     onResult: (r) => {
-      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults, safetyPhaseMs).join("\n") + "\n");
+      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults, safetyPhaseMs, churn).join("\n") + "\n");
     },
   });
   const minutes = (performance.now() - startedMs) / 60_000;

@@ -17,3 +17,12 @@ test(`${SEEDS} seeds of 3- and 5-node clusters pass`, () => {
   assert.ok(summary.elections > SEEDS * 2, `only ${summary.elections} elections`);
   assert.ok(summary.crashes > SEEDS, `only ${summary.crashes} crashes`);
 });
+
+const CHURN_SEEDS = 60;
+
+test(`${CHURN_SEEDS} seeds with membership churn (add learner, promote, remove) pass`, () => {
+  const summary = runSeeds({ firstSeed: 1, seedCount: CHURN_SEEDS, nodeCounts: [3, 5], createCore: createRealCore, churn: true });
+  const failures = summary.failed.flatMap((r) => failureLines(r, undefined, undefined, true));
+  assert.deepEqual(failures, [], failures.join("\n"));
+  assert.ok(summary.confChanges > CHURN_SEEDS, `only ${summary.confChanges} membership changes applied`);
+});

@@ -4,11 +4,14 @@
 import { createHash, type Hash } from "node:crypto";
 import { isShoalError } from "../src/base/errors.js";
 import { SeededRandom } from "../src/base/random.js";
+import { decodeConfChange } from "../src/raft/core/confchange.js";
 import {
+  ConfChangeType,
   EntryType,
   MessageType,
   NO_NODE,
   Role,
+  type ConfChange,
   type ConfState,
   type Entry,
   type Message,
@@ -42,6 +45,8 @@ export interface SimOptions {
    * answer a ReadIndex read as soon as its ReadState arrives, without waiting for the apply.
    */
   serveReadsBeforeApply?: boolean;
+  /** Membership churn in the fault phase: add learners, promote them, remove voters. */
+  churn?: boolean;
   /** Receives every event line (for replay debugging); the trace hash is computed either way. */
   trace?: (line: string) => void;
 }
@@ -58,6 +63,7 @@ export interface SimStats {
   messagesDelivered: number;
   snapshotsSent: number;
   compactions: number;
+  confChanges: number;
   opsInvoked: number;
   opsOk: number;
   opsFailed: number;
@@ -143,6 +149,10 @@ interface SimNode {
   pendingReads: Map<string, ClientOp>;
   readsAwaitingApply: Array<{ index: number; op: ClientOp }>;
   compactEveryEntries: number;
+  /** Membership a brand-new disk starts from: the founding voters, or nothing for a joiner. */
+  initialConfState: ConfState;
+  /** Removed from the cluster: stopped for good, never restarted or targeted again. */
+  removed: boolean;
 }
 
 const decoder = new TextDecoder();
@@ -166,7 +176,9 @@ export class Simulation {
   private readonly network: SimNetwork;
   private readonly nodes: SimNode[] = [];
   private readonly indexById = new Map<RaftId, number>();
-  private readonly initialConfState: ConfState;
+  /** Latest membership applied anywhere, and the index it was applied at. */
+  private clusterConf: ConfState = { voters: [], learners: [] };
+  private clusterConfIndex = 0;
   private readonly clients: SimClient[] = [];
   private readonly history: HistoryOp[] = [];
   private readonly hash: Hash = createHash("sha256");
@@ -208,6 +220,7 @@ export class Simulation {
     messagesDelivered: 0,
     snapshotsSent: 0,
     compactions: 0,
+    confChanges: 0,
     opsInvoked: 0,
     opsOk: 0,
     opsFailed: 0,
@@ -231,38 +244,54 @@ export class Simulation {
     // A cas entry carries two padded values plus about 120 bytes of framing; keep it under the limit.
     const roomBytes = Math.floor((this.maxSizePerMsgBytes - 140) / 2);
     this.valuePadding = ".".repeat([0, 0, Math.floor(roomBytes / 2), roomBytes][this.random.int(0, 4)]!);
-    for (let i = 0; i < options.nodes; i++) {
-      // Distinct, deterministic, non-zero 64-bit member IDs.
-      const id = (BigInt(deriveSeed(options.seed, 1, i)) << 16n) | BigInt(i + 1);
-      this.indexById.set(id, i);
-      this.nodes.push({
-        index: i,
-        id,
-        core: undefined,
-        incarnation: 0,
-        disk: new SimDisk(),
-        kv: new KvStateMachine(),
-        appliedIndex: 0,
-        appliedTerm: 0,
-        lastCommit: 0,
-        role: Role.Follower,
-        term: 0,
-        leaderHint: NO_NODE,
-        paused: false,
-        held: [],
-        drift: 1,
-        crashAtNextSync: false,
-        pendingProposals: new Map(),
-        pendingReads: new Map(),
-        readsAwaitingApply: [],
-        compactEveryEntries: 0,
-      });
+    for (let i = 0; i < options.nodes; i++) this.addNode();
+    this.clusterConf = { voters: this.nodes.map((n) => n.id), learners: [] };
+    // As the daemon's driver does, a new cluster starts from a founding snapshot at index 1 that
+    // holds its voters: no log entry carries the founding membership, so a node that joins later
+    // learns it from that snapshot (its leader's log starts at 2), never from an empty default.
+    const founding = { metadata: { index: 1, term: 1, confState: this.clusterConf }, data: new KvStateMachine().snapshot() };
+    for (const node of this.nodes) {
+      node.disk.write({ kind: "snapshot", snapshot: founding, keepSuffix: false });
+      node.disk.write({ kind: "hardState", hardState: { term: 1, vote: NO_NODE, commit: 1 } });
+      node.disk.sync();
     }
-    this.initialConfState = { voters: this.nodes.map((n) => n.id), learners: [] };
     const clientCount = options.clients ?? this.random.int(2, 6);
     for (let c = 1; c <= clientCount + 1; c++) {
       this.clients.push({ id: c, seq: 0, leaderGuess: this.random.int(0, options.nodes), lastSeen: new Map(), probe: c === clientCount + 1 });
     }
+  }
+
+  private addNode(): SimNode {
+    const i = this.nodes.length;
+    // Distinct, deterministic, non-zero 64-bit member IDs, never reused.
+    const id = (BigInt(deriveSeed(this.options.seed, 1, i)) << 16n) | BigInt(i + 1);
+    const node: SimNode = {
+      index: i,
+      id,
+      core: undefined,
+      incarnation: 0,
+      disk: new SimDisk(),
+      kv: new KvStateMachine(),
+      appliedIndex: 0,
+      appliedTerm: 0,
+      lastCommit: 0,
+      role: Role.Follower,
+      term: 0,
+      leaderHint: NO_NODE,
+      paused: false,
+      held: [],
+      drift: 1,
+      crashAtNextSync: false,
+      pendingProposals: new Map(),
+      pendingReads: new Map(),
+      readsAwaitingApply: [],
+      compactEveryEntries: 0,
+      initialConfState: { voters: [], learners: [] },
+      removed: false,
+    };
+    this.indexById.set(id, i);
+    this.nodes.push(node);
+    return node;
   }
 
   run(): SimResult {
@@ -271,6 +300,7 @@ export class Simulation {
       for (const node of this.nodes) this.start(node);
       for (const client of this.clients) if (!client.probe) this.scheduleNextOp(client, this.random.int(0, 50));
       this.scheduleFault();
+      if (this.options.churn === true) this.scheduleChurn();
       this.queue.schedule(this.safetyPhaseMs, "heal", () => this.beginLivenessPhase());
       while (!this.finished) {
         const event = this.queue.pop();
@@ -341,7 +371,7 @@ export class Simulation {
     node.role = Role.Follower;
     node.leaderHint = NO_NODE;
     node.compactEveryEntries = 10 + this.random.int(0, 30);
-    const restore = node.disk.restoreState(this.initialConfState);
+    const restore = node.disk.restoreState(node.initialConfState);
     node.core = this.guard(node, "construct", () => this.options.createCore(this.config(node), restore));
     this.scheduleTick(node);
     this.drain(node);
@@ -360,13 +390,15 @@ export class Simulation {
     node.crashAtNextSync = false;
     node.role = Role.Follower;
     this.stats.crashes++;
-    this.hash.update(`crash n${node.index} ${reason}\n`);
+    const line = `${this.queue.nowMs} crash n${node.index} ${reason}`;
+    this.hash.update(line + "\n");
+    this.options.trace?.(line);
   }
 
   private restartLater(node: SimNode, delayMs: number): void {
     const incarnation = node.incarnation;
     this.queue.schedule(delayMs, `restart n${node.index}`, () => {
-      if (node.core === undefined && node.incarnation === incarnation) this.start(node);
+      if (node.core === undefined && node.incarnation === incarnation && !node.removed) this.start(node);
     });
   }
 
@@ -503,6 +535,11 @@ export class Simulation {
     if (e.type === EntryType.Normal) {
       command = decodeCommand(e.data);
       if (command !== undefined) output = node.kv.apply(command.input);
+    } else if (e.type === EntryType.ConfChange) {
+      const core = node.core!;
+      const change = this.guard(node, "decodeConfChange", () => decodeConfChange(e.data));
+      const conf = this.guard(node, "applyConfChange", () => core.applyConfChange(change));
+      this.onConfChangeApplied(e.index, change, conf);
     }
     const pending = node.pendingProposals.get(e.index);
     if (pending === undefined) return;
@@ -909,8 +946,9 @@ export class Simulation {
   }
 
   private injectFault(): void {
-    const n = this.nodes.length;
-    const pickNode = (): SimNode => this.nodes[this.random.int(0, n)]!;
+    const live = this.nodes.filter((x) => !x.removed);
+    const n = live.length;
+    const pickNode = (): SimNode => live[this.random.int(0, n)]!;
     const choice = this.random.int(0, 100);
     if (choice < 14) {
       const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
@@ -921,7 +959,7 @@ export class Simulation {
       const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
       node.crashAtNextSync = true;
     } else if (choice < 38) {
-      const order = this.nodes.map((x) => x.index);
+      const order = live.map((x) => x.index);
       for (let i = order.length - 1; i > 0; i--) {
         const j = this.random.int(0, i + 1);
         [order[i], order[j]] = [order[j]!, order[i]!];
@@ -933,14 +971,14 @@ export class Simulation {
     } else if (choice < 46) {
       const leader = this.leader();
       if (leader === undefined) return;
-      this.network.partition([[leader.index], this.nodes.filter((x) => x !== leader).map((x) => x.index)]);
+      this.network.partition([[leader.index], live.filter((x) => x !== leader).map((x) => x.index)]);
       this.stats.partitions++;
       this.healLater();
     } else if (choice < 56) {
       const links = this.random.int(1, n + 1);
       for (let i = 0; i < links; i++) {
-        const from = this.random.int(0, n);
-        const to = this.random.int(0, n);
+        const from = pickNode().index;
+        const to = pickNode().index;
         if (from !== to) this.network.cutOneWay(from, to);
       }
       this.stats.partitions++;
@@ -967,6 +1005,72 @@ export class Simulation {
       this.network.setConditions(conditions);
     }
     // Otherwise: a quiet spell.
+  }
+
+  private scheduleChurn(): void {
+    this.queue.schedule(this.random.int(300, 1500), "churn", () => {
+      if (this.inLivenessPhase) return;
+      this.changeMembership();
+      this.scheduleChurn();
+    });
+  }
+
+  /**
+   * One membership step through the current leader: promote a caught-up learner, else add a new
+   * node as a learner, else remove a voter (never below three voters).
+   */
+  private changeMembership(): void {
+    const leader = this.leader();
+    if (leader === undefined || leader.core === undefined || leader.paused) return;
+    const conf = this.clusterConf;
+    let change: ConfChange;
+    let joiner: SimNode | undefined;
+    const learner = conf.learners.map((id) => this.nodes[this.indexById.get(id)!]!).find((x) => !x.removed);
+    if (learner !== undefined) {
+      if (learner.core === undefined || learner.appliedIndex + 5 < leader.lastCommit) return; // not caught up yet
+      change = { type: ConfChangeType.PromoteLearner, nodeId: learner.id, context: new Uint8Array() };
+    } else if (conf.voters.length < 5 && this.nodes.length < 12 && this.random.float() < 0.6) {
+      joiner = this.addNode();
+      change = { type: ConfChangeType.AddLearner, nodeId: joiner.id, context: new Uint8Array() };
+    } else if (conf.voters.length > 3) {
+      const victim = conf.voters[this.random.int(0, conf.voters.length)]!;
+      change = { type: ConfChangeType.RemoveNode, nodeId: victim, context: new Uint8Array() };
+    } else {
+      return;
+    }
+    const core = leader.core;
+    try {
+      core.proposeConfChange(change);
+    } catch (err) {
+      if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED") || isShoalError(err, "FAILED_PRECONDITION")) {
+        // The joiner never becomes a member: retire it before it ever runs.
+        if (joiner !== undefined) joiner.removed = true;
+        return;
+      }
+      this.guard(leader, "proposeConfChange", () => {
+        throw err;
+      });
+    }
+    const line = `${this.queue.nowMs} propose-conf-change ${ConfChangeType[change.type]} n${this.indexById.get(change.nodeId)}`;
+    this.hash.update(line + "\n");
+    this.options.trace?.(line);
+    if (joiner !== undefined) this.start(joiner);
+    this.drain(leader);
+  }
+
+  private onConfChangeApplied(index: number, change: ConfChange, conf: ConfState): void {
+    if (index <= this.clusterConfIndex) return;
+    this.clusterConfIndex = index;
+    this.clusterConf = conf;
+    this.stats.confChanges++;
+    if (change.type !== ConfChangeType.RemoveNode) return;
+    const gone = this.nodes[this.indexById.get(change.nodeId)!];
+    if (gone === undefined || gone.removed) return;
+    // Give the removed node a moment to learn of its removal (and a removed leader to hand over).
+    this.queue.schedule(this.random.int(100, 1000), `retire n${gone.index}`, () => {
+      gone.removed = true;
+      if (gone.core !== undefined) this.crash(gone, "removed");
+    });
   }
 
   /**
@@ -1017,7 +1121,7 @@ export class Simulation {
       node.drift = 1;
       node.crashAtNextSync = false;
       this.resume(node);
-      if (node.core === undefined) this.start(node);
+      if (node.core === undefined && !node.removed) this.start(node);
     }
     this.livenessDeadlineMs = this.queue.nowMs + LIVENESS_BOUND_MS;
     this.queue.schedule(LIVENESS_BOUND_MS, "liveness-deadline", () => {
@@ -1037,11 +1141,11 @@ export function runSimulation(options: SimOptions): SimResult {
 }
 
 /** The exact command that replays one seed. */
-export function replayCommand(seed: number, nodes: number, faults?: PlantedFaults, safetyPhaseMs?: number): string {
+export function replayCommand(seed: number, nodes: number, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean): string {
   const planted = Object.entries(faults ?? {})
     .filter(([, on]) => on === true)
     .map(([name]) => ` --planted ${name}`)
     .join("");
   const phase = safetyPhaseMs !== undefined && safetyPhaseMs !== DEFAULT_SAFETY_PHASE_MS ? ` --phase-ms ${safetyPhaseMs}` : "";
-  return `npm run sim -- --seed ${seed} --nodes ${nodes}${planted}${phase}`;
+  return `npm run sim -- --seed ${seed} --nodes ${nodes}${planted}${phase}${churn === true ? " --churn" : ""}`;
 }
