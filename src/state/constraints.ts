@@ -2,10 +2,13 @@
 // (DESIGN rule 7): parsed and validated here so the store, scheduler and dispatcher agree.
 import { ShoalError } from "../base/errors.js";
 import { isValidId } from "../base/ids.js";
+import { DEFAULT_ZONE, isValidZone } from "../ca/index.js";
 import { NodeRole, type Node, type ServiceSpec } from "../proto/shoal/v1/objects.js";
-import { MAX_CONSTRAINT_CHARS, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_NAME_CHARS, NAME_PATTERN } from "./limits.js";
+import { MAX_CONSTRAINT_CHARS, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES } from "./limits.js";
 
-export const DEFAULT_ZONE = "default";
+// One zone rule for the store and the CA: a zone the store accepts must fit the certificate's SPIFFE
+// URI, or a node labelled with it could never get or renew a certificate.
+export { DEFAULT_ZONE, isValidZone };
 export const ZONE_LABEL = "zone";
 
 export type Constraint =
@@ -41,7 +44,7 @@ export function parseConstraint(expr: string): Constraint {
     if (key === "" || /\s/.test(key)) throw bad(expr, "the label key is empty or contains whitespace");
     if (Buffer.byteLength(key) > MAX_LABEL_KEY_BYTES) throw bad(expr, `the label key is longer than ${MAX_LABEL_KEY_BYTES} bytes`);
     if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
-    if (key === ZONE_LABEL && !isValidZone(value)) throw bad(expr, "a zone must be a name of [a-zA-Z0-9_.-], at most 64 characters");
+    if (key === ZONE_LABEL && !isValidZone(value)) throw bad(expr, "a zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
     return { field: "label", key, op, value };
   }
   switch (lhs) {
@@ -56,10 +59,6 @@ export function parseConstraint(expr: string): Constraint {
     default:
       throw bad(expr, `unknown attribute ${JSON.stringify(lhs.slice(0, 64))}`);
   }
-}
-
-export function isValidZone(zone: string): boolean {
-  return zone.length > 0 && zone.length <= MAX_NAME_CHARS && NAME_PATTERN.test(zone);
 }
 
 /** A node's security zone: its manager-set `zone` label, or "default". */
@@ -111,7 +110,7 @@ export function serviceZone(spec: Pick<ServiceSpec, "zone" | "constraints">): st
   const zones = new Set<string>();
   if (spec.zone !== "") {
     if (!isValidZone(spec.zone)) {
-      throw new ShoalError("INVALID_ARGUMENT", "the service zone must be a name of [a-zA-Z0-9_.-], at most 64 characters");
+      throw new ShoalError("INVALID_ARGUMENT", "the service zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
     }
     zones.add(spec.zone);
   }

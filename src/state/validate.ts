@@ -86,7 +86,7 @@ export function validateNode(node: Node): void {
   if (node.spec !== undefined) {
     validateLabels(node.spec.labels, "node");
     const zone = node.spec.labels[ZONE_LABEL];
-    if (zone !== undefined && !isValidZone(zone)) throw invalid("node zone label must be a name of [a-zA-Z0-9_.-], at most 64 characters");
+    if (zone !== undefined && !isValidZone(zone)) throw invalid("node zone label must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
   }
   if (node.description !== undefined && node.description.hostname.length > MAX_HOSTNAME_CHARS) {
     throw invalid(`node hostname is longer than ${MAX_HOSTNAME_CHARS} characters`);
@@ -111,7 +111,7 @@ export function validateTask(task: Task): void {
   validateId(task.id, "task");
   validateId(task.serviceId, "task's service");
   if (task.nodeId !== "") validateId(task.nodeId, "task's node");
-  if (task.zone !== "" && !isValidZone(task.zone)) throw invalid("task zone must be a name of [a-zA-Z0-9_.-], at most 64 characters");
+  if (task.zone !== "" && !isValidZone(task.zone)) throw invalid("task zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
   validateContainerSpec(task.spec, "task");
 }
 
@@ -125,7 +125,7 @@ export function validateSecret(secret: Secret): void {
   if (spec.data.length > MAX_SECRET_BYTES) {
     throw invalid(`secret data is ${spec.data.length} bytes, more than the limit of ${MAX_SECRET_BYTES} bytes (500 KiB)`);
   }
-  if (spec.zone !== "" && !isValidZone(spec.zone)) throw invalid("secret zone must be a name of [a-zA-Z0-9_.-], at most 64 characters");
+  if (spec.zone !== "" && !isValidZone(spec.zone)) throw invalid("secret zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
 }
 
 export function validateCluster(cluster: Cluster): void {

@@ -96,3 +96,20 @@ test("a secret of zone A cannot be attached to a service of zone B, at prepare a
   a.spec!.constraints = ["node.labels.zone==b"];
   assert.equal(thrownCode(() => store.prepare((tx) => tx.updateService(a))), "PERMISSION_DENIED");
 });
+
+test("the store accepts exactly the zones the CA can write into a node certificate", async () => {
+  const ca = await import("../../src/ca/index.js");
+  const state = await import("../../src/state/index.js");
+  const samples = ["a", "pci", "a.b_c-d", "z".repeat(63), "z".repeat(64), "z".repeat(65), ".a", "-a", "a/b", "a b", ""];
+  for (const zone of samples) {
+    assert.equal(state.isValidZone(zone), ca.isValidZone(zone), `zone ${JSON.stringify(zone)}: state and CA disagree`);
+  }
+  assert.equal(state.DEFAULT_ZONE, ca.DEFAULT_ZONE);
+  // A node labelled with a zone the CA refuses could never get (or renew) a certificate for it.
+  const store = new ObjectStore();
+  const tooLong = "z".repeat(64);
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.createNode(makeNode({}, { zone: tooLong })))), "INVALID_ARGUMENT");
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("s", { zone: tooLong })))), "INVALID_ARGUMENT");
+  assert.equal(thrownCode(() => parseConstraint(`node.labels.zone==${tooLong}`)), "INVALID_ARGUMENT");
+  commit(store, (tx) => tx.createNode(makeNode({}, { zone: "z".repeat(63) })));
+});
