@@ -33,6 +33,8 @@ export type ShoalErrorCode =
   | "NOT_LEADER"
   | "NO_QUORUM"
   | "PROPOSAL_DROPPED"
+  /** A write may or may not have been applied (overtaken by a snapshot, or no quorum after it was logged). */
+  | "OUTCOME_UNKNOWN"
   | "PROPOSAL_TOO_LARGE"
   | "QUEUE_FULL"
   | "RAFT_INVARIANT"

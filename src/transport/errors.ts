@@ -32,6 +32,7 @@ const STATUS_BY_CODE: Partial<Record<ShoalErrorCode, grpc.status>> = {
   NO_QUORUM: grpc.status.UNAVAILABLE,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   PROPOSAL_DROPPED: grpc.status.UNAVAILABLE,
+  OUTCOME_UNKNOWN: grpc.status.UNAVAILABLE,
   PROPOSAL_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   MESSAGE_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,

@@ -822,7 +822,7 @@ export class RaftNode implements RaftInbound {
       if (at <= index) {
         this.pending.delete(at);
         pending.waiter.reject(
-          new ShoalError("PROPOSAL_DROPPED", "the proposal was lost with leadership: a snapshot from the new leader replaced this log past it, so whether it was applied is unknown; check the state before retrying"),
+          new ShoalError("OUTCOME_UNKNOWN", "a snapshot from the new leader replaced this log past the proposal, so whether it was applied is unknown; check the state before retrying"),
         );
       }
     }
