@@ -27,10 +27,12 @@ export interface BatchSummary {
   crashes: number;
   events: number;
   confChanges: number;
+  /** Keys whose linearizability search ran out of budget: neither proven nor refuted. */
+  undecidedKeys: number;
 }
 
 export function runSeeds(options: BatchOptions): BatchSummary {
-  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0, confChanges: 0 };
+  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0, confChanges: 0, undecidedKeys: 0 };
   for (let i = 0; i < options.seedCount; i++) {
     const seed = options.firstSeed + i;
     const nodes = options.nodeCounts[i % options.nodeCounts.length]!;
@@ -49,6 +51,7 @@ export function runSeeds(options: BatchOptions): BatchSummary {
     summary.crashes += result.stats.crashes;
     summary.events += result.stats.events;
     summary.confChanges += result.stats.confChanges;
+    summary.undecidedKeys += result.stats.linearizabilityExhaustedKeys;
     if (result.ok) summary.passed++;
     else summary.failed.push(result);
     options.onResult?.(result);

@@ -76,7 +76,7 @@ if (values.seed !== undefined) {
   if (result.ok) {
     process.stdout.write(
       `seed ${seed} nodes=${nodes}: passed (${s.opsInvoked} ops: ${s.opsOk} ok, ${s.opsFailed} failed, ${s.opsUnknown} unknown, ${s.readIndexReads} ReadIndex reads; ` +
-        `${s.elections} elections, ${s.crashes} crashes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
+        `${s.elections} elections, ${s.crashes} crashes, ${s.confChanges} membership changes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
     );
   } else {
     process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs, churn).join("\n") + "\n");
@@ -103,7 +103,9 @@ if (values.seed !== undefined) {
   const perMinute = Math.round(seedCount / Math.max(minutes, 1e-9));
   process.stdout.write(
     `seeds ${summary.firstSeed}..${summary.lastSeed}: ${summary.passed} passed, ${summary.failed.length} failed ` +
-      `(${summary.ops} ops, ${summary.elections} elections, ${summary.crashes} crashes; ${perMinute} seeds/min)\n`,
+      `(${summary.ops} ops, ${summary.elections} elections, ${summary.crashes} crashes` +
+      `${churn ? `, ${summary.confChanges} membership changes` : ""}; ${perMinute} seeds/min)\n` +
+      (summary.undecidedKeys > 0 ? `warning: ${summary.undecidedKeys} key histories were too large to decide linearizability\n` : ""),
   );
   if (summary.failed.length > 0) process.exitCode = 1;
 }

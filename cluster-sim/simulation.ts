@@ -190,6 +190,7 @@ export class Simulation {
   private readonly openOps = new Set<ClientOp>();
   private inLivenessPhase = false;
   private finished = false;
+  private livenessProven = false;
   private livenessDeadlineMs = Infinity;
   /** Chosen per seed: small messages split catch-up into many appends, which widens race windows. */
   private readonly maxSizePerMsgBytes: number;
@@ -896,6 +897,7 @@ export class Simulation {
     if (op.input.kind === "put" || (op.input.kind === "cas" && output.kind === "cas" && output.ok)) client.lastSeen.set(op.input.key, op.input.value);
     if (client.probe && op.input.kind === "put") {
       // Liveness proven: let in-flight operations settle, then stop.
+      this.livenessProven = true;
       this.queue.schedule(SETTLE_MS, "end", () => {
         this.finished = true;
       });
@@ -1125,7 +1127,7 @@ export class Simulation {
     }
     this.livenessDeadlineMs = this.queue.nowMs + LIVENESS_BOUND_MS;
     this.queue.schedule(LIVENESS_BOUND_MS, "liveness-deadline", () => {
-      if (this.finished) return;
+      if (this.finished || this.livenessProven) return;
       throw new SimViolation(
         "liveness",
         `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})`,
