@@ -39,6 +39,15 @@ function zeroAll(chunks: Buffer[]): void {
 export async function readSecretData(source: string, stdin: NodeJS.ReadableStream, name: string): Promise<Buffer> {
   const tooLarge = (): ShoalError =>
     new ShoalError("MESSAGE_TOO_LARGE", `secret ${name} is larger than 500 KiB: secrets must be at most ${MAX_SECRET_BYTES} bytes`);
+  // open() succeeds on a directory and the read fails (EISDIR); any such error is the user's file,
+  // so it gets the same sentence and exit class as a file that cannot be opened.
+  const unreadable = (err: unknown): ShoalError => {
+    const code = (err as NodeJS.ErrnoException).code;
+    return new ShoalError(
+      code === "ENOENT" ? "NOT_FOUND" : "INVALID_ARGUMENT",
+      `cannot read secret file ${source} (${code ?? "error"}): give a readable file, or - to read stdin`,
+    );
+  };
   let data: Buffer;
   if (source === "-") {
     data = await readBounded(stdin, MAX_SECRET_BYTES, tooLarge);
@@ -47,16 +56,14 @@ export async function readSecretData(source: string, stdin: NodeJS.ReadableStrea
     try {
       handle = await open(source, "r");
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new ShoalError(
-        code === "ENOENT" ? "NOT_FOUND" : "INVALID_ARGUMENT",
-        `cannot read secret file ${source} (${code ?? "error"}): give a readable file, or - to read stdin`,
-      );
+      throw unreadable(err);
     }
     try {
       const stat = await handle.stat();
       if (stat.isFile() && stat.size > MAX_SECRET_BYTES) throw tooLarge();
       data = await readBounded(handle.createReadStream(), MAX_SECRET_BYTES, tooLarge);
+    } catch (err) {
+      throw err instanceof ShoalError ? err : unreadable(err);
     } finally {
       await handle.close();
     }

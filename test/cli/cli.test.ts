@@ -248,6 +248,15 @@ test("secret create refuses more than 500 KiB client-side; a missing file is exi
   assert.deepEqual(fake.callsTo("createSecret"), []);
 });
 
+test("secret create from a directory is a usage error naming the file, not a crash report", async () => {
+  fake.reset();
+  const r = await runShoal([...sock, "secret", "create", "dir-secret", fake.dir]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /^Error: cannot read secret file .* \(EISDIR\): give a readable file, or - to read stdin\n$/);
+  assert.ok(!r.stderr.includes("bug in shoal"));
+  assert.deepEqual(fake.callsTo("createSecret"), []);
+});
+
 test("secret ls --format json never shows data even if the server sent some", async () => {
   fake.reset({
     listSecrets: () => ({
