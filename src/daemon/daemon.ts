@@ -250,7 +250,7 @@ export class Daemon {
       leaderNodeId: "",
       managers: [],
       addr: node?.advertiseAddr ?? "",
-      autolock: node?.autolock ?? false,
+      autolock: this.state === "locked" || (node?.autolock ?? false),
       zone: "",
       certNotAfter: "",
     };

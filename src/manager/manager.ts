@@ -281,6 +281,10 @@ export class Manager {
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
+      logger.info(
+        { voters: change.confState.voters.map(String), learners: change.confState.learners.map(String), removedSelf: change.removedSelf },
+        "raft membership changed",
+      );
       if (change.removedSelf) {
         logger.warn({}, "this manager was removed from raft");
         opts.onRemovedFromRaft?.();

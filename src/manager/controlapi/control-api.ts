@@ -138,6 +138,20 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     }
   };
 
+  /** A demoted manager is no raft member any more: its ManagerStatus goes with it. */
+  const clearManagerStatus = async (nodeId: string): Promise<void> => {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const fresh = ctx.store.getNode(nodeId);
+      if (fresh === undefined || fresh.managerStatus === undefined) return;
+      try {
+        await ctx.propose((tx) => tx.updateNode({ ...fresh, managerStatus: undefined }));
+        return;
+      } catch (err) {
+        if (!isShoalError(err, "FAILED_PRECONDITION")) throw err;
+      }
+    }
+  };
+
   const handlers: ControlHandlers = {
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
       checkId(req.nodeId, "node_id");
@@ -157,8 +171,9 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       if (demoting && raftId !== 0n) checkQuorumWithout(raftId, `demoting manager ${node.id}`);
       const updated: Node = { ...structuredClone(node), spec: structuredClone(req.spec), meta: { ...node.meta!, version: req.nodeVersion } };
       await ctx.propose((tx) => tx.updateNode(updated));
-      if (demoting && raftId !== 0n && ctx.raft.status().members.some((m) => m.raftId === raftId)) {
-        await ctx.raft.removeMember(raftId);
+      if (demoting && raftId !== 0n) {
+        if (ctx.raft.status().members.some((m) => m.raftId === raftId)) await ctx.raft.removeMember(raftId);
+        await clearManagerStatus(node.id);
         await hooks.afterDemote?.(updated);
       }
       return { node: withManagerStatus(ctx.store.getNode(req.nodeId) ?? updated) };
