@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import type { PlantedFaults } from "../src/raft/core/types.js";
 import { runSeeds } from "./batch.js";
 import { createRealCore } from "./core.js";
+import { figure8Scenario } from "./scenarios.js";
+import { runSimulation } from "./simulation.js";
 import type { ViolationKind } from "./violation.js";
 
 const MAX_SEEDS = 200;
@@ -37,4 +39,24 @@ test("a driver that answers ReadIndex reads before applying is caught by the lin
   const caught = summary.failed[0];
   assert.ok(caught, `no violation in seeds 1..${summary.lastSeed}`);
   assert.match(caught.violation!, /^linearizability: /);
+});
+
+test("Figure 8: the correct core survives the script, and a commit by counting is caught by its consequence", () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const run = (faults?: PlantedFaults) =>
+      runSimulation({
+        seed,
+        nodes: 5,
+        createCore: createRealCore,
+        scenario: figure8Scenario(),
+        // Off, so only the lost commit itself (not the broken rule) can be reported.
+        checkCommitRule: false,
+        ...(faults ? { faults } : {}),
+      });
+    const correct = run();
+    assert.equal(correct.ok, true, `seed ${seed}: ${correct.violation}`);
+    const planted = run({ commitPreviousTermByCounting: true });
+    assert.equal(planted.ok, false, `seed ${seed}: the lost commit went unnoticed`);
+    assert.match(planted.violation!, /^(leader-completeness|state-machine-safety|linearizability): /);
+  }
 });

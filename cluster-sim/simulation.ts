@@ -29,6 +29,35 @@ import { checkLinearizable, describeOp, type HistoryOp, type KvInput, type KvOut
 import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
 import { SimViolation } from "./violation.js";
 
+/** What a scenario step may look at and do; node arguments are indices. */
+export interface ScenarioControl {
+  readonly nowMs: number;
+  /** The live leader with the highest term among `among` (default: all nodes). */
+  leader(among?: number[]): number | undefined;
+  term(node: number): number;
+  commit(node: number): number;
+  lastIndex(node: number): number;
+  termAt(node: number, index: number): number | undefined;
+  alive(node: number): boolean;
+  partition(groups: number[][]): void;
+  heal(): void;
+  /** Rewrites (or, returning undefined, drops) every message sent from now on; undefined clears it. */
+  intercept(rewrite: ((from: number, to: number, m: Message) => Message | undefined) | undefined): void;
+  crash(node: number): void;
+  restart(node: number): void;
+  /** Proposes a put on `node`; returns its log index, or undefined if the node refused. */
+  propose(node: number, key: string, value: string): number | undefined;
+}
+
+export interface ScenarioStep {
+  name: string;
+  /** Polled every few virtual milliseconds; the step runs when it returns true. */
+  until?: (c: ScenarioControl) => boolean;
+  then?: (c: ScenarioControl) => void;
+  /** The step fails the run if its condition does not hold within this time (default 20 s). */
+  withinMs?: number;
+}
+
 export type CoreFactory = (config: RaftConfig, restore: RestoreState) => RaftCoreApi;
 
 export interface SimOptions {
@@ -47,6 +76,19 @@ export interface SimOptions {
   serveReadsBeforeApply?: boolean;
   /** Membership churn in the fault phase: add learners, promote them, remove voters. */
   churn?: boolean;
+  /**
+   * A scripted adversary instead of random faults and clients: the steps run in order, each once
+   * its condition holds, and the run ends after the last one (see scenarios.ts).
+   */
+  scenario?: ScenarioStep[];
+  /** Overrides of the per-seed random choices, for scenarios that need exact message shapes. */
+  maxSizePerMsgBytes?: number;
+  maxInflightMsgs?: number;
+  /**
+   * Check the current-term commit rule directly (default on). Off, only the consequences of a
+   * broken rule (lost commits) can be caught, which is what the Figure 8 scenario test shows.
+   */
+  checkCommitRule?: boolean;
   /** Receives every event line (for replay debugging); the trace hash is computed either way. */
   trace?: (line: string) => void;
 }
@@ -190,6 +232,7 @@ export class Simulation {
   private readonly openOps = new Set<ClientOp>();
   private inLivenessPhase = false;
   private finished = false;
+  private interceptor: ((from: number, to: number, m: Message) => Message | undefined) | undefined;
   private livenessProven = false;
   private livenessDeadlineMs = Infinity;
   /** Chosen per seed: small messages split catch-up into many appends, which widens race windows. */
@@ -239,11 +282,13 @@ export class Simulation {
     this.network = new SimNetwork(this.random, options.nodes);
     this.safetyPhaseMs = options.safetyPhaseMs ?? DEFAULT_SAFETY_PHASE_MS;
     this.keyCount = options.keys ?? 3;
-    this.maxSizePerMsgBytes = [256, 1024, 4096][this.random.int(0, 3)]!;
-    this.maxInflightMsgs = [1, 4, 16][this.random.int(0, 3)]!;
+    const sizeChoice = [256, 1024, 4096][this.random.int(0, 3)]!;
+    const inflightChoice = [1, 4, 16][this.random.int(0, 3)]!;
+    this.maxSizePerMsgBytes = options.maxSizePerMsgBytes ?? sizeChoice;
+    this.maxInflightMsgs = options.maxInflightMsgs ?? inflightChoice;
     this.leaderNemesisRate = [0, 0.2, 0.5][this.random.int(0, 3)]!;
     // A cas entry carries two padded values plus about 120 bytes of framing; keep it under the limit.
-    const roomBytes = Math.floor((this.maxSizePerMsgBytes - 140) / 2);
+    const roomBytes = Math.max(0, Math.floor((this.maxSizePerMsgBytes - 140) / 2));
     this.valuePadding = ".".repeat([0, 0, Math.floor(roomBytes / 2), roomBytes][this.random.int(0, 4)]!);
     for (let i = 0; i < options.nodes; i++) this.addNode();
     this.clusterConf = { voters: this.nodes.map((n) => n.id), learners: [] };
@@ -299,10 +344,14 @@ export class Simulation {
     let violation: string | undefined;
     try {
       for (const node of this.nodes) this.start(node);
-      for (const client of this.clients) if (!client.probe) this.scheduleNextOp(client, this.random.int(0, 50));
-      this.scheduleFault();
-      if (this.options.churn === true) this.scheduleChurn();
-      this.queue.schedule(this.safetyPhaseMs, "heal", () => this.beginLivenessPhase());
+      if (this.options.scenario !== undefined) {
+        this.runScenarioStep(this.options.scenario, 0, this.queue.nowMs);
+      } else {
+        for (const client of this.clients) if (!client.probe) this.scheduleNextOp(client, this.random.int(0, 50));
+        this.scheduleFault();
+        if (this.options.churn === true) this.scheduleChurn();
+        this.queue.schedule(this.safetyPhaseMs, "heal", () => this.beginLivenessPhase());
+      }
       while (!this.finished) {
         const event = this.queue.pop();
         if (event === undefined) throw new SimViolation("liveness", "the event queue ran dry");
@@ -591,8 +640,10 @@ export class Simulation {
 
   // ---- network ----
 
-  private send(from: SimNode, m: Message): void {
-    const to = this.indexById.get(m.to);
+  private send(from: SimNode, sent: Message): void {
+    const to = this.indexById.get(sent.to);
+    const m = this.interceptor === undefined || to === undefined ? sent : this.interceptor(from.index, to, sent);
+    if (m === undefined) return;
     if (to === undefined) throw new SimViolation("ready-contract", `n${from.index} sent ${MessageType[m.type]} to unknown member ${m.to}`);
     this.stats.messagesSent++;
     if (m.type === MessageType.Snapshot) this.stats.snapshotsSent++;
@@ -704,7 +755,7 @@ export class Simulation {
     // Raft §5.4.2: a leader counts replicas only for an entry of its own term; older entries become
     // committed only underneath it. So a leader's commit index always lands on its own term.
     const landedOn = termAt(node.disk.current, toInclusive);
-    if (toInclusive > fromExclusive && landedOn !== node.term) {
+    if (this.options.checkCommitRule !== false && toInclusive > fromExclusive && landedOn !== node.term) {
       throw new SimViolation(
         "commit-rule",
         `leader n${node.index} of term ${node.term} moved its commit index to ${toInclusive}, an entry of term ${landedOn}`,
@@ -929,6 +980,81 @@ export class Simulation {
       }
     }
     this.openOps.clear();
+  }
+
+  // ---- scripted scenarios ----
+
+  private runScenarioStep(steps: ScenarioStep[], at: number, sinceMs: number): void {
+    const step = steps[at];
+    if (step === undefined) {
+      this.finished = true;
+      return;
+    }
+    const control = this.scenarioControl();
+    this.queue.schedule(5, `scenario ${step.name}`, () => {
+      if (step.until !== undefined && !step.until(control)) {
+        if (this.queue.nowMs - sinceMs > (step.withinMs ?? 20_000)) {
+          throw new SimViolation("simulator-error", `scenario step "${step.name}" did not come about within ${step.withinMs ?? 20_000} ms`);
+        }
+        this.runScenarioStep(steps, at, sinceMs);
+        return;
+      }
+      step.then?.(control);
+      this.runScenarioStep(steps, at + 1, this.queue.nowMs);
+    });
+  }
+
+  private scenarioControl(): ScenarioControl {
+    const node = (i: number): SimNode => {
+      const n = this.nodes[i];
+      if (n === undefined) throw new RangeError(`scenario names node ${i}, which does not exist`);
+      return n;
+    };
+    let proposals = 0;
+    const queue = this.queue;
+    return {
+      get nowMs() {
+        return queue.nowMs;
+      },
+      leader: (among) => {
+        let best: SimNode | undefined;
+        for (const n of this.nodes) {
+          if (among !== undefined && !among.includes(n.index)) continue;
+          if (n.core !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
+        }
+        return best?.index;
+      },
+      term: (i) => node(i).term,
+      commit: (i) => node(i).lastCommit,
+      lastIndex: (i) => lastIndexOf(node(i).disk.current),
+      termAt: (i, index) => (index <= lastIndexOf(node(i).disk.current) ? termAt(node(i).disk.current, index) : undefined),
+      alive: (i) => node(i).core !== undefined,
+      partition: (groups) => {
+        this.network.heal();
+        this.network.partition(groups);
+      },
+      heal: () => this.network.heal(),
+      intercept: (rewrite) => {
+        this.interceptor = rewrite;
+      },
+      crash: (i) => this.crash(node(i), "scenario"),
+      restart: (i) => {
+        if (node(i).core === undefined) this.start(node(i));
+      },
+      propose: (i, key, value) => {
+        const n = node(i);
+        if (n.core === undefined) return undefined;
+        const core = n.core;
+        try {
+          const position = core.propose(encodeCommand({ clientId: 0, seq: ++proposals, input: { kind: "put", key, value } }));
+          this.drain(n);
+          return position.index;
+        } catch (err) {
+          if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return undefined;
+          throw err;
+        }
+      },
+    };
   }
 
   // ---- faults ----
