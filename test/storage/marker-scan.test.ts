@@ -42,7 +42,9 @@ function makeMarkers(): Markers {
 
 // Enough filler to make LevelDB flush its memtable into .ldb tables, so both the write-ahead log
 // and the sorted tables are scanned.
-const FILLER_VALUES = 3000;
+// LevelDB compacts a full memtable in the background; it blocks a writer only when a second memtable
+// fills before the first is flushed, so three memtables (4 MiB each) guarantee a table file exists.
+const FILLER_VALUES = 9000;
 
 async function writeAll(put: (key: Buffer, value: Buffer) => Promise<void>, markers: Markers): Promise<void> {
   await put(Buffer.from("marker/big"), markers.big);
