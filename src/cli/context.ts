@@ -1,5 +1,6 @@
 // What every command handler gets: the process's streams and environment, and a lazily opened
 // connection to the local daemon (so `--help` and usage errors never touch the socket).
+import { Option } from "commander";
 import type { DaemonClient } from "./daemon-client.js";
 import type { InputStream } from "./input.js";
 
@@ -20,4 +21,14 @@ export type OutputFormat = "table" | "json";
 
 export function printJson(io: CliIo, value: unknown): void {
   io.stdout(JSON.stringify(value, null, 2) + "\n");
+}
+
+/** `--format table|json`, which every listing takes (DESIGN.md §5). */
+export function formatOption(): Option {
+  return new Option("--format <format>", "output format").choices(["table", "json"]).default("table");
+}
+
+/** Commander reducer for a repeatable flag: each occurrence appends its value. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }

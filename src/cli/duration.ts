@@ -1,11 +1,12 @@
 // Parses the duration flags of the CLI (`--cert-expiry`, `--expires-in`): "90d", "2160h",
 // "1h30m", "45m", "30s" → whole seconds. Anything else is refused with a message that shows the form.
 import { ShoalError } from "../base/errors.js";
+import { MIN_NODE_CERT_VALIDITY_MS } from "../ca/root-ca.js";
 
 const SECONDS_PER_UNIT = { d: 86_400, h: 3_600, m: 60, s: 1 } as const;
 /** A bound far above any sensible expiry, so arithmetic stays exact and the server never sees garbage. */
 export const MAX_DURATION_SECONDS = 100 * 365 * 86_400;
-export const MIN_CERT_EXPIRY_SECONDS = 3_600;
+export const MIN_CERT_EXPIRY_SECONDS = MIN_NODE_CERT_VALIDITY_MS / 1000;
 
 const DURATION_PATTERN = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/;
 

@@ -2,9 +2,10 @@
 // bounded to 500 KiB) and the unlock key (one line of stdin, or a prompt that does not echo).
 import { open } from "node:fs/promises";
 import { ShoalError } from "../base/errors.js";
+import { MAX_SECRET_BYTES } from "../state/limits.js";
 
-/** The control API refuses larger secrets (DESIGN.md §3.6); the CLI refuses them before sending. */
-export const MAX_SECRET_BYTES = 500 * 1024;
+// The store's bound (DESIGN.md §3.6): the CLI refuses a larger secret before sending it.
+export { MAX_SECRET_BYTES };
 /** An unlock key is 49 characters; anything far longer is not one. */
 const MAX_UNLOCK_KEY_LINE_BYTES = 4096;
 

@@ -6,6 +6,7 @@ export { parseConstraint, nodeMatches, nodeMatchesService, nodeZone, serviceZone
 export type { Constraint } from "./constraints.js";
 export { redactCluster, redactSecret } from "./redact.js";
 export {
+  REVOCATION_GRACE_MS,
   isRevocationCollectable,
   lastCertNotAfter,
   nodeSerials,

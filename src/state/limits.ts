@@ -27,5 +27,3 @@ export const MAX_CONTAINER_STRING_BYTES = 64 * 1024;
 export const MAX_HOSTNAME_CHARS = 255;
 /** Events a watcher may have queued before it is closed with QUEUE_FULL. */
 export const DEFAULT_WATCH_QUEUE_EVENTS = 10_000;
-/** Revocation entries are collected this long after the node's last certificate expired. */
-export const REVOCATION_GRACE_MS = 7 * 24 * 60 * 60 * 1000;

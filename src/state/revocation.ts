@@ -1,7 +1,10 @@
 // The replicated revocation list (Cluster.revocation_list): what `node rm` adds and when entries
 // may be forgotten. Pure functions over the proto form; the store wraps them in transactions.
 import type { Node, RevocationList, RevokedNode } from "../proto/shoal/v1/objects.js";
-import { REVOCATION_GRACE_MS } from "./limits.js";
+import { REVOCATION_RETENTION_AFTER_EXPIRY_MS } from "../ca/index.js";
+
+/** Entries are collected this long after the node's last certificate expired: the CA's own rule. */
+export const REVOCATION_GRACE_MS = REVOCATION_RETENTION_AFTER_EXPIRY_MS;
 
 /** Serials of every certificate the node holds or held, oldest first, without repeats. */
 export function nodeSerials(node: Node): string[] {

@@ -7,7 +7,7 @@ import { parseCertExpirySeconds, parseDurationSeconds } from "../duration.js";
 import { readUnlockKey } from "../input.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { infoView, parseAvailability } from "../views.js";
-import { printJson, type CommandContext, type OutputFormat } from "../context.js";
+import { formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 
 const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -30,10 +30,6 @@ function roleArg(text: string): NodeRole {
   if (text === "worker") return NodeRole.NODE_ROLE_WORKER;
   if (text === "manager") return NodeRole.NODE_ROLE_MANAGER;
   throw new ShoalError("INVALID_ARGUMENT", `role "${text}" is neither worker nor manager: run \`shoal join-token worker\` or \`shoal join-token manager\``);
-}
-
-function formatOption(): Option {
-  return new Option("--format <format>", "output format").choices(["table", "json"]).default("table");
 }
 
 function joinCommandText(token: string, addr: string): string {

@@ -2,17 +2,13 @@
 import { Command, Option } from "commander";
 import { ShoalError } from "../../base/errors.js";
 import { NodeAvailability, NodeRole, type Node, type NodeSpec } from "../../proto/shoal/v1/objects.js";
-import { printJson, type CommandContext, type OutputFormat } from "../context.js";
+import { collect, formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
 import { resolveNode } from "../resolve.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { capitalize, nodeView, parseAvailability, renderTable } from "../views.js";
 
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 export function parseLabel(text: string): [string, string] {
   const eq = text.indexOf("=");
@@ -51,7 +47,7 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
   node
     .command("ls")
     .description("list nodes (* marks this node)")
-    .addOption(new Option("--format <format>", "output format").choices(["table", "json"]).default("table"))
+    .addOption(formatOption())
     .action(async (opts: { format: OutputFormat }) => {
       const daemon = ctx.daemon();
       const [nodes, selfId] = await Promise.all([daemon.listNodes(), localNodeId(daemon)]);

@@ -1,7 +1,7 @@
 // `shoal secret ...`: create, list, inspect and remove secrets. Secret bytes come from a file or
 // stdin and go only into the CreateSecret request: never to stdout, stderr or an error message.
-import { Command, Option } from "commander";
-import { printJson, type CommandContext, type OutputFormat } from "../context.js";
+import { Command } from "commander";
+import { formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import { readSecretData } from "../input.js";
 import { resolveSecret } from "../resolve.js";
 import { renderTable, secretView } from "../views.js";
@@ -28,7 +28,7 @@ export function registerSecretCommands(program: Command, ctx: CommandContext): v
   secret
     .command("ls")
     .description("list secrets (never their data)")
-    .addOption(new Option("--format <format>", "output format").choices(["table", "json"]).default("table"))
+    .addOption(formatOption())
     .action(async (opts: { format: OutputFormat }) => {
       const views = (await ctx.daemon().listSecrets()).map(secretView).sort((a, b) => a.name.localeCompare(b.name));
       if (opts.format === "json") {

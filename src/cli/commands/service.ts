@@ -1,20 +1,15 @@
 // `shoal service ...`: create, list, inspect, scale, update and remove services, and list their tasks.
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { ShoalError } from "../../base/errors.js";
+import { MAX_REPLICAS } from "../../state/limits.js";
 import type { Secret, SecretReference, Service, ServiceSpec } from "../../proto/shoal/v1/objects.js";
 import { TaskState } from "../../proto/shoal/v1/objects.js";
-import { printJson, type CommandContext, type OutputFormat } from "../context.js";
+import { collect, formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
 import { pickSecret, resolveService } from "../resolve.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { renderTable, serviceView, taskView } from "../views.js";
 
-/** A bound on one service's size, so a typo such as --replicas 1000000 is caught before scheduling. */
-export const MAX_REPLICAS = 10_000;
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 export function parseReplicas(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) > MAX_REPLICAS) {
@@ -94,10 +89,6 @@ async function hostnames(daemon: DaemonClient): Promise<(nodeId: string) => stri
   } catch {
     return () => "";
   }
-}
-
-function formatOption(): Option {
-  return new Option("--format <format>", "output format").choices(["table", "json"]).default("table");
 }
 
 export function registerServiceCommands(program: Command, ctx: CommandContext): void {
