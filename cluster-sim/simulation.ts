@@ -4,7 +4,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { isShoalError } from "../src/base/errors.js";
 import { SeededRandom } from "../src/base/random.js";
-import { decodeConfChange } from "../src/raft/core/confchange.js";
+import { decodeConfChange } from "../src/raft/core/index.js";
 import {
   ConfChangeType,
   EntryType,
@@ -106,6 +106,7 @@ export interface SimStats {
   snapshotsSent: number;
   compactions: number;
   confChanges: number;
+  transfers: number;
   opsInvoked: number;
   opsOk: number;
   opsFailed: number;
@@ -265,6 +266,7 @@ export class Simulation {
     snapshotsSent: 0,
     compactions: 0,
     confChanges: 0,
+    transfers: 0,
     opsInvoked: 0,
     opsOk: 0,
     opsFailed: 0,
@@ -1131,6 +1133,23 @@ export class Simulation {
         slowRate: [0, 0.02, 0.1][this.random.int(0, 3)]!,
       };
       this.network.setConditions(conditions);
+    } else if (choice < 95) {
+      // Leadership transfer to a random voter, asked of a random node (followers forward it).
+      const asked = pickNode();
+      const voters = this.clusterConf.voters;
+      const to = voters[this.random.int(0, voters.length)]!;
+      const core = asked.core;
+      if (core === undefined || asked.paused) return;
+      try {
+        core.transferLeadership(to);
+      } catch (err) {
+        if (isShoalError(err, "NOT_LEADER")) return;
+        this.guard(asked, "transferLeadership", () => {
+          throw err;
+        });
+      }
+      this.stats.transfers++;
+      this.drain(asked);
     }
     // Otherwise: a quiet spell.
   }
