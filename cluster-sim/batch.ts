@@ -60,9 +60,10 @@ export function runSeeds(options: BatchOptions): BatchSummary {
   return summary;
 }
 
-export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean): string[] {
+/** The two lines a failed seed prints; `extraFlags` carries run options the replay must repeat. */
+export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean, extraFlags = ""): string[] {
   return [
     `FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`,
-    `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs, churn)}`,
+    `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs, churn)}${extraFlags}`,
   ];
 }

@@ -5,7 +5,10 @@ import { performance } from "node:perf_hooks";
 import type { PlantedFaults } from "../src/raft/core/types.js";
 import { failureLines, runSeeds } from "./batch.js";
 import { createRealCore } from "./core.js";
+import { figure8Scenario } from "./scenarios.js";
 import { runSimulation } from "./simulation.js";
+
+const SCENARIOS = { figure8: figure8Scenario } as const;
 
 const PLANTED = ["commitPreviousTermByCounting", "voteWithoutPersisting", "skipConflictTruncation"] as const;
 
@@ -31,6 +34,8 @@ const { values } = parseArgs({
     "phase-ms": { type: "string" },
     trace: { type: "boolean" },
     churn: { type: "boolean" },
+    scenario: { type: "string" },
+    "no-commit-rule": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -38,13 +43,15 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--churn] [--trace]",
+      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--churn] [--scenario S] [--no-commit-rule] [--trace]",
       "  --seeds N     run seeds S..S+N-1 (default 100); --start S sets the first (default 1)",
       "  --seed S      replay one seed; --trace prints its every event",
       "  --nodes N     cluster size (default: 5 for --seed, alternating 3 and 5 for --seeds)",
       `  --planted F   switch on a deliberate core fault: ${PLANTED.join(", ")}`,
       "  --phase-ms MS virtual length of the fault phase (default 20000)",
       "  --churn       also change membership: add learners, promote them, remove voters",
+      `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
+      "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
       "",
     ].join("\n"),
   );
@@ -60,14 +67,22 @@ const plantedFaults = Object.keys(faults).length > 0 ? faults : undefined;
 const churn = values.churn === true;
 const safetyPhaseMs = values["phase-ms"] !== undefined ? positiveInt("phase-ms", values["phase-ms"], 0) : undefined;
 
+if (values.scenario !== undefined && !(values.scenario in SCENARIOS)) {
+  fail(`unknown --scenario "${values.scenario}"; known: ${Object.keys(SCENARIOS).join(", ")}`);
+}
+if (values.scenario !== undefined && values.seed === undefined) fail("--scenario replays one run: give it a --seed");
+
 if (values.seed !== undefined) {
   const seed = positiveInt("seed", values.seed, 1);
   const nodes = positiveInt("nodes", values.nodes, 5);
+  const scenario = values.scenario !== undefined ? SCENARIOS[values.scenario as keyof typeof SCENARIOS]() : undefined;
   const result = runSimulation({
     seed,
     nodes,
     createCore: createRealCore,
     churn,
+    ...(scenario ? { scenario } : {}),
+    ...(values["no-commit-rule"] ? { checkCommitRule: false } : {}),
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     ...(values.trace ? { trace: (line: string) => process.stdout.write(line + "\n") } : {}),
@@ -79,7 +94,8 @@ if (values.seed !== undefined) {
         `${s.elections} elections, ${s.crashes} crashes, ${s.confChanges} membership changes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
     );
   } else {
-    process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs, churn).join("\n") + "\n");
+    const extraFlags = `${values.scenario !== undefined ? ` --scenario ${values.scenario}` : ""}${values["no-commit-rule"] ? " --no-commit-rule" : ""}`;
+    process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs, churn, extraFlags).join("\n") + "\n");
     process.exitCode = 1;
   }
 } else {
