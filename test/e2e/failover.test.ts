@@ -77,10 +77,34 @@ test("SIGKILL the leader under writes: a new leader commits within 2 s and no ac
   }
   assert.deepEqual(missing, [], `${missing.length} acknowledged writes are missing`);
 
-  // Quorum loss: with two managers down every command says so within a few seconds.
-  const survivor = managers[0]!;
-  await managers[1]!.stop("SIGKILL");
-  await managers[2]!.stop("SIGKILL");
+  // Quorum safety: with one of three managers down, demoting a live one would leave 1 of 2 reachable.
+  const [a, b, c] = managers as [NodeProcess, NodeProcess, NodeProcess];
+  const ids = await Promise.all(managers.map(async (m) => (await m.info()).nodeId));
+  await c.stop("SIGKILL");
+  await waitFor("the leader to see m3 down", async () => {
+    const node = await a.client.getNode(ids[2]!);
+    return node.managerStatus?.reachability === 1 || undefined;
+  }, 10_000, 100);
+  const live = (await cluster.leader()) === a ? b : a;
+  const liveId = (await live.info()).nodeId;
+  const demote = await a.cli(["node", "demote", liveId]);
+  assert.notEqual(demote.code, 0);
+  assert.match(demote.stderr, /quorum/);
+  const rmVoter = await a.cli(["node", "rm", ids[2]!]);
+  assert.notEqual(rmVoter.code, 0);
+  assert.match(rmVoter.stderr, /demote it first/);
+  const rmLive = await a.cli(["node", "rm", "--force", liveId]);
+  assert.notEqual(rmLive.code, 0);
+  // --force on the down manager demotes and removes it in one step: 2 of 2 voters stay reachable.
+  const rmDown = await b.cli(["node", "rm", "--force", ids[2]!]);
+  assert.equal(rmDown.code, 0, rmDown.stderr);
+  await waitFor("two voters", async () => (await a.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 2 || undefined);
+  assert.equal((await a.client.listNodes()).length, 2);
+  await a.putValue("after-force-rm", Buffer.from("ok"));
+
+  // Quorum loss: with one of the two left down every command says so within a few seconds.
+  const survivor = a;
+  await b.stop("SIGKILL");
   const started = Date.now();
   await assert.rejects(survivor.putValue("after-quorum-loss", Buffer.from("x"), 20_000), (err) => {
     assert.ok(isShoalError(err), String(err));

@@ -190,8 +190,9 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
         if (!req.force) {
           throw new ShoalError("FAILED_PRECONDITION", `node ${node.id} is a manager: demote it first (\`shoal node demote\`), or use --force if it is down`);
         }
-        const reachable = member !== undefined && ctx.reachableVoters().has(raftId);
-        if (reachable || node.status?.state === NodeState.NODE_STATE_READY) {
+        // Raft reachability decides (the dispatcher's READY can lag a leader change by a heartbeat TTL).
+        const reachable = member !== undefined ? ctx.reachableVoters().has(raftId) : node.status?.state === NodeState.NODE_STATE_READY;
+        if (reachable) {
           throw new ShoalError("FAILED_PRECONDITION", `manager ${node.id} is still reachable: demote it first (\`shoal node demote\`), then remove it`);
         }
         if (member !== undefined) {
