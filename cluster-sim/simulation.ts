@@ -235,6 +235,9 @@ export class Simulation {
   private finished = false;
   private interceptor: ((from: number, to: number, m: Message) => Message | undefined) | undefined;
   private livenessProven = false;
+  /** After the liveness write: the committed index every member must reach, and whether all have. */
+  private catchUpIndex = 0;
+  private caughtUp = false;
   private livenessDeadlineMs = Infinity;
   /** Chosen per seed: small messages split catch-up into many appends, which widens race windows. */
   private readonly maxSizePerMsgBytes: number;
@@ -949,11 +952,10 @@ export class Simulation {
     if (output.kind === "get") client.lastSeen.set(op.input.key, output.value);
     if (op.input.kind === "put" || (op.input.kind === "cas" && output.kind === "cas" && output.ok)) client.lastSeen.set(op.input.key, op.input.value);
     if (client.probe && op.input.kind === "put") {
-      // Liveness proven: let in-flight operations settle, then stop.
+      // A write committed after healing. Every member must now catch up to it (by log or by
+      // snapshot) within the same bound; then in-flight operations settle and the run stops.
       this.livenessProven = true;
-      this.queue.schedule(SETTLE_MS, "end", () => {
-        this.finished = true;
-      });
+      this.awaitCatchUp(this.stats.maxCommitIndex);
       return;
     }
     this.afterOp(client);
@@ -1252,6 +1254,27 @@ export class Simulation {
     this.queue.schedule(this.random.int(300, 4000), "heal-partition", () => this.network.heal());
   }
 
+  /** Current members (voters and learners) that have not been retired. */
+  private members(): SimNode[] {
+    const ids = new Set([...this.clusterConf.voters, ...this.clusterConf.learners]);
+    return this.nodes.filter((n) => ids.has(n.id) && !n.removed);
+  }
+
+  private awaitCatchUp(index: number): void {
+    this.catchUpIndex = index;
+    const poll = (): void => {
+      if (this.members().every((n) => n.appliedIndex >= index)) {
+        this.caughtUp = true;
+        this.queue.schedule(SETTLE_MS, "end", () => {
+          this.finished = true;
+        });
+        return;
+      }
+      this.queue.schedule(50, "await-catch-up", poll);
+    };
+    poll();
+  }
+
   private resume(node: SimNode): void {
     if (!node.paused) return;
     node.paused = false;
@@ -1272,7 +1295,16 @@ export class Simulation {
     }
     this.livenessDeadlineMs = this.queue.nowMs + LIVENESS_BOUND_MS;
     this.queue.schedule(LIVENESS_BOUND_MS, "liveness-deadline", () => {
-      if (this.finished || this.livenessProven) return;
+      if (this.finished || this.caughtUp) return;
+      if (this.livenessProven) {
+        const lagging = this.members()
+          .filter((n) => n.appliedIndex < this.catchUpIndex)
+          .map((n) => `n${n.index} at ${n.appliedIndex}${n.core === undefined ? " (down)" : ""}`);
+        throw new SimViolation(
+          "liveness",
+          `members did not catch up to committed index ${this.catchUpIndex} within ${LIVENESS_BOUND_MS} ms after healing: ${lagging.join(", ")}`,
+        );
+      }
       throw new SimViolation(
         "liveness",
         `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})`,
