@@ -201,7 +201,7 @@ export class GrpcRaftTransport implements RaftTransport {
 export interface RaftServiceOptions {
   server: SecureServer;
   node: () => (RaftInbound & { status(): { members: { raftId: bigint; nodeId: string }[] } }) | undefined;
-  logger: HandlerLogger;
+  logger: HandlerLogger & { info?(obj: object, msg: string): void };
 }
 
 /**
@@ -255,6 +255,7 @@ export function raftServiceHandlers(opts: RaftServiceOptions): RaftServer {
           const whole = assembler.push(chunk);
           if (whole !== undefined) {
             checkSender(peerNodeId, whole.from);
+            opts.logger.info?.({ fromNodeId: peerNodeId, bytes: assembler.receivedBytes, index: whole.snapshot?.metadata.index }, "received a raft snapshot");
             const node = opts.node();
             if (node === undefined || !node.receive(whole as unknown as Message)) {
               throw new ShoalError("UNAVAILABLE", "this manager could not take the snapshot now; retry");
