@@ -22,6 +22,7 @@ import {
   type Ready,
   type RestoreState,
 } from "../src/raft/core/types.js";
+import { entryFingerprint, SafetyCheckers } from "./checkers.js";
 import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, snapshotIndexOf, termAt } from "./disk.js";
 import { deriveSeed, EventQueue } from "./events.js";
 import { decodeCommand, encodeCommand, KvStateMachine } from "./kv.js";
@@ -200,10 +201,6 @@ interface SimNode {
 
 const decoder = new TextDecoder();
 
-function entryFingerprint(e: Entry): string {
-  return `${e.type}:${Buffer.from(e.data).toString("base64")}`;
-}
-
 function cloneMessage(m: Message): Message {
   return {
     ...m,
@@ -247,14 +244,7 @@ export class Simulation {
   /** Chosen per seed: padding on written values, so some seeds fit only one entry in a message. */
   private readonly valuePadding: string;
 
-  // Checker state.
-  private readonly leaderOfTerm = new Map<number, number>();
-  /** (index, term) → the entry's bytes and its predecessor's term, across all nodes and all time. */
-  private readonly entryRegistry = new Map<string, { fingerprint: string; prevTerm: number | undefined }>();
-  /** index → what was applied there first; every later apply anywhere must match. */
-  private readonly appliedRegistry = new Map<number, { term: number; fingerprint: string }>();
-  /** index → the earliest term in which a leader counted it committed, and the entry's term. */
-  private readonly commitRegistry = new Map<number, { commitTerm: number; entryTerm: number }>();
+  private readonly checkers: SafetyCheckers;
 
   readonly stats: SimStats = {
     events: 0,
@@ -284,6 +274,7 @@ export class Simulation {
       throw new RangeError(`--nodes must be an integer in 1..9, got ${options.nodes}`);
     }
     this.random = new SeededRandom(deriveSeed(options.seed, 0));
+    this.checkers = new SafetyCheckers(this.nodes, (id) => `n${this.indexById.get(id) ?? id}`, options.checkCommitRule !== false);
     this.network = new SimNetwork(this.random, options.nodes);
     this.safetyPhaseMs = options.safetyPhaseMs ?? DEFAULT_SAFETY_PHASE_MS;
     this.keyCount = options.keys ?? 3;
@@ -387,7 +378,7 @@ export class Simulation {
       violation = `${failure.message} (at ${this.queue.nowMs} ms)`;
     }
     this.stats.virtualMs = this.queue.nowMs;
-    this.stats.elections = this.leaderOfTerm.size;
+    this.stats.elections = this.checkers.elections;
     return {
       seed: this.options.seed,
       nodes: this.options.nodes,
@@ -494,7 +485,7 @@ export class Simulation {
         if (node.role === Role.Leader) {
           node.term = this.guard(node, "status", () => core.status()).hardState.term;
           becameLeader = !wasLeader;
-          this.checkElectionSafety(node);
+          this.checkers.electionSafety(node);
         }
       }
       if (rd.hardState) {
@@ -507,15 +498,15 @@ export class Simulation {
       const disk = node.disk;
       if (rd.snapshot) disk.write({ kind: "snapshot", snapshot: rd.snapshot, keepSuffix: false });
       if (rd.entries.length > 0) {
-        this.checkLogMatching(node, rd.entries);
+        this.checkers.logMatching(node, rd.entries);
         disk.write({ kind: "entries", entries: rd.entries });
       }
       if (rd.hardState) disk.write({ kind: "hardState", hardState: rd.hardState });
       if (becameLeader) {
-        this.checkLeaderCompletenessOnElection(node);
+        this.checkers.leaderCompletenessOnElection(node);
         this.maybeStrikeNewLeader(node);
       }
-      if (rd.hardState && node.role === Role.Leader) this.recordLeaderCommit(node, node.lastCommit, rd.hardState.commit);
+      if (rd.hardState && node.role === Role.Leader) this.checkers.leaderCommitted(node, node.lastCommit, rd.hardState.commit);
       if (rd.hardState) node.lastCommit = rd.hardState.commit;
       if (rd.mustSync || rd.snapshot) {
         if (node.crashAtNextSync) {
@@ -528,7 +519,7 @@ export class Simulation {
       }
       // Send.
       for (const m of rd.messages) {
-        this.checkDurableBeforeSend(node, m);
+        this.checkers.durableBeforeSend(node, m);
         this.send(node, cloneMessage(m));
       }
       // Apply.
@@ -554,14 +545,7 @@ export class Simulation {
     node.kv.restore(snap.data);
     node.appliedIndex = snap.metadata.index;
     node.appliedTerm = snap.metadata.term;
-    // The snapshot must agree with what is known applied at its index.
-    const known = this.appliedRegistry.get(snap.metadata.index);
-    if (known !== undefined && known.term !== snap.metadata.term) {
-      throw new SimViolation(
-        "state-machine-safety",
-        `n${node.index} installed a snapshot at ${snap.metadata.index} of term ${snap.metadata.term}, but term ${known.term} was applied there`,
-      );
-    }
+    this.checkers.snapshotInstalled(node, snap.metadata);
   }
 
   private applyEntry(node: SimNode, e: Entry): void {
@@ -572,17 +556,7 @@ export class Simulation {
     if (stored !== undefined && (stored.term !== e.term || entryFingerprint(stored) !== entryFingerprint(e))) {
       throw new SimViolation("ready-contract", `n${node.index} applies entry ${e.index} term ${e.term} but stores term ${stored.term} there`);
     }
-    const fingerprint = entryFingerprint(e);
-    const known = this.appliedRegistry.get(e.index);
-    if (known === undefined) {
-      this.appliedRegistry.set(e.index, { term: e.term, fingerprint });
-      this.stats.maxCommitIndex = Math.max(this.stats.maxCommitIndex, e.index);
-    } else if (known.term !== e.term || known.fingerprint !== fingerprint) {
-      throw new SimViolation(
-        "state-machine-safety",
-        `n${node.index} applied index ${e.index} term ${e.term}, another node applied term ${known.term} there${known.term === e.term ? " with different data" : ""}`,
-      );
-    }
+    if (this.checkers.applied(node, e)) this.stats.maxCommitIndex = Math.max(this.stats.maxCommitIndex, e.index);
     node.appliedIndex = e.index;
     node.appliedTerm = e.term;
     let output: KvOutput | undefined;
@@ -694,132 +668,6 @@ export class Simulation {
       this.guard(from, "reportSnapshot", () => core.reportSnapshot(to, ok));
       this.drain(from);
     });
-  }
-
-  // ---- checkers ----
-
-  private checkElectionSafety(node: SimNode): void {
-    const existing = this.leaderOfTerm.get(node.term);
-    if (existing !== undefined && existing !== node.index) {
-      throw new SimViolation("election-safety", `n${existing} and n${node.index} were both leader in term ${node.term}`);
-    }
-    this.leaderOfTerm.set(node.term, node.index);
-  }
-
-  /**
-   * Log matching, checked across all nodes and all time: an (index, term) pair names one entry
-   * with one predecessor term, and terms never decrease along a log.
-   */
-  private checkLogMatching(node: SimNode, entries: Entry[]): void {
-    const image = node.disk.current;
-    let prevTerm = termAt(image, entries[0]!.index - 1);
-    if (entries[0]!.index - 1 > lastIndexOf(image)) prevTerm = undefined;
-    for (const e of entries) {
-      if (prevTerm !== undefined && e.term < prevTerm) {
-        throw new SimViolation("log-matching", `n${node.index} stores entry ${e.index} of term ${e.term} after one of term ${prevTerm}`);
-      }
-      const key = `${e.index}/${e.term}`;
-      const fingerprint = entryFingerprint(e);
-      const known = this.entryRegistry.get(key);
-      if (known === undefined) {
-        this.entryRegistry.set(key, { fingerprint, prevTerm });
-      } else {
-        if (known.fingerprint !== fingerprint) {
-          throw new SimViolation("log-matching", `two different entries exist at index ${e.index} term ${e.term} (n${node.index} stores one)`);
-        }
-        if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
-          throw new SimViolation(
-            "log-matching",
-            `entry ${e.index}/${e.term} follows term ${prevTerm} on n${node.index} but term ${known.prevTerm} elsewhere`,
-          );
-        }
-        if (known.prevTerm === undefined && prevTerm !== undefined) known.prevTerm = prevTerm;
-      }
-      prevTerm = e.term;
-    }
-  }
-
-  /** A new leader must hold every entry committed in an earlier term. */
-  private checkLeaderCompletenessOnElection(node: SimNode): void {
-    const image = node.disk.current;
-    const snapIndex = snapshotIndexOf(image);
-    for (const [index, c] of this.commitRegistry) {
-      if (c.commitTerm >= node.term || index <= snapIndex) continue;
-      const t = termAt(image, index);
-      if (t !== c.entryTerm) {
-        throw new SimViolation(
-          "leader-completeness",
-          `n${node.index} became leader of term ${node.term} without entry ${index}/${c.entryTerm} committed in term ${c.commitTerm} (it has ${t === undefined ? "nothing" : `term ${t}`} there)`,
-        );
-      }
-    }
-  }
-
-  /** Records what a leader counts as committed; leaders of later terms must already hold it. */
-  private recordLeaderCommit(node: SimNode, fromExclusive: number, toInclusive: number): void {
-    // Raft §5.4.2: a leader counts replicas only for an entry of its own term; older entries become
-    // committed only underneath it. So a leader's commit index always lands on its own term.
-    const landedOn = termAt(node.disk.current, toInclusive);
-    if (this.options.checkCommitRule !== false && toInclusive > fromExclusive && landedOn !== node.term) {
-      throw new SimViolation(
-        "commit-rule",
-        `leader n${node.index} of term ${node.term} moved its commit index to ${toInclusive}, an entry of term ${landedOn}`,
-      );
-    }
-    for (let index = fromExclusive + 1; index <= toInclusive; index++) {
-      const entryTerm = termAt(node.disk.current, index);
-      if (entryTerm === undefined) {
-        throw new SimViolation("ready-contract", `leader n${node.index} committed index ${index} that it does not store`);
-      }
-      const known = this.commitRegistry.get(index);
-      if (known !== undefined) {
-        if (known.entryTerm !== entryTerm) {
-          throw new SimViolation(
-            "state-machine-safety",
-            `index ${index} was committed with term ${known.entryTerm} in term ${known.commitTerm} and with term ${entryTerm} by n${node.index} in term ${node.term}`,
-          );
-        }
-        continue;
-      }
-      this.commitRegistry.set(index, { commitTerm: node.term, entryTerm });
-      for (const other of this.nodes) {
-        if (other === node || other.core === undefined || other.role !== Role.Leader || other.term <= node.term) continue;
-        const image = other.disk.current;
-        if (index <= snapshotIndexOf(image)) continue;
-        const t = termAt(image, index);
-        if (t !== entryTerm) {
-          throw new SimViolation(
-            "leader-completeness",
-            `n${node.index} committed ${index}/${entryTerm} in term ${node.term} but n${other.index}, leader of term ${other.term}, lacks it`,
-          );
-        }
-      }
-    }
-  }
-
-  /** A vote or an acknowledgement may leave a node only after the state it promises is durable. */
-  private checkDurableBeforeSend(node: SimNode, m: Message): void {
-    if (m.reject) return;
-    const durable = node.disk.durable;
-    if (m.type === MessageType.VoteResponse) {
-      const hs = durable.hardState;
-      if (hs.term !== m.term || hs.vote !== m.to) {
-        throw new SimViolation(
-          "unsynced-vote",
-          `n${node.index} granted its term-${m.term} vote to ${this.indexById.get(m.to) ?? m.to} but its durable hard state is term ${hs.term} vote ${hs.vote === NO_NODE ? "none" : (this.indexById.get(hs.vote) ?? hs.vote)}`,
-        );
-      }
-    } else if (m.type === MessageType.AppendResponse) {
-      if (m.index <= snapshotIndexOf(durable)) return;
-      const durableTerm = termAt(durable, m.index);
-      const currentTerm = termAt(node.disk.current, m.index);
-      if (durableTerm === undefined || durableTerm !== currentTerm) {
-        throw new SimViolation(
-          "unsynced-ack",
-          `n${node.index} acknowledged index ${m.index} in term ${m.term} but its durable log ${durableTerm === undefined ? "ends before it" : `has term ${durableTerm} there, not ${currentTerm}`}`,
-        );
-      }
-    }
   }
 
   // ---- clients ----
