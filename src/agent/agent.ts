@@ -20,6 +20,11 @@ import { RevocationState } from "../transport/revocation.js";
 export const SESSION_RETRY_MIN_MS = 100;
 export const SESSION_RETRY_MAX_MS = 2_000;
 export const CALL_DEADLINE_MS = 10_000;
+/**
+ * Scheduled renewals are at least this far apart, so a node whose clock runs ahead (and thus always
+ * sees its new certificate past 80 %) does not renew in a tight loop.
+ */
+export const MIN_SCHEDULED_RENEWAL_INTERVAL_MS = 60_000;
 /** setTimeout cannot wait longer than this; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ZONE_LABEL = "zone";
@@ -70,6 +75,7 @@ export class Agent {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private renewalTimer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
+  private lastRenewalMs: number | undefined;
   private loop: Promise<void> = Promise.resolve();
   private lastMessage: SessionMessage | undefined;
   private connected = false;
@@ -258,8 +264,9 @@ export class Agent {
     if (this.stopped) return;
     const cert = parseNodeCertificate(this.opts.identity().certPem);
     const at = pickRenewalTime({ notBefore: cert.notBefore, notAfter: cert.notAfter, random: this.opts.random });
+    const floorMs = this.lastRenewalMs === undefined ? 0 : this.lastRenewalMs + MIN_SCHEDULED_RENEWAL_INTERVAL_MS - Date.now();
     const arm = (): void => {
-      const waitMs = at.getTime() - this.opts.clock.nowMs();
+      const waitMs = Math.max(at.getTime() - this.opts.clock.nowMs(), floorMs);
       if (waitMs > MAX_TIMER_MS) {
         this.renewalTimer = setTimeout(arm, MAX_TIMER_MS);
       } else {
@@ -300,6 +307,7 @@ export class Agent {
           throw new ShoalError("CERT_INVALID", "the renewed certificate names another node or cluster");
         }
         await this.opts.onRenewed({ certPem, privateKey, role: info.role });
+        this.lastRenewalMs = Date.now();
         this.log.info({ role: info.role, notAfter: info.notAfter.toISOString() }, "certificate renewed");
         // Reconnect with the new identity.
         this.closeChannel();
