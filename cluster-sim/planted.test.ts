@@ -60,3 +60,9 @@ test("Figure 8: the correct core survives the script, and a commit by counting i
     assert.match(planted.violation!, /^(leader-completeness|state-machine-safety|linearizability): /);
   }
 });
+
+test("a cluster that cannot make progress after healing is reported as a liveness failure", () => {
+  const result = runSimulation({ seed: 5, nodes: 3, createCore: createRealCore, isolateAfterHeal: true, safetyPhaseMs: 3000 });
+  assert.equal(result.ok, false);
+  assert.match(result.violation!, /^liveness: no write committed within 20000 ms after healing/);
+});

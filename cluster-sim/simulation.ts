@@ -75,6 +75,11 @@ export interface SimOptions {
    * answer a ReadIndex read as soon as its ReadState arrives, without waiting for the apply.
    */
   serveReadsBeforeApply?: boolean;
+  /**
+   * A deliberate failure to heal, for testing the liveness check: after the fault phase every node
+   * stays cut off from every other, so no write can commit.
+   */
+  isolateAfterHeal?: boolean;
   /** Membership churn in the fault phase: add learners, promote them, remove voters. */
   churn?: boolean;
   /**
@@ -1134,6 +1139,7 @@ export class Simulation {
   private beginLivenessPhase(): void {
     this.inLivenessPhase = true;
     this.network.heal();
+    if (this.options.isolateAfterHeal === true) this.network.partition(this.nodes.map((n) => [n.index]));
     this.network.setConditions(CALM_NETWORK);
     for (const node of this.nodes) {
       node.drift = 1;
