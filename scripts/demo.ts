@@ -14,6 +14,7 @@ import {
   info,
   kill,
   listNodes,
+  removeOnExit,
   nodeByAddr,
   restart,
   shoal,
@@ -92,6 +93,7 @@ function firstLineOf(file: string): string {
 
 async function main(): Promise<void> {
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "shoal-demo-"));
+  removeOnExit(baseDir);
   try {
     step("start 5 daemons (3 future managers, 2 future workers), each with its own data dir and port");
     const names = ["manager1", "manager2", "manager3", "worker1", "worker2"];

@@ -42,7 +42,14 @@ export interface ShoalResult {
 }
 
 const liveNodes = new Set<LocalNode>();
+const dirsToRemoveOnExit = new Set<string>();
 let exitHooksInstalled = false;
+
+/** Deletes `dir` when this process exits, even on Ctrl-C (after the daemons are killed). */
+export function removeOnExit(dir: string): void {
+  installExitHooks();
+  dirsToRemoveOnExit.add(dir);
+}
 
 function installExitHooks(): void {
   if (exitHooksInstalled) return;
@@ -50,6 +57,7 @@ function installExitHooks(): void {
   // 'exit' handlers run synchronously: SIGKILL is the only thing that surely lands in time.
   process.on("exit", () => {
     for (const node of liveNodes) node.child?.kill("SIGKILL");
+    for (const dir of dirsToRemoveOnExit) fs.rmSync(dir, { recursive: true, force: true });
   });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(signal, () => {
@@ -286,6 +294,7 @@ export async function formCluster(opts: FormClusterOptions): Promise<LocalCluste
   if (opts.managers < 1) throw new ShoalError("INVALID_ARGUMENT", "a cluster needs at least one manager");
   const log = opts.log ?? (() => undefined);
   const baseDir = opts.baseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "shoal-cluster-"));
+  if (opts.baseDir === undefined) removeOnExit(baseDir);
   const names = [
     ...Array.from({ length: opts.managers }, (_, i) => `manager${i + 1}`),
     ...Array.from({ length: opts.workers }, (_, i) => `worker${i + 1}`),
