@@ -62,5 +62,8 @@ export function registerDaemonCommand(program: Command): void {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       logger.flush();
+      if (daemon.fatalError !== undefined) {
+        throw new ShoalError("INTERNAL", `the daemon stopped on a fatal error: ${daemon.fatalError.message}`);
+      }
     });
 }

@@ -102,6 +102,8 @@ export class Daemon {
   private lifecycle: Promise<unknown> = Promise.resolve();
   private socketServer: grpc.Server | undefined;
   private stopping = false;
+  /** Set when the daemon stopped because of an error it must not limp past (the CLI exits non-zero). */
+  fatalError: Error | undefined;
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly random: Random;
@@ -161,7 +163,7 @@ export class Daemon {
     await chmod(this.opts.dataDir, 0o700).catch(() => undefined);
     await this.resume();
     await this.openSocket();
-    this.log.info({ state: this.state, socket: this.socketPath, nodeId: this.node?.nodeId ?? "" }, "daemon started");
+    this.log.info({ state: this.state, socket: this.socketPath }, "daemon started");
   }
 
   private async resume(): Promise<void> {
@@ -181,7 +183,7 @@ export class Daemon {
     const role = roleOf(certPem);
     if (role === "swarm-manager" && (await isNodeKeyEncrypted(this.paths.nodeKeyFile))) {
       this.state = "locked";
-      this.log.warn({ nodeId: node.nodeId }, "this manager is locked: autolock is on; run `shoal unlock` with the unlock key");
+      this.log.warn({}, "this manager is locked: autolock is on; run `shoal unlock` with the unlock key");
       return;
     }
     this.keyPem = (await readNodeKey(this.paths.nodeKeyFile)).export({ type: "pkcs8", format: "pem" }).toString();
@@ -387,7 +389,7 @@ export class Daemon {
     }
     await writeNodeFile(this.opts.dataDir, this.node);
     this.startAgent();
-    this.log.info({ nodeId, clusterId, autolock: req.autolock }, "initialized a new cluster");
+    this.log.info({ clusterId, autolock: req.autolock }, "initialized a new cluster");
     return {
       nodeId,
       clusterId,
@@ -477,7 +479,7 @@ export class Daemon {
       throw err;
     }
     this.startAgent();
-    this.log.info({ nodeId: info.nodeId, clusterId: info.clusterId, role: info.role }, "joined the cluster");
+    this.log.info({ clusterId: info.clusterId, role: info.role }, "joined the cluster");
     return { nodeId: info.nodeId, role: protoRole(info.role), clusterId: info.clusterId };
   }
 
@@ -551,6 +553,7 @@ export class Daemon {
       onRemovedFromRaft: () => void this.serialize(() => this.stopManagerRole("removed from raft")).catch(() => undefined),
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, "the manager stopped on a fatal error; the daemon exits");
+        this.fatalError = err;
         void this.stop();
       },
     });
@@ -683,13 +686,9 @@ export class Daemon {
         "this node is a manager: leaving can break quorum; demote it first (`shoal node demote` on another manager), or use `shoal leave --force`",
       );
     }
-    if (this.manager !== undefined && !this.manager.isLeader) {
-      // Best effort: take this manager out of raft so the others do not count it.
-      try {
-        await this.manager.raft.removeMember(this.manager.raft.id, { timeoutMs: 3000 }).catch(() => undefined);
-      } catch {
-        // ignore
-      }
+    if (this.manager !== undefined) {
+      // Best effort: take this manager out of raft so the others do not count it towards quorum.
+      await this.manager.leaveRaft().catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not leave raft cleanly"));
     }
     await this.stopRoles();
     await this.wipe();

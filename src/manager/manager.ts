@@ -28,7 +28,7 @@ import { fromGrpcError, leaderAddrOf } from "../transport/errors.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
 import { ControlClient, ControlService } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
-import { RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
+import { RaftMembershipClient, RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
 import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
 import { caServiceHandlers } from "./caserver/ca-server.js";
 import type { AppliedProposal, ManagerContext } from "./context.js";
@@ -476,6 +476,31 @@ export class Manager {
         else resolve(value);
       });
     });
+  }
+
+  /** Takes this manager out of raft (through the leader, which checks quorum); the caller stops it afterwards. */
+  async leaveRaft(): Promise<void> {
+    if (this.raft.isLeader) {
+      await this.raft.removeMember(this.raft.id, { timeoutMs: 5000 });
+      return;
+    }
+    const addr = await this.leaderAddrOrWait();
+    if (addr === undefined) return this.leaveRaft();
+    const channel = createSecureChannel(addr, {
+      rootCaPem: this.opts.rootCaPem,
+      certPem: this.identityRef.current.certPem,
+      keyPem: this.identityRef.current.keyPem,
+      expectServerRole: "swarm-manager",
+      clusterId: this.opts.clusterId,
+    });
+    try {
+      const client = channel.client(RaftMembershipClient);
+      await new Promise<void>((resolve, reject) =>
+        client.leave({ raftId: this.raft.id }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err) => (err ? reject(fromGrpcError(err)) : resolve())),
+      );
+    } finally {
+      channel.close();
+    }
   }
 
   async stop(): Promise<void> {

@@ -108,4 +108,10 @@ test("lifecycle refusals, renewal at 50–80 % of the lifetime, and leave", { ti
   const info = await againClient.info();
   assert.equal(info.role, NodeRole.NODE_ROLE_WORKER);
   assert.equal(info.nodeId, aFirst.id);
+
+  // The last manager leaves only with --force, and then holds no cluster state.
+  await m.client.leave({ force: true });
+  assert.equal((await m.client.info()).state, "inactive");
+  assert.equal(existsSync(join(m.dir, "state")), false);
+  assert.equal(existsSync(join(m.dir, "keys")), false);
 });
