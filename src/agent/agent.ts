@@ -90,6 +90,11 @@ export class Agent {
     return this.connected;
   }
 
+  /** The manager holding this node's session: the leader (sessions are served by the leader only). */
+  get sessionAddr(): string | undefined {
+    return this.connected ? this.channelAddr : undefined;
+  }
+
   get knownManagers(): readonly string[] {
     return this.managers;
   }

@@ -278,7 +278,11 @@ export class Daemon {
       if (status.leaderId === 0n) base.state = "pending";
     } else if (this.agent !== undefined) {
       const session = this.agent.lastSession;
-      base.managers = (session?.managers ?? []).map((m) => ({ nodeId: m.nodeId, addr: m.addr, leader: false, reachable: this.agent!.isConnected }));
+      const leaderAddr = this.agent.sessionAddr;
+      base.managers = (session?.managers ?? []).map((m) => ({ nodeId: m.nodeId, addr: m.addr, leader: m.addr === leaderAddr, reachable: this.agent!.isConnected }));
+      const leader = base.managers.find((m) => m.leader);
+      base.leaderAddr = leader?.addr ?? "";
+      base.leaderNodeId = leader?.nodeId ?? "";
       if (!this.agent.isConnected) base.state = "pending";
     }
     return base;
@@ -550,6 +554,11 @@ export class Daemon {
       logger: this.childLogger(),
       clock: this.clock,
       random: this.random,
+      onAutolockChanged: (on) => {
+        if (this.node === undefined || this.node.autolock === on) return;
+        this.node.autolock = on;
+        void writeNodeFile(this.opts.dataDir, this.node).catch(() => undefined);
+      },
       onRemovedFromRaft: () => void this.serialize(() => this.stopManagerRole("removed from raft")).catch(() => undefined),
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, "the manager stopped on a fatal error; the daemon exits");

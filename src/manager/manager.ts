@@ -73,6 +73,8 @@ export interface ManagerOptions {
   logger: Logger;
   clock?: Clock;
   random?: Random;
+  /** The key files were re-wrapped: on = under an unlock key (autolock), off = plain. */
+  onAutolockChanged?: (on: boolean) => void;
   /** This manager was removed from raft (demoted or removed): the daemon stops the manager role. */
   onRemovedFromRaft?: () => void;
   /** The node stopped on an error it must not limp past. */
@@ -380,6 +382,7 @@ export class Manager {
       const paths = dataDirPaths(this.opts.dataDir);
       await rewrapKeys(this.opts.dataDir, { from, to: target });
       this.wrapKey = target;
+      this.opts.onAutolockChanged?.(target !== undefined);
       if (from === undefined && target !== undefined) {
         const kek = kekFromUnlockKey(target);
         try {
