@@ -47,7 +47,7 @@ export interface RaftTiming {
 export const DEFAULT_RAFT_TIMING: RaftTiming = { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 };
 /** How long a forwarded control call waits for a leader before saying quorum is lost. */
 export const LEADER_WAIT_MS = 3_000;
-export const FORWARD_DEADLINE_MS = 15_000;
+export const FORWARD_DEADLINE_MS = 10_000;
 const REVOCATION_GC_INTERVAL_MS = 10 * 60 * 1000;
 
 export interface ManagerOptions {
@@ -429,31 +429,48 @@ export class Manager {
    * leader with this manager's own certificate (following one more redirect if leadership moved).
    */
   async callControl(method: keyof ControlHandlers, request: unknown): Promise<unknown> {
-    for (let hop = 0; ; hop++) {
+    const deadline = Date.now() + FORWARD_DEADLINE_MS;
+    // A leader we could not reach: wait for raft to notice and elect another instead of hammering it.
+    let unreachable: { addr: string; untilMs: number } | undefined;
+    for (;;) {
       const leaderAddr = await this.leaderAddrOrWait();
+      const retry = async (err: unknown): Promise<void> => {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 25));
+      };
       if (leaderAddr === undefined) {
         try {
           return await (this.control[method] as (r: unknown) => Promise<unknown>)(request);
         } catch (err) {
-          if (isShoalError(err, "NOT_LEADER") && hop < 3) continue;
-          throw err;
+          if (!isShoalError(err, "NOT_LEADER")) throw err;
+          await retry(err);
+          continue;
         }
+      }
+      if (unreachable !== undefined && unreachable.addr === leaderAddr && Date.now() < unreachable.untilMs) {
+        await retry(new ShoalError("UNAVAILABLE", `the leader at ${leaderAddr} is unreachable and no other leader was elected yet; retry shortly`));
+        continue;
       }
       try {
         return await this.forward(leaderAddr, method, request);
       } catch (err) {
-        const hint = leaderAddrOf((err as ShoalError).cause);
-        if (isShoalError(err, "NOT_LEADER") && hop < 3) {
-          if (hint === undefined) await new Promise((r) => setTimeout(r, 200));
+        if (isShoalError(err, "NOT_LEADER")) {
+          await retry(err);
           continue;
         }
-        if (isShoalError(err, "UNAVAILABLE") && hop < 3) {
-          await new Promise((r) => setTimeout(r, 300));
+        if (isShoalError(err, "UNAVAILABLE") && leaderAddrOf((err as ShoalError).cause) === undefined) {
+          unreachable = { addr: leaderAddr, untilMs: Date.now() + 2 * this.electionTimeoutMs() };
+          await retry(err);
           continue;
         }
         throw err;
       }
     }
+  }
+
+  private electionTimeoutMs(): number {
+    const timing = this.opts.raftTiming ?? DEFAULT_RAFT_TIMING;
+    return timing.tickMs * timing.electionTicks * 2;
   }
 
   private forward(addr: string, method: keyof ControlHandlers, request: unknown): Promise<unknown> {

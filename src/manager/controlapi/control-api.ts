@@ -57,6 +57,7 @@ import { redactCluster, redactSecret } from "../../state/index.js";
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
+const TRACE = process.env["SHOAL_TRACE"] ? (s: string): void => void process.stderr.write(`T ${(performance.timeOrigin + performance.now()).toFixed(3)} ${s}\n`) : undefined;
 
 /** Longest join token expiry accepted (10 years): anything above is a typo. */
 export const MAX_TOKEN_EXPIRY_SECONDS = 10n * 365n * 24n * 3600n;
@@ -316,7 +317,9 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     },
 
     putValue: async (req: PutValueRequest): Promise<PutValueResponse> => {
+      TRACE?.("put start");
       const result = await ctx.propose((tx) => tx.putValue(req.key, req.value));
+      TRACE?.("put done");
       return { index: BigInt(result.index) };
     },
     getValue: async (req: GetValueRequest): Promise<GetValueResponse> => {
