@@ -14,7 +14,7 @@ import { normalizeSerial } from "../../src/ca/index.js";
 import type { Clock } from "../../src/base/clock.js";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
-import { NodeAvailability, NodeRole } from "../../src/proto/shoal/v1/objects.js";
+import { NodeAvailability, NodeRole, NodeState } from "../../src/proto/shoal/v1/objects.js";
 import { freePort, waitFor } from "../e2e/cluster.js";
 
 const silent = pino({ level: "silent" });
@@ -98,6 +98,8 @@ test("lifecycle refusals, renewal at 50–80 % of the lifetime, and leave", { ti
   assert.equal(existsSync(join(b.dir, "node.json")), false);
   await b.client.join({ token: init.workerToken, remoteAddr: m.addr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE });
   assert.notEqual((await b.client.info()).nodeId, bId);
+  // The node object it left behind stops heartbeating: the leader marks it DOWN after the TTL (3 × 300 ms).
+  await waitFor("the old node to be marked down", async () => (await m.client.getNode(bId)).status?.state === NodeState.NODE_STATE_DOWN || undefined, 5000);
 
   // Restart resumes the role from node.crt.
   a.client.close();
