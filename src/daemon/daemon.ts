@@ -208,10 +208,10 @@ export class Daemon {
     const log = this.log;
     server.addService(LocalNodeService, {
       info: unary(async () => this.info(), log),
-      init: unary(async (req: InitRequest) => this.serialize(() => this.init(req)), log),
-      join: unary(async (req: JoinRequest) => this.serialize(() => this.join(req)), log),
+      init: unary(async (req: InitRequest) => this.serialize(() => this.notLocked().then(() => this.init(req))), log),
+      join: unary(async (req: JoinRequest) => this.serialize(() => this.notLocked().then(() => this.join(req))), log),
       unlock: unary(async (req: UnlockRequest) => this.serialize(() => this.unlock(req)), log),
-      leave: unary(async (req: LeaveRequest) => this.serialize(() => this.leave(req)), log),
+      leave: unary(async (req: LeaveRequest) => this.serialize(() => this.notLocked().then(() => this.leave(req))), log),
     });
     const control: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
     for (const method of Object.keys(ControlService) as ControlMethod[]) {
@@ -229,8 +229,13 @@ export class Daemon {
     this.socketServer = server;
   }
 
-  private async controlCall(method: ControlMethod, request: unknown): Promise<unknown> {
+  /** A locked manager answers only Info and Unlock (DESIGN.md §3 rule 5). */
+  private async notLocked(): Promise<void> {
     if (this.state === "locked") throw new ShoalError("LOCKED", "this manager is locked (autolock is on): run `shoal unlock` with the unlock key first");
+  }
+
+  private async controlCall(method: ControlMethod, request: unknown): Promise<unknown> {
+    await this.notLocked();
     if (this.state === "inactive") throw notInCluster();
     if (this.manager === undefined) {
       throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");

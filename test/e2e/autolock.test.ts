@@ -59,6 +59,10 @@ test("autolock: locked restart, wrong and right keys, rotation on every manager,
   assert.equal(locked.state, "locked");
   assert.equal(await portOpen(m2.port), false, "a locked manager opens no TLS listener");
   await assert.rejects(m2.client.listNodes(), (err) => isShoalError(err) && err.code === "LOCKED");
+  await assert.rejects(m2.client.leave({ force: true }), (err) => isShoalError(err) && err.code === "LOCKED");
+  const lockedCli = await m2.cli(["node", "ls"]);
+  assert.notEqual(lockedCli.code, 0);
+  assert.match(lockedCli.stderr, /locked/);
   const wrong = await m2.cli(["unlock"], "SWMKEY-1-" + "A".repeat(43) + "\n");
   assert.notEqual(wrong.code, 0);
   assert.match(wrong.stderr, /does not decrypt|unlock key/);
