@@ -117,6 +117,13 @@ test("3 managers and 2 workers join by token; refusals say which; roles, zones a
     return (c.zone === "gold" && c.notAfter.getTime() - Date.now() < 2.1 * 3600_000) || undefined;
   }, 20_000);
 
+  // inspect shows the labels; --label-rm of the zone returns the node to zone "default" (reissued again).
+  const inspect = await m1!.cli(["node", "inspect", w2Id]);
+  assert.equal(inspect.code, 0, inspect.stderr);
+  assert.match(inspect.stdout, /gold/);
+  assert.equal((await m1!.cli(["node", "update", "--label-rm", "zone", w2Id])).code, 0);
+  await waitFor("w2's certificate back in zone default", () => parseNodeCertificate(w2!.file("certificates/node.crt")).zone === "default" || undefined, 20_000);
+
   // Encryption at rest: a marker written through the control API is in no file of any manager.
   const marker = `marker-${Date.now()}-e2e-plaintext`;
   await m2!.putValue("at-rest", Buffer.from(marker));
