@@ -19,7 +19,6 @@ import type { RevocationState } from "../transport/revocation.js";
 import type { NodeIdentityPem, SecureServer } from "../transport/server.js";
 import { RaftClient, type RaftAck, type RaftMessage, type RaftMessageBatch, type RaftServer } from "../proto/shoal/v1/raft.js";
 import { handlerError, type HandlerLogger } from "./handlers.js";
-const TRACE = process.env["SHOAL_TRACE"] ? (s: string): void => void process.stderr.write(`T ${(performance.timeOrigin + performance.now()).toFixed(3)} ${s}\n`) : undefined;
 
 /** Messages waiting for one peer; beyond this they are dropped and the peer reported unreachable. */
 export const MAX_QUEUED_MESSAGES_PER_PEER = 4096;
@@ -109,10 +108,8 @@ class PeerLink {
       return;
     }
     this.inFlight = true;
-    TRACE?.(`rpc start to ${this.id} n=${batch.length} ${batch.map((m) => m.type + ":" + m.index).join(",")}`);
     this.raftClient().processRaftMessages(request, new grpc.Metadata(), { deadline: Date.now() + RAFT_BATCH_DEADLINE_MS }, (err) => {
       this.inFlight = false;
-      TRACE?.(`rpc done to ${this.id} queued=${this.queue.length}`);
       if (err) {
         this.transport.opts.logger.debug({ peer: String(this.id), code: err.code }, "raft batch not delivered");
         this.transport.inbound()?.reportUnreachable(this.id);
@@ -229,7 +226,6 @@ export function raftServiceHandlers(opts: RaftServiceOptions): RaftServer {
           throw new ShoalError("MESSAGE_TOO_LARGE", `a raft batch may hold at most ${MAX_MESSAGES_PER_BATCH * 4} messages`);
         }
         const decoded = call.request.messages.map((p) => messageFromProto(p));
-        TRACE?.(`rpc recv n=${decoded.length}`);
         for (const m of decoded) checkSender(peer.nodeId, m.from);
         for (const m of decoded) node.receive(m as unknown as Message);
         callback(null, {});

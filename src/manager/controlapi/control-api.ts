@@ -57,7 +57,6 @@ import { redactCluster, redactSecret } from "../../state/index.js";
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
-const TRACE = process.env["SHOAL_TRACE"] ? (s: string): void => void process.stderr.write(`T ${(performance.timeOrigin + performance.now()).toFixed(3)} ${s}\n`) : undefined;
 
 /** Longest join token expiry accepted (10 years): anything above is a typo. */
 export const MAX_TOKEN_EXPIRY_SECONDS = 10n * 365n * 24n * 3600n;
@@ -139,20 +138,6 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     }
   };
 
-  /** A demoted manager is no raft member any more: its ManagerStatus goes with it. */
-  const clearManagerStatus = async (nodeId: string): Promise<void> => {
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const fresh = ctx.store.getNode(nodeId);
-      if (fresh === undefined || fresh.managerStatus === undefined) return;
-      try {
-        await ctx.propose((tx) => tx.updateNode({ ...fresh, managerStatus: undefined }));
-        return;
-      } catch (err) {
-        if (!isShoalError(err, "FAILED_PRECONDITION")) throw err;
-      }
-    }
-  };
-
   const handlers: ControlHandlers = {
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
       checkId(req.nodeId, "node_id");
@@ -171,10 +156,12 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       const raftId = node.managerStatus?.raftId ?? 0n;
       if (demoting && raftId !== 0n) checkQuorumWithout(raftId, `demoting manager ${node.id}`);
       const updated: Node = { ...structuredClone(node), spec: structuredClone(req.spec), meta: { ...node.meta!, version: req.nodeVersion } };
+      // A demoted manager's ManagerStatus goes in the same write: if it is this (leading) manager, it
+      // may not be leader any more once the raft removal below is applied.
+      if (demoting) updated.managerStatus = undefined;
       await ctx.propose((tx) => tx.updateNode(updated));
       if (demoting && raftId !== 0n) {
         if (ctx.raft.status().members.some((m) => m.raftId === raftId)) await ctx.raft.removeMember(raftId);
-        await clearManagerStatus(node.id);
         await hooks.afterDemote?.(updated);
       }
       return { node: withManagerStatus(ctx.store.getNode(req.nodeId) ?? updated) };
@@ -317,9 +304,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     },
 
     putValue: async (req: PutValueRequest): Promise<PutValueResponse> => {
-      TRACE?.("put start");
       const result = await ctx.propose((tx) => tx.putValue(req.key, req.value));
-      TRACE?.("put done");
       return { index: BigInt(result.index) };
     },
     getValue: async (req: GetValueRequest): Promise<GetValueResponse> => {
