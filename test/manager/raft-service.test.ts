@@ -12,7 +12,7 @@ import { isShoalError } from "../../src/base/errors.js";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
 import { unaryCall } from "../../src/transport/client.js";
-import { NodeAvailability } from "../../src/proto/shoal/v1/objects.js";
+import { NodeAvailability, NodeRole } from "../../src/proto/shoal/v1/objects.js";
 import { RaftClient, RaftMessageType, type RaftAck, type RaftMessage } from "../../src/proto/shoal/v1/raft.js";
 import { freePort, waitFor } from "../e2e/cluster.js";
 import { channelAs } from "../e2e/identity.js";
@@ -96,4 +96,17 @@ test("raft service: manager certificates only, no speaking for another member, b
   });
   assert.equal(label.spec?.labels["team"], "a");
   assert.equal((await m2.client.getNode(m2Info.nodeId)).spec?.labels["team"], "a");
+
+  // Demoting the leader itself (asked on its own socket): it hands over and becomes a worker.
+  const leaderDaemon = (await m1.client.info()).leaderNodeId === init.nodeId ? m1 : m2;
+  const other = leaderDaemon === m1 ? m2 : m1;
+  const leaderId = (await leaderDaemon.client.info()).nodeId;
+  const current = await leaderDaemon.client.getNode(leaderId);
+  const demoted = await leaderDaemon.client.updateNode({ nodeId: leaderId, nodeVersion: current.meta!.version, spec: { ...current.spec!, desiredRole: NodeRole.NODE_ROLE_WORKER } });
+  assert.equal(demoted.managerStatus, undefined);
+  await waitFor("the other manager to lead alone", async () => {
+    const info = await other.client.info();
+    return (info.leaderNodeId === info.nodeId && info.managers.length === 1) || undefined;
+  }, 15_000);
+  await waitFor("the old leader to hold a worker certificate", async () => (await leaderDaemon.client.info()).role === NodeRole.NODE_ROLE_WORKER || undefined, 15_000);
 });
