@@ -132,6 +132,15 @@ test("3 managers and 2 workers join by token; refusals say which; roles, zones a
   const created = await m3!.cli(["secret", "create", "s1", secretFile]);
   assert.equal(created.code, 0, created.stderr);
   assert.equal((await m1!.getValue("at-rest"))?.toString(), marker);
+  // Read views never carry secret data, the CA key or the join tokens.
+  const secretView = await m2!.cli(["secret", "inspect", "s1"]);
+  assert.equal(secretView.code, 0, secretView.stderr);
+  assert.equal(secretView.stdout.includes(marker), false);
+  for (const secret of await m2!.client.listSecrets()) assert.equal(secret.spec?.data.length, 0, "a read API returned secret data");
+  const clusterView = await m3!.client.getCluster();
+  assert.equal(clusterView.rootCa?.caKeyPem.length, 0);
+  assert.equal(clusterView.rootCa?.joinTokens?.worker, "");
+  assert.equal(clusterView.unlockKey, "");
   await waitFor("m3 to apply the marker", async () => (await m3!.getValue("at-rest"))?.toString() === marker || undefined);
   for (const m of [m1!, m2!, m3!]) {
     await m.stop("SIGTERM"); // flush LevelDB's log to its files
