@@ -28,6 +28,13 @@ export interface SecureChannelOptions {
   maxReceiveMessageBytes?: number;
   maxSendMessageBytes?: number;
   keepalive?: KeepaliveOptions;
+  /**
+   * No grpc-js retry buffer: a streaming write's callback then fires once the message went to the
+   * connection, instead of as soon as it was copied into the buffer kept for transparent retries, so
+   * a writer that waits for it sends whatever queued meanwhile as one message. Only for callers that
+   * resend on failure themselves (raft), since transparent retries are gone.
+   */
+  noRetryBuffer?: boolean;
 }
 
 type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C;
@@ -68,11 +75,12 @@ export function serverIdentityCheck(opts: Pick<SecureChannelOptions, "clusterId"
 }
 
 function channelOptions(
-  opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions },
+  opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions; noRetryBuffer?: boolean },
   targetName: NodeRole = MANAGER_TARGET_NAME,
 ): grpc.ChannelOptions {
   const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
   return {
+    ...(opts.noRetryBuffer === true ? { "grpc.per_rpc_retry_buffer_size": 0 } : {}),
     // Dialing an IP: TLS SNI must be a name, and the role name is one every certificate of that role has.
     "grpc.ssl_target_name_override": targetName,
     "grpc.max_receive_message_length": messageBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),
