@@ -9,6 +9,7 @@ import { RaftCore, decodeConfChange } from "../core/index.js";
 import {
   ConfChangeType,
   EntryType,
+  MessageType,
   NO_NODE,
   Role,
   type ConfChange,
@@ -253,6 +254,9 @@ export class RaftNode implements RaftInbound {
   private heldSnapshot: TakenSnapshot | undefined;
   /** A commit-only hard state not yet written; see handleReady. */
   private deferredHardState: HardState | undefined;
+  /** Term and vote as last written to storage; see sendsBeforePersist. */
+  private persistedTerm = 0;
+  private persistedVote: RaftId = NO_NODE;
   private promoting = false;
 
   private readonly listeners: { [K in keyof RaftNodeEvents]: Set<(e: RaftNodeEvents[K]) => void> } = {
@@ -371,6 +375,8 @@ export class RaftNode implements RaftInbound {
     this.confState = cloneConf(status.confState);
     this.currentTerm = status.hardState.term;
     this.commit = status.hardState.commit;
+    this.persistedTerm = status.hardState.term;
+    this.persistedVote = status.hardState.vote;
     this.noLeaderSinceMs = this.clock.nowMs();
     for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
 
@@ -729,11 +735,23 @@ export class RaftNode implements RaftInbound {
     } else if (hardState === undefined && (rd.entries.length > 0 || rd.snapshot !== undefined)) {
       hardState = this.deferredHardState;
     }
+    let afterPersist = rd.messages;
+    if (this.sendsBeforePersist(rd)) {
+      const early = rd.messages.filter((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
+      if (early.length > 0) {
+        afterPersist = rd.messages.filter((m) => m.type !== MessageType.Append && m.type !== MessageType.Heartbeat);
+        this.transport.send(early);
+      }
+    }
     if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
       await this.log.save({ hardState, entries: rd.entries, snapshot: rd.snapshot });
-      if (hardState !== undefined) this.deferredHardState = undefined;
+      if (hardState !== undefined) {
+        this.deferredHardState = undefined;
+        this.persistedTerm = hardState.term;
+        this.persistedVote = hardState.vote;
+      }
     }
-    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    if (afterPersist.length > 0) this.transport.send(afterPersist);
     if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const rs of rd.readStates) {
@@ -742,6 +760,20 @@ export class RaftNode implements RaftInbound {
     }
     this.core.advance();
     this.settleReads();
+  }
+
+  /**
+   * A leader's appends and heartbeats may leave before its own fsync, so followers write in
+   * parallel with it instead of after it (Raft thesis §10.2.1; etcd's leader does the same): the
+   * core counts the leader's own entries toward commit only at advance(), after they are durable,
+   * so an entry still commits only once a majority holds it on disk. Not when this Ready changes
+   * term or vote (a message of a term this node could forget in a crash must not go out), nor for
+   * any other message: votes and append/heartbeat responses always wait for persistence.
+   */
+  private sendsBeforePersist(rd: Ready): boolean {
+    if (!this.isLeader || rd.snapshot !== undefined) return false;
+    const hs = rd.hardState;
+    return hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote);
   }
 
   private onSoftState(soft: SoftState): void {
