@@ -3,7 +3,7 @@
 // each daemon's log kept (--keep) for timing lines and, with SHOAL_CPU_PROF_DIR=DIR and
 // NODE_OPTIONS="--import tsx --import ./scripts/bench/profile-cpu-hook.ts", one CPU profile per daemon
 // covering the measured window of the last client count (SIGUSR2 starts and stops it).
-// Run: node --import tsx scripts/bench/profile-write-path.ts [--seconds 3] [--clients 1,256] [--keep]
+// Run: node --import tsx scripts/bench/profile-write-path.ts [--seconds 3] [--clients 1,256] [--managers 3] [--keep]
 import { readFileSync } from "node:fs";
 import { NodeProcess } from "../../test/e2e/cluster.js";
 import { performance } from "node:perf_hooks";
@@ -27,16 +27,17 @@ function arg(name: string, fallback: string): string {
 const seconds = Number(arg("--seconds", "3"));
 const clientsList = arg("--clients", "1").split(",").map(Number);
 const keep = process.argv.includes("--keep");
+const managers = Number(arg("--managers", "3"));
 const VALUE = Buffer.alloc(256, 7);
 
 const cluster = new ProcessCluster([]);
 const results: unknown[] = [];
 try {
-  const [m1] = await Promise.all(["m1", "m2", "m3"].map((n) => cluster.add(n)));
+  const names = Array.from({ length: managers }, (_, i) => `m${i + 1}`);
+  const [m1] = await Promise.all(names.map((n) => cluster.add(n)));
   const { managerToken } = await cluster.init("m1");
-  await cluster.join("m2", managerToken, m1!.addr);
-  await cluster.join("m3", managerToken, m1!.addr);
-  await waitFor("3 voters", async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 30_000);
+  for (const name of names.slice(1)) await cluster.join(name, managerToken, m1!.addr);
+  await waitFor(`${managers} voters`, async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === managers || undefined, 30_000);
   const leader = await cluster.leader();
   const profiling = process.env["SHOAL_CPU_PROF_DIR"] !== undefined;
   const signalDaemons = (): void => {
