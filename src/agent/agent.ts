@@ -165,6 +165,7 @@ export class Agent {
         await this.sleep(SESSION_RETRY_MAX_MS);
         continue;
       }
+      const sessionCertPem = this.opts.identity().certPem;
       try {
         await this.runSession(addr);
         delayMs = SESSION_RETRY_MIN_MS;
@@ -172,6 +173,13 @@ export class Agent {
         this.connected = false;
         if (this.stopped) return;
         const shoal = fromGrpcError(err);
+        if (isRemoval(shoal) && (await this.identityReplacedSince(sessionCertPem))) {
+          // A demoted manager's earlier certificates are revoked by serial once it uses its worker
+          // certificate: a call still open on the old one ends, but the node itself was not removed.
+          this.log.info({}, "the session on the previous certificate was refused; reconnecting with the renewed one");
+          this.closeChannel();
+          continue;
+        }
         if (isRemoval(shoal)) {
           this.log.warn({ code: shoal.code }, "the managers refuse this node: it was removed from the cluster");
           this.stopped = true;
@@ -193,6 +201,12 @@ export class Agent {
         this.stopHeartbeat();
       }
     }
+  }
+
+  /** True when the node's certificate changed since `certPem` was in use (waiting for a renewal in flight). */
+  private async identityReplacedSince(certPem: string): Promise<boolean> {
+    await this.renewing?.catch(() => undefined);
+    return this.opts.identity().certPem !== certPem;
   }
 
   private sleep(ms: number): Promise<void> {

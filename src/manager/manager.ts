@@ -19,7 +19,7 @@ import {
   rotateStoreDek,
   writeDekFile,
 } from "../storage/index.js";
-import { ObjectStore, revokedNodeIds, revokedSerials, type ApplyResult, type StoreChange, type StoreTransaction } from "../state/index.js";
+import { ObjectStore, type ApplyResult, type StoreChange, type StoreTransaction } from "../state/index.js";
 import { createSecureChannel, type SecureChannel } from "../transport/client.js";
 import { caPeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
@@ -35,6 +35,8 @@ import type { AppliedProposal, ManagerContext } from "./context.js";
 import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
 import { LeaderRedirect } from "./handlers.js";
+import { ManagerAccess } from "./manager-access.js";
+import { revocationSets } from "./revocation-view.js";
 import { membershipHandlers } from "./membership.js";
 import { GrpcRaftTransport, raftServiceHandlers } from "./raft-transport.js";
 
@@ -156,6 +158,8 @@ export class Manager {
     const store = new ObjectStore({ clock });
     const revocation = new RevocationState();
     const identityRef = { current: opts.identity };
+    // A demoted manager's certificate stays valid for months: every manager-only call also checks the store.
+    const access = new ManagerAccess(store);
     const server = createSecureServer({
       clusterId: opts.clusterId,
       rootCaPem: opts.rootCaPem,
@@ -164,6 +168,7 @@ export class Manager {
       revocation,
       clock,
       maxReceiveMessageBytes: 16 * 1024 * 1024,
+      accessCheck: (identity, path) => access.check(identity, path),
     });
     const transport = new GrpcRaftTransport({
       clusterId: opts.clusterId,
@@ -172,7 +177,7 @@ export class Manager {
       revocation,
       logger: opts.logger.child({ component: "raft-transport" }),
     });
-    const listeners = new Set<(changes: StoreChange[] | "reset") => void>();
+    const listeners = new Set<(changes: StoreChange[] | "reset") => void>([(changes) => access.applied(changes)]);
     const machine = new StoreMachine(store, (changes) => {
       for (const l of listeners) {
         try {
@@ -206,6 +211,7 @@ export class Manager {
       throw err;
     }
     transport.bind(raft);
+    access.setRaftMembers(raft.status().members.map((m) => m.nodeId));
 
     let rootCache: { pem: string; ca: RootCA } | undefined;
     const ctx: ManagerContext = {
@@ -283,6 +289,7 @@ export class Manager {
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
+      access.setRaftMembers(change.members.map((m) => m.nodeId));
       logger.info(
         { voters: change.confState.voters.map(String), learners: change.confState.learners.map(String), removedSelf: change.removedSelf },
         "raft membership changed",
@@ -348,9 +355,7 @@ export class Manager {
     if (changes !== "reset" && !changes.some((c) => c.table === "clusters")) return;
     const cluster = this.store.getCluster();
     if (cluster === undefined) return;
-    const list = cluster.revocationList;
-    const nodeIds = [...revokedNodeIds(list)].sort();
-    const serials = [...revokedSerials(list)].sort();
+    const { nodeIds, serials } = revocationSets(this.store);
     const key = nodeIds.join(",") + "|" + serials.join(",");
     if (key !== this.lastRevocationKey) {
       this.lastRevocationKey = key;

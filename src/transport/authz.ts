@@ -48,7 +48,15 @@ export interface AuthorizerOptions {
   clock: Clock;
   /** Bound on cached verifications (one per distinct certificate). */
   maxCachedCertificates?: number;
+  /**
+   * Runs on every certificate-authenticated call after the certificate checks, with the method path:
+   * the layer that owns the cluster state judges the caller as it is now (a manager certificate
+   * outlives a demotion by up to 90 days). Throws a ShoalError to refuse; must be cheap (no I/O).
+   */
+  accessCheck?: CurrentAccessCheck;
 }
+
+export type CurrentAccessCheck = (identity: PeerIdentity, path: string) => void;
 
 interface CachedIdentity {
   identity: PeerIdentity;
@@ -162,6 +170,7 @@ export class Authorizer {
             let identity: PeerIdentity;
             try {
               identity = this.authorize(call.getAuthContext()?.sslPeerCertificate?.raw, policy);
+              this.opts.accessCheck?.(identity, path);
             } catch (err) {
               refuse(call, err);
               return;

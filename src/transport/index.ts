@@ -3,7 +3,7 @@
 export { ERROR_CODE_METADATA, LEADER_ADDR_METADATA, fromGrpcError, grpcStatusFor, leaderAddrOf, toGrpcError } from "./errors.js";
 export { caPeerVerifier, certificateFingerprint, normaliseSerial, type NodeRole, type PeerIdentity, type PeerVerifier } from "./identity.js";
 export { RevocationState, type RevocationChange, type RevocationListener, type RevocationSnapshot } from "./revocation.js";
-export { Authorizer, defaultMethodPolicies, type AuthorizerOptions, type MethodPolicies, type MethodPolicy } from "./authz.js";
+export { Authorizer, defaultMethodPolicies, type AuthorizerOptions, type CurrentAccessCheck, type MethodPolicies, type MethodPolicy } from "./authz.js";
 export {
   createSecureServer,
   checkIdentityPem,

@@ -22,7 +22,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { SecureContextOptions } from "node:tls";
 import { ShoalError } from "../base/errors.js";
 import { systemClock, type Clock } from "../base/clock.js";
-import { Authorizer, defaultMethodPolicies, type MethodPolicies } from "./authz.js";
+import { Authorizer, defaultMethodPolicies, type CurrentAccessCheck, type MethodPolicies } from "./authz.js";
 import type { PeerIdentity, PeerVerifier } from "./identity.js";
 import type { RevocationState } from "./revocation.js";
 
@@ -60,6 +60,11 @@ export interface SecureServerOptions {
   /** Concurrent calls per connection. */
   maxConcurrentStreams?: number;
   clock?: Clock;
+  /**
+   * Runs on every certificate-authenticated call after the certificate checks, e.g. to refuse a
+   * manager certificate whose node the store has since demoted (AuthorizerOptions.accessCheck).
+   */
+  accessCheck?: CurrentAccessCheck;
 }
 
 export type ListenerKind = "open" | "peer";
@@ -154,6 +159,7 @@ export class SecureServer {
       revocation: opts.revocation,
       policies: opts.policies ?? defaultMethodPolicies(),
       clock: opts.clock ?? systemClock,
+      accessCheck: opts.accessCheck,
     });
   }
 

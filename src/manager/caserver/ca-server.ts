@@ -25,6 +25,7 @@ import type {
 } from "../../proto/shoal/v1/ca.js";
 import { ZONE_LABEL } from "../../state/index.js";
 import type { ManagerContext } from "../context.js";
+import { revokeOnDemotion } from "../demotion.js";
 import { unary } from "../handlers.js";
 
 export const MAX_CSR_BYTES = 8 * 1024;
@@ -66,8 +67,16 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
   return input;
 }
 
-/** Signs a certificate for `node` as the store says (role, zone) and writes it to the store. */
-export async function issueForNode(ctx: ManagerContext, nodeId: string, csr: string | Uint8Array): Promise<{ certPem: string; role: NodeRole }> {
+/**
+ * Signs a certificate for `node` as the store says (role, zone) and writes it to the store.
+ * `presentedSerial`: the certificate that authenticated the request, left off a demotion's revocation.
+ */
+export async function issueForNode(
+  ctx: ManagerContext,
+  nodeId: string,
+  csr: string | Uint8Array,
+  presentedSerial?: string,
+): Promise<{ certPem: string; role: NodeRole }> {
   for (let attempt = 1; ; attempt++) {
     ctx.requireLeader();
     const node = ctx.store.getNode(nodeId);
@@ -101,8 +110,15 @@ export async function issueForNode(ctx: ManagerContext, nodeId: string, csr: str
         lastNotAfter: issued.notAfter,
       },
     };
+    // A demoted manager's earlier manager certificates are revoked by serial in the same write (demotion.ts).
+    const demoted = node.certificate?.role === ProtoNodeRole.NODE_ROLE_MANAGER && role === "swarm-worker";
+    const revoking = demoted ? revokeOnDemotion(cluster, node, presentedSerial, new Date(ctx.clock.nowMs())) : undefined;
     try {
-      await ctx.propose((tx) => tx.updateNode(updated));
+      await ctx.propose((tx) => {
+        tx.updateNode(updated);
+        if (revoking !== undefined) tx.updateCluster(revoking);
+      });
+      if (revoking !== undefined) ctx.logger.info({ demotedNodeId: nodeId }, "revoked the demoted manager's earlier certificates by serial");
       return { certPem: issued.certPem, role };
     } catch (err) {
       // Another writer (a heartbeat, an operator) changed the node in between: sign again on the fresh copy.
@@ -184,7 +200,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
     renewNodeCertificate: unary(async (req: RenewNodeCertificateRequest, call: grpc.ServerUnaryCall<RenewNodeCertificateRequest, RenewNodeCertificateResponse>) => {
       const peer = ctx.server.peerOf(call);
       ctx.requireLeader();
-      const { certPem, role } = await issueForNode(ctx, peer.nodeId, csrInput(req.csr));
+      const { certPem, role } = await issueForNode(ctx, peer.nodeId, csrInput(req.csr), peer.serial);
       log.info({ renewedNodeId: peer.nodeId, role }, "renewed a node certificate");
       return { nodeId: peer.nodeId, certificate: Buffer.from(certPem), role: protoRole(role) };
     }, log),

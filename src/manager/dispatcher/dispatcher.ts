@@ -18,9 +18,10 @@ import {
   type UpdateTaskStatusResponse,
   type WeightedPeer,
 } from "../../proto/shoal/v1/dispatcher.js";
-import { revokedNodeIds, revokedSerials } from "../../state/index.js";
 import type { ManagerContext } from "../context.js";
 import { handlerError, LeaderRedirect, unary } from "../handlers.js";
+import { revokeSupersededSerials } from "../demotion.js";
+import { revocationSets } from "../revocation-view.js";
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
 /** Missed heartbeats before a node is marked DOWN. */
@@ -101,12 +102,12 @@ export class Dispatcher {
   }
 
   private message(session: Session, node: Node): SessionMessage {
-    const list = this.ctx.store.getCluster()?.revocationList;
+    const revoked = revocationSets(this.ctx.store);
     return {
       sessionId: session.id,
       managers: this.managers(),
-      revokedNodeIds: [...revokedNodeIds(list)].sort(),
-      revokedSerials: [...revokedSerials(list)].sort(),
+      revokedNodeIds: revoked.nodeIds,
+      revokedSerials: revoked.serials,
       node,
     };
   }
@@ -172,6 +173,28 @@ export class Dispatcher {
     }
   }
 
+  /** A demoted manager now on its worker certificate: its earlier serials can go (demotion.ts, step 2). */
+  private async revokeSuperseded(nodeId: string, presentedSerial: string, term: number): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (!this.ctx.raft.isLeader || this.ctx.raft.term !== term) return;
+      const node = this.ctx.store.getNode(nodeId);
+      const cluster = this.ctx.store.getCluster();
+      if (node === undefined || cluster === undefined) return;
+      const updated = revokeSupersededSerials(cluster, node, presentedSerial, new Date(this.ctx.clock.nowMs()));
+      if (updated === undefined) return;
+      try {
+        await this.ctx.propose((tx) => tx.updateCluster(updated), { term });
+        this.ctx.logger.info({ demotedNodeId: nodeId }, "revoked the certificates a demoted manager no longer uses");
+        return;
+      } catch (err) {
+        if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") {
+          this.ctx.logger.warn({ err: String(err), demotedNodeId: nodeId }, "cannot revoke a demoted manager's earlier certificates; retried at its next session");
+          return;
+        }
+      }
+    }
+  }
+
   private markDownNodes(): void {
     if (!this.ctx.raft.isLeader || this.ctx.raft.term !== this.leaderTerm) return;
     const nowMs = this.ctx.clock.nowMs();
@@ -205,6 +228,7 @@ export class Dispatcher {
           this.lastHeartbeatMs.set(peer.nodeId, ctx.clock.nowMs());
           this.push(session);
           void this.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, ctx.raft.term);
+          if (peer.role === "swarm-worker") void this.revokeSuperseded(peer.nodeId, peer.serial, ctx.raft.term);
         } catch (err) {
           endStream(call, handlerError(err, ctx.logger));
         }
