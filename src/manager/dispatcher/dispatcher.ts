@@ -4,7 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { ShoalError } from "../../base/errors.js";
 import { newId } from "../../base/ids.js";
-import { NodeRole, NodeState, type Node } from "../../proto/shoal/v1/objects.js";
+import { NodeRole, NodeState, type Node, type NodeDescription } from "../../proto/shoal/v1/objects.js";
 import {
   AssignmentsMessage_Type,
   type AssignmentsMessage,
@@ -22,6 +22,7 @@ import type { ManagerContext } from "../context.js";
 import { handlerError, LeaderRedirect, unary } from "../handlers.js";
 import { revokeSupersededSerials } from "../demotion.js";
 import { revocationSets } from "../revocation-view.js";
+import { checkNodeDescription, checkTaskStatusUpdates } from "./limits.js";
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
 /** Missed heartbeats before a node is marked DOWN. */
@@ -173,6 +174,24 @@ export class Dispatcher {
     }
   }
 
+  /** What the node reports about itself (hostname, platform, engine), written when it changed. */
+  private async recordDescription(nodeId: string, description: NodeDescription, term: number): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (!this.ctx.raft.isLeader || this.ctx.raft.term !== term) return;
+      const node = this.ctx.store.getNode(nodeId);
+      if (node === undefined) return;
+      const current = node.description;
+      if (current?.hostname === description.hostname && current.platform === description.platform && current.engineVersion === description.engineVersion) return;
+      const updated: Node = { ...node, description: { hostname: description.hostname, platform: description.platform, engineVersion: description.engineVersion } };
+      try {
+        await this.ctx.propose((tx) => tx.updateNode(updated), { term });
+        return;
+      } catch (err) {
+        if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") return;
+      }
+    }
+  }
+
   /** A demoted manager now on its worker certificate: its earlier serials can go (demotion.ts, step 2). */
   private async revokeSuperseded(nodeId: string, presentedSerial: string, term: number): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -217,6 +236,7 @@ export class Dispatcher {
           if (node === undefined) throw new ShoalError("CERT_REVOKED", `node ${peer.nodeId} is not in the cluster; join again with a token`);
           if (this.sessions.size >= MAX_SESSIONS) throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
           if (call.request.addr.length > 300) throw new ShoalError("INVALID_ARGUMENT", "addr is longer than 300 characters");
+          checkNodeDescription(call.request.description);
           const session: Session = { id: newId(), nodeId: peer.nodeId, call };
           this.sessions.set(session.id, session);
           const forget = (): void => {
@@ -229,6 +249,7 @@ export class Dispatcher {
           this.push(session);
           void this.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, ctx.raft.term);
           if (peer.role === "swarm-worker") void this.revokeSuperseded(peer.nodeId, peer.serial, ctx.raft.term);
+          if (call.request.description !== undefined) void this.recordDescription(peer.nodeId, call.request.description, ctx.raft.term);
         } catch (err) {
           endStream(call, handlerError(err, ctx.logger));
         }
@@ -266,9 +287,15 @@ export class Dispatcher {
         }
       },
 
-      updateTaskStatus: unary(async (_req: UpdateTaskStatusRequest, call: grpc.ServerUnaryCall<UpdateTaskStatusRequest, UpdateTaskStatusResponse>) => {
-        ctx.server.peerOf(call);
+      updateTaskStatus: unary(async (req: UpdateTaskStatusRequest, call: grpc.ServerUnaryCall<UpdateTaskStatusRequest, UpdateTaskStatusResponse>) => {
+        const peer = ctx.server.peerOf(call);
+        checkTaskStatusUpdates(req.updates);
         ctx.requireLeader();
+        const session = this.sessions.get(req.sessionId);
+        if (session === undefined || session.nodeId !== peer.nodeId) {
+          throw new ShoalError("NOT_FOUND", "no such session on this manager; open a new session");
+        }
+        // No scheduler yet, so no task to record a status on: the updates are checked and dropped.
         return {};
       }, ctx.logger),
     };

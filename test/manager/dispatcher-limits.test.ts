@@ -1,0 +1,103 @@
+// Strings a node reports to the dispatcher are bounded where they enter the manager (in-process
+// daemon, real mTLS): NodeDescription fields at most 256 bytes, TaskStatus message/err at most 1 KiB,
+// each checked at the bound (accepted) and one byte past it (refused with INVALID_ARGUMENT, naming
+// the field); an accepted description is what `node inspect` then shows.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { pino } from "pino";
+import { ShoalError, isShoalError } from "../../src/base/errors.js";
+import { DaemonClient } from "../../src/cli/daemon-client.js";
+import { startDaemon } from "../../src/daemon/daemon.js";
+import { unaryCall, type SecureChannel } from "../../src/transport/client.js";
+import { fromGrpcError } from "../../src/transport/errors.js";
+import { DispatcherClient, type SessionMessage, type UpdateTaskStatusResponse } from "../../src/proto/shoal/v1/dispatcher.js";
+import { TaskState, type NodeDescription } from "../../src/proto/shoal/v1/objects.js";
+import {
+  MAX_NODE_DESCRIPTION_FIELD_BYTES,
+  MAX_STATUS_MESSAGE_BYTES,
+  MAX_TASK_STATUS_UPDATES,
+  checkNodeDescription,
+  checkTaskStatusUpdates,
+} from "../../src/manager/dispatcher/limits.js";
+import { freePort, waitFor } from "../e2e/cluster.js";
+import { channelAs } from "../e2e/identity.js";
+import { thrownCode } from "../state/fixtures.js";
+
+const silent = pino({ level: "silent" });
+
+/** `bytes` UTF-8 bytes, ending in a 2-byte character so that a char count would get it wrong. */
+function text(bytes: number): string {
+  return "h".repeat(bytes - 2) + "é";
+}
+
+function session(ch: SecureChannel, description: NodeDescription): Promise<SessionMessage> {
+  const stream = ch.client(DispatcherClient).session({ description, addr: "" });
+  return new Promise<SessionMessage>((resolve, reject) => {
+    stream.on("data", (m: SessionMessage) => {
+      resolve(m);
+      stream.cancel();
+    });
+    stream.on("error", (err) => reject(fromGrpcError(err)));
+    stream.on("end", () => reject(new ShoalError("UNAVAILABLE", "session ended")));
+  }).finally(() => stream.cancel());
+}
+
+function statusUpdate(ch: SecureChannel, sessionId: string, message: string, err: string): Promise<UpdateTaskStatusResponse> {
+  const update = { taskId: "0".repeat(25), status: { state: TaskState.TASK_STATE_RUNNING, message, err, timestamp: new Date(), exitCode: 0, pid: 1 } };
+  return unaryCall<UpdateTaskStatusResponse>((cb) =>
+    ch.client(DispatcherClient).updateTaskStatus({ sessionId, updates: [update] }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, cb),
+  );
+}
+
+test("the bounds as pure checks: at the bound and one byte past it", () => {
+  const ok = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES) };
+  assert.doesNotThrow(() => checkNodeDescription(ok));
+  assert.doesNotThrow(() => checkNodeDescription(undefined));
+  for (const field of ["hostname", "platform", "engineVersion"] as const) {
+    assert.equal(thrownCode(() => checkNodeDescription({ ...ok, [field]: text(MAX_NODE_DESCRIPTION_FIELD_BYTES + 1) })), "INVALID_ARGUMENT", field);
+  }
+  const status = (message: string, err: string) => ({ taskId: "t", status: { state: TaskState.TASK_STATE_RUNNING, message, err, timestamp: undefined, exitCode: 0, pid: 0 } });
+  assert.doesNotThrow(() => checkTaskStatusUpdates([status(text(MAX_STATUS_MESSAGE_BYTES), text(MAX_STATUS_MESSAGE_BYTES))]));
+  assert.equal(thrownCode(() => checkTaskStatusUpdates([status(text(MAX_STATUS_MESSAGE_BYTES + 1), "")])), "INVALID_ARGUMENT");
+  assert.equal(thrownCode(() => checkTaskStatusUpdates([status("", text(MAX_STATUS_MESSAGE_BYTES + 1))])), "INVALID_ARGUMENT");
+  assert.doesNotThrow(() => checkTaskStatusUpdates(Array.from({ length: MAX_TASK_STATUS_UPDATES }, () => status("", ""))));
+  assert.equal(thrownCode(() => checkTaskStatusUpdates(Array.from({ length: MAX_TASK_STATUS_UPDATES + 1 }, () => status("", "")))), "INVALID_ARGUMENT");
+});
+
+test("the dispatcher refuses over-long node descriptions and task status strings, and stores what it accepts", { timeout: 60_000 }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "shoal-dlimits-"));
+  const dir = join(root, "m1");
+  const addr = `127.0.0.1:${await freePort()}`;
+  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: silent, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
+  const client = new DaemonClient(daemon.socketPath);
+  t.after(async () => {
+    client.close();
+    await daemon.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  const identity = { certPem: readFileSync(join(dir, "certificates/node.crt"), "utf8"), keyPem: readFileSync(join(dir, "certificates/node.key"), "utf8") };
+  const ch = channelAs(addr, readFileSync(join(dir, "certificates/root-ca.crt"), "utf8"), init.clusterId, identity);
+  t.after(() => ch.close());
+
+  const atBound = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: "linux/x64", engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES) };
+  for (const field of ["hostname", "platform", "engineVersion"] as const) {
+    await assert.rejects(session(ch, { ...atBound, [field]: text(MAX_NODE_DESCRIPTION_FIELD_BYTES + 1) }), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes(field), field);
+  }
+  const first = await session(ch, atBound);
+  await waitFor("the reported description in the store", async () => {
+    const node = await client.getNode(init.nodeId);
+    return (node.description?.hostname === atBound.hostname && node.description.engineVersion === atBound.engineVersion) || undefined;
+  }, 10_000);
+
+  await assert.rejects(statusUpdate(ch, first.sessionId, text(MAX_STATUS_MESSAGE_BYTES + 1), ""), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("message"));
+  await assert.rejects(statusUpdate(ch, first.sessionId, "", text(MAX_STATUS_MESSAGE_BYTES + 1)), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("err"));
+  // At the bound the request passes the checks (the session may have ended since: NOT_FOUND is a handler answer).
+  await statusUpdate(ch, first.sessionId, text(MAX_STATUS_MESSAGE_BYTES), text(MAX_STATUS_MESSAGE_BYTES)).catch((e: unknown) => {
+    assert.ok(isShoalError(e, "NOT_FOUND"), String(e));
+  });
+});
