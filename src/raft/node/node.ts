@@ -223,6 +223,12 @@ export class RaftNode implements RaftInbound {
   private readonly jobs: Job[] = [];
   /** Proposals that arrived while no leader was known; retried when one is elected. */
   private readonly awaitingLeader: Job[] = [];
+  /**
+   * Membership changes the core refused because another one (often this node's own automatic
+   * promotion of a learner) is not applied yet; retried when a change is applied and on every tick,
+   * until their deadline, so a join that lands during a promotion waits instead of failing.
+   */
+  private readonly confAwaitingApply: Job[] = [];
   private readonly readRequests: Uint8Array[] = [];
   /** Read contexts that arrived while no leader was known. */
   private readonly readsAwaitingLeader: Uint8Array[] = [];
@@ -609,6 +615,7 @@ export class RaftNode implements RaftInbound {
     const noQuorum = this.noQuorumNow();
     if (noQuorum) this.rejectWaiting(noQuorum);
     this.maybeAutoPromote();
+    this.jobs.push(...this.confAwaitingApply.splice(0));
     this.kick();
   }
 
@@ -709,6 +716,10 @@ export class RaftNode implements RaftInbound {
     try {
       position = job.kind === "propose" ? this.core.propose(job.data) : this.core.proposeConfChange(job.change);
     } catch (err) {
+      if (job.kind === "conf" && isShoalError(err, "PROPOSAL_DROPPED") && this.confAwaitingApply.length < this.opts.maxQueuedProposals) {
+        this.confAwaitingApply.push(job);
+        return;
+      }
       if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
       else job.waiter.reject(err instanceof Error ? err : new ShoalError("INTERNAL", String(err)));
       return;
@@ -819,6 +830,8 @@ export class RaftNode implements RaftInbound {
     const change = decodeConfChange(entry.data);
     const confState = this.core.applyConfChange(change);
     this.confState = cloneConf(confState);
+    // Fed to the core after advance(), when the next change may be proposed.
+    this.jobs.push(...this.confAwaitingApply.splice(0));
     for (const id of confState.removed ?? []) this.removed.add(id);
     if (change.type === ConfChangeType.AddLearner) {
       const info = decodeMemberContext(change.context, change.nodeId);
@@ -960,7 +973,7 @@ export class RaftNode implements RaftInbound {
     for (const [key, r] of this.reads) if (r.waiter.expireIfDue(nowMs) || r.waiter.settled) this.reads.delete(key);
     for (const t of this.transfers) t.waiter.expireIfDue(nowMs);
     removeSettled(this.transfers);
-    for (const list of [this.jobs, this.awaitingLeader]) {
+    for (const list of [this.jobs, this.awaitingLeader, this.confAwaitingApply]) {
       for (const job of list) job.waiter.expireIfDue(nowMs);
       removeSettled(list);
     }
@@ -973,6 +986,7 @@ export class RaftNode implements RaftInbound {
     for (const r of this.reads.values()) r.waiter.reject(err);
     this.reads.clear();
     for (const job of this.awaitingLeader.splice(0)) job.waiter.reject(err);
+    for (const job of this.confAwaitingApply.splice(0)) job.waiter.reject(err);
     this.readsAwaitingLeader.length = 0;
   }
 
