@@ -15,6 +15,7 @@ import { NodeRole as ProtoNodeRole } from "../proto/shoal/v1/objects.js";
 import { createSecureChannel, unaryCall, type SecureChannel } from "../transport/client.js";
 import { fromGrpcError } from "../transport/errors.js";
 import { leaderHintOf } from "../transport/leader.js";
+import { caPeerVerifier, type PeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 
 export const SESSION_RETRY_MIN_MS = 100;
@@ -64,7 +65,13 @@ function isRemoval(err: unknown): boolean {
 }
 
 export class Agent {
+  /** The list the managers push with every session message (node IDs and serials). */
   readonly revocation = new RevocationState();
+  /**
+   * Checks a P2P peer's certificate: chain to this cluster's root, dates, cluster, and the pushed
+   * revocation list, so a removed node is refused as a peer as soon as the list arrives.
+   */
+  readonly peerVerifier: PeerVerifier;
   private managers: string[];
   private preferred: string | undefined;
   private rotateIndex = 0;
@@ -84,6 +91,7 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.managers = [...new Set(opts.managers.filter((m) => m !== ""))];
     this.log = opts.logger.child({ component: "agent" });
+    this.peerVerifier = caPeerVerifier({ rootCaPem: opts.rootCaPem, clusterId: opts.clusterId, clock: opts.clock, revocation: this.revocation });
   }
 
   get isConnected(): boolean {

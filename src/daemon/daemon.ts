@@ -27,6 +27,8 @@ import { allocateRaftId } from "../raft/node/index.js";
 import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect } from "../transport/leader.js";
+import type { PeerVerifier } from "../transport/identity.js";
+import type { RevocationState } from "../transport/revocation.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
@@ -130,6 +132,16 @@ export class Daemon {
   /** The port the manager's TLS listener is bound to (useful with port 0). */
   get managerPort(): number | undefined {
     return this.manager?.boundPort;
+  }
+
+  /** The revocation list this node's agent received from the managers (undefined without an agent). */
+  get agentRevocation(): RevocationState | undefined {
+    return this.agent?.revocation;
+  }
+
+  /** The agent's verifier for P2P peers (undefined without an agent). */
+  get peerVerifier(): PeerVerifier | undefined {
+    return this.agent?.peerVerifier;
   }
 
   private get advertiseAddr(): string {
