@@ -20,13 +20,13 @@ import {
   writeDekFile,
 } from "../storage/index.js";
 import { ObjectStore, type ApplyResult, type StoreChange, type StoreTransaction } from "../state/index.js";
-import { createSecureChannel, type SecureChannel } from "../transport/client.js";
+import { createSecureChannel } from "../transport/client.js";
 import { caPeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
-import { fromGrpcError, leaderAddrOf } from "../transport/errors.js";
+import { fromGrpcError } from "../transport/errors.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
-import { ControlClient, ControlService } from "../proto/shoal/v1/control.js";
+import { ControlService } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
 import { RaftMembershipClient, RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
 import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
@@ -34,6 +34,7 @@ import { caServiceHandlers } from "./caserver/ca-server.js";
 import type { AppliedProposal, ManagerContext } from "./context.js";
 import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { ControlForwarder } from "./control-forwarder.js";
 import { LeaderRedirect } from "./handlers.js";
 import { ManagerAccess } from "./manager-access.js";
 import { revocationSets } from "./revocation-view.js";
@@ -47,9 +48,6 @@ export interface RaftTiming {
 }
 
 export const DEFAULT_RAFT_TIMING: RaftTiming = { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 };
-/** How long a forwarded control call waits for a leader before saying quorum is lost. */
-export const LEADER_WAIT_MS = 3_000;
-export const FORWARD_DEADLINE_MS = 10_000;
 const REVOCATION_GC_INTERVAL_MS = 10 * 60 * 1000;
 
 export interface ManagerOptions {
@@ -123,7 +121,7 @@ export class Manager {
   private wrapKey: string | undefined;
   private keyWork: Promise<void> = Promise.resolve();
   private revocationGcTimer: NodeJS.Timeout | undefined;
-  private forwardChannel: { addr: string; channel: SecureChannel; client: ControlClient } | undefined;
+  private readonly forwarder: ControlForwarder;
   private stopped = false;
   private lastRevocationKey = "";
   private crlWork: Promise<void> = Promise.resolve();
@@ -144,6 +142,18 @@ export class Manager {
     this.ctx = ctx;
     this.wrapKey = opts.unlockKey;
     this.control = control;
+    const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
+    this.forwarder = new ControlForwarder({
+      clusterId: opts.clusterId,
+      rootCaPem: opts.rootCaPem,
+      identity: () => identityRef.current,
+      revocation,
+      isLeader: () => raft.isLeader,
+      leaderAddr: () => ctx.leaderAddr(),
+      local: (method, request) => (control[method] as (r: unknown) => Promise<unknown>)(request),
+      // Two election timeouts: time for raft to notice the dead leader and elect another.
+      unreachableWaitMs: 2 * timing.tickMs * timing.electionTicks * 2,
+    });
   }
 
   static async start(opts: ManagerOptions): Promise<Manager> {
@@ -411,96 +421,15 @@ export class Manager {
     this.identityRef.current = identity;
     this.server.updateIdentity(identity.certPem, identity.keyPem);
     this.transport.identityChanged();
-    this.forwardChannel?.channel.close();
-    this.forwardChannel = undefined;
-  }
-
-  /** Waits briefly for a leader; NO_QUORUM if none shows up. */
-  private async leaderAddrOrWait(): Promise<string | undefined> {
-    const deadline = Date.now() + LEADER_WAIT_MS;
-    for (;;) {
-      if (this.raft.isLeader) return undefined;
-      const addr = this.ctx.leaderAddr();
-      if (addr !== undefined) return addr;
-      if (Date.now() > deadline) {
-        throw new ShoalError("NO_QUORUM", "the cluster has no leader: a majority of managers is unreachable (quorum lost); bring managers back online, then retry");
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    this.forwarder.identityChanged();
   }
 
   /**
    * A control call from the local socket: handled here on the leader, otherwise forwarded to the
-   * leader with this manager's own certificate (following one more redirect if leadership moved).
+   * leader with this manager's own certificate (control-forwarder.ts).
    */
-  async callControl(method: keyof ControlHandlers, request: unknown): Promise<unknown> {
-    const deadline = Date.now() + FORWARD_DEADLINE_MS;
-    // A leader we could not reach: wait for raft to notice and elect another instead of hammering it.
-    let unreachable: { addr: string; untilMs: number } | undefined;
-    for (;;) {
-      const leaderAddr = await this.leaderAddrOrWait();
-      const retry = async (err: unknown): Promise<void> => {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 25));
-      };
-      if (leaderAddr === undefined) {
-        try {
-          return await (this.control[method] as (r: unknown) => Promise<unknown>)(request);
-        } catch (err) {
-          if (!isShoalError(err, "NOT_LEADER")) throw err;
-          await retry(err);
-          continue;
-        }
-      }
-      if (unreachable !== undefined && unreachable.addr === leaderAddr && Date.now() < unreachable.untilMs) {
-        await retry(new ShoalError("UNAVAILABLE", `the leader at ${leaderAddr} is unreachable and no other leader was elected yet; retry shortly`));
-        continue;
-      }
-      try {
-        return await this.forward(leaderAddr, method, request);
-      } catch (err) {
-        if (isShoalError(err, "NOT_LEADER")) {
-          await retry(err);
-          continue;
-        }
-        if (isShoalError(err, "UNAVAILABLE") && leaderAddrOf((err as ShoalError).cause) === undefined) {
-          unreachable = { addr: leaderAddr, untilMs: Date.now() + 2 * this.electionTimeoutMs() };
-          await retry(err);
-          continue;
-        }
-        throw err;
-      }
-    }
-  }
-
-  private electionTimeoutMs(): number {
-    const timing = this.opts.raftTiming ?? DEFAULT_RAFT_TIMING;
-    return timing.tickMs * timing.electionTicks * 2;
-  }
-
-  private forward(addr: string, method: keyof ControlHandlers, request: unknown): Promise<unknown> {
-    if (this.forwardChannel?.addr !== addr) {
-      this.forwardChannel?.channel.close();
-      const channel = createSecureChannel(addr, {
-        rootCaPem: this.opts.rootCaPem,
-        certPem: this.identityRef.current.certPem,
-        keyPem: this.identityRef.current.keyPem,
-        expectServerRole: "swarm-manager",
-        clusterId: this.opts.clusterId,
-        revocation: this.revocation,
-        maxReceiveMessageBytes: 16 * 1024 * 1024,
-        maxSendMessageBytes: 16 * 1024 * 1024,
-      });
-      this.forwardChannel = { addr, channel, client: channel.client(ControlClient) };
-    }
-    const client = this.forwardChannel.client;
-    const def = (ControlService as unknown as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>)[method]!;
-    return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, new grpc.Metadata(), { deadline: Date.now() + FORWARD_DEADLINE_MS }, (err, value) => {
-        if (err) reject(fromGrpcError(err));
-        else resolve(value);
-      });
-    });
+  callControl(method: keyof ControlHandlers, request: unknown): Promise<unknown> {
+    return this.forwarder.call(method, request);
   }
 
   /** Takes this manager out of raft (through the leader, which checks quorum); the caller stops it afterwards. */
@@ -509,7 +438,7 @@ export class Manager {
       await this.raft.removeMember(this.raft.id, { timeoutMs: 5000 });
       return;
     }
-    const addr = await this.leaderAddrOrWait();
+    const addr = await this.forwarder.leaderAddrOrWait();
     if (addr === undefined) return this.leaveRaft();
     const channel = createSecureChannel(addr, {
       rootCaPem: this.opts.rootCaPem,
@@ -533,7 +462,7 @@ export class Manager {
     this.stopped = true;
     if (this.revocationGcTimer !== undefined) clearInterval(this.revocationGcTimer);
     this.dispatcher.close();
-    this.forwardChannel?.channel.close();
+    this.forwarder.close();
     await this.server.shutdown(500);
     await this.raft.stop();
     this.transport.close();
