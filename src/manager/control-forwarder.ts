@@ -152,13 +152,8 @@ export class ControlForwarder {
     const client = this.channel.client;
     const def = (ControlService as unknown as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>)[method]!;
     const sendBy = Date.now() + this.deadlineMs;
-    return new Promise<void>((resolve, reject) => {
-      // Connected first, so that a failure here means the request was certainly never sent.
-      client.waitForReady(Math.min(sendBy, Date.now() + CONNECT_TIMEOUT_MS), (err) => {
-        if (err) reject(new NotSentError("UNAVAILABLE", `cannot connect to the leader at ${addr}; retrying while raft elects another`, { cause: err }));
-        else resolve();
-      });
-    }).then(
+    // Connected first, so that a failure here means the request was certainly never sent.
+    return connected(client, addr, Math.min(sendBy, Date.now() + CONNECT_TIMEOUT_MS)).then(
       () =>
         new Promise((resolve, reject) => {
           client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, new grpc.Metadata(), { deadline: sendBy }, (err, value) => {
@@ -170,6 +165,27 @@ export class ControlForwarder {
         }),
     );
   }
+}
+
+/**
+ * Resolves once the channel is READY; rejects with NotSentError as soon as the connection attempt
+ * fails (a dead leader refuses at once, and raft may already know a new one) or at `byMs`.
+ * grpc-js's waitForReady would keep waiting through failed attempts until its deadline.
+ */
+function connected(client: grpc.Client, addr: string, byMs: number): Promise<void> {
+  const channel = client.getChannel();
+  const notSent = (why: string): NotSentError =>
+    new NotSentError("UNAVAILABLE", `cannot connect to the leader at ${addr} (${why}); retrying while raft elects another`);
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const state = channel.getConnectivityState(true);
+      if (state === grpc.connectivityState.READY) resolve();
+      else if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) reject(notSent("connection failed"));
+      else if (Date.now() >= byMs) reject(notSent("timed out"));
+      else channel.watchConnectivityState(state, byMs, (err) => (err ? reject(notSent("timed out")) : check()));
+    };
+    check();
+  });
 }
 
 /** The transport failed after the request was handed to the connection: the leader may have applied it. */
