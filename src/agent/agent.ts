@@ -188,6 +188,7 @@ export class Agent {
           this.closeChannel();
           continue;
         }
+        if (this.stopped) return; // the renewal awaited above found the node removed and said so
         if (isRemoval(shoal)) {
           this.log.warn({ code: shoal.code }, "the managers refuse this node: it was removed from the cluster");
           this.stopped = true;
