@@ -1,5 +1,6 @@
 // The managers' replicated object store (their Raft state machine): objects in memory, changed only
 // by `apply` of committed proposals, which `prepare` builds from checked transactions.
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ShoalError, isShoalError } from "../base/errors.js";
 import { systemClock, type Clock } from "../base/clock.js";
 import { isValidId, newId } from "../base/ids.js";
@@ -59,14 +60,14 @@ function byId<T extends { id: string }>(objects: Iterable<T>): T[] {
  * it and throws (ShoalError) if a rule refuses it; reads see the transaction's own writes.
  */
 export class StoreTransaction {
-  /** Encoded actions, in order, exactly as they go into the proposal. */
-  readonly actions: StoreAction[] = [];
+  /** Encoded actions, in order, exactly as they go into the proposal (copied in verbatim). */
+  readonly encodedActions: Uint8Array[] = [];
   private encodedBytes = 0;
 
   constructor(private readonly staging: Staging) {}
 
   private add(action: StoreAction): void {
-    if (this.actions.length >= MAX_ACTIONS_PER_PROPOSAL) {
+    if (this.encodedActions.length >= MAX_ACTIONS_PER_PROPOSAL) {
       throw new ShoalError("PROPOSAL_TOO_LARGE", `a transaction holds at most ${MAX_ACTIONS_PER_PROPOSAL} actions; split it`);
     }
     // Round-trip through the wire form, so the checks here see exactly what apply will see, and
@@ -78,8 +79,10 @@ export class StoreTransaction {
     if (this.encodedBytes > MAX_PROPOSAL_BYTES) {
       throw new ShoalError("PROPOSAL_TOO_LARGE", `the transaction is larger than ${MAX_PROPOSAL_BYTES} bytes; split it into smaller ones`);
     }
+    // The checks run on a decoded copy; the proposal carries the bytes themselves, so each action
+    // is encoded once and decoded once (staging may keep the copy it is given).
     this.staging.stage(StoreAction.decode(bytes));
-    this.actions.push(StoreAction.decode(bytes));
+    this.encodedActions.push(bytes);
   }
 
   private write(kind: StoreActionKind, target: Partial<StoreAction>): void {
@@ -268,8 +271,13 @@ export class ObjectStore {
     if (returned instanceof Promise) {
       throw new ShoalError("INVALID_ARGUMENT", "a store transaction must be synchronous: read what you need first, then prepare");
     }
-    if (tx.actions.length === 0) throw new ShoalError("INVALID_ARGUMENT", "the transaction is empty; it must write something");
-    const bytes = StoreProposal.encode({ proposalId, actions: tx.actions, timestamp }).finish();
+    if (tx.encodedActions.length === 0) throw new ShoalError("INVALID_ARGUMENT", "the transaction is empty; it must write something");
+    // Field for field what StoreProposal.encode writes (1: id, 2: each action, 3: timestamp), with the
+    // actions' bytes reused instead of encoding them again.
+    const writer = new BinaryWriter();
+    writer.uint32(10).string(proposalId);
+    for (const action of tx.encodedActions) writer.uint32(18).bytes(action);
+    const bytes = StoreProposal.encode({ proposalId: "", actions: [], timestamp }, writer).finish();
     if (bytes.length > MAX_PROPOSAL_BYTES) {
       throw new ShoalError("PROPOSAL_TOO_LARGE", `the proposal is ${bytes.length} bytes, more than ${MAX_PROPOSAL_BYTES}; split it`);
     }
