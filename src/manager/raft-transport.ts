@@ -16,7 +16,6 @@ import {
   SNAPSHOT_MESSAGE_TYPE,
   type WireMessage,
 } from "../transport/raft-codec.js";
-import { RaftStreamClient, RaftStreamService, type RaftStreamServer } from "../transport/raft-stream.js";
 import type { PeerIdentity } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import type { NodeIdentityPem, SecureServer } from "../transport/server.js";
@@ -54,7 +53,6 @@ export interface RaftTransportOptions {
 class PeerLink {
   private channel: SecureChannel | undefined;
   private client: RaftClient | undefined;
-  private streamClient: RaftStreamClient | undefined;
   private stream: grpc.ClientWritableStream<RaftMessageBatch> | undefined;
   /** A batch handed to the stream whose write has not completed yet; see flush(). */
   private writing = false;
@@ -104,7 +102,6 @@ class PeerLink {
     this.channel?.close();
     this.channel = undefined;
     this.client = undefined;
-    this.streamClient = undefined;
   }
 
   close(): void {
@@ -175,9 +172,8 @@ class PeerLink {
   }
 
   private openStream(): grpc.ClientWritableStream<RaftMessageBatch> {
-    this.streamClient ??= this.secureChannel().client(RaftStreamClient);
     // No deadline: the stream lives as long as the connection; keepalive notices a dead peer.
-    const stream = this.streamClient.streamRaftMessages(new grpc.Metadata(), {}, (err) => {
+    const stream = this.raftClient().streamRaftMessages(new grpc.Metadata(), {}, (err) => {
       if (this.stream !== stream) return; // reset() or a newer stream took over
       this.stream = undefined;
       this.writing = false;
@@ -305,14 +301,9 @@ export interface RaftServiceOptions {
   clock?: Clock;
 }
 
-/** Servers that already carry the message stream (raftServiceHandlers registers it once per server). */
-const serversWithStream = new WeakSet<SecureServer>();
-
 /**
  * The Raft service. A message is accepted only if its sender's raft ID belongs to the node ID of
  * the certificate that sent it (when the member is known), so one manager cannot speak for another.
- * It also registers the StreamRaftMessages service on `opts.server` (the one the peer links use),
- * because RaftService as generated does not declare it yet.
  */
 export function raftServiceHandlers(opts: RaftServiceOptions): RaftServer {
   const clock = opts.clock ?? systemClock;
@@ -345,49 +336,42 @@ export function raftServiceHandlers(opts: RaftServiceOptions): RaftServer {
     for (const m of decoded) node.receive(m as unknown as Message);
   };
 
-  if (!serversWithStream.has(opts.server)) {
-    serversWithStream.add(opts.server);
-    const stream: RaftStreamServer = {
-      streamRaftMessages: (call: grpc.ServerReadableStream<RaftMessageBatch, RaftAck>, callback: grpc.sendUnaryData<RaftAck>) => {
-        let peer: PeerIdentity;
-        try {
-          peer = opts.server.peerOf(call);
-        } catch (err) {
-          callback(handlerError(err, opts.logger));
-          return;
-        }
-        let ended = false;
-        const fail = (err: unknown): void => {
-          if (ended) return;
-          ended = true;
-          callback(handlerError(err, opts.logger));
-          call.destroy();
-        };
-        call.on("data", (batch: RaftMessageBatch) => {
-          if (ended) return;
-          try {
-            // The certificate was checked when the stream opened; one that expires meanwhile ends it
-            // (revocation ends it at once through the authorizer's open-call registry).
-            if (clock.nowMs() >= peer.notAfter.getTime()) throw new ShoalError("CERT_EXPIRED", "the client certificate expired during the raft stream: renew it");
-            deliver(peer, batch);
-          } catch (err) {
-            fail(err);
-          }
-        });
-        call.on("end", () => {
-          if (ended) return;
-          ended = true;
-          callback(null, {});
-        });
-        call.on("error", () => {
-          ended = true;
-        });
-      },
-    };
-    opts.server.addService(RaftStreamService, stream);
-  }
-
   return {
+    streamRaftMessages: (call: grpc.ServerReadableStream<RaftMessageBatch, RaftAck>, callback: grpc.sendUnaryData<RaftAck>) => {
+      let peer: PeerIdentity;
+      try {
+        peer = opts.server.peerOf(call);
+      } catch (err) {
+        callback(handlerError(err, opts.logger));
+        return;
+      }
+      let ended = false;
+      const fail = (err: unknown): void => {
+        if (ended) return;
+        ended = true;
+        callback(handlerError(err, opts.logger));
+        call.destroy();
+      };
+      call.on("data", (batch: RaftMessageBatch) => {
+        if (ended) return;
+        try {
+          // The certificate was checked when the stream opened; one that expires meanwhile ends it
+          // (revocation ends it at once through the authorizer's open-call registry).
+          if (clock.nowMs() >= peer.notAfter.getTime()) throw new ShoalError("CERT_EXPIRED", "the client certificate expired during the raft stream: renew it");
+          deliver(peer, batch);
+        } catch (err) {
+          fail(err);
+        }
+      });
+      call.on("end", () => {
+        if (ended) return;
+        ended = true;
+        callback(null, {});
+      });
+      call.on("error", () => {
+        ended = true;
+      });
+    },
     processRaftMessages: (call: grpc.ServerUnaryCall<RaftMessageBatch, RaftAck>, callback: grpc.sendUnaryData<RaftAck>) => {
       try {
         deliver(opts.server.peerOf(call), call.request);

@@ -10,7 +10,6 @@ import { ControlService } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
 import { RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
 import { toGrpcError } from "./errors.js";
-import { RAFT_STREAM_PATH } from "./raft-stream.js";
 import { certificateFingerprint, type NodeRole, type PeerIdentity, type PeerVerifier } from "./identity.js";
 import type { RevocationChange, RevocationState } from "./revocation.js";
 
@@ -29,7 +28,6 @@ function pathsOf(service: Record<string, { path: string }>): string[] {
 export function defaultMethodPolicies(): Map<string, MethodPolicy> {
   const policies = new Map<string, MethodPolicy>();
   for (const p of pathsOf(RaftService)) policies.set(p, MANAGERS);
-  policies.set(RAFT_STREAM_PATH, MANAGERS);
   for (const p of pathsOf(RaftMembershipService)) policies.set(p, MANAGERS);
   for (const p of pathsOf(ControlService)) policies.set(p, MANAGERS);
   for (const p of pathsOf(DispatcherService)) policies.set(p, ANY_NODE);

@@ -45,4 +45,3 @@ export {
   type WireSnapshot,
   type WireSnapshotMetadata,
 } from "./raft-codec.js";
-export { RaftStreamClient, RaftStreamService, RAFT_STREAM_PATH, type RaftStreamServer } from "./raft-stream.js";

@@ -6,7 +6,6 @@ import { ControlClient, ControlService } from "../../src/proto/shoal/v1/control.
 import { DispatcherClient, DispatcherService, type SessionMessage } from "../../src/proto/shoal/v1/dispatcher.js";
 import { RaftMembershipService, RaftService } from "../../src/proto/shoal/v1/raft.js";
 import { createSecureChannel, type SecureChannel } from "../../src/transport/client.js";
-import { RaftStreamService } from "../../src/transport/raft-stream.js";
 import { RevocationState } from "../../src/transport/revocation.js";
 import { createSecureServer, type SecureServer, type SecureServerOptions } from "../../src/transport/server.js";
 import type { PeerIdentity } from "../../src/transport/identity.js";
@@ -71,7 +70,6 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
     },
   });
   server.addService(RaftService, {});
-  server.addService(RaftStreamService, {});
   server.addService(RaftMembershipService, {});
   const openPort = await server.listen("127.0.0.1:0", "open");
   const peerPort = await server.listen("127.0.0.1:0", "peer");

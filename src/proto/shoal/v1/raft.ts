@@ -1650,6 +1650,19 @@ export const RaftService = {
     responseSerialize: (value: RaftAck): Buffer => Buffer.from(RaftAck.encode(value).finish()),
     responseDeserialize: (value: Buffer): RaftAck => RaftAck.decode(value),
   },
+  /**
+   * The long-lived path: one client stream per peer link carries every batch, so a message costs one
+   * HTTP/2 DATA frame instead of a whole unary call. ProcessRaftMessages remains for a peer without it.
+   */
+  streamRaftMessages: {
+    path: "/shoal.v1.Raft/StreamRaftMessages" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: RaftMessageBatch): Buffer => Buffer.from(RaftMessageBatch.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RaftMessageBatch => RaftMessageBatch.decode(value),
+    responseSerialize: (value: RaftAck): Buffer => Buffer.from(RaftAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RaftAck => RaftAck.decode(value),
+  },
   /** Delivers a large snapshot as a stream of chunks (each a RaftMessage with snapshot_chunk). */
   streamSnapshot: {
     path: "/shoal.v1.Raft/StreamSnapshot" as const,
@@ -1665,6 +1678,11 @@ export const RaftService = {
 export interface RaftServer extends UntypedServiceImplementation {
   /** Delivers a batch of raft messages from one manager to another. */
   processRaftMessages: handleUnaryCall<RaftMessageBatch, RaftAck>;
+  /**
+   * The long-lived path: one client stream per peer link carries every batch, so a message costs one
+   * HTTP/2 DATA frame instead of a whole unary call. ProcessRaftMessages remains for a peer without it.
+   */
+  streamRaftMessages: handleClientStreamingCall<RaftMessageBatch, RaftAck>;
   /** Delivers a large snapshot as a stream of chunks (each a RaftMessage with snapshot_chunk). */
   streamSnapshot: handleClientStreamingCall<RaftMessage, RaftAck>;
 }
@@ -1686,6 +1704,26 @@ export interface RaftClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RaftAck) => void,
   ): ClientUnaryCall;
+  /**
+   * The long-lived path: one client stream per peer link carries every batch, so a message costs one
+   * HTTP/2 DATA frame instead of a whole unary call. ProcessRaftMessages remains for a peer without it.
+   */
+  streamRaftMessages(
+    callback: (error: ServiceError | null, response: RaftAck) => void,
+  ): ClientWritableStream<RaftMessageBatch>;
+  streamRaftMessages(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RaftAck) => void,
+  ): ClientWritableStream<RaftMessageBatch>;
+  streamRaftMessages(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RaftAck) => void,
+  ): ClientWritableStream<RaftMessageBatch>;
+  streamRaftMessages(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RaftAck) => void,
+  ): ClientWritableStream<RaftMessageBatch>;
   /** Delivers a large snapshot as a stream of chunks (each a RaftMessage with snapshot_chunk). */
   streamSnapshot(callback: (error: ServiceError | null, response: RaftAck) => void): ClientWritableStream<RaftMessage>;
   streamSnapshot(
