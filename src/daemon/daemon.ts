@@ -32,7 +32,7 @@ import type { RevocationState } from "../transport/revocation.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
-import { protoRole } from "../manager/caserver/ca-server.js";
+import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
 import { isHostPort } from "../manager/membership.js";
 import type { ControlHandlers, ControlMethod } from "../manager/controlapi/control-api.js";
 import {
@@ -375,17 +375,7 @@ export class Daemon {
       spec: { desiredRole: ProtoNodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, labels: {} },
       description: { hostname: osHostname(), platform: `${process.platform}/${process.arch}`, engineVersion: "" },
       status: { state: NodeState.NODE_STATE_READY, message: "", addr: advertiseAddr, lastHeartbeat: new Date(this.clock.nowMs()) },
-      certificate: {
-        status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
-        csr: Buffer.alloc(0),
-        certificate: Buffer.from(issued.certPem),
-        serial: issued.serial,
-        notAfter: issued.notAfter,
-        role: ProtoNodeRole.NODE_ROLE_MANAGER,
-        zone: DEFAULT_ZONE,
-        issuedSerials: [issued.serial],
-        lastNotAfter: issued.notAfter,
-      },
+      certificate: issuedCertificateRecord(issued, "swarm-manager", DEFAULT_ZONE),
       managerStatus: { raftId, addr: advertiseAddr, leader: true, reachability: ManagerStatus_Reachability.REACHABILITY_REACHABLE, voter: true },
       role: ProtoNodeRole.NODE_ROLE_MANAGER,
     };

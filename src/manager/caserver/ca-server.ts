@@ -4,7 +4,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
-import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type NodeRole } from "../../ca/index.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
   NodeAvailability,
@@ -12,6 +12,7 @@ import {
   NodeState,
   type Cluster,
   type Node,
+  type NodeCertificate,
 } from "../../proto/shoal/v1/objects.js";
 import type {
   CAServer,
@@ -39,6 +40,21 @@ export function protoRole(role: NodeRole): ProtoNodeRole {
 
 export function certRole(role: ProtoNodeRole): NodeRole {
   return role === ProtoNodeRole.NODE_ROLE_MANAGER ? "swarm-manager" : "swarm-worker";
+}
+
+/** The node's certificate record after an issuance; `earlierSerials` keeps every serial for revocation. */
+export function issuedCertificateRecord(issued: IssuedNodeCertificate, role: NodeRole, zone: string, earlierSerials: string[] = []): NodeCertificate {
+  return {
+    status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
+    csr: Buffer.alloc(0),
+    certificate: Buffer.from(issued.certPem),
+    serial: issued.serial,
+    notAfter: issued.notAfter,
+    role: protoRole(role),
+    zone,
+    issuedSerials: [...earlierSerials, issued.serial],
+    lastNotAfter: issued.notAfter,
+  };
 }
 
 export function nodeZoneOf(node: Node): string {
@@ -98,17 +114,7 @@ export async function issueForNode(
     const updated: Node = {
       ...node,
       role: protoRole(role),
-      certificate: {
-        status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
-        csr: Buffer.alloc(0),
-        certificate: Buffer.from(issued.certPem),
-        serial: issued.serial,
-        notAfter: issued.notAfter,
-        role: protoRole(role),
-        zone,
-        issuedSerials: [...(node.certificate?.issuedSerials ?? []), issued.serial],
-        lastNotAfter: issued.notAfter,
-      },
+      certificate: issuedCertificateRecord(issued, role, zone, node.certificate?.issuedSerials ?? []),
     };
     // A demoted manager's earlier manager certificates are revoked by serial in the same write (demotion.ts).
     const demoted = node.certificate?.role === ProtoNodeRole.NODE_ROLE_MANAGER && role === "swarm-worker";
@@ -162,17 +168,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
         spec: { desiredRole: protoRole(role), availability: req.availability, labels: {} },
         description: { hostname: req.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "" },
         status: { state: NodeState.NODE_STATE_UNKNOWN, message: "joined", addr: req.addr, lastHeartbeat: undefined },
-        certificate: {
-          status: CertificateStatus.CERTIFICATE_STATUS_ISSUED,
-          csr: Buffer.alloc(0),
-          certificate: Buffer.from(issued.certPem),
-          serial: issued.serial,
-          notAfter: issued.notAfter,
-          role: protoRole(role),
-          zone,
-          issuedSerials: [issued.serial],
-          lastNotAfter: issued.notAfter,
-        },
+        certificate: issuedCertificateRecord(issued, role, zone),
         role: protoRole(role),
       };
       await ctx.propose((tx) => tx.createNode(node));
