@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ControlClient, type PutValueResponse } from "../../src/proto/shoal/v1/control.js";
 import { ProcessCluster, waitFor, type NodeProcess } from "../../test/e2e/cluster.js";
-import { DEFAULT_CHANNELS_FOR, measureEtcdPuts } from "./etcd/put.js";
+import { DEFAULT_CHANNELS_FOR, measureEtcdPuts, type EtcdPutResult } from "./etcd/put.js";
 import { runLoad } from "./lib/load.js";
 
 function argValue(name: string): string | undefined {
@@ -27,21 +27,10 @@ const withEtcd = !process.argv.includes("--no-etcd");
 const VALUE_BYTES = 256;
 const CALL_TIMEOUT_MS = 10_000;
 
-interface ShoalResult {
-  clients: number;
-  channels: number;
-  ops: number;
-  errors: number;
-  opsPerSecond: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  /** CPU of the benchmark process (client side), in % of one core. */
-  clientCpuPercent: number;
+/** The etcd baseline's result shape, plus the leader daemon's CPU, so the two print side by side. */
+interface ShoalResult extends EtcdPutResult {
   /** CPU of the leader's daemon during the run, in % of one core (from /proc). */
   leaderCpuPercent: number;
-  firstError?: string;
 }
 
 function loadAvg(): string {

@@ -87,6 +87,23 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
  * Signs a certificate for `node` as the store says (role, zone) and writes it to the store.
  * `presentedSerial`: the certificate that authenticated the request, left off a demotion's revocation.
  */
+/** Signs with the cluster's CA for the role and zone the store decided; validity from the cluster spec. */
+function signNodeCertificate(
+  ctx: ManagerContext,
+  cluster: Cluster,
+  args: { csr: string | Uint8Array; nodeId: string; role: NodeRole; zone: string },
+): IssuedNodeCertificate {
+  return ctx.rootCA().issueNodeCertificate({
+    csrPem: args.csr,
+    nodeId: args.nodeId,
+    role: args.role,
+    clusterId: ctx.clusterId,
+    zone: args.zone,
+    validityMs: certValidityMs(cluster),
+    clock: ctx.clock,
+  });
+}
+
 export async function issueForNode(
   ctx: ManagerContext,
   nodeId: string,
@@ -102,15 +119,7 @@ export async function issueForNode(
     const cluster = requireCluster(ctx);
     const role = certRole(node.spec?.desiredRole ?? ProtoNodeRole.NODE_ROLE_WORKER);
     const zone = nodeZoneOf(node);
-    const issued = ctx.rootCA().issueNodeCertificate({
-      csrPem: csr,
-      nodeId,
-      role,
-      clusterId: ctx.clusterId,
-      zone,
-      validityMs: certValidityMs(cluster),
-      clock: ctx.clock,
-    });
+    const issued = signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
     const updated: Node = {
       ...node,
       role: protoRole(role),
@@ -152,15 +161,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       const csr = csrInput(req.csr);
       const nodeId = newId();
       const zone = DEFAULT_ZONE;
-      const issued = ctx.rootCA().issueNodeCertificate({
-        csrPem: csr,
-        nodeId,
-        role,
-        clusterId: ctx.clusterId,
-        zone,
-        validityMs: certValidityMs(cluster),
-        clock: ctx.clock,
-      });
+      const issued = signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
       const node: Node = {
         id: nodeId,
         meta: undefined,
