@@ -215,10 +215,15 @@ export class EncryptedStore {
     await this.gate.shared(async () => {
       this.assertOpen();
       const dek = this.writeKey();
-      const sealedOps = ops.map((op) =>
-        op.type === "put" ? { type: "put" as const, key: op.key, value: this.sealValue(op.key, op.value, dek) } : { type: "del" as const, key: op.key },
-      );
-      await this.db.batch(sealedOps, { sync: opts?.sync === true });
+      // A chained batch hands each operation straight to the native WriteBatch; the array form of
+      // abstract-level first clones and re-validates every operation in JS, which measured about
+      // twice the CPU per operation (8-10 µs against 4.6 µs for 300-byte puts).
+      const batch = this.db.batch();
+      for (const op of ops) {
+        if (op.type === "put") batch.put(op.key, this.sealValue(op.key, op.value, dek));
+        else batch.del(op.key);
+      }
+      await batch.write({ sync: opts?.sync === true });
     });
   }
 
@@ -235,7 +240,11 @@ export class EncryptedStore {
     this.assertOpen();
     return this.gate.shared(async () => {
       const keys = await this.db.keys(levelRange(range)).all();
-      if (keys.length > 0) await this.db.batch(keys.map((key) => ({ type: "del" as const, key })), { sync: opts?.sync === true });
+      if (keys.length > 0) {
+        const batch = this.db.batch();
+        for (const key of keys) batch.del(key);
+        await batch.write({ sync: opts?.sync === true });
+      }
       return keys.length;
     });
   }
