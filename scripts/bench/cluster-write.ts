@@ -12,8 +12,9 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ControlClient, type PutValueResponse } from "../../src/proto/shoal/v1/control.js";
 import { ProcessCluster, waitFor, type NodeProcess } from "../../test/e2e/cluster.js";
-import { DEFAULT_CHANNELS_FOR, measureEtcdPuts, type EtcdPutResult } from "./etcd/put.js";
+import { DEFAULT_CHANNELS_FOR, measureEtcdPuts, perWrite, type EtcdPutResult } from "./etcd/put.js";
 import { runLoad } from "./lib/load.js";
+import { processCpuMs, totalCpuMs } from "./lib/proc-cpu.js";
 
 function argValue(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -37,13 +38,7 @@ function loadAvg(): string {
   return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 }
 
-/** utime + stime of a process in ms (Linux, USER_HZ 100). */
-function cpuMsOf(node: NodeProcess): number {
-  const pid = node.child?.pid;
-  if (pid === undefined) return NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
+const cpuMsOf = (node: NodeProcess): number => processCpuMs(node.child?.pid);
 
 /** One socket connection per client: distinct options keep grpc-js from sharing one subchannel. */
 function controlClients(leader: NodeProcess, count: number): ControlClient[] {
@@ -71,6 +66,8 @@ async function measureShoal(): Promise<{ results: ShoalResult[]; loadAvgBefore: 
       try {
         const cpuBefore = process.cpuUsage();
         const leaderCpuBeforeMs = cpuMsOf(leader);
+        const daemonPids = [...cluster.nodes.values()].map((n) => n.child?.pid);
+        const serverCpuBeforeMs = totalCpuMs(daemonPids);
         const wallBeforeMs = performance.now();
         const load = await runLoad({
           concurrency: clients,
@@ -88,6 +85,7 @@ async function measureShoal(): Promise<{ results: ShoalResult[]; loadAvgBefore: 
         });
         const wallMs = performance.now() - wallBeforeMs;
         const cpu = process.cpuUsage(cpuBefore);
+        const serverCpuMs = totalCpuMs(daemonPids) - serverCpuBeforeMs;
         results.push({
           clients,
           channels,
@@ -99,6 +97,8 @@ async function measureShoal(): Promise<{ results: ShoalResult[]; loadAvgBefore: 
           p99Ms: load.p99Ms,
           maxMs: load.maxMs,
           clientCpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10,
+          clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
+          serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
           leaderCpuPercent: Math.round(((cpuMsOf(leader) - leaderCpuBeforeMs) / wallMs) * 1000) / 10,
           ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
         });

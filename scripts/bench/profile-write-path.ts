@@ -9,15 +9,10 @@ import { NodeProcess } from "../../test/e2e/cluster.js";
 import { performance } from "node:perf_hooks";
 import { ProcessCluster, waitFor } from "../../test/e2e/cluster.js";
 import { runLoad } from "./lib/load.js";
+import { processCpuMs } from "./lib/proc-cpu.js";
 
-/** utime + stime of a process in ms (Linux), to report CPU per write independent of machine load. */
-function cpuMsOf(node: NodeProcess): number {
-  const pid = node.child?.pid;
-  if (pid === undefined) return NaN;
-  // Fields after the ")" of the command name: state is field 3; utime and stime are fields 14 and 15.
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
+/** CPU of a daemon in ms, to report CPU per write independent of machine load. */
+const cpuMsOf = (node: NodeProcess): number => processCpuMs(node.child?.pid);
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);

@@ -35,6 +35,8 @@ export interface EtcdCluster {
   clientKeyPem: string;
   /** The directory holding the PKI, data dirs and member logs (removed by stop()). */
   dir: string;
+  /** Process IDs of the members (for CPU accounting). */
+  pids: (number | undefined)[];
   /** Fetches one member's Prometheus /metrics text (index into endpoints). */
   metrics(memberIndex: number): Promise<string>;
   /** SIGKILLs every member and removes dir. Safe to call twice. */
@@ -343,6 +345,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions): Promise<Etc
       clientCertPem: pki.clientCertPem,
       clientKeyPem: pki.clientKeyPem,
       dir,
+      pids: state.children.map((c) => c.pid),
       metrics: async (memberIndex: number): Promise<string> => {
         const url = clientUrls[memberIndex];
         if (url === undefined) throw new ShoalError("INVALID_ARGUMENT", `no member ${memberIndex}; the cluster has ${members}`);

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { ShoalError } from "../../../src/base/errors.js";
 import { runLoad } from "../lib/load.js";
+import { totalCpuMs } from "../lib/proc-cpu.js";
 import { ETCD_INSTALL_HINT, etcdVersion, findEtcdBinary, startEtcdCluster, type EtcdCluster } from "./cluster.js";
 import { EtcdKvClient } from "./kv-client.js";
 
@@ -43,6 +44,9 @@ export interface EtcdPutResult {
   maxMs: number;
   /** CPU the benchmark process itself used (client encoding, TLS, gRPC), in % of one core: near 100 means the client, not etcd, may be the limit. */
   clientCpuPercent: number;
+  /** CPU per completed write of the benchmark process (the client) and of all server processes together, in ms: the machine is CPU-bound at 256 clients, so these say where the cost is. */
+  clientCpuMsPerWrite: number;
+  serverCpuMsPerWrite: number;
   firstError?: string;
 }
 
@@ -64,6 +68,11 @@ export interface EtcdPutMeasurement {
   /** 1-minute load average before and after, since other work on the machine moves these figures. */
   loadAvg1mBefore: number;
   loadAvg1mAfter: number;
+}
+
+/** CPU ms per completed write, to 3 decimals (NaN when nothing completed). */
+export function perWrite(cpuMs: number, writes: number): number {
+  return writes > 0 ? Math.round((cpuMs / writes) * 1000) / 1000 : NaN;
 }
 
 export const DEFAULT_CHANNELS_FOR = (clients: number): number => Math.min(clients, 16);
@@ -165,6 +174,7 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
       try {
         await client.connect(10_000);
         const cpuBefore = process.cpuUsage();
+        const serverCpuBeforeMs = totalCpuMs(cluster.pids);
         const wallBeforeMs = performance.now();
         // Keys are built per call so string building is part of the measured client cost, as it will be for Shoal.
         const load = await runLoad({
@@ -176,6 +186,7 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
           },
         });
         const cpu = process.cpuUsage(cpuBefore);
+        const serverCpuMs = totalCpuMs(cluster.pids) - serverCpuBeforeMs;
         const clientCpuPercent = Math.round(((cpu.user + cpu.system) / 1000 / (performance.now() - wallBeforeMs)) * 1000) / 10;
         results.push({
           clients,
@@ -188,6 +199,8 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
           p99Ms: load.p99Ms,
           maxMs: load.maxMs,
           clientCpuPercent,
+          clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
+          serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
           ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
         });
       } finally {

@@ -34,6 +34,8 @@ export interface LoadResult {
   measuredMs: number;
   /** Operations still in flight when the drain timeout expired (0 normally). */
   abandoned: number;
+  /** Every successful operation of the run, warm-up and drain included: divide CPU measured around the whole run by this. */
+  completedOps: number;
   /** The first error's message, to tell a misconfiguration from overload. */
   firstError?: string;
 }
@@ -118,6 +120,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 
   const histogram = new LatencyHistogram();
   let ops = 0;
+  let completedOps = 0;
   let errors = 0;
   let inFlight = 0;
   let firstError: string | undefined;
@@ -139,6 +142,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         inFlight--;
       }
       const t1 = performance.now();
+      if (!failed) completedOps++;
       // Count completions inside the window: in a steady closed loop this equals the issue rate.
       if (t1 >= measureFromMs && t1 < stopAtMs) {
         if (failed) errors++;
@@ -175,6 +179,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     maxMs: round3(histogram.maxMs),
     measuredMs: round3(measuredMs),
     abandoned: drained ? 0 : inFlight,
+    completedOps,
     ...(firstError !== undefined ? { firstError } : {}),
   };
 }
