@@ -3,6 +3,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ShoalError } from "../base/errors.js";
+import { DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { createDaemonLogger } from "../daemon/logger.js";
 import { startDaemon } from "../daemon/daemon.js";
 import { DEFAULT_DATA_DIR } from "./daemon-client.js";
@@ -35,7 +36,7 @@ export function registerDaemonCommand(program: Command): void {
     .option("--raft-tick-ms <ms>", "raft tick for a cluster this node creates or joins (default 100)")
     .option("--raft-election-ticks <n>", "raft election timeout in ticks (default 10)")
     .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 1000)")
-    .option("--snapshot-interval <entries>", "raft snapshot every this many entries (default 1000)")
+    .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);

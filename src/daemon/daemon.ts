@@ -23,7 +23,7 @@ import {
   type NodeRole,
 } from "../ca/index.js";
 import { generateUnlockKey, kekFromUnlockKey, parseUnlockKey } from "../crypto/index.js";
-import { allocateRaftId } from "../raft/node/index.js";
+import { allocateRaftId, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect } from "../transport/leader.js";
@@ -355,7 +355,7 @@ export class Daemon {
           tickMs: timing.tickMs,
           heartbeatTicks: timing.heartbeatTicks,
           electionTicks: timing.electionTicks,
-          snapshotIntervalEntries: BigInt(this.opts.snapshotIntervalEntries ?? 1000),
+          snapshotIntervalEntries: BigInt(this.opts.snapshotIntervalEntries ?? DEFAULT_SNAPSHOT_INTERVAL_ENTRIES),
           logEntriesForSlowFollowers: 500n,
         },
       },

@@ -3,6 +3,7 @@
 export {
   RaftNode,
   NotLeaderError,
+  DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
   type AppliedEntry,
   type DurableRaftLog,
   type LeaderChange,
