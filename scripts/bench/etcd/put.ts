@@ -141,91 +141,127 @@ async function leaderFsync(cluster: EtcdCluster): Promise<{ leader: number; hist
 }
 
 /**
+ * A running throwaway etcd cluster that can be measured several times (cluster-write.ts alternates
+ * rounds of Shoal and etcd so both see the same machine, whatever else it is doing meanwhile).
+ */
+export class EtcdPutSession {
+  private readonly value: Buffer;
+  private readonly loadAvg1mBefore = loadAvg1m();
+
+  private constructor(
+    private readonly cluster: EtcdCluster,
+    readonly version: string,
+    private readonly options: { valueBytes: number; members: number; tls: boolean; channelsFor: (clients: number) => number },
+    private readonly fsyncBefore: { leader: number; histogram: FsyncHistogram } | undefined,
+  ) {
+    this.value = randomBytes(options.valueBytes);
+  }
+
+  /** Starts the cluster; `{ skipped }` when etcd is not installed. */
+  static async start(options: Omit<EtcdPutOptions, "clientsList" | "durationMs" | "warmupMs">): Promise<EtcdPutSession | { skipped: string }> {
+    const valueBytes = options.valueBytes ?? 256;
+    const members = options.members ?? 3;
+    const tls = options.tls ?? true;
+    if (!Number.isInteger(valueBytes) || valueBytes < 0 || valueBytes > 1024 * 1024) throw new ShoalError("INVALID_ARGUMENT", `valueBytes must be in 0..1 MiB, got ${valueBytes}`);
+    const binary = findEtcdBinary();
+    if (binary === undefined) return { skipped: ETCD_INSTALL_HINT };
+    const version = etcdVersion(binary);
+    const cluster = await startEtcdCluster({ members, tls, etcdBinary: binary, ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}) });
+    try {
+      const fsyncBefore = await leaderFsync(cluster);
+      return new EtcdPutSession(cluster, version, { valueBytes, members, tls, channelsFor: options.channelsFor ?? DEFAULT_CHANNELS_FOR }, fsyncBefore);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  /** One closed-loop run at `clients` concurrent writers. */
+  async measure(clients: number, durationMs: number, warmupMs: number): Promise<EtcdPutResult> {
+    if (!Number.isInteger(clients) || clients < 1 || clients > 10_000) throw new ShoalError("INVALID_ARGUMENT", `client counts must be integers in 1..10000, got ${clients}`);
+    const cluster = this.cluster;
+    const channels = this.options.channelsFor(clients);
+    const client = new EtcdKvClient({
+      endpoints: cluster.endpoints,
+      channels,
+      ...(this.options.tls ? { tls: { caPem: cluster.caPem, certPem: cluster.clientCertPem, keyPem: cluster.clientKeyPem } } : {}),
+    });
+    try {
+      await client.connect(10_000);
+      const cpuBefore = process.cpuUsage();
+      const serverCpuBeforeMs = totalCpuMs(cluster.pids);
+      const wallBeforeMs = performance.now();
+      // Keys are built per call so string building is part of the measured client cost, as it will be for Shoal.
+      const load = await runLoad({
+        concurrency: clients,
+        durationMs,
+        warmupMs,
+        op: async (worker, seq) => {
+          await client.put(`bench/${worker}/${seq % 1000}`, this.value, worker);
+        },
+      });
+      const cpu = process.cpuUsage(cpuBefore);
+      const serverCpuMs = totalCpuMs(cluster.pids) - serverCpuBeforeMs;
+      return {
+        clients,
+        channels,
+        ops: load.ops,
+        errors: load.errors,
+        opsPerSecond: load.opsPerSecond,
+        p50Ms: load.p50Ms,
+        p90Ms: load.p90Ms,
+        p99Ms: load.p99Ms,
+        maxMs: load.maxMs,
+        clientCpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / (performance.now() - wallBeforeMs)) * 1000) / 10,
+        clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
+        serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
+        ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
+      };
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Everything but the results: version, settings, the leader's fsync latency since start. */
+  async summary(durationMs: number, warmupMs: number, results: EtcdPutResult[]): Promise<EtcdPutMeasurement> {
+    const fsyncAfter = await leaderFsync(this.cluster);
+    const before = this.fsyncBefore;
+    const fsync = before !== undefined && fsyncAfter !== undefined && before.leader === fsyncAfter.leader ? fsyncStats(before.histogram, fsyncAfter.histogram) : undefined;
+    return {
+      bench: "etcd-put",
+      etcdVersion: this.version,
+      members: this.options.members,
+      tls: this.options.tls,
+      valueBytes: this.options.valueBytes,
+      durationMs,
+      warmupMs,
+      keyPattern: "bench/<worker>/<seq mod 1000>",
+      results,
+      ...(fsync !== undefined ? { fsyncP50Ms: fsync.p50Ms, fsyncMeanMs: fsync.meanMs, fsyncCount: fsync.count } : {}),
+      loadAvg1mBefore: this.loadAvg1mBefore,
+      loadAvg1mAfter: loadAvg1m(),
+    };
+  }
+
+  stop(): Promise<void> {
+    return this.cluster.stop();
+  }
+}
+
+/**
  * Starts a throwaway etcd cluster, measures closed-loop puts at each client count, stops the cluster.
  * Returns `{ skipped }` when etcd is not installed, so a caller can still print its own figures.
  */
 export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutMeasurement | { skipped: string }> {
   const warmupMs = options.warmupMs ?? 1000;
-  const valueBytes = options.valueBytes ?? 256;
-  const members = options.members ?? 3;
-  const tls = options.tls ?? true;
-  const channelsFor = options.channelsFor ?? DEFAULT_CHANNELS_FOR;
-  for (const clients of options.clientsList) {
-    if (!Number.isInteger(clients) || clients < 1 || clients > 10_000) throw new ShoalError("INVALID_ARGUMENT", `client counts must be integers in 1..10000, got ${clients}`);
-  }
-  if (!Number.isInteger(valueBytes) || valueBytes < 0 || valueBytes > 1024 * 1024) throw new ShoalError("INVALID_ARGUMENT", `valueBytes must be in 0..1 MiB, got ${valueBytes}`);
-
-  const binary = findEtcdBinary();
-  if (binary === undefined) return { skipped: ETCD_INSTALL_HINT };
-  const version = etcdVersion(binary);
-  const loadAvg1mBefore = loadAvg1m();
-  const cluster = await startEtcdCluster({ members, tls, etcdBinary: binary, ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}) });
+  const session = await EtcdPutSession.start(options);
+  if (!(session instanceof EtcdPutSession)) return session;
   try {
-    const value = randomBytes(valueBytes);
-    const fsyncBefore = await leaderFsync(cluster);
     const results: EtcdPutResult[] = [];
-    for (const clients of options.clientsList) {
-      const channels = channelsFor(clients);
-      const client = new EtcdKvClient({
-        endpoints: cluster.endpoints,
-        channels,
-        ...(tls ? { tls: { caPem: cluster.caPem, certPem: cluster.clientCertPem, keyPem: cluster.clientKeyPem } } : {}),
-      });
-      try {
-        await client.connect(10_000);
-        const cpuBefore = process.cpuUsage();
-        const serverCpuBeforeMs = totalCpuMs(cluster.pids);
-        const wallBeforeMs = performance.now();
-        // Keys are built per call so string building is part of the measured client cost, as it will be for Shoal.
-        const load = await runLoad({
-          concurrency: clients,
-          durationMs: options.durationMs,
-          warmupMs,
-          op: async (worker, seq) => {
-            await client.put(`bench/${worker}/${seq % 1000}`, value, worker);
-          },
-        });
-        const cpu = process.cpuUsage(cpuBefore);
-        const serverCpuMs = totalCpuMs(cluster.pids) - serverCpuBeforeMs;
-        const clientCpuPercent = Math.round(((cpu.user + cpu.system) / 1000 / (performance.now() - wallBeforeMs)) * 1000) / 10;
-        results.push({
-          clients,
-          channels,
-          ops: load.ops,
-          errors: load.errors,
-          opsPerSecond: load.opsPerSecond,
-          p50Ms: load.p50Ms,
-          p90Ms: load.p90Ms,
-          p99Ms: load.p99Ms,
-          maxMs: load.maxMs,
-          clientCpuPercent,
-          clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
-          serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
-          ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
-        });
-      } finally {
-        client.close();
-      }
-    }
-    const fsyncAfter = await leaderFsync(cluster);
-    const fsync =
-      fsyncBefore !== undefined && fsyncAfter !== undefined && fsyncBefore.leader === fsyncAfter.leader ? fsyncStats(fsyncBefore.histogram, fsyncAfter.histogram) : undefined;
-    return {
-      bench: "etcd-put",
-      etcdVersion: version,
-      members,
-      tls,
-      valueBytes,
-      durationMs: options.durationMs,
-      warmupMs,
-      keyPattern: "bench/<worker>/<seq mod 1000>",
-      results,
-      ...(fsync !== undefined ? { fsyncP50Ms: fsync.p50Ms, fsyncMeanMs: fsync.meanMs, fsyncCount: fsync.count } : {}),
-      loadAvg1mBefore,
-      loadAvg1mAfter: loadAvg1m(),
-    };
+    for (const clients of options.clientsList) results.push(await session.measure(clients, options.durationMs, warmupMs));
+    return await session.summary(options.durationMs, warmupMs, results);
   } finally {
-    await cluster.stop();
+    await session.stop();
   }
 }
 
