@@ -63,7 +63,7 @@ function medianRound<T extends { opsPerSecond: number }>(results: T[]): T {
 function controlClients(leader: NodeProcess, count: number): ControlClient[] {
   return Array.from(
     { length: count },
-    (_, i) => new ControlClient(`unix://${leader.socketPath}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "shoal.bench_channel": i }),
+    (_, i) => new ControlClient(`unix://${leader.socketPath}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.enable_channelz": 0, "shoal.bench_channel": i }),
   );
 }
 

@@ -13,6 +13,12 @@ import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, 
 
 /** Every node certificate carries its role as a DNS SAN, so the role name verifies for any node of it. */
 export const MANAGER_TARGET_NAME = "swarm-manager";
+
+/**
+ * grpc-js keeps channelz statistics (counters and a new Date per call and per message) unless told
+ * not to; nothing here serves channelz, and the bookkeeping showed in the leader's profile.
+ */
+export const GRPC_NO_CHANNELZ = { "grpc.enable_channelz": 0 } as const;
 /** A root CA bundle larger than this is not a root CA bundle. */
 export const MAX_ROOT_CA_BYTES = 64 * 1024;
 
@@ -87,6 +93,7 @@ function channelOptions(
     "grpc.max_send_message_length": messageBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
     "grpc.keepalive_time_ms": keepalive.timeMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+    ...GRPC_NO_CHANNELZ,
   };
 }
 

@@ -18,6 +18,7 @@
 // A `tls` secureConnection hook on the open listener was rejected: grpc-js owns that http2 server and
 // exposes no hook, so it would mean patching its internals.
 import * as grpc from "@grpc/grpc-js";
+import { GRPC_NO_CHANNELZ } from "./client.js";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { SecureContextOptions } from "node:tls";
 import { ShoalError } from "../base/errors.js";
@@ -151,6 +152,7 @@ export class SecureServer {
       "grpc.max_send_message_length": boundedBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
       "grpc.keepalive_time_ms": keepalive.timeMs,
       "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+      ...GRPC_NO_CHANNELZ,
       "grpc.max_concurrent_streams": opts.maxConcurrentStreams ?? 1000,
     });
     this.authorizer = new Authorizer({

@@ -143,6 +143,8 @@ export class EtcdKvClient {
         ...(tls !== undefined ? { "grpc.ssl_target_name_override": "localhost" } : {}),
         // Both stop grpc-js from folding channels with equal options onto one shared HTTP/2 connection.
         "grpc.use_local_subchannel_pool": 1,
+        // No channelz bookkeeping in either benchmark client (cluster-write.ts's Shoal client neither).
+        "grpc.enable_channelz": 0,
         "grpc.primary_user_agent": `shoal-etcd-bench/${clientTag}-${i}`,
         "grpc.max_receive_message_length": 16 * 1024 * 1024,
       };
