@@ -17,9 +17,16 @@ if (dir !== undefined && process.argv.includes("daemon")) {
       session.post("Profiler.enable");
       session.post("Profiler.setSamplingInterval", { interval: 200 });
       session.post("Profiler.start");
+      // SHOAL_HEAP_PROF=1: also a sampling allocation profile (DIR/<pid>.heapprofile), to see what feeds the GC.
+      if (process.env["SHOAL_HEAP_PROF"] === "1") session.post("HeapProfiler.startSampling", { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
       return;
     }
     running = false;
+    if (process.env["SHOAL_HEAP_PROF"] === "1") {
+      session.post("HeapProfiler.stopSampling", (err, result) => {
+        if (err === null) writeFileSync(join(dir, `${process.pid}.heapprofile`), JSON.stringify(result.profile));
+      });
+    }
     session.post("Profiler.stop", (err, result) => {
       if (err === null) writeFileSync(join(dir, `${process.pid}.cpuprofile`), JSON.stringify(result.profile));
     });
