@@ -37,3 +37,23 @@ test("a follower far behind catches up by snapshot; restart from a compacted log
   await waitFor(() => back.sm.items.length >= expected.length, 5000, "replay after the snapshot");
   assert.deepEqual(back.sm.items.slice(0, expected.length), expected);
 });
+
+test("big entries bring the snapshot forward: the log is bounded in bytes, not only in entries", async (t) => {
+  // 40 entries of 4 KiB = 160 KiB: past a 64 KiB byte bound, far below the entry interval.
+  const run = async (snapshotAfterLogBytes: number | undefined): Promise<number> => {
+    const cluster = new TestCluster({ snapshotIntervalEntries: 1_000_000, logEntriesForSlowFollowers: 5, ...(snapshotAfterLogBytes !== undefined ? { snapshotAfterLogBytes } : {}) });
+    t.after(() => cluster.close());
+    await cluster.bootstrap([1n, 2n, 3n]);
+    const leader = await cluster.waitForLeader();
+    const lagging = [1n, 2n, 3n].find((id) => id !== leader.id)!;
+    await cluster.stop(lagging);
+    for (let i = 0; i < 40; i++) await leader.propose(utf8(`big${i}:` + "x".repeat(4096)));
+    await cluster.start(lagging);
+    const lag = cluster.member(lagging);
+    await waitFor(() => lag.sm.items.length === 40, 8000, "lagging follower to catch up");
+    assert.deepEqual(lag.sm.items, cluster.member(leader.id).sm.items);
+    return lag.sm.restores;
+  };
+  assert.ok((await run(64 * 1024)) >= 1, "with a 64 KiB bound the leader compacted, so the follower needed a snapshot");
+  assert.equal(await run(undefined), 0, "with the default 64 MiB bound the same 160 KiB stays in the log");
+});

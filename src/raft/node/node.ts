@@ -72,6 +72,12 @@ export interface RaftNodeLogger {
  */
 export const DEFAULT_SNAPSHOT_INTERVAL_ENTRIES = 10_000;
 
+/**
+ * Fewer entries suffice when they are big: 10,000 proposals of a megabyte would otherwise keep
+ * 10 GB of log. The log then holds at most about max(this, the state's size) bytes.
+ */
+export const SNAPSHOT_AFTER_LOG_BYTES = 64 * 1024 * 1024;
+
 export interface RaftNodeOptions {
   id: RaftId;
   /** The manager's encrypted store; the node keeps its raft log in it. The caller closes it. */
@@ -104,6 +110,8 @@ export interface RaftNodeOptions {
    * DEFAULT_SNAPSHOT_INTERVAL_ENTRIES.
    */
   snapshotIntervalEntries?: number;
+  /** Snapshot after this many bytes of entries even before snapshotIntervalEntries. Default SNAPSHOT_AFTER_LOG_BYTES. */
+  snapshotAfterLogBytes?: number;
   /** Log entries kept behind a snapshot so slow followers catch up without one. Default 500. */
   logEntriesForSlowFollowers?: number;
   /** Promote a learner automatically once it is within `promoteWithinEntries` of the leader. */
@@ -215,6 +223,7 @@ export class RaftNode implements RaftInbound {
       | "tickMs"
       | "electionTicks"
       | "snapshotIntervalEntries"
+      | "snapshotAfterLogBytes"
       | "logEntriesForSlowFollowers"
       | "autoPromote"
       | "promoteWithinEntries"
@@ -351,6 +360,7 @@ export class RaftNode implements RaftInbound {
       tickMs,
       electionTicks,
       snapshotIntervalEntries: options.snapshotIntervalEntries ?? DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
+      snapshotAfterLogBytes: options.snapshotAfterLogBytes ?? SNAPSHOT_AFTER_LOG_BYTES,
       logEntriesForSlowFollowers: options.logEntriesForSlowFollowers ?? 500,
       autoPromote: options.autoPromote ?? true,
       promoteWithinEntries: options.promoteWithinEntries ?? 100,
@@ -931,14 +941,15 @@ export class RaftNode implements RaftInbound {
   }
 
   /**
-   * Every `snapshotIntervalEntries` applied entries the state machine is captured; the log is
+   * Every `snapshotIntervalEntries` applied entries (or `snapshotAfterLogBytes` of them), once they
+   * hold as many bytes as the last snapshot, the state machine is captured; the log is
    * compacted to that capture only once `logEntriesForSlowFollowers` more entries were applied, so
    * a follower that far behind still catches up from the log instead of a full snapshot.
    */
   private async maybeSnapshot(): Promise<void> {
     if (
       this.heldSnapshot === undefined &&
-      this.applied - this.lastSnapshotIndex >= this.opts.snapshotIntervalEntries &&
+      (this.applied - this.lastSnapshotIndex >= this.opts.snapshotIntervalEntries || this.bytesSinceSnapshot >= this.opts.snapshotAfterLogBytes) &&
       this.bytesSinceSnapshot >= this.lastSnapshotBytes
     ) {
       const data = encodeSnapshotEnvelope({ members: [...this.members.values()], removedIds: [...this.removed] }, this.sm.snapshot());
