@@ -10,8 +10,6 @@ export {
   isRevocationCollectable,
   lastCertNotAfter,
   nodeSerials,
-  revokedNodeIds,
-  revokedSerials,
   withoutExpiredRevocations,
   withRevokedNode,
 } from "./revocation.js";

@@ -51,10 +51,5 @@ export function withoutExpiredRevocations(list: RevocationList | undefined, now:
   return { list: { nodes: kept }, removed: before.length - kept.length };
 }
 
-export function revokedNodeIds(list: RevocationList | undefined): Set<string> {
-  return new Set((list?.nodes ?? []).map((n) => n.nodeId));
-}
-
-export function revokedSerials(list: RevocationList | undefined): Set<string> {
-  return new Set((list?.nodes ?? []).flatMap((n) => n.serials));
-}
+// What an entry revokes depends on whether its node is still in the store (a demoted manager's
+// entry lists only old serials): src/manager/revocation-view.ts decides that, not this module.
