@@ -18,7 +18,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ControlClient, type PutValueResponse } from "../../src/proto/shoal/v1/control.js";
 import { ProcessCluster, waitFor, type NodeProcess } from "../../test/e2e/cluster.js";
-import { DEFAULT_CHANNELS_FOR, EtcdPutSession, perWrite, type EtcdPutMeasurement, type EtcdPutResult } from "./etcd/put.js";
+import { DEFAULT_CHANNELS_FOR, EtcdPutSession, putResult, type EtcdPutMeasurement, type EtcdPutResult } from "./etcd/put.js";
 import { runLoad } from "./lib/load.js";
 import { processCpuMs, totalCpuMs } from "./lib/proc-cpu.js";
 
@@ -115,23 +115,9 @@ class ShoalPutSession {
           ),
       });
       const wallMs = performance.now() - wallBeforeMs;
-      const cpu = process.cpuUsage(cpuBefore);
-      const serverCpuMs = totalCpuMs(daemonPids) - serverCpuBeforeMs;
       return {
-        clients,
-        channels,
-        ops: load.ops,
-        errors: load.errors,
-        opsPerSecond: load.opsPerSecond,
-        p50Ms: load.p50Ms,
-        p90Ms: load.p90Ms,
-        p99Ms: load.p99Ms,
-        maxMs: load.maxMs,
-        clientCpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / wallMs) * 1000) / 10,
-        clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
-        serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
+        ...putResult(clients, channels, load, { clientCpu: process.cpuUsage(cpuBefore), wallMs, serverCpuMs: totalCpuMs(daemonPids) - serverCpuBeforeMs }),
         leaderCpuPercent: Math.round(((cpuMsOf(this.leader) - leaderCpuBeforeMs) / wallMs) * 1000) / 10,
-        ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
       };
     } finally {
       for (const c of pool) c.close();

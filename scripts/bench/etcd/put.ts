@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { ShoalError } from "../../../src/base/errors.js";
-import { runLoad } from "../lib/load.js";
+import { runLoad, type LoadResult } from "../lib/load.js";
 import { totalCpuMs } from "../lib/proc-cpu.js";
 import { ETCD_INSTALL_HINT, etcdVersion, findEtcdBinary, startEtcdCluster, type EtcdCluster } from "./cluster.js";
 import { EtcdKvClient } from "./kv-client.js";
@@ -68,6 +68,26 @@ export interface EtcdPutMeasurement {
   /** 1-minute load average before and after, since other work on the machine moves these figures. */
   loadAvg1mBefore: number;
   loadAvg1mAfter: number;
+}
+
+/** One run's figures from the closed loop's result and the CPU measured around it. */
+export function putResult(clients: number, channels: number, load: LoadResult, cpu: { clientCpu: NodeJS.CpuUsage; wallMs: number; serverCpuMs: number }): EtcdPutResult {
+  const clientCpuMs = (cpu.clientCpu.user + cpu.clientCpu.system) / 1000;
+  return {
+    clients,
+    channels,
+    ops: load.ops,
+    errors: load.errors,
+    opsPerSecond: load.opsPerSecond,
+    p50Ms: load.p50Ms,
+    p90Ms: load.p90Ms,
+    p99Ms: load.p99Ms,
+    maxMs: load.maxMs,
+    clientCpuPercent: Math.round((clientCpuMs / cpu.wallMs) * 1000) / 10,
+    clientCpuMsPerWrite: perWrite(clientCpuMs, load.completedOps),
+    serverCpuMsPerWrite: perWrite(cpu.serverCpuMs, load.completedOps),
+    ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
+  };
 }
 
 /** CPU ms per completed write, to 3 decimals (NaN when nothing completed). */
@@ -200,23 +220,11 @@ export class EtcdPutSession {
           await client.put(`bench/${worker}/${seq % 1000}`, this.value, worker);
         },
       });
-      const cpu = process.cpuUsage(cpuBefore);
-      const serverCpuMs = totalCpuMs(cluster.pids) - serverCpuBeforeMs;
-      return {
-        clients,
-        channels,
-        ops: load.ops,
-        errors: load.errors,
-        opsPerSecond: load.opsPerSecond,
-        p50Ms: load.p50Ms,
-        p90Ms: load.p90Ms,
-        p99Ms: load.p99Ms,
-        maxMs: load.maxMs,
-        clientCpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / (performance.now() - wallBeforeMs)) * 1000) / 10,
-        clientCpuMsPerWrite: perWrite((cpu.user + cpu.system) / 1000, load.completedOps),
-        serverCpuMsPerWrite: perWrite(serverCpuMs, load.completedOps),
-        ...(load.firstError !== undefined ? { firstError: load.firstError } : {}),
-      };
+      return putResult(clients, channels, load, {
+        clientCpu: process.cpuUsage(cpuBefore),
+        wallMs: performance.now() - wallBeforeMs,
+        serverCpuMs: totalCpuMs(cluster.pids) - serverCpuBeforeMs,
+      });
     } finally {
       client.close();
     }
