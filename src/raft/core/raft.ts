@@ -193,8 +193,11 @@ export class RaftCore implements RaftCoreApi {
     } else if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.type === MessageType.Vote && bytesEqual(m.context, TRANSFER_CONTEXT);
-        const inLease = this.config.checkQuorum && this.lead !== NO_NODE && this.electionElapsed < this.config.electionTicks;
-        // A node that hears from a live leader ignores disruptive candidates (thesis §4.2.3).
+        // A node that hears from a live leader ignores disruptive candidates (thesis §4.2.3). The
+        // lease is one tick shorter than the minimum election timeout because each node counts its
+        // own ticks: a follower that heard the same last heartbeat as the candidate may have counted
+        // one tick fewer, and ignoring that first candidate delayed elections to twice the timeout.
+        const inLease = this.config.checkQuorum && this.lead !== NO_NODE && this.electionElapsed < this.config.electionTicks - 1;
         if (!force && inLease) return;
       }
       if (m.type === MessageType.PreVote) {
