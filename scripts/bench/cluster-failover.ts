@@ -2,8 +2,11 @@
 // tick, election in 10–20 ticks): a writer keeps issuing PutValue through a follower's socket,
 // the leader is SIGKILLed, and we time kill → a new leader seen → the next write committed.
 // The killed manager is restarted and waited for before the next round. Prints one JSON object.
-// Run: node --import tsx scripts/bench/cluster-failover.ts [--rounds 5]
+// Run: node --import tsx scripts/bench/cluster-failover.ts [--rounds 5] [--keep]
 import * as grpc from "@grpc/grpc-js";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { ControlClient } from "../../src/proto/shoal/v1/control.js";
 import {
@@ -94,6 +97,8 @@ function median(values: number[]): number {
 interface Round {
   round: number;
   killed: string;
+  /** Wall-clock time of the SIGKILL, to find the round in the daemons' logs (--keep). */
+  killedAt: string;
   writerOn: string;
   /** Kill → a surviving manager's `info` names a new leader. */
   newLeaderMs: number;
@@ -105,7 +110,8 @@ interface Round {
 async function main(): Promise<void> {
   const rounds = argNumber("--rounds", 5);
   const loadBefore = loadAvg1m();
-  const cluster = await formCluster({ managers: 3, workers: 0 });
+  const keep = process.argv.includes("--keep");
+  const cluster = await formCluster({ managers: 3, workers: 0, ...(keep ? { baseDir: mkdtempSync(join(tmpdir(), "shoal-failover-")) } : {}) });
   const results: Round[] = [];
   try {
     for (let round = 1; round <= rounds; round++) {
@@ -120,6 +126,7 @@ async function main(): Promise<void> {
       await waitFor("the writer's first commits", async () => (writer.commits >= 20 ? true : undefined), { timeoutMs: ROUND_TIMEOUT_MS });
       const errorsBefore = writer.errors;
       const killMs = performance.now();
+      const killedAt = new Date().toISOString();
       const killed = kill(leader, "SIGKILL");
       const [newLeaderAt, nextWriteAt] = await Promise.all([
         waitForLeader(observer, { timeoutMs: ROUND_TIMEOUT_MS, notNodeId: leaderView.leaderNodeId, intervalMs: 10 }).then(() => performance.now()),
@@ -130,6 +137,7 @@ async function main(): Promise<void> {
       results.push({
         round,
         killed: leader.name,
+        killedAt,
         writerOn: writerNode.name,
         newLeaderMs: Math.round(newLeaderAt - killMs),
         nextWriteMs: Math.round(nextWriteAt - killMs),
@@ -153,7 +161,9 @@ async function main(): Promise<void> {
     }
   } finally {
     await stopAll();
-    cluster.removeDirs();
+    // --keep: leave the data dirs (each holds daemon.log) for a look at a slow round.
+    if (keep) console.error(`kept ${cluster.managers.map((m) => m.logFile).join(" ")}`);
+    else cluster.removeDirs();
   }
   const nextWrite = results.map((r) => r.nextWriteMs);
   const newLeader = results.map((r) => r.newLeaderMs);

@@ -841,6 +841,7 @@ export class RaftNode implements RaftInbound {
   private onSoftState(soft: SoftState): void {
     const previousLeaderId = this.leader;
     const wasLeader = this.role === Role.Leader;
+    if (soft.role !== this.role) this.logger?.debug({ role: soft.role, term: this.currentTerm, leader: String(soft.leader) }, "raft role changed");
     this.role = soft.role;
     this.leader = soft.leader;
     if (soft.leader === NO_NODE) this.noLeaderSinceMs ??= this.clock.nowMs();
