@@ -25,10 +25,11 @@ import {
 import { generateUnlockKey, kekFromUnlockKey, parseUnlockKey } from "../crypto/index.js";
 import { allocateRaftId, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
-import { createJoinChannel, createSecureChannel, fetchRootCA, GRPC_NO_CHANNELZ, unaryCall, type SecureChannel } from "../transport/client.js";
+import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect } from "../transport/leader.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
+import { GRPC_NO_CHANNELZ } from "../transport/server.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
@@ -215,8 +216,8 @@ export class Daemon {
     await unlink(path).catch(() => undefined);
     const server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_SOCKET_MESSAGE_BYTES,
-      ...GRPC_NO_CHANNELZ,
       "grpc.max_send_message_length": 16 * 1024 * 1024,
+      ...GRPC_NO_CHANNELZ,
     });
     const log = this.log;
     server.addService(LocalNodeService, {

@@ -136,13 +136,13 @@ interface StagedEntry {
   object: TableObjects[StoreTable] | undefined;
 }
 
+const NO_STAGED: ReadonlyMap<string, StagedEntry> = new Map();
+
 /**
  * A proposal's view of the state: reads fall through to the committed tables, writes stay here
  * until `commit`. Objects written keep their pre-proposal version while staged, so that several
  * actions of one proposal on the same object all carry the version the writer read.
  */
-const NO_STAGED: ReadonlyMap<string, StagedEntry> = new Map();
-
 export class Staging {
   // Per-table maps are made on first write: a typical proposal touches one table, and building
   // eight maps for every applied proposal showed in a follower's profile.

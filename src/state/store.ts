@@ -55,10 +55,6 @@ function byId<T extends { id: string }>(objects: Iterable<T>): T[] {
   return [...objects].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/**
- * Builds one proposal. Each call checks its action against the state as the earlier actions left
- * it and throws (ShoalError) if a rule refuses it; reads see the transaction's own writes.
- */
 // One writer reused for the small encodings of every write (actions, proposals): a fresh
 // BinaryWriter starts at 128 bytes and reallocates twice for a 300-byte proposal, which showed in
 // the leader's profile. finish() copies the bytes out and rewinds; a writer that grew past
@@ -78,6 +74,10 @@ function encodeScratch(encode: (writer: BinaryWriter) => BinaryWriter): Uint8Arr
   return bytes;
 }
 
+/**
+ * Builds one proposal. Each call checks its action against the state as the earlier actions left
+ * it and throws (ShoalError) if a rule refuses it; reads see the transaction's own writes.
+ */
 export class StoreTransaction {
   /** Encoded actions, in order, exactly as they go into the proposal (copied in verbatim). */
   readonly encodedActions: Uint8Array[] = [];

@@ -208,6 +208,21 @@ export class EncryptedStore {
     return this.batch([{ type: "del", key }], opts);
   }
 
+  /**
+   * Writes the operations atomically, each put's value as `stored` makes it (as given: already
+   * sealed). A chained batch hands each operation straight to the native WriteBatch; the array form
+   * of abstract-level first clones and re-validates every operation in JS, which measured about
+   * twice the CPU per operation (8-10 µs against 4.6 µs for 300-byte puts).
+   */
+  private async writeOps(ops: readonly StoreOp[], sync: boolean, stored: (key: Buffer, value: Buffer) => Buffer = (_key, value) => value): Promise<void> {
+    const batch = this.db.batch();
+    for (const op of ops) {
+      if (op.type === "put") batch.put(op.key, stored(op.key, op.value));
+      else batch.del(op.key);
+    }
+    await batch.write({ sync });
+  }
+
   /** Applies every operation atomically, in order (a later op on the same key wins). */
   async batch(ops: StoreOp[], opts?: WriteOptions): Promise<void> {
     this.assertOpen();
@@ -215,15 +230,7 @@ export class EncryptedStore {
     await this.gate.shared(async () => {
       this.assertOpen();
       const dek = this.writeKey();
-      // A chained batch hands each operation straight to the native WriteBatch; the array form of
-      // abstract-level first clones and re-validates every operation in JS, which measured about
-      // twice the CPU per operation (8-10 µs against 4.6 µs for 300-byte puts).
-      const batch = this.db.batch();
-      for (const op of ops) {
-        if (op.type === "put") batch.put(op.key, this.sealValue(op.key, op.value, dek));
-        else batch.del(op.key);
-      }
-      await batch.write({ sync: opts?.sync === true });
+      await this.writeOps(ops, opts?.sync === true, (key, value) => this.sealValue(key, value, dek));
     });
   }
 
@@ -240,11 +247,7 @@ export class EncryptedStore {
     this.assertOpen();
     return this.gate.shared(async () => {
       const keys = await this.db.keys(levelRange(range)).all();
-      if (keys.length > 0) {
-        const batch = this.db.batch();
-        for (const key of keys) batch.del(key);
-        await batch.write({ sync: opts?.sync === true });
-      }
+      if (keys.length > 0) await this.writeOps(keys.map((key) => ({ type: "del", key })), opts?.sync === true);
       return keys.length;
     });
   }
@@ -291,7 +294,7 @@ export class EncryptedStore {
               ops.push({ type: "put", key, value: this.sealValue(key, plaintext, target) });
             }
           }
-          if (ops.length > 0) await this.db.batch(ops, { sync: true });
+          if (ops.length > 0) await this.writeOps(ops, true);
           rewritten += ops.length;
           const last = chunk[chunk.length - 1];
           if (last !== undefined) after = last[0];

@@ -9,16 +9,11 @@ import { CAClient, type GetRootCACertificateResponse } from "../proto/shoal/v1/c
 import { fromGrpcError } from "./errors.js";
 import type { NodeRole } from "./identity.js";
 import type { RevocationState } from "./revocation.js";
-import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT, type KeepaliveOptions } from "./server.js";
+import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, GRPC_NO_CHANNELZ, MAX_MESSAGE_BYTES_LIMIT, type KeepaliveOptions } from "./server.js";
 
 /** Every node certificate carries its role as a DNS SAN, so the role name verifies for any node of it. */
 export const MANAGER_TARGET_NAME = "swarm-manager";
 
-/**
- * grpc-js keeps channelz statistics (counters and a new Date per call and per message) unless told
- * not to; nothing here serves channelz, and the bookkeeping showed in the leader's profile.
- */
-export const GRPC_NO_CHANNELZ = { "grpc.enable_channelz": 0 } as const;
 /** A root CA bundle larger than this is not a root CA bundle. */
 export const MAX_ROOT_CA_BYTES = 64 * 1024;
 

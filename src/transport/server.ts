@@ -18,7 +18,6 @@
 // A `tls` secureConnection hook on the open listener was rejected: grpc-js owns that http2 server and
 // exposes no hook, so it would mean patching its internals.
 import * as grpc from "@grpc/grpc-js";
-import { GRPC_NO_CHANNELZ } from "./client.js";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { SecureContextOptions } from "node:tls";
 import { ShoalError } from "../base/errors.js";
@@ -28,6 +27,12 @@ import type { PeerIdentity, PeerVerifier } from "./identity.js";
 import type { RevocationState } from "./revocation.js";
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * grpc-js keeps channelz statistics (counters and a new Date per call and per message) unless told
+ * not to; nothing here serves channelz, and the bookkeeping showed in the leader's profile. For
+ * servers and channels alike.
+ */
+export const GRPC_NO_CHANNELZ = { "grpc.enable_channelz": 0 } as const;
 /** Upper bound for the configurable message size: above this a peer could pin too much memory per call. */
 export const MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024;
 
@@ -152,8 +157,8 @@ export class SecureServer {
       "grpc.max_send_message_length": boundedBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
       "grpc.keepalive_time_ms": keepalive.timeMs,
       "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
-      ...GRPC_NO_CHANNELZ,
       "grpc.max_concurrent_streams": opts.maxConcurrentStreams ?? 1000,
+      ...GRPC_NO_CHANNELZ,
     });
     this.authorizer = new Authorizer({
       clusterId: opts.clusterId,
