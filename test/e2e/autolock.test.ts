@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { connect } from "node:net";
 import { readFileSync } from "node:fs";
 import { isShoalError } from "../../src/base/errors.js";
-import { ProcessCluster, waitFor, type NodeProcess } from "./cluster.js";
+import { ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 
 function opensslReadsKey(node: NodeProcess, pass?: string): boolean {
   try {
@@ -44,7 +44,7 @@ test("autolock: locked restart, wrong and right keys, rotation on every manager,
   const managerToken = (await m1.cli(["join-token", "manager", "-q"])).stdout.trim();
   await cluster.join("m2", managerToken, m1.addr);
   await cluster.join("m3", managerToken, m1.addr);
-  await waitFor("3 voters", async () => (await m1.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 20_000);
+  await waitForVoters(m1, 3, { timeoutMs: 20_000 });
   assert.equal((await m1.cli(["unlock-key", "-q"])).stdout.trim(), printed);
   // Joined managers wrap their keys with the replicated unlock key once they applied it.
   await waitFor("m2 and m3 to wrap their node keys", () => (!opensslReadsKey(m2) && opensslReadsKey(m2, printed) && !opensslReadsKey(m3)) || undefined, 15_000);

@@ -56,6 +56,11 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Waits until `observer`'s node list shows exactly `count` raft voters. */
+export function waitForVoters(observer: { client: DaemonClient }, count: number, opts: { what?: string; timeoutMs?: number } = {}): Promise<true> {
+  return waitFor(opts.what ?? `${count} voters`, async () => (await observer.client.listNodes()).filter((n) => n.managerStatus?.voter).length === count || undefined, opts.timeoutMs);
+}
+
 export class NodeProcess {
   child: ChildProcess | undefined;
   readonly dataDir: string;

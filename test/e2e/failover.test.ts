@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isShoalError } from "../../src/base/errors.js";
-import { ProcessCluster, waitFor, type NodeProcess } from "./cluster.js";
+import { ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 
 test("SIGKILL the leader under writes: a new leader commits within 2 s and no acknowledged write is lost", { timeout: 150_000 }, async (t) => {
   const cluster = new ProcessCluster();
@@ -14,7 +14,7 @@ test("SIGKILL the leader under writes: a new leader commits within 2 s and no ac
   const { managerToken } = await cluster.init("m1");
   await cluster.join("m2", managerToken, m1.addr);
   await cluster.join("m3", managerToken, m1.addr);
-  await waitFor("3 voters", async () => (await m1.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 20_000);
+  await waitForVoters(m1, 3, { timeoutMs: 20_000 });
 
   const acknowledged = new Map<string, string>();
   let stop = false;
@@ -98,7 +98,7 @@ test("SIGKILL the leader under writes: a new leader commits within 2 s and no ac
   // --force on the down manager demotes and removes it in one step: 2 of 2 voters stay reachable.
   const rmDown = await b.cli(["node", "rm", "--force", ids[2]!]);
   assert.equal(rmDown.code, 0, rmDown.stderr);
-  await waitFor("two voters", async () => (await a.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 2 || undefined);
+  await waitForVoters(a, 2, { what: "two voters" });
   assert.equal((await a.client.listNodes()).length, 2);
   await a.putValue("after-force-rm", Buffer.from("ok"));
 

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { parseNodeCertificate } from "../../src/ca/index.js";
 import { NodeRole } from "../../src/proto/shoal/v1/objects.js";
-import { ProcessCluster, filesUnder, waitFor, expectCode } from "./cluster.js";
+import { ProcessCluster, filesUnder, waitFor, waitForVoters, expectCode } from "./cluster.js";
 
 test("3 managers and 2 workers join by token; refusals say which; roles, zones and secrets behave", { timeout: 120_000 }, async (t) => {
   const cluster = new ProcessCluster();
@@ -36,7 +36,7 @@ test("3 managers and 2 workers join by token; refusals say which; roles, zones a
   const info = await m3!.info();
   assert.equal(info.role, NodeRole.NODE_ROLE_MANAGER);
   assert.equal(info.managers.length, 3);
-  await waitFor("3 raft voters", async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined);
+  await waitForVoters(m1!, 3, { what: "3 raft voters" });
   const wInfo = await w1!.info();
   assert.equal(wInfo.role, NodeRole.NODE_ROLE_WORKER);
   const wCert = parseNodeCertificate(w1!.file("certificates/node.crt"));
@@ -98,7 +98,7 @@ test("3 managers and 2 workers join by token; refusals say which; roles, zones a
   assert.equal(demote.code, 0, demote.stderr);
   await waitFor("w1 to be a worker again", async () => (await w1!.info()).role === NodeRole.NODE_ROLE_WORKER || undefined, 20_000);
   assert.equal(parseNodeCertificate(w1!.file("certificates/node.crt")).role, "swarm-worker");
-  await waitFor("3 voters again", async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined);
+  await waitForVoters(m1!, 3, { what: "3 voters again" });
 
   // A zone label: the certificate is reissued at once with the zone in its SPIFFE URI.
   const w2Id = (await w2!.info()).nodeId;

@@ -8,7 +8,7 @@ import { ManualClock } from "../../src/base/clock.js";
 import { createNodeKeyAndCsr, loadRootCA } from "../../src/ca/index.js";
 import { isShoalError } from "../../src/base/errors.js";
 import { NodeRole } from "../../src/proto/shoal/v1/objects.js";
-import { ProcessCluster, freePort, waitFor, type NodeProcess } from "./cluster.js";
+import { ProcessCluster, freePort, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 import { channelAs, fromShoal, heartbeat, listNodes, openSession, readClusterFromStore, renew, type ClientIdentity } from "./identity.js";
 
 function identityOf(node: NodeProcess): ClientIdentity {
@@ -33,7 +33,7 @@ test("a removed worker is refused everywhere within 1 s; foreign, expired and wo
   await cluster.join("w1", workerToken, m1.addr);
   await cluster.join("w2", workerToken, m1.addr);
   await cluster.waitReady(m1, 5);
-  await waitFor("3 voters", async () => (await m1.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 20_000);
+  await waitForVoters(m1, 3, { timeoutMs: 20_000 });
   const rootCaPem = m1.file("certificates/root-ca.crt");
   const clusterId = (await m1.info()).clusterId;
   const w1Id = (await w1!.info()).nodeId;

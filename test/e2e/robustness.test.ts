@@ -14,7 +14,7 @@ import { CAClient, type IssueNodeCertificateResponse } from "../../src/proto/sho
 import { ControlClient, type UpdateClusterRequest_Autolock } from "../../src/proto/shoal/v1/control.js";
 import { RaftClient, type RaftAck } from "../../src/proto/shoal/v1/raft.js";
 import { NodeRole } from "../../src/proto/shoal/v1/objects.js";
-import { ProcessCluster, waitFor, type NodeProcess } from "./cluster.js";
+import { ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 import { channelAs } from "./identity.js";
 
 function sendRaw(port: number, bytes: Buffer): Promise<void> {
@@ -171,7 +171,7 @@ test("garbage, oversized and absurd input is refused clearly and the daemons sta
   await Promise.all(writers);
   const m3 = await cluster.add("m3", ["--snapshot-interval", "50"]);
   await cluster.join("m3", managerToken, m2!.addr);
-  await waitFor("m3 to be a voter", async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 30_000);
+  await waitForVoters(m1!, 3, { what: "m3 to be a voter", timeoutMs: 30_000 });
   await waitFor("m3 to log the snapshot it received", () => m3.readLog().includes("received a raft snapshot") || undefined, 10_000);
   await m1!.stop("SIGKILL");
   await waitFor("m2 or m3 to lead", async () => ((await m3.info()).leaderNodeId !== "" ? true : undefined), 15_000);

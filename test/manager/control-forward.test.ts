@@ -11,9 +11,9 @@ import { ControlService } from "../../src/proto/shoal/v1/control.js";
 import { ControlForwarder } from "../../src/manager/control-forwarder.js";
 import { handlerError, LeaderRedirect } from "../../src/manager/handlers.js";
 import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer, type SecureServer } from "../../src/transport/server.js";
+import type { SecureServer } from "../../src/transport/server.js";
 import { freePort } from "../e2e/cluster.js";
-import { makePki, verifierFor, type Pki } from "../transport/fixtures.js";
+import { makePki, pkiServer, type Pki } from "../transport/fixtures.js";
 
 type Behaviour = "apply" | "apply-then-drop" | "not-leader";
 
@@ -65,13 +65,7 @@ interface FakeLeader {
 
 async function startLeader(pki: Pki, relayFor: () => Relay | undefined): Promise<FakeLeader> {
   const revocation = new RevocationState();
-  const server = createSecureServer({
-    clusterId: pki.clusterId,
-    rootCaPem: pki.ca.rootCaPem,
-    identity: { certPem: pki.server.certPem, keyPem: pki.server.keyPem },
-    verifier: verifierFor(pki, revocation),
-    revocation,
-  });
+  const server = pkiServer(pki, { revocation });
   const leader: FakeLeader = { applied: [], reads: 0, behaviour: "apply", server, port: 0 };
   const answerOrDrop = (cb: () => void): void => {
     if (leader.behaviour === "apply-then-drop") {

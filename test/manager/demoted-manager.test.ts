@@ -16,8 +16,8 @@ import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
 import { unaryCall, type SecureChannel } from "../../src/transport/client.js";
 import { NodeAvailability, NodeRole, NodeState } from "../../src/proto/shoal/v1/objects.js";
-import { RaftClient, RaftMembershipClient, RaftMessageType, type JoinRaftResponse, type RaftAck, type RaftMessage } from "../../src/proto/shoal/v1/raft.js";
-import { freePort, waitFor } from "../e2e/cluster.js";
+import { RaftClient, RaftMembershipClient, RaftMessageType, type JoinRaftResponse, type RaftAck, RaftMessage } from "../../src/proto/shoal/v1/raft.js";
+import { freePort, waitFor, waitForVoters } from "../e2e/cluster.js";
 import { channelAs, heartbeat, listNodes, type ClientIdentity } from "../e2e/identity.js";
 
 const silent = pino({ level: "silent" });
@@ -32,24 +32,7 @@ interface Running {
 }
 
 function heartbeatMessage(from: bigint, to: bigint): RaftMessage {
-  return {
-    type: RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT,
-    to,
-    from,
-    term: 1n,
-    logTerm: 0n,
-    index: 0n,
-    entries: [],
-    commit: 0n,
-    reject: false,
-    rejectHint: 0n,
-    context: Buffer.alloc(0),
-    snapshot: undefined,
-    snapshotOffset: 0n,
-    snapshotChunk: Buffer.alloc(0),
-    snapshotDone: false,
-    snapshotTotalBytes: 0n,
-  };
+  return RaftMessage.fromPartial({ type: RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT, to, from, term: 1n });
 }
 
 const deadline = (): Partial<grpc.CallOptions> => ({ deadline: Date.now() + 5000 });
@@ -91,7 +74,7 @@ test("a demoted manager's old certificate is refused on every manager-only RPC o
   const init = await m1.client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
   const joinVia = { remoteAddr: m1.addr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE };
   for (const m of [m2, m3, m4]) await m.client.join({ token: init.managerToken, ...joinVia });
-  await waitFor("4 voters", async () => (await m1.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 4 || undefined, 30_000);
+  await waitForVoters(m1, 4, { timeoutMs: 30_000 });
   const rootCaPem = readFileSync(join(m1.dir, "certificates/root-ca.crt"), "utf8");
   const idOf = async (d: Running): Promise<string> => (await d.client.info()).nodeId;
   const raftIdOf = async (nodeId: string): Promise<bigint> => (await m1.client.getNode(nodeId)).managerStatus!.raftId;

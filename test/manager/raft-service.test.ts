@@ -13,32 +13,15 @@ import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
 import { unaryCall } from "../../src/transport/client.js";
 import { NodeAvailability, NodeRole } from "../../src/proto/shoal/v1/objects.js";
-import { RaftClient, RaftMessageType, type RaftAck, type RaftMessage } from "../../src/proto/shoal/v1/raft.js";
-import { freePort, waitFor } from "../e2e/cluster.js";
+import { RaftClient, RaftMessageType, type RaftAck, RaftMessage } from "../../src/proto/shoal/v1/raft.js";
+import { freePort, waitFor, waitForVoters } from "../e2e/cluster.js";
 import { channelAs } from "../e2e/identity.js";
 
 const silent = pino({ level: "silent" });
 const FAST = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 };
 
 function message(from: bigint, to: bigint): RaftMessage {
-  return {
-    type: RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT,
-    to,
-    from,
-    term: 1n,
-    logTerm: 0n,
-    index: 0n,
-    entries: [],
-    commit: 0n,
-    reject: false,
-    rejectHint: 0n,
-    context: Buffer.alloc(0),
-    snapshot: undefined,
-    snapshotOffset: 0n,
-    snapshotChunk: Buffer.alloc(0),
-    snapshotDone: false,
-    snapshotTotalBytes: 0n,
-  };
+  return RaftMessage.fromPartial({ type: RaftMessageType.RAFT_MESSAGE_TYPE_HEARTBEAT, to, from, term: 1n });
 }
 
 test("raft service: manager certificates only, no speaking for another member, bounded batches; followers forward control calls", { timeout: 60_000 }, async (t) => {
@@ -62,7 +45,7 @@ test("raft service: manager certificates only, no speaking for another member, b
   const join1 = { remoteAddr: m1.addr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE };
   await m2.client.join({ token: init.managerToken, ...join1 });
   await w1.client.join({ token: init.workerToken, ...join1 });
-  await waitFor("2 voters", async () => (await m1.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 2 || undefined, 15_000);
+  await waitForVoters(m1, 2, { timeoutMs: 15_000 });
   const nodes = await m1.client.listNodes();
   const raftIdOf = (nodeId: string): bigint => nodes.find((n) => n.id === nodeId)!.managerStatus!.raftId;
   const m1Raft = raftIdOf(init.nodeId);

@@ -9,9 +9,9 @@ import { GrpcRaftTransport, MAX_MESSAGES_PER_BATCH, raftServiceHandlers } from "
 import { MessageType, type Message, type RaftId } from "../../src/raft/core/types.js";
 import { RaftService, type RaftAck, type RaftMessageBatch } from "../../src/proto/shoal/v1/raft.js";
 import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer, type SecureServer } from "../../src/transport/server.js";
+import type { SecureServer } from "../../src/transport/server.js";
 import { messageFromProto } from "../../src/transport/raft-codec.js";
-import { makePki, verifierFor, type NodeCert, type Pki } from "../transport/fixtures.js";
+import { makePki, pkiServer, type NodeCert, type Pki } from "../transport/fixtures.js";
 import { waitFor } from "../e2e/cluster.js";
 
 const A: RaftId = 11n;
@@ -51,13 +51,7 @@ describe("raft message stream", () => {
   before(async () => {
     pki = makePki();
     revocation = new RevocationState();
-    server = createSecureServer({
-      clusterId: pki.clusterId,
-      rootCaPem: pki.ca.rootCaPem,
-      identity: { certPem: pki.server.certPem, keyPem: pki.server.keyPem },
-      verifier: verifierFor(pki, revocation),
-      revocation,
-    });
+    server = pkiServer(pki, { revocation });
     receiver = new FakeNode([
       { raftId: A, nodeId: pki.manager.nodeId },
       { raftId: B, nodeId: pki.server.nodeId },
@@ -147,13 +141,7 @@ describe("raft message stream fallback", () => {
   test("a peer that serves only ProcessRaftMessages still gets every message after the first refusal", async () => {
     const pki = makePki();
     const revocation = new RevocationState();
-    const server = createSecureServer({
-      clusterId: pki.clusterId,
-      rootCaPem: pki.ca.rootCaPem,
-      identity: { certPem: pki.server.certPem, keyPem: pki.server.keyPem },
-      verifier: verifierFor(pki, revocation),
-      revocation,
-    });
+    const server = pkiServer(pki, { revocation });
     const received: Message[] = [];
     // An older manager: the unary call only, no stream service.
     server.addService(RaftService, {

@@ -11,8 +11,7 @@ import { ControlService } from "../../src/proto/shoal/v1/control.js";
 import { callWithLeaderRedirect, notLeaderError } from "../../src/transport/leader.js";
 import { createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../../src/transport/client.js";
 import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer } from "../../src/transport/server.js";
-import { makePki, verifierFor, type NodeCert, type Pki } from "./fixtures.js";
+import { makePki, pkiServer, type NodeCert, type Pki } from "./fixtures.js";
 import { channelFor, ControlClient, deadline, startHarness, type Harness } from "./harness.js";
 
 function getValue(ch: SecureChannel, key = "k"): Promise<{ found: boolean; value: Buffer }> {
@@ -197,13 +196,7 @@ describe("leader redirection", () => {
   let leaderless: Harness;
   async function followerOf(leaderAddr: string | undefined): Promise<Harness> {
     const revocation = new RevocationState();
-    const server = createSecureServer({
-      clusterId: pki.clusterId,
-      rootCaPem: pki.ca.rootCaPem,
-      identity: { certPem: pki.server.certPem, keyPem: pki.server.keyPem },
-      verifier: verifierFor(pki, revocation),
-      revocation,
-    });
+    const server = pkiServer(pki, { revocation });
     server.addService(ControlService, {
       getValue: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(notLeaderError(leaderAddr)),
     });

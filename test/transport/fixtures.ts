@@ -9,7 +9,8 @@ import path from "node:path";
 import { systemClock, type Clock } from "../../src/base/clock.js";
 import { newId } from "../../src/base/ids.js";
 import { caPeerVerifier, type NodeRole, type PeerVerifier } from "../../src/transport/identity.js";
-import type { RevocationState } from "../../src/transport/revocation.js";
+import { RevocationState } from "../../src/transport/revocation.js";
+import { createSecureServer, type SecureServer, type SecureServerOptions } from "../../src/transport/server.js";
 
 export interface NodeCert {
   certPem: string;
@@ -175,4 +176,20 @@ export function makePki(): Pki {
 
 export function verifierFor(pki: Pki, revocation: RevocationState, clock: Clock = systemClock): PeerVerifier {
   return caPeerVerifier({ rootCaPem: pki.ca.rootCaPem, clusterId: pki.clusterId, clock, revocation });
+}
+
+/** A server with the PKI's server certificate (or `serverCert`) that trusts the PKI's CA; add services, then listen. */
+export function pkiServer(
+  pki: Pki,
+  opts: Partial<SecureServerOptions> & { revocation?: RevocationState; serverCert?: NodeCert } = {},
+): SecureServer {
+  const { serverCert = pki.server, revocation = new RevocationState(), ...rest } = opts;
+  return createSecureServer({
+    clusterId: pki.clusterId,
+    rootCaPem: pki.ca.rootCaPem,
+    identity: { certPem: serverCert.certPem, keyPem: serverCert.keyPem },
+    verifier: verifierFor(pki, revocation),
+    revocation,
+    ...rest,
+  });
 }

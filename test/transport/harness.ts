@@ -7,9 +7,9 @@ import { DispatcherClient, DispatcherService, type SessionMessage } from "../../
 import { RaftMembershipService, RaftService } from "../../src/proto/shoal/v1/raft.js";
 import { createSecureChannel, type SecureChannel } from "../../src/transport/client.js";
 import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer, type SecureServer, type SecureServerOptions } from "../../src/transport/server.js";
+import type { SecureServer, SecureServerOptions } from "../../src/transport/server.js";
 import type { PeerIdentity } from "../../src/transport/identity.js";
-import { verifierFor, type NodeCert, type Pki } from "./fixtures.js";
+import { pkiServer, type NodeCert, type Pki } from "./fixtures.js";
 
 export interface Harness {
   server: SecureServer;
@@ -25,15 +25,7 @@ export interface Harness {
 
 export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> & { serverCert?: NodeCert } = {}): Promise<Harness> {
   const revocation = opts.revocation ?? new RevocationState();
-  const serverCert = opts.serverCert ?? pki.server;
-  const server = createSecureServer({
-    clusterId: pki.clusterId,
-    rootCaPem: pki.ca.rootCaPem,
-    identity: { certPem: serverCert.certPem, keyPem: serverCert.keyPem },
-    verifier: verifierFor(pki, revocation),
-    revocation,
-    ...opts,
-  });
+  const server = pkiServer(pki, { ...opts, revocation });
   const seen: PeerIdentity[] = [];
   const sessions = new Set<grpc.ServerWritableStream<unknown, SessionMessage>>();
   const values = new Map<string, Buffer>();
