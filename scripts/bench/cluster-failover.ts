@@ -8,6 +8,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { argNumber } from "./lib/args.js";
 import { ControlClient } from "../../src/proto/shoal/v1/control.js";
 import {
   formCluster,
@@ -28,14 +29,6 @@ const ROUND_TIMEOUT_MS = 30_000;
 /** A write that takes longer than this is abandoned and retried (the writer must not wait out a dead leader). */
 const WRITE_DEADLINE_MS = 2_000;
 const VALUE = Buffer.alloc(256, 0x61);
-
-function argNumber(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
-  return value;
-}
 
 function putValue(client: ControlClient, key: string): Promise<void> {
   return new Promise((resolve, reject) => {

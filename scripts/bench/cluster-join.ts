@@ -8,18 +8,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { NodeAvailability, NodeRole } from "../../src/proto/shoal/v1/objects.js";
+import { argNumber } from "./lib/args.js";
 import { formCluster, listNodes, loadAvg1m, shoal, startDaemon, stopAll, waitFor, type LocalNode } from "../lib/local-cluster.js";
 
 const READY_TIMEOUT_MS = 30_000;
 const TARGET_MS = 1000;
-
-function argNumber(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
-  return value;
-}
 
 interface JoinSample {
   node: string;

@@ -17,15 +17,11 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ControlClient, type PutValueResponse } from "../../src/proto/shoal/v1/control.js";
-import { ProcessCluster, waitFor, type NodeProcess } from "../../test/e2e/cluster.js";
+import { ProcessCluster, waitForVoters, type NodeProcess } from "../../test/e2e/cluster.js";
 import { DEFAULT_CHANNELS_FOR, EtcdPutSession, putResult, type EtcdPutMeasurement, type EtcdPutResult } from "./etcd/put.js";
+import { argValue } from "./lib/args.js";
 import { runLoad } from "./lib/load.js";
 import { processCpuMs, totalCpuMs } from "./lib/proc-cpu.js";
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-}
 
 const durationMs = Number(argValue("--duration-ms") ?? 5000);
 const warmupMs = Number(argValue("--warmup-ms") ?? 1000);
@@ -83,7 +79,7 @@ class ShoalPutSession {
       const { managerToken } = await cluster.init("m1");
       await cluster.join("m2", managerToken, m1!.addr);
       await cluster.join("m3", managerToken, m1!.addr);
-      await waitFor("3 voters", async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === 3 || undefined, 30_000);
+      await waitForVoters(m1!, 3, { timeoutMs: 30_000 });
       return new ShoalPutSession(cluster, await cluster.leader());
     } catch (err) {
       await cluster.close();

@@ -5,24 +5,19 @@
 // covering the measured window of the last client count (SIGUSR2 starts and stops it).
 // Run: node --import tsx scripts/bench/profile-write-path.ts [--seconds 3] [--clients 1,256] [--managers 3] [--keep]
 import { readFileSync } from "node:fs";
-import { NodeProcess } from "../../test/e2e/cluster.js";
 import { performance } from "node:perf_hooks";
-import { ProcessCluster, waitFor } from "../../test/e2e/cluster.js";
+import { ProcessCluster, waitForVoters, type NodeProcess } from "../../test/e2e/cluster.js";
+import { argValue } from "./lib/args.js";
 import { runLoad } from "./lib/load.js";
 import { processCpuMs } from "./lib/proc-cpu.js";
 
 /** CPU of a daemon in ms, to report CPU per write independent of machine load. */
 const cpuMsOf = (node: NodeProcess): number => processCpuMs(node.child?.pid);
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i > 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
-
-const seconds = Number(arg("--seconds", "3"));
-const clientsList = arg("--clients", "1").split(",").map(Number);
+const seconds = Number(argValue("--seconds") ?? "3");
+const clientsList = (argValue("--clients") ?? "1").split(",").map(Number);
 const keep = process.argv.includes("--keep");
-const managers = Number(arg("--managers", "3"));
+const managers = Number(argValue("--managers") ?? "3");
 const VALUE = Buffer.alloc(256, 7);
 
 const cluster = new ProcessCluster([]);
@@ -32,7 +27,7 @@ try {
   const [m1] = await Promise.all(names.map((n) => cluster.add(n)));
   const { managerToken } = await cluster.init("m1");
   for (const name of names.slice(1)) await cluster.join(name, managerToken, m1!.addr);
-  await waitFor(`${managers} voters`, async () => (await m1!.client.listNodes()).filter((n) => n.managerStatus?.voter).length === managers || undefined, 30_000);
+  await waitForVoters(m1!, managers, { timeoutMs: 30_000 });
   const leader = await cluster.leader();
   const profiling = process.env["SHOAL_CPU_PROF_DIR"] !== undefined;
   const signalDaemons = (): void => {

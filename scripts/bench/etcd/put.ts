@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { ShoalError } from "../../../src/base/errors.js";
+import { argValue } from "../lib/args.js";
 import { runLoad, type LoadResult } from "../lib/load.js";
 import { totalCpuMs } from "../lib/proc-cpu.js";
 import { ETCD_INSTALL_HINT, etcdVersion, findEtcdBinary, startEtcdCluster, type EtcdCluster } from "./cluster.js";
@@ -32,22 +33,15 @@ export interface EtcdPutOptions {
   baseDir?: string;
 }
 
-export interface EtcdPutResult {
+/** The closed loop's figures a run reports (scripts/bench/lib/load.ts), with the run's shape and CPU. */
+export interface EtcdPutResult extends Pick<LoadResult, "ops" | "errors" | "opsPerSecond" | "p50Ms" | "p90Ms" | "p99Ms" | "maxMs" | "firstError"> {
   clients: number;
   channels: number;
-  ops: number;
-  errors: number;
-  opsPerSecond: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
   /** CPU the benchmark process itself used (client encoding, TLS, gRPC), in % of one core: near 100 means the client, not etcd, may be the limit. */
   clientCpuPercent: number;
   /** CPU per completed write of the benchmark process (the client) and of all server processes together, in ms: the machine is CPU-bound at 256 clients, so these say where the cost is. */
   clientCpuMsPerWrite: number;
   serverCpuMsPerWrite: number;
-  firstError?: string;
 }
 
 export interface EtcdPutMeasurement {
@@ -271,11 +265,6 @@ export async function measureEtcdPuts(options: EtcdPutOptions): Promise<EtcdPutM
   } finally {
     await session.stop();
   }
-}
-
-function argValue(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
 }
 
 async function main(): Promise<void> {
