@@ -99,7 +99,7 @@ test("lifecycle refusals, renewal at 50–80 % of the lifetime, and leave", { ti
   await b.client.join({ token: init.workerToken, remoteAddr: m.addr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE });
   assert.notEqual((await b.client.info()).nodeId, bId);
   // The node object it left behind stops heartbeating: the leader marks it DOWN after the TTL (3 × 300 ms).
-  await waitFor("the old node to be marked down", async () => (await m.client.getNode(bId)).status?.state === NodeState.NODE_STATE_DOWN || undefined, 5000);
+  await waitFor("the old node to be marked down", async () => (await m.client.getNode(bId)).status?.state === NodeState.NODE_STATE_DOWN || undefined, 15_000);
 
   // Restart resumes the role from node.crt.
   a.client.close();

@@ -87,14 +87,14 @@ test("a single-member cluster elects itself, takes a learner, and grows to two v
 
   await cluster.start(2n, { join: { members: [cluster.info(1n)] } });
   await solo.addLearner(cluster.info(2n));
-  await waitFor(() => solo.status().members.filter((m) => m.voter).length === 2, 5000, "learner promoted");
+  await waitFor(() => solo.status().members.filter((m) => m.voter).length === 2, 15_000, "learner promoted");
   await solo.propose(utf8("pair"));
-  await waitFor(() => cluster.member(2n).sm.items.join() === "alone,pair", 5000, "joiner state");
+  await waitFor(() => cluster.member(2n).sm.items.join() === "alone,pair", 15_000, "joiner state");
 
   // The joiner learned the founder's address from the founding snapshot and survives a restart.
   await cluster.stop(2n);
   await cluster.start(2n);
-  await waitFor(() => cluster.member(2n).sm.items.join() === "alone,pair", 5000, "joiner state after restart");
+  await waitFor(() => cluster.member(2n).sm.items.join() === "alone,pair", 15_000, "joiner state after restart");
   assert.equal(cluster.node(2n).status().members.find((m) => m.raftId === 1n)?.addr, "loopback:1");
 });
 

@@ -24,7 +24,7 @@ test("3 nodes elect one leader, commit proposals in order on all, and return app
   assert.equal(new Set(indexes).size, 20);
 
   const last = indexes.at(-1)!;
-  await waitFor(() => cluster.running().every((n) => n.appliedIndex >= last), 5000, "all nodes to apply");
+  await waitFor(() => cluster.running().every((n) => n.appliedIndex >= last), 15_000, "all nodes to apply");
   const lists = [1n, 2n, 3n].map((id) => cluster.member(id).sm.items);
   for (const list of lists) assert.deepEqual(list, lists[0]);
   assert.equal(lists[0]!.length, 20);
@@ -72,7 +72,7 @@ test("leader-changed fires on every node, and stopping the leader elects another
     n.on("leader-changed", (e) => list.push(e));
   }
   const first = await cluster.waitForLeader();
-  await waitFor(() => [...events.values()].every((l) => l.some((e) => e.leaderId === first.id)), 2000, "leader events");
+  await waitFor(() => [...events.values()].every((l) => l.some((e) => e.leaderId === first.id)), 10_000, "leader events");
   const selfEvent = events.get(first.id)!.find((e) => e.leaderId === first.id)!;
   assert.equal(selfEvent.isLeader, true);
   assert.equal(selfEvent.term, first.term);
@@ -82,7 +82,7 @@ test("leader-changed fires on every node, and stopping the leader elects another
   assert.notEqual(second.id, first.id);
   assert.ok(second.term > selfEvent.term);
   const other = cluster.running().find((n) => n !== second)!;
-  await waitFor(() => events.get(other.id)!.some((e) => e.leaderId === second.id && e.term === second.term), 2000, "new leader event");
+  await waitFor(() => events.get(other.id)!.some((e) => e.leaderId === second.id && e.term === second.term), 10_000, "new leader event");
   await second.propose(utf8("after failover"));
 });
 

@@ -114,7 +114,7 @@ export class TestCluster {
   }
 
   /** Waits until the running nodes agree on one leader among them; returns it. */
-  async waitForLeader(timeoutMs = 5000): Promise<RaftNode> {
+  async waitForLeader(timeoutMs = 15_000): Promise<RaftNode> {
     return waitFor(() => {
       const nodes = this.running();
       const leaders = nodes.filter((n) => n.isLeader);

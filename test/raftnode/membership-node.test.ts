@@ -22,13 +22,13 @@ test("add a learner, auto-promote it once caught up, then remove a member", asyn
   assert.deepEqual(conf.learners, [4n]);
   await assert.rejects(leader.addLearner(cluster.info(4n)), (e) => isShoalError(e, "ALREADY_EXISTS"));
 
-  await waitFor(() => leader.status().members.find((m) => m.raftId === 4n)?.voter === true, 5000, "automatic promotion");
+  await waitFor(() => leader.status().members.find((m) => m.raftId === 4n)?.voter === true, 15_000, "automatic promotion");
   assert.ok(changes.some((c) => c.change?.raftId === 4n && c.change.type === 0));
   assert.ok(changes.some((c) => c.change?.raftId === 4n && c.change.type === 1));
-  await waitFor(() => cluster.member(4n).sm.items.length === 30, 5000, "learner to replicate");
+  await waitFor(() => cluster.member(4n).sm.items.length === 30, 15_000, "learner to replicate");
   assert.deepEqual(cluster.member(4n).sm.items, cluster.member(leader.id).sm.items);
   const n4 = cluster.node(4n);
-  await waitFor(() => n4.status().members.length === 4 && n4.status().members.every((m) => m.voter), 5000, "node 4 to see itself as voter");
+  await waitFor(() => n4.status().members.length === 4 && n4.status().members.every((m) => m.voter), 15_000, "node 4 to see itself as voter");
   assert.equal(n4.status().members.find((m) => m.raftId === 1n)?.addr, "loopback:1");
 
   // Remove a follower; its ID is never reusable.
@@ -40,7 +40,7 @@ test("add a learner, auto-promote it once caught up, then remove a member", asyn
   await assert.rejects(leader.removeMember(victim), (e) => isShoalError(e, "NOT_FOUND"));
   await cluster.stop(victim);
   const r = (await leader.propose(utf8("with three"))) as { index: number };
-  await waitFor(() => cluster.node(4n).appliedIndex >= r.index, 5000, "the new voter to apply");
+  await waitFor(() => cluster.node(4n).appliedIndex >= r.index, 15_000, "the new voter to apply");
   assert.ok(leader.status().removedIds.includes(victim));
 });
 
@@ -82,7 +82,7 @@ test("the leader can remove itself (another takes over) and leadership can be tr
 
   // Every node knowing the new leader does not mean the leader has heard back from every voter yet,
   // and the removal's quorum check counts only voters it heard from.
-  await waitFor(() => second.reachableVoters().size === 3, 5000, "the new leader to hear from every voter");
+  await waitFor(() => second.reachableVoters().size === 3, 15_000, "the new leader to hear from every voter");
   const removedEvents: boolean[] = [];
   second.on("membership-changed", (c) => removedEvents.push(c.removedSelf));
   const conf = await second.removeMember(second.id);

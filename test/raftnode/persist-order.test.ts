@@ -98,8 +98,8 @@ test("followers persist a leader's entry while the leader's own fsync is still r
       resolved = true;
       return r;
     });
-    await waitFor(() => leader.log.heldSaves > 0, 5000, "the leader's save to start");
-    await waitFor(() => followers.every((f) => f.log.savedData.includes("parallel")), 5000, "both followers to persist the entry");
+    await waitFor(() => leader.log.heldSaves > 0, 15_000, "the leader's save to start");
+    await waitFor(() => followers.every((f) => f.log.savedData.includes("parallel")), 15_000, "both followers to persist the entry");
     // The leader has not written it and has not answered: it cannot see the acks before its own save.
     assert.equal(leader.log.savedData.includes("parallel"), false);
     await new Promise((r) => setTimeout(r, 50));
@@ -122,18 +122,18 @@ test("a campaign's term and vote are on disk before any vote request leaves", { 
     await leader.node.propose(utf8("before"));
     const target = nodes.find((n) => n !== leader)!;
     const termBefore = leader.node.term;
-    await waitFor(() => target.node.appliedIndex === leader.node.appliedIndex || undefined, 5000, "the target to catch up");
+    await waitFor(() => target.node.appliedIndex === leader.node.appliedIndex || undefined, 15_000, "the target to catch up");
 
     target.log.hold();
     const transfer = leader.node.transferLeadership(target.id, { timeoutMs: 10_000 });
-    await waitFor(() => target.log.heldSaves > 0 && target.node.term > termBefore, 5000, "the target to campaign and start saving its new term");
+    await waitFor(() => target.log.heldSaves > 0 && target.node.term > termBefore, 15_000, "the target to campaign and start saving its new term");
     // While the target's new term is not durable, nobody may have heard of it.
     await new Promise((r) => setTimeout(r, 100));
     for (const n of nodes) if (n !== target) assert.equal(n.node.term, termBefore, `node ${n.id} saw the new term before it was persisted`);
 
     target.log.release();
     await transfer;
-    await waitFor(() => target.node.isLeader || undefined, 5000, "the target to lead");
+    await waitFor(() => target.node.isLeader || undefined, 15_000, "the target to lead");
     assert.ok(target.node.term > termBefore);
   } finally {
     await stopCluster(nodes, root);

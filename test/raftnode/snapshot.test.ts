@@ -16,7 +16,7 @@ test("a follower far behind catches up by snapshot; restart from a compacted log
   // The leader compacted: 120 entries with a snapshot every 20 and 5 kept behind.
   const lag = cluster.member(lagging);
   await cluster.start(lagging);
-  await waitFor(() => lag.sm.items.length === 120, 8000, "lagging follower to catch up");
+  await waitFor(() => lag.sm.items.length === 120, 20_000, "lagging follower to catch up");
   assert.ok(lag.sm.restores >= 1, "it was caught up by a snapshot, not by replaying the log");
   const leaderItems = cluster.member(leader.id).sm.items;
   assert.deepEqual(lag.sm.items, leaderItems);
@@ -25,7 +25,7 @@ test("a follower far behind catches up by snapshot; restart from a compacted log
 
   // It keeps replicating normally after the snapshot.
   await leader.propose(utf8("tail"));
-  await waitFor(() => lag.sm.items.at(-1) === "tail", 5000, "entry after the snapshot");
+  await waitFor(() => lag.sm.items.at(-1) === "tail", 15_000, "entry after the snapshot");
 
   // Restart the leader: it comes back from its own snapshot plus the log after it.
   const leaderId = leader.id;
@@ -34,7 +34,7 @@ test("a follower far behind catches up by snapshot; restart from a compacted log
   await cluster.start(leaderId);
   const back = cluster.member(leaderId);
   assert.ok(back.sm.restores >= 1, "restored from the stored snapshot at start");
-  await waitFor(() => back.sm.items.length >= expected.length, 5000, "replay after the snapshot");
+  await waitFor(() => back.sm.items.length >= expected.length, 15_000, "replay after the snapshot");
   assert.deepEqual(back.sm.items.slice(0, expected.length), expected);
 });
 
@@ -50,7 +50,7 @@ test("big entries bring the snapshot forward: the log is bounded in bytes, not o
     for (let i = 0; i < 40; i++) await leader.propose(utf8(`big${i}:` + "x".repeat(4096)));
     await cluster.start(lagging);
     const lag = cluster.member(lagging);
-    await waitFor(() => lag.sm.items.length === 40, 8000, "lagging follower to catch up");
+    await waitFor(() => lag.sm.items.length === 40, 20_000, "lagging follower to catch up");
     assert.deepEqual(lag.sm.items, cluster.member(leader.id).sm.items);
     return lag.sm.restores;
   };
