@@ -11,7 +11,7 @@ import { X509Certificate } from "node:crypto";
 import { pino } from "pino";
 import { isShoalError } from "../../src/base/errors.js";
 import { normalizeSerial } from "../../src/ca/index.js";
-import type { Clock } from "../../src/base/clock.js";
+import { systemClock, type Clock } from "../../src/base/clock.js";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
 import { NodeAvailability, NodeRole, NodeState } from "../../src/proto/shoal/v1/objects.js";
@@ -57,7 +57,7 @@ test("lifecycle refusals, renewal at 50–80 % of the lifetime, and leave", { ti
   await assert.rejects(m.client.leave({ force: false }), (e) => isShoalError(e, "FAILED_PRECONDITION") && /demote/.test((e as Error).message));
 
   // Worker A's clock is 50 minutes ahead: past 80 % of a 1-hour certificate, so it renews at once.
-  const ahead: Clock = { nowMs: () => Date.now() + 50 * 60_000 };
+  const ahead: Clock = { ...systemClock, nowMs: () => Date.now() + 50 * 60_000 };
   const a = await node(root, "a", ahead);
   started.push(a);
   const b = await node(root, "b");

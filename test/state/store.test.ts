@@ -1,4 +1,5 @@
 // Transactions: prepare checks, apply re-checks, all-or-nothing, versions = raft index, CAS, reads are copies.
+import { ManualClock } from "../../src/base/clock.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -257,9 +258,9 @@ test("prepare refuses an empty or asynchronous transaction", () => {
 });
 
 test("apply uses the proposal's timestamp and id, never the local clock", () => {
-  const clockA = { nowMs: () => Date.parse("2030-05-05T00:00:00Z") };
+  const clockA = new ManualClock(Date.parse("2030-05-05T00:00:00Z"));
   const leader = new ObjectStore({ clock: clockA });
-  const follower = new ObjectStore({ clock: { nowMs: () => 0 } });
+  const follower = new ObjectStore({ clock: new ManualClock(0) });
   const service = makeService("web");
   const proposalId = newId();
   const bytes = leader.prepare((tx) => tx.createService(service), { proposalId });
