@@ -150,6 +150,9 @@ export class RaftCore implements RaftCoreApi {
 
   constructor(config: RaftConfig, restore: RestoreState) {
     if (config.id === NO_NODE) throw new ShoalError("INVALID_ARGUMENT", "raft config id must be non-zero");
+    if (config.electionJitterTicks !== undefined && !(Number.isInteger(config.electionJitterTicks) && config.electionJitterTicks >= 1)) {
+      throw new ShoalError("INVALID_ARGUMENT", `electionJitterTicks (${config.electionJitterTicks}) must be a whole number of at least 1`);
+    }
     if (!(config.heartbeatTicks > 0 && config.electionTicks > config.heartbeatTicks)) {
       throw new ShoalError("INVALID_ARGUMENT", `electionTicks (${config.electionTicks}) must exceed heartbeatTicks (${config.heartbeatTicks}) > 0`);
     }
@@ -194,10 +197,12 @@ export class RaftCore implements RaftCoreApi {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.type === MessageType.Vote && bytesEqual(m.context, TRANSFER_CONTEXT);
         // A node that hears from a live leader ignores disruptive candidates (thesis §4.2.3). The
-        // lease is one tick shorter than the minimum election timeout because each node counts its
-        // own ticks: a follower that heard the same last heartbeat as the candidate may have counted
-        // one tick fewer, and ignoring that first candidate delayed elections to twice the timeout.
-        const inLease = this.config.checkQuorum && this.lead !== NO_NODE && this.electionElapsed < this.config.electionTicks - 1;
+        // lease is one heartbeat interval shorter than the minimum election timeout because each node
+        // counts its own ticks from the heartbeat it last heard: a follower that heard the leader's
+        // last heartbeat a little later than the candidate (or the same one, a tick behind) has
+        // counted fewer ticks, and ignoring that first candidate delayed elections to twice the
+        // timeout. With 1-tick heartbeats that is one tick, as before.
+        const inLease = this.config.checkQuorum && this.lead !== NO_NODE && this.electionElapsed < this.config.electionTicks - this.config.heartbeatTicks;
         if (!force && inLease) return;
       }
       if (m.type === MessageType.PreVote) {
@@ -504,7 +509,23 @@ export class RaftCore implements RaftCoreApi {
   }
 
   private resetRandomizedElectionTimeout(): void {
-    this.randomizedElectionTimeout = this.config.random.int(this.config.electionTicks, 2 * this.config.electionTicks);
+    const jitter = this.config.electionJitterTicks ?? this.config.electionTicks;
+    this.randomizedElectionTimeout = this.config.random.int(this.config.electionTicks, this.config.electionTicks + jitter);
+  }
+
+  /**
+   * A candidate whose vote was refused in its own term has probably split the vote with another
+   * candidate (two survivors of a dead leader that timed out within one round trip of each other
+   * both pass the pre-vote and then vote for themselves). With three voters and one dead, neither
+   * can ever count a lost election, so each would wait a whole new randomized timeout before
+   * trying again: the 2.5 s failover tail. Instead its remaining wait is redrawn from
+   * [1, E/2) ticks; the two draw independently, so the first to retry wins the other's pre-vote
+   * (it is not in a leader's lease) and vote. Timeouts never affect safety; a refusal for a stale
+   * log only makes the retry a pre-vote that fails without changing any term.
+   */
+  private shortenAfterRejection(): void {
+    const retryTicks = this.config.random.int(1, Math.max(2, Math.floor(this.config.electionTicks / 2)));
+    this.randomizedElectionTimeout = Math.min(this.randomizedElectionTimeout, this.electionElapsed + retryTicks);
   }
 
   // ---- ticks ------------------------------------------------------------------------------------
@@ -639,7 +660,10 @@ export class RaftCore implements RaftCoreApi {
     }
     if (m.type !== myResp) return;
     if (!this.membership.voters.has(m.from)) return;
-    if (!this.votes.has(m.from)) this.votes.set(m.from, !m.reject);
+    if (!this.votes.has(m.from)) {
+      this.votes.set(m.from, !m.reject);
+      if (m.reject && this.role === Role.Candidate) this.shortenAfterRejection();
+    }
     const result = voteResult(this.membership.voterList, this.votes);
     if (result === "won") {
       if (this.role === Role.PreCandidate) {

@@ -152,8 +152,10 @@ export interface PlantedFaults {
 
 export interface RaftConfig {
   id: RaftId;
-  /** Election timeout is randomized in [electionTicks, 2 * electionTicks). */
+  /** Election timeout is randomized in [electionTicks, electionTicks + electionJitterTicks). */
   electionTicks: number;
+  /** Width of the randomization; default electionTicks, i.e. [E, 2E) as in etcd. */
+  electionJitterTicks?: number;
   heartbeatTicks: number;
   random: Random;
   preVote: boolean;

@@ -97,8 +97,10 @@ export interface RaftNodeOptions {
   tickMs?: number;
   /** Default 1 tick. */
   heartbeatTicks?: number;
-  /** Election timeout is randomized in [electionTicks, 2 * electionTicks). Default 10. */
+  /** Election timeout is randomized in [electionTicks, electionTicks + electionJitterTicks). Default 10. */
   electionTicks?: number;
+  /** Default electionTicks ([E, 2E) as in etcd). */
+  electionJitterTicks?: number;
   preVote?: boolean;
   checkQuorum?: boolean;
   maxSizePerMsgBytes?: number;
@@ -238,6 +240,8 @@ export class RaftNode implements RaftInbound {
 
   // Inputs queued for the loop; bounded.
   private pendingTicks = 0;
+  /** Clock time up to which ticks have been counted (see onTick). */
+  private tickedToMs = 0;
   private readonly inbound: Inbound[] = [];
   private readonly jobs: Job[] = [];
   /** Proposals that arrived while no leader was known; retried when one is elected. */
@@ -398,6 +402,7 @@ export class RaftNode implements RaftInbound {
       {
         id: options.id,
         electionTicks,
+        electionJitterTicks: options.electionJitterTicks,
         heartbeatTicks: options.heartbeatTicks ?? 1,
         random: options.random ?? systemRandom,
         preVote: options.preVote ?? true,
@@ -639,9 +644,19 @@ export class RaftNode implements RaftInbound {
 
   private onTick(): void {
     if (this.stopped) return;
-    // Ticks are time: a few may pile up behind a slow fsync, but not an unbounded number.
-    if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
+    // Ticks are time, counted from the clock rather than from timer callbacks: on a busy machine a
+    // 10 ms interval fires late and coalesces, and counting callbacks would stretch the election
+    // timeout with the load. A few may pile up behind a slow fsync, but not an unbounded number.
     const nowMs = this.clock.nowMs();
+    const elapsed = Math.floor((nowMs - this.tickedToMs) / this.opts.tickMs);
+    if (elapsed < 1 || elapsed > this.opts.electionTicks) {
+      // A clock step (or the first tick): count one tick and start counting from now.
+      this.tickedToMs = nowMs;
+      if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
+    } else {
+      this.tickedToMs += elapsed * this.opts.tickMs;
+      this.pendingTicks = Math.min(this.opts.electionTicks, this.pendingTicks + elapsed);
+    }
     this.expireDeadlines(nowMs);
     const noQuorum = this.noQuorumNow();
     if (noQuorum) this.rejectWaiting(noQuorum);
