@@ -2,6 +2,7 @@
 // and the revocation list; heartbeats that mark nodes READY; a leader loop that marks nodes DOWN
 // after a missed-heartbeat TTL. A session of a removed node is ended at once.
 import * as grpc from "@grpc/grpc-js";
+import type { Timer } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
 import { newId } from "../../base/ids.js";
 import { NodeRole, NodeState, type Node, type NodeDescription } from "../../proto/shoal/v1/objects.js";
@@ -53,7 +54,7 @@ export class Dispatcher {
   private readonly assignmentStreams = new Set<grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>>();
   private readonly lastHeartbeatMs = new Map<string, number>();
   private readonly heartbeatPeriodMs: number;
-  private downTimer: NodeJS.Timeout | undefined;
+  private downTimer: Timer | undefined;
   private leaderSinceMs = 0;
   private leaderTerm = 0;
   private readonly marking = new Set<string>();
@@ -69,21 +70,22 @@ export class Dispatcher {
 
   /** Leader loop start (on becoming leader) and stop (on losing it): fenced with the term. */
   leadershipChanged(isLeader: boolean, term: number): void {
-    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.downTimer?.cancel();
     this.downTimer = undefined;
     if (isLeader) {
       this.leaderSinceMs = this.ctx.clock.nowMs();
       this.leaderTerm = term;
       this.lastHeartbeatMs.clear();
-      this.downTimer = setInterval(() => this.markDownNodes(), this.heartbeatPeriodMs);
-      this.downTimer.unref();
+      // Through the injected clock, so the simulator and tests drive the DOWN marking.
+      this.downTimer = this.ctx.clock.setInterval(() => this.markDownNodes(), this.heartbeatPeriodMs);
     } else {
       this.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
     }
   }
 
   close(): void {
-    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.downTimer?.cancel();
+    this.downTimer = undefined;
     this.unsubscribe();
     this.endAll(new ShoalError("UNAVAILABLE", "this manager is shutting down; reconnect to another manager"));
   }
