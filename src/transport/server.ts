@@ -28,6 +28,12 @@ import type { RevocationState } from "./revocation.js";
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 /**
+ * Every TLS peer of a Shoal node is a Shoal node, so nothing needs TLS 1.2 or older: 1.3 alone
+ * leaves only AEAD suites and forward secrecy, with no CBC or downgrade to negotiate. Servers and
+ * clients both set it, in the secure context itself (a context swapped in later keeps it).
+ */
+export const TLS_MIN_VERSION = "TLSv1.3" as const;
+/**
  * grpc-js keeps channelz statistics (counters and a new Date per call and per message) unless told
  * not to; nothing here serves channelz, and the bookkeeping showed in the leader's profile. For
  * servers and channels alike.
@@ -88,12 +94,12 @@ class SwappableServerCredentials extends grpc.ServerCredentials {
     context: SecureContextOptions,
     private readonly interceptors: grpc.ServerInterceptor[],
   ) {
-    super({ requestCert: true, rejectUnauthorized: kind === "peer" }, context);
-    this.context = context;
+    super({ requestCert: true, rejectUnauthorized: kind === "peer", minVersion: TLS_MIN_VERSION }, { ...context, minVersion: TLS_MIN_VERSION });
+    this.context = { ...context, minVersion: TLS_MIN_VERSION };
   }
 
   update(patch: Partial<SecureContextOptions>): void {
-    this.context = { ...this.context, ...patch };
+    this.context = { ...this.context, ...patch, minVersion: TLS_MIN_VERSION };
     // See the module header: the open listener refuses revoked peers through the revocation list.
     if (this.kind === "open") delete this.context.crl;
     this.updateSecureContextOptions(this.context);
