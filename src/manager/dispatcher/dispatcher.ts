@@ -23,7 +23,7 @@ import type { ManagerContext } from "../context.js";
 import { handlerError, LeaderRedirect, unary } from "../handlers.js";
 import { revokeSupersededSerials } from "../demotion.js";
 import { revocationSets } from "../revocation-view.js";
-import { checkNodeDescription, checkTaskStatusUpdates } from "./limits.js";
+import { checkNodeDescription, checkSessionAddr, checkTaskStatusUpdates } from "./limits.js";
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
 /** Missed heartbeats before a node is marked DOWN. */
@@ -237,7 +237,7 @@ export class Dispatcher {
           const node = ctx.store.getNode(peer.nodeId);
           if (node === undefined) throw new ShoalError("CERT_REVOKED", `node ${peer.nodeId} is not in the cluster; join again with a token`);
           if (this.sessions.size >= MAX_SESSIONS) throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
-          if (call.request.addr.length > 300) throw new ShoalError("INVALID_ARGUMENT", "addr is longer than 300 characters");
+          checkSessionAddr(call.request.addr);
           checkNodeDescription(call.request.description);
           const session: Session = { id: newId(), nodeId: peer.nodeId, call };
           this.sessions.set(session.id, session);
