@@ -29,6 +29,13 @@ export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
 /** Missed heartbeats before a node is marked DOWN. */
 export const HEARTBEAT_TTL_PERIODS = 3;
 export const MAX_SESSIONS = 10_000;
+/**
+ * One session per node: a new session of a node replaces (ends) its older one, as SwarmKit does. A
+ * cap with a refusal was rejected: an agent whose link dropped would be locked out until its old,
+ * half-open stream timed out, while replacing loses nothing (the agent abandoned that stream) and
+ * only the node itself, by its certificate, can replace its own session.
+ */
+export const MAX_SESSIONS_PER_NODE = 1;
 
 interface Session {
   id: string;
@@ -51,6 +58,8 @@ export interface DispatcherOptions {
 
 export class Dispatcher {
   private readonly sessions = new Map<string, Session>();
+  /** The current session of each node (MAX_SESSIONS_PER_NODE). */
+  private readonly sessionByNode = new Map<string, Session>();
   private readonly assignmentStreams = new Set<grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>>();
   private readonly lastHeartbeatMs = new Map<string, number>();
   private readonly heartbeatPeriodMs: number;
@@ -93,6 +102,7 @@ export class Dispatcher {
   private endAll(err: ShoalError): void {
     for (const session of this.sessions.values()) endStream(session.call, handlerError(err));
     this.sessions.clear();
+    this.sessionByNode.clear();
     for (const stream of this.assignmentStreams) endStream(stream, handlerError(err));
     this.assignmentStreams.clear();
   }
@@ -118,11 +128,32 @@ export class Dispatcher {
   private push(session: Session): void {
     const node = this.ctx.store.getNode(session.nodeId);
     if (node === undefined) {
-      this.sessions.delete(session.id);
+      this.forgetSession(session);
       endStream(session.call, handlerError(new ShoalError("CERT_REVOKED", `node ${session.nodeId} has been removed from the cluster; join again with a token`)));
       return;
     }
     session.call.write(this.message(session, node));
+  }
+
+  /** Open sessions (all nodes). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private forgetSession(session: Session): void {
+    this.sessions.delete(session.id);
+    if (this.sessionByNode.get(session.nodeId) === session) this.sessionByNode.delete(session.nodeId);
+  }
+
+  /** Registers a node's new session, ending the one it replaces. */
+  private addSession(session: Session): void {
+    const previous = this.sessionByNode.get(session.nodeId);
+    if (previous !== undefined) {
+      this.forgetSession(previous);
+      endStream(previous.call, handlerError(new ShoalError("FAILED_PRECONDITION", `node ${session.nodeId} opened a newer session on this manager, which replaces this one`)));
+    }
+    this.sessions.set(session.id, session);
+    this.sessionByNode.set(session.nodeId, session);
   }
 
   private onApplied(changes: Parameters<Parameters<ManagerContext["onApplied"]>[0]>[0]): void {
@@ -236,14 +267,14 @@ export class Dispatcher {
           ctx.requireLeader();
           const node = ctx.store.getNode(peer.nodeId);
           if (node === undefined) throw new ShoalError("CERT_REVOKED", `node ${peer.nodeId} is not in the cluster; join again with a token`);
-          if (this.sessions.size >= MAX_SESSIONS) throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
+          if (this.sessions.size >= MAX_SESSIONS && !this.sessionByNode.has(peer.nodeId)) {
+            throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
+          }
           checkSessionAddr(call.request.addr);
           checkNodeDescription(call.request.description);
           const session: Session = { id: newId(), nodeId: peer.nodeId, call };
-          this.sessions.set(session.id, session);
-          const forget = (): void => {
-            this.sessions.delete(session.id);
-          };
+          this.addSession(session);
+          const forget = (): void => this.forgetSession(session);
           call.on("cancelled", forget);
           call.on("close", forget);
           call.on("error", forget);
