@@ -1,6 +1,9 @@
 // What `--format json` prints and what the tables are made of: plain objects with camelCase fields
 // that are always present (empty string, 0 or [] rather than missing), full IDs, lower-case enum
-// names, ISO-8601 times. Secret data is never part of any view.
+// names, ISO-8601 times. Secret data is never part of any view. Every string that came from a node
+// or a user is shown with control and bidi-control characters escaped (`\x1b`, `\u202e`), in tables
+// and JSON alike, so stored text can neither drive the terminal nor forge a row.
+import { escapeUnsafeChars as shown } from "../base/text.js";
 import {
   ManagerStatus_Reachability,
   NodeAvailability,
@@ -86,8 +89,12 @@ function iso(date: Date | undefined): string {
 
 function sortedLabels(labels: { [key: string]: string } | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const key of Object.keys(labels ?? {}).sort()) out[key] = labels![key]!;
+  for (const key of Object.keys(labels ?? {}).sort()) out[shown(key)] = shown(labels![key]!);
   return out;
+}
+
+function shownAll(texts: readonly string[] | undefined): string[] {
+  return (texts ?? []).map(shown);
 }
 
 export interface NodeView {
@@ -113,13 +120,13 @@ export function nodeView(node: Node, localNodeId: string): NodeView {
   return {
     id: node.id,
     self: node.id === localNodeId && localNodeId !== "",
-    hostname: node.description?.hostname ?? "",
+    hostname: shown(node.description?.hostname ?? ""),
     status: nodeStateName(node.status?.state),
     availability: availabilityName(node.spec?.availability ?? NodeAvailability.NODE_AVAILABILITY_ACTIVE),
     role: roleName(node.role),
     desiredRole: roleName(node.spec?.desiredRole ?? NodeRole.NODE_ROLE_UNSPECIFIED),
     managerStatus: managerStatusName(node),
-    addr: node.managerStatus?.addr || node.status?.addr || "",
+    addr: shown(node.managerStatus?.addr || node.status?.addr || ""),
     zone: labels["zone"] ?? "default",
     labels,
     version: Number(node.meta?.version ?? 0n),
@@ -129,7 +136,7 @@ export function nodeView(node: Node, localNodeId: string): NodeView {
       serial: node.certificate?.serial ?? "",
       notAfter: iso(node.certificate?.notAfter),
       role: roleName(node.certificate?.role ?? NodeRole.NODE_ROLE_UNSPECIFIED),
-      zone: node.certificate?.zone ?? "",
+      zone: shown(node.certificate?.zone ?? ""),
     },
   };
 }
@@ -157,16 +164,16 @@ export function serviceView(service: Service, runningTasks: number): ServiceView
   const container = spec?.container;
   return {
     id: service.id,
-    name: spec?.name ?? "",
+    name: shown(spec?.name ?? ""),
     replicas: spec?.replicas ?? 0,
     runningTasks,
-    image: container?.image ?? "",
-    command: [...(container?.command ?? [])],
-    args: [...(container?.args ?? [])],
-    env: [...(container?.env ?? [])],
-    zone: spec?.zone ?? "",
-    constraints: [...(spec?.constraints ?? [])],
-    secrets: (container?.secrets ?? []).map((s) => ({ secretId: s.secretId, secretName: s.secretName, target: s.target })),
+    image: shown(container?.image ?? ""),
+    command: shownAll(container?.command),
+    args: shownAll(container?.args),
+    env: shownAll(container?.env),
+    zone: shown(spec?.zone ?? ""),
+    constraints: shownAll(spec?.constraints),
+    secrets: (container?.secrets ?? []).map((s) => ({ secretId: shown(s.secretId), secretName: shown(s.secretName), target: shown(s.target) })),
     labels: sortedLabels(spec?.labels),
     version: Number(service.meta?.version ?? 0n),
     createdAt: iso(service.meta?.createdAt),
@@ -194,18 +201,18 @@ export interface TaskView {
 export function taskView(task: Task, hostnameOf: (nodeId: string) => string): TaskView {
   return {
     id: task.id,
-    name: `${task.serviceName}.${task.slot}`,
+    name: shown(`${task.serviceName}.${task.slot}`),
     serviceId: task.serviceId,
-    serviceName: task.serviceName,
+    serviceName: shown(task.serviceName),
     slot: task.slot,
     nodeId: task.nodeId,
-    nodeHostname: task.nodeId === "" ? "" : hostnameOf(task.nodeId),
+    nodeHostname: task.nodeId === "" ? "" : shown(hostnameOf(task.nodeId)),
     desiredState: taskStateName(task.desiredState),
     state: taskStateName(task.status?.state),
-    message: task.status?.message ?? "",
-    error: task.status?.err ?? "",
+    message: shown(task.status?.message ?? ""),
+    error: shown(task.status?.err ?? ""),
     exitCode: task.status?.exitCode ?? 0,
-    zone: task.zone,
+    zone: shown(task.zone),
     updatedAt: iso(task.status?.timestamp ?? task.meta?.updatedAt),
   };
 }
@@ -226,8 +233,8 @@ export interface SecretView {
 export function secretView(secret: Secret): SecretView {
   return {
     id: secret.id,
-    name: secret.spec?.name ?? "",
-    zone: secret.spec?.zone ?? "",
+    name: shown(secret.spec?.name ?? ""),
+    zone: shown(secret.spec?.zone ?? ""),
     digest: secret.digest,
     sizeBytes: secret.sizeBytes,
     labels: sortedLabels(secret.spec?.labels),
@@ -259,18 +266,22 @@ export function infoView(info: InfoResponse): InfoView {
     role: roleName(info.role),
     locked: info.locked,
     state: info.state || (info.locked ? "locked" : "inactive"),
-    addr: info.addr,
+    addr: shown(info.addr),
     autolock: info.autolock,
-    zone: info.zone,
+    zone: shown(info.zone),
     leaderNodeId: info.leaderNodeId,
-    leaderAddr: info.leaderAddr,
-    managers: info.managers.map((m) => ({ nodeId: m.nodeId, addr: m.addr, leader: m.leader, reachable: m.reachable })),
+    leaderAddr: shown(info.leaderAddr),
+    managers: info.managers.map((m) => ({ nodeId: shown(m.nodeId), addr: shown(m.addr), leader: m.leader, reachable: m.reachable })),
     certNotAfter: info.certNotAfter,
   };
 }
 
-/** Docker-style table: upper-case headers, columns padded to the widest cell plus three spaces. */
-export function renderTable(headers: string[], rows: string[][]): string {
+/**
+ * Docker-style table: upper-case headers, columns padded to the widest cell plus three spaces. Cells
+ * are escaped again here, so a caller that forgot a view cannot print a raw newline or escape.
+ */
+export function renderTable(headers: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(shown));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]): string =>
     cells

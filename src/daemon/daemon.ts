@@ -63,6 +63,7 @@ import {
 } from "../proto/shoal/v1/objects.js";
 import { RaftMembershipClient, type JoinRaftResponse } from "../proto/shoal/v1/raft.js";
 import { readNodeFile, writeNodeFile, nodeFilePath, type NodeFile } from "./node-file.js";
+import { DataDirLock } from "./data-dir-lock.js";
 
 export type DaemonState = "inactive" | "locked" | "manager" | "worker";
 
@@ -104,6 +105,7 @@ export class Daemon {
   private rootCaPem = "";
   private lifecycle: Promise<unknown> = Promise.resolve();
   private socketServer: grpc.Server | undefined;
+  private dataDirLock: DataDirLock | undefined;
   private stopping = false;
   /** Set when the daemon stopped because of an error it must not limp past (the CLI exits non-zero). */
   fatalError: Error | undefined;
@@ -174,9 +176,23 @@ export class Daemon {
   async start(): Promise<void> {
     await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
     await chmod(this.opts.dataDir, 0o700).catch(() => undefined);
-    await this.resume();
-    await this.openSocket();
+    // Before anything else touches the directory or the socket: a second daemon exits here.
+    this.dataDirLock = await DataDirLock.acquire(this.opts.dataDir, this.clock.nowMs());
+    try {
+      await this.resume();
+      await this.openSocket();
+    } catch (err) {
+      await this.stopRoles().catch(() => undefined);
+      await this.releaseDataDir();
+      throw err;
+    }
     this.log.info({ state: this.state, socket: this.socketPath }, "daemon started");
+  }
+
+  private async releaseDataDir(): Promise<void> {
+    const lock = this.dataDirLock;
+    this.dataDirLock = undefined;
+    await lock?.release().catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not release the data directory lock"));
   }
 
   private async resume(): Promise<void> {
@@ -734,6 +750,7 @@ export class Daemon {
       });
     }
     await unlink(this.socketPath).catch(() => undefined);
+    await this.releaseDataDir();
     this.resolveStopped();
     return this.stopped;
   }

@@ -9,7 +9,7 @@ import { CAClient, type GetRootCACertificateResponse } from "../proto/shoal/v1/c
 import { fromGrpcError } from "./errors.js";
 import type { NodeRole } from "./identity.js";
 import type { RevocationState } from "./revocation.js";
-import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, GRPC_NO_CHANNELZ, MAX_MESSAGE_BYTES_LIMIT, type KeepaliveOptions } from "./server.js";
+import { DEFAULT_KEEPALIVE, DEFAULT_MAX_MESSAGE_BYTES, GRPC_NO_CHANNELZ, MAX_MESSAGE_BYTES_LIMIT, TLS_MIN_VERSION, type KeepaliveOptions } from "./server.js";
 
 /** Every node certificate carries its role as a DNS SAN, so the role name verifies for any node of it. */
 export const MANAGER_TARGET_NAME = "swarm-manager";
@@ -92,6 +92,19 @@ function channelOptions(
   };
 }
 
+/**
+ * Channel credentials on a TLS 1.3-only context (grpc-js's createSsl takes no protocol version, so the
+ * context is built here with the same roots, key and chain). `ca` omitted: nothing is verified, for
+ * the one unverified root-CA fetch.
+ */
+function tlsCredentials(
+  pem: { ca?: string; key?: string; cert?: string },
+  verify: { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined; rejectUnauthorized?: boolean },
+): grpc.ChannelCredentials {
+  const context = createSecureContext({ minVersion: TLS_MIN_VERSION, ...(pem.ca !== undefined ? { ca: pem.ca } : {}), key: pem.key, cert: pem.cert });
+  return grpc.ChannelCredentials.createFromSecureContext(context, verify);
+}
+
 function wrapChannel(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions): SecureChannel {
   const channel = new grpc.Channel(address, credentials, options);
   return {
@@ -106,12 +119,7 @@ export function createSecureChannel(address: string, opts: SecureChannelOptions)
   if ((opts.certPem === undefined) !== (opts.keyPem === undefined)) {
     throw new ShoalError("INVALID_ARGUMENT", "give both certPem and keyPem, or neither for a certless channel");
   }
-  const credentials = grpc.credentials.createSsl(
-    Buffer.from(opts.rootCaPem),
-    opts.keyPem === undefined ? null : Buffer.from(opts.keyPem),
-    opts.certPem === undefined ? null : Buffer.from(opts.certPem),
-    { checkServerIdentity: serverIdentityCheck(opts) },
-  );
+  const credentials = tlsCredentials({ ca: opts.rootCaPem, key: opts.keyPem, cert: opts.certPem }, { checkServerIdentity: serverIdentityCheck(opts) });
   return wrapChannel(address, credentials, channelOptions(opts, opts.expectServerRole));
 }
 
@@ -142,10 +150,13 @@ export interface FetchRootCaOptions {
  * token) but not yet the cluster ID: the server must chain to that CA and be a manager.
  */
 export function createJoinChannel(address: string, rootCaPem: string, opts: { maxReceiveMessageBytes?: number } = {}): SecureChannel {
-  const credentials = grpc.credentials.createSsl(Buffer.from(rootCaPem), null, null, {
-    checkServerIdentity: (_host, cert) =>
-      one(cert.subject?.OU) === MANAGER_TARGET_NAME ? undefined : new Error("the server is not a swarm-manager of this cluster"),
-  });
+  const credentials = tlsCredentials(
+    { ca: rootCaPem },
+    {
+      checkServerIdentity: (_host, cert) =>
+        one(cert.subject?.OU) === MANAGER_TARGET_NAME ? undefined : new Error("the server is not a swarm-manager of this cluster"),
+    },
+  );
   return wrapChannel(address, credentials, channelOptions(opts));
 }
 
@@ -164,7 +175,7 @@ async function getRootCa(ch: SecureChannel, timeoutMs: number): Promise<Buffer> 
  */
 export async function fetchRootCA(address: string, expectedDigest: string, opts: FetchRootCaOptions = {}): Promise<string> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const credentials = grpc.ChannelCredentials.createFromSecureContext(createSecureContext({}), { rejectUnauthorized: false });
+  const credentials = tlsCredentials({}, { rejectUnauthorized: false });
   const unverified = wrapChannel(address, credentials, channelOptions({ maxReceiveMessageBytes: 1024 * 1024 }));
   let pem: Buffer;
   try {

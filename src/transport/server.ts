@@ -28,6 +28,12 @@ import type { RevocationState } from "./revocation.js";
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 /**
+ * Every TLS peer of a Shoal node is a Shoal node, so nothing needs TLS 1.2 or older: 1.3 alone
+ * leaves only AEAD suites and forward secrecy, with no CBC or downgrade to negotiate. Servers and
+ * clients both set it, in the secure context itself (a context swapped in later keeps it).
+ */
+export const TLS_MIN_VERSION = "TLSv1.3" as const;
+/**
  * grpc-js keeps channelz statistics (counters and a new Date per call and per message) unless told
  * not to; nothing here serves channelz, and the bookkeeping showed in the leader's profile. For
  * servers and channels alike.
@@ -44,6 +50,18 @@ export interface KeepaliveOptions {
 }
 
 export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 30_000, timeoutMs: 10_000 };
+
+/**
+ * A connection that has not finished its TLS handshake by then is closed (Node's default is 120 s),
+ * so half-open or silent sockets cannot pile up: 2,000 of them held 150 MB on a manager.
+ */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * A connection with no call open for this long is closed (grpc-js sends GOAWAY; a client reconnects
+ * for its next call). Every long-lived use (agent sessions, raft streams) keeps a call open, so this
+ * mostly closes connections that authenticate nothing; a unary-only peer pays one new handshake.
+ */
+export const DEFAULT_IDLE_CONNECTION_MS = 5_000;
 
 export interface NodeIdentityPem {
   certPem: string;
@@ -65,6 +83,10 @@ export interface SecureServerOptions {
   keepalive?: KeepaliveOptions;
   /** Concurrent calls per connection. */
   maxConcurrentStreams?: number;
+  /** Close a connection whose TLS handshake is not done by then (DEFAULT_HANDSHAKE_TIMEOUT_MS). */
+  handshakeTimeoutMs?: number;
+  /** Close a connection with no call open for this long (DEFAULT_IDLE_CONNECTION_MS). */
+  idleConnectionMs?: number;
   clock?: Clock;
   /**
    * Runs on every certificate-authenticated call after the certificate checks, e.g. to refuse a
@@ -87,13 +109,18 @@ class SwappableServerCredentials extends grpc.ServerCredentials {
     private readonly kind: ListenerKind,
     context: SecureContextOptions,
     private readonly interceptors: grpc.ServerInterceptor[],
+    handshakeTimeoutMs: number,
   ) {
-    super({ requestCert: true, rejectUnauthorized: kind === "peer" }, context);
-    this.context = context;
+    // grpc-js passes these constructor options to http2.createSecureServer, i.e. to tls.Server.
+    super(
+      { requestCert: true, rejectUnauthorized: kind === "peer", minVersion: TLS_MIN_VERSION, handshakeTimeout: handshakeTimeoutMs },
+      { ...context, minVersion: TLS_MIN_VERSION },
+    );
+    this.context = { ...context, minVersion: TLS_MIN_VERSION };
   }
 
   update(patch: Partial<SecureContextOptions>): void {
-    this.context = { ...this.context, ...patch };
+    this.context = { ...this.context, ...patch, minVersion: TLS_MIN_VERSION };
     // See the module header: the open listener refuses revoked peers through the revocation list.
     if (this.kind === "open") delete this.context.crl;
     this.updateSecureContextOptions(this.context);
@@ -106,6 +133,14 @@ class SwappableServerCredentials extends grpc.ServerCredentials {
   _equals(other: grpc.ServerCredentials): boolean {
     return other === this;
   }
+}
+
+function boundedMs(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 100 || v > 3_600_000) {
+    throw new ShoalError("INVALID_ARGUMENT", `${name} must be an integer number of milliseconds between 100 and 3600000, got ${v}`);
+  }
+  return v;
 }
 
 function boundedBytes(value: number | undefined, name: string): number {
@@ -145,6 +180,7 @@ export class SecureServer {
   private readonly credentials: SwappableServerCredentials[] = [];
   private identity: NodeIdentityPem;
   private crlPem: string | undefined;
+  private readonly handshakeTimeoutMs: number;
 
   constructor(private readonly opts: SecureServerOptions) {
     checkIdentityPem(opts.identity);
@@ -152,12 +188,14 @@ export class SecureServer {
     this.identity = opts.identity;
     this.crlPem = opts.crlPem;
     const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
+    this.handshakeTimeoutMs = boundedMs(opts.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, "handshakeTimeoutMs");
     this.grpcServer = new grpc.Server({
       "grpc.max_receive_message_length": boundedBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),
       "grpc.max_send_message_length": boundedBytes(opts.maxSendMessageBytes, "maxSendMessageBytes"),
       "grpc.keepalive_time_ms": keepalive.timeMs,
       "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
       "grpc.max_concurrent_streams": opts.maxConcurrentStreams ?? 1000,
+      "grpc.max_connection_idle_ms": boundedMs(opts.idleConnectionMs, DEFAULT_IDLE_CONNECTION_MS, "idleConnectionMs"),
       ...GRPC_NO_CHANNELZ,
     });
     this.authorizer = new Authorizer({
@@ -182,7 +220,7 @@ export class SecureServer {
       key: this.identity.keyPem,
       ...(kind === "peer" && this.crlPem !== undefined ? { crl: this.crlPem } : {}),
     };
-    const creds = new SwappableServerCredentials(kind, context, [this.authorizer.interceptor]);
+    const creds = new SwappableServerCredentials(kind, context, [this.authorizer.interceptor], this.handshakeTimeoutMs);
     this.credentials.push(creds);
     return new Promise((resolve, reject) => {
       this.grpcServer.bindAsync(address, creds, (err, port) => {

@@ -12,10 +12,12 @@ import { pino } from "pino";
 import { ShoalError, isShoalError } from "../../src/base/errors.js";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon } from "../../src/daemon/daemon.js";
-import { unaryCall, type SecureChannel } from "../../src/transport/client.js";
+import { createNodeKeyAndCsr } from "../../src/ca/index.js";
+import { CAClient, type IssueNodeCertificateResponse } from "../../src/proto/shoal/v1/ca.js";
+import { createJoinChannel, unaryCall, type SecureChannel } from "../../src/transport/client.js";
 import { fromGrpcError } from "../../src/transport/errors.js";
 import { DispatcherClient, type SessionMessage, type UpdateTaskStatusResponse } from "../../src/proto/shoal/v1/dispatcher.js";
-import { TaskState, type NodeDescription } from "../../src/proto/shoal/v1/objects.js";
+import { NodeAvailability, TaskState, type NodeDescription } from "../../src/proto/shoal/v1/objects.js";
 import {
   MAX_NODE_DESCRIPTION_FIELD_BYTES,
   MAX_STATUS_MESSAGE_BYTES,
@@ -100,4 +102,68 @@ test("the dispatcher refuses over-long node descriptions and task status strings
   await statusUpdate(ch, first.sessionId, text(MAX_STATUS_MESSAGE_BYTES), text(MAX_STATUS_MESSAGE_BYTES)).catch((e: unknown) => {
     assert.ok(isShoalError(e, "NOT_FOUND"), String(e));
   });
+});
+
+test("control and bidi-control characters are refused in what a node reports, at the dispatcher and at join", { timeout: 60_000 }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "shoal-dctl-"));
+  const dir = join(root, "m1");
+  const addr = `127.0.0.1:${await freePort()}`;
+  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: silent, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
+  const client = new DaemonClient(daemon.socketPath);
+  t.after(async () => {
+    client.close();
+    await daemon.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  const rootCaPem = readFileSync(join(dir, "certificates/root-ca.crt"), "utf8");
+  const identity = { certPem: readFileSync(join(dir, "certificates/node.crt"), "utf8"), keyPem: readFileSync(join(dir, "certificates/node.key"), "utf8") };
+  const ch = channelAs(addr, rootCaPem, init.clusterId, identity);
+  t.after(() => ch.close());
+
+  const clean = { hostname: "web-1", platform: "linux/x64", engineVersion: "1.0" };
+  const hostile = ["\x1b[2J", "a\nb", "\r", "\x00", "\x7f", "\u009b", "\u202e", "\u2067"];
+  for (const field of ["hostname", "platform", "engineVersion"] as const) {
+    for (const bad of hostile) {
+      await assert.rejects(
+        session(ch, { ...clean, [field]: `x${bad}y` }),
+        (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes(`description.${field}`),
+        `${field} ${JSON.stringify(bad)}`,
+      );
+    }
+  }
+  const stream = ch.client(DispatcherClient).session({ description: clean, addr: "10.0.0.9:1\x1b[1A" });
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      stream.on("data", resolve);
+      stream.on("error", (err) => reject(fromGrpcError(err)));
+    }).finally(() => stream.cancel()),
+    (e) => isShoalError(e, "INVALID_ARGUMENT") && /\baddr\b/.test(e.message),
+  );
+  const first = await session(ch, clean);
+  await assert.rejects(statusUpdate(ch, first.sessionId, "ok\x1b[31m", ""), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("status.message"));
+  await assert.rejects(statusUpdate(ch, first.sessionId, "", "line\nforged"), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("status.err"));
+
+  // Join with a valid worker token but a hostile hostname or address: refused, and no node is created.
+  const before = (await client.listNodes()).length;
+  const { csrPem } = await createNodeKeyAndCsr();
+  const joinCh = createJoinChannel(addr, rootCaPem);
+  t.after(() => joinCh.close());
+  const issue = (hostname: string, joinAddr: string) =>
+    unaryCall<IssueNodeCertificateResponse>((cb) =>
+      joinCh
+        .client(CAClient)
+        .issueNodeCertificate(
+          { csr: Buffer.from(csrPem), token: init.workerToken, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, hostname, addr: joinAddr },
+          new grpc.Metadata(),
+          { deadline: Date.now() + 5000 },
+          cb,
+        ),
+    );
+  await assert.rejects(issue("evil\x1b[2J\x1b[H\nforged-row", "10.0.0.9:1"), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("hostname"));
+  await assert.rejects(issue("evil\u202e", "10.0.0.9:1"), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("hostname"));
+  await assert.rejects(issue("ok", "10.0.0.9:1\n"), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes("addr"));
+  assert.equal((await client.listNodes()).length, before, "a refused join creates no node");
+  const joined = await issue("web-2", "10.0.0.9:1");
+  assert.equal(joined.nodeId.length, 25, "a clean join with the same token still works");
 });

@@ -4,6 +4,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
+import { checkNoControlChars } from "../../base/text.js";
 import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
@@ -154,6 +155,9 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       ctx.requireLeader();
       if (req.hostname.length > MAX_HOSTNAME_CHARS) throw new ShoalError("INVALID_ARGUMENT", `hostname is longer than ${MAX_HOSTNAME_CHARS} characters`);
       if (req.addr.length > MAX_ADDR_CHARS) throw new ShoalError("INVALID_ARGUMENT", `addr is longer than ${MAX_ADDR_CHARS} characters`);
+      // Shown in `node ls` and `node inspect`: no terminal escapes or forged lines (base/text.ts).
+      checkNoControlChars(req.hostname, "hostname");
+      checkNoControlChars(req.addr, "addr");
       if (!Object.values(NodeAvailability).includes(req.availability)) throw new ShoalError("INVALID_ARGUMENT", "availability is not active, pause or drain");
       const cluster = requireCluster(ctx);
       const tokens = JoinTokenSet.fromProto(cluster.rootCa!.joinTokens!, ctx.rootCA());

@@ -2,6 +2,7 @@
 // and the revocation list; heartbeats that mark nodes READY; a leader loop that marks nodes DOWN
 // after a missed-heartbeat TTL. A session of a removed node is ended at once.
 import * as grpc from "@grpc/grpc-js";
+import type { Timer } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
 import { newId } from "../../base/ids.js";
 import { NodeRole, NodeState, type Node, type NodeDescription } from "../../proto/shoal/v1/objects.js";
@@ -22,12 +23,19 @@ import type { ManagerContext } from "../context.js";
 import { handlerError, LeaderRedirect, unary } from "../handlers.js";
 import { revokeSupersededSerials } from "../demotion.js";
 import { revocationSets } from "../revocation-view.js";
-import { checkNodeDescription, checkTaskStatusUpdates } from "./limits.js";
+import { checkNodeDescription, checkSessionAddr, checkTaskStatusUpdates } from "./limits.js";
 
 export const DEFAULT_HEARTBEAT_PERIOD_MS = 1000;
 /** Missed heartbeats before a node is marked DOWN. */
 export const HEARTBEAT_TTL_PERIODS = 3;
 export const MAX_SESSIONS = 10_000;
+/**
+ * One session per node: a new session of a node replaces (ends) its older one, as SwarmKit does. A
+ * cap with a refusal was rejected: an agent whose link dropped would be locked out until its old,
+ * half-open stream timed out, while replacing loses nothing (the agent abandoned that stream) and
+ * only the node itself, by its certificate, can replace its own session.
+ */
+export const MAX_SESSIONS_PER_NODE = 1;
 
 interface Session {
   id: string;
@@ -50,10 +58,12 @@ export interface DispatcherOptions {
 
 export class Dispatcher {
   private readonly sessions = new Map<string, Session>();
+  /** The current session of each node (MAX_SESSIONS_PER_NODE). */
+  private readonly sessionByNode = new Map<string, Session>();
   private readonly assignmentStreams = new Set<grpc.ServerWritableStream<AssignmentsRequest, AssignmentsMessage>>();
   private readonly lastHeartbeatMs = new Map<string, number>();
   private readonly heartbeatPeriodMs: number;
-  private downTimer: NodeJS.Timeout | undefined;
+  private downTimer: Timer | undefined;
   private leaderSinceMs = 0;
   private leaderTerm = 0;
   private readonly marking = new Set<string>();
@@ -69,21 +79,22 @@ export class Dispatcher {
 
   /** Leader loop start (on becoming leader) and stop (on losing it): fenced with the term. */
   leadershipChanged(isLeader: boolean, term: number): void {
-    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.downTimer?.cancel();
     this.downTimer = undefined;
     if (isLeader) {
       this.leaderSinceMs = this.ctx.clock.nowMs();
       this.leaderTerm = term;
       this.lastHeartbeatMs.clear();
-      this.downTimer = setInterval(() => this.markDownNodes(), this.heartbeatPeriodMs);
-      this.downTimer.unref();
+      // Through the injected clock, so the simulator and tests drive the DOWN marking.
+      this.downTimer = this.ctx.clock.setInterval(() => this.markDownNodes(), this.heartbeatPeriodMs);
     } else {
       this.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
     }
   }
 
   close(): void {
-    if (this.downTimer !== undefined) clearInterval(this.downTimer);
+    this.downTimer?.cancel();
+    this.downTimer = undefined;
     this.unsubscribe();
     this.endAll(new ShoalError("UNAVAILABLE", "this manager is shutting down; reconnect to another manager"));
   }
@@ -91,6 +102,7 @@ export class Dispatcher {
   private endAll(err: ShoalError): void {
     for (const session of this.sessions.values()) endStream(session.call, handlerError(err));
     this.sessions.clear();
+    this.sessionByNode.clear();
     for (const stream of this.assignmentStreams) endStream(stream, handlerError(err));
     this.assignmentStreams.clear();
   }
@@ -116,11 +128,32 @@ export class Dispatcher {
   private push(session: Session): void {
     const node = this.ctx.store.getNode(session.nodeId);
     if (node === undefined) {
-      this.sessions.delete(session.id);
+      this.forgetSession(session);
       endStream(session.call, handlerError(new ShoalError("CERT_REVOKED", `node ${session.nodeId} has been removed from the cluster; join again with a token`)));
       return;
     }
     session.call.write(this.message(session, node));
+  }
+
+  /** Open sessions (all nodes). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private forgetSession(session: Session): void {
+    this.sessions.delete(session.id);
+    if (this.sessionByNode.get(session.nodeId) === session) this.sessionByNode.delete(session.nodeId);
+  }
+
+  /** Registers a node's new session, ending the one it replaces. */
+  private addSession(session: Session): void {
+    const previous = this.sessionByNode.get(session.nodeId);
+    if (previous !== undefined) {
+      this.forgetSession(previous);
+      endStream(previous.call, handlerError(new ShoalError("FAILED_PRECONDITION", `node ${session.nodeId} opened a newer session on this manager, which replaces this one`)));
+    }
+    this.sessions.set(session.id, session);
+    this.sessionByNode.set(session.nodeId, session);
   }
 
   private onApplied(changes: Parameters<Parameters<ManagerContext["onApplied"]>[0]>[0]): void {
@@ -234,14 +267,14 @@ export class Dispatcher {
           ctx.requireLeader();
           const node = ctx.store.getNode(peer.nodeId);
           if (node === undefined) throw new ShoalError("CERT_REVOKED", `node ${peer.nodeId} is not in the cluster; join again with a token`);
-          if (this.sessions.size >= MAX_SESSIONS) throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
-          if (call.request.addr.length > 300) throw new ShoalError("INVALID_ARGUMENT", "addr is longer than 300 characters");
+          if (this.sessions.size >= MAX_SESSIONS && !this.sessionByNode.has(peer.nodeId)) {
+            throw new ShoalError("QUEUE_FULL", "this manager holds too many sessions; retry later");
+          }
+          checkSessionAddr(call.request.addr);
           checkNodeDescription(call.request.description);
           const session: Session = { id: newId(), nodeId: peer.nodeId, call };
-          this.sessions.set(session.id, session);
-          const forget = (): void => {
-            this.sessions.delete(session.id);
-          };
+          this.addSession(session);
+          const forget = (): void => this.forgetSession(session);
           call.on("cancelled", forget);
           call.on("close", forget);
           call.on("error", forget);
