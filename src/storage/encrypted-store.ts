@@ -248,7 +248,11 @@ export class EncryptedStore {
       if (op.type === "put") batch.put(op.key, stored(op.key, op.value));
       else batch.del(op.key);
     }
-    await batch.write({ sync });
+    try {
+      await batch.write({ sync });
+    } catch (cause) {
+      throw levelError(this.dir, "write", cause);
+    }
   }
 
   /** Applies every operation atomically, in order (a later op on the same key wins). */
