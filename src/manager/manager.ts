@@ -182,6 +182,8 @@ export class Manager {
     await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
     const keys = await openDataKeys(paths.dekFile, opts.unlockKey);
     const encryptedStore = await EncryptedStore.open(paths.stateDir, keys);
+    const torn = encryptedStore.openCheck.tornTail;
+    if (torn !== undefined) logger.warn({ ...torn }, "the write-ahead log ends in a damaged record with nothing valid after it: taken for an append cut short by a crash, and dropped");
     const store = new ObjectStore({ clock });
     const revocation = new RevocationState();
     const identityRef = { current: opts.identity };

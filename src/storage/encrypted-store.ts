@@ -9,6 +9,7 @@ import { ClassicLevel } from "classic-level";
 import { ShoalError, isShoalError } from "../base/errors.js";
 import { DataKey, KEY_ID_BYTES } from "../crypto/data-key.js";
 import { sealInto, open, SEAL_OVERHEAD_BYTES } from "../crypto/aead.js";
+import { checkStoreFiles, type StoreFilesCheck } from "./leveldb/check-files.js";
 
 export interface StoreKeys {
   current: DataKey;
@@ -100,8 +101,28 @@ function levelRange(range: StoreRange): Record<string, unknown> {
   return options;
 }
 
+/** An error from LevelDB itself, reworded: what happened to which directory, and what to do. */
+function levelError(dir: string, action: string, cause: unknown): ShoalError {
+  const code = (cause as { code?: unknown; cause?: { code?: unknown } } | undefined)?.cause?.code ?? (cause as { code?: unknown } | undefined)?.code;
+  const inner = cause instanceof Error && cause.cause instanceof Error ? cause.cause : cause;
+  const detail = inner instanceof Error ? inner.message : String(inner);
+  if (code === "LEVEL_LOCKED") {
+    return new ShoalError("UNAVAILABLE", `cannot ${action} the encrypted store at ${dir}: another process holds its lock (${detail}); is another shoal daemon using this data directory?`, { cause });
+  }
+  if (code === "LEVEL_CORRUPTION") {
+    return new ShoalError(
+      "STORE_CORRUPT",
+      `the encrypted store at ${dir} is corrupted: LevelDB reports "${detail}" when asked to ${action} it. Restore ${dir} from a backup; or remove this manager from the cluster and join it again with a manager token on an empty data directory, so that it receives the log from the others.`,
+      { cause },
+    );
+  }
+  return new ShoalError("UNAVAILABLE", `cannot ${action} the encrypted store at ${dir}: ${detail}`, { cause });
+}
+
 export class EncryptedStore {
   readonly dir: string;
+  /** What the check of LevelDB's files found at open (a torn tail LevelDB then dropped, say). */
+  readonly openCheck: StoreFilesCheck;
   private readonly db: ClassicLevel<Buffer, Buffer>;
   private current: DataKey;
   private pending: DataKey | undefined;
@@ -109,8 +130,9 @@ export class EncryptedStore {
   private rotating = false;
   private readonly gate = new WriteGate();
 
-  private constructor(dir: string, db: ClassicLevel<Buffer, Buffer>, keys: StoreKeys) {
+  private constructor(dir: string, db: ClassicLevel<Buffer, Buffer>, keys: StoreKeys, openCheck: StoreFilesCheck) {
     this.dir = dir;
+    this.openCheck = openCheck;
     this.db = db;
     this.current = keys.current;
     this.pending = keys.pending;
@@ -118,7 +140,8 @@ export class EncryptedStore {
 
   /**
    * Opens (creating if missing) the LevelDB at `dir`. The store keeps references to the keys but
-   * never disposes them, except the DEK that `reencryptAll` retires, which it hands back.
+   * never disposes them, except the DEK that `reencryptAll` retires, which it hands back. Damage to
+   * synced data in LevelDB's files throws STORE_CORRUPT naming the file (see leveldb/check-files.ts).
    */
   static async open(dir: string, keys: StoreKeys): Promise<EncryptedStore> {
     keys.current.secureBytes();
@@ -128,14 +151,14 @@ export class EncryptedStore {
         throw new ShoalError("INVALID_ARGUMENT", "the pending DEK has the same key ID as the current DEK; generate a new key");
       }
     }
+    const openCheck = await checkStoreFiles(dir);
     const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: "buffer", valueEncoding: "buffer" });
     try {
       await db.open();
     } catch (cause) {
-      const detail = cause instanceof Error ? (cause.cause instanceof Error ? cause.cause.message : cause.message) : String(cause);
-      throw new ShoalError("UNAVAILABLE", `cannot open the encrypted store at ${dir} (${detail}); is another shoal process using this data directory?`, { cause });
+      throw levelError(dir, "open", cause);
     }
-    return new EncryptedStore(dir, db, keys);
+    return new EncryptedStore(dir, db, keys, openCheck);
   }
 
   /** The keys in use: write these to the DEK file whenever they change. */
@@ -196,7 +219,12 @@ export class EncryptedStore {
 
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.assertOpen();
-    const stored = await this.db.get(key);
+    let stored: Buffer | undefined;
+    try {
+      stored = await this.db.get(key);
+    } catch (cause) {
+      throw levelError(this.dir, "read", cause);
+    }
     return stored === undefined ? undefined : this.openValue(key, stored);
   }
 
@@ -220,7 +248,11 @@ export class EncryptedStore {
       if (op.type === "put") batch.put(op.key, stored(op.key, op.value));
       else batch.del(op.key);
     }
-    await batch.write({ sync });
+    try {
+      await batch.write({ sync });
+    } catch (cause) {
+      throw levelError(this.dir, "write", cause);
+    }
   }
 
   /** Applies every operation atomically, in order (a later op on the same key wins). */
@@ -237,8 +269,20 @@ export class EncryptedStore {
   /** Opened entries in key order; the first value that fails to open throws STORE_CORRUPT. */
   async *iterate(range: StoreRange): AsyncIterable<[Buffer, Buffer]> {
     this.assertOpen();
-    for await (const [key, stored] of this.db.iterator(levelRange(range))) {
-      yield [key, this.openValue(key, stored)];
+    const it = this.db.iterator(levelRange(range));
+    try {
+      for (;;) {
+        let next: [Buffer, Buffer] | undefined;
+        try {
+          next = await it.next();
+        } catch (cause) {
+          throw levelError(this.dir, "read", cause);
+        }
+        if (next === undefined) return;
+        yield [next[0], this.openValue(next[0], next[1])];
+      }
+    } finally {
+      await it.close();
     }
   }
 
