@@ -133,7 +133,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
         await ctx.propose((tx) => tx.updateCluster(cluster));
         return cluster;
       } catch (err) {
-        if (!isShoalError(err, "FAILED_PRECONDITION") || attempt >= 5) throw err;
+        if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= 5) throw err;
       }
     }
   };
@@ -252,7 +252,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       if (!Object.values(UpdateClusterRequest_Autolock).includes(req.autolock)) throw new ShoalError("INVALID_ARGUMENT", "autolock must be unchanged, on or off");
       const current = requireCluster(ctx);
       if (req.clusterVersion !== 0n && current.meta?.version !== req.clusterVersion) {
-        throw new ShoalError("FAILED_PRECONDITION", `the cluster was changed by someone else (version ${current.meta?.version}, expected ${req.clusterVersion}); read it again and retry`);
+        throw new ShoalError("VERSION_CONFLICT", `the cluster was changed by someone else (version ${current.meta?.version}, expected ${req.clusterVersion}); read it again and retry`);
       }
       const wasOn = current.spec?.encryptionConfig?.autolockManagers === true;
       let unlockKey = "";
