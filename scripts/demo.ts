@@ -10,22 +10,9 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createSecureChannel } from "../src/transport/client.js";
 import { DispatcherClient } from "../src/proto/shoal/v1/dispatcher.js";
-import {
-  info,
-  kill,
-  listNodes,
-  removeOnExit,
-  nodeByAddr,
-  restart,
-  shoal,
-  startDaemon,
-  stopAll,
-  waitFor,
-  waitForLeader,
-  waitUntilReady,
-  type LocalNode,
-  type ShoalResult,
-} from "./lib/local-cluster.js";
+import { info, listNodes, nodeByAddr, waitForLeader, waitUntilReady } from "./lib/local-cluster.js";
+import { ProcessCluster, removeOnExit, type CliResult, type NodeProcess } from "./lib/process-cluster.js";
+import { waitFor } from "./lib/wait.js";
 
 const startedMs = performance.now();
 const elapsed = (): string => `${((performance.now() - startedMs) / 1000).toFixed(1)}s`;
@@ -50,7 +37,7 @@ function check(condition: boolean, what: string): asserts condition {
 }
 
 /** Prints `$ shoal <args>` on a node and an excerpt of what it printed. */
-function showCommand(node: LocalNode, args: string[], result: ShoalResult, opts: { maxLines?: number; stdinNote?: string } = {}): void {
+function showCommand(node: NodeProcess, args: string[], result: CliResult, opts: { maxLines?: number; stdinNote?: string } = {}): void {
   const shown = args.map((a) => (a.startsWith("SWMTKN-1-") ? "SWMTKN-1-<redacted>" : a)).join(" ");
   console.log(`   ${node.name}$ shoal ${shown}${opts.stdinNote === undefined ? "" : `   (${opts.stdinNote})`}`);
   const text = redact((result.stdout + result.stderr).trimEnd());
@@ -61,8 +48,8 @@ function showCommand(node: LocalNode, args: string[], result: ShoalResult, opts:
   if (result.code !== 0) console.log(`     (exit code ${result.code})`);
 }
 
-async function run(node: LocalNode, args: string[], opts: { input?: string; maxLines?: number; stdinNote?: string; expectFail?: boolean } = {}): Promise<ShoalResult> {
-  const result = await shoal(node, args, { input: opts.input });
+async function run(node: NodeProcess, args: string[], opts: { input?: string; maxLines?: number; stdinNote?: string; expectFail?: boolean } = {}): Promise<CliResult> {
+  const result = await node.shoal(args, { input: opts.input });
   showCommand(node, args, result, opts);
   if (opts.expectFail === true) check(result.code !== 0, `\`shoal ${args[0]}\` on ${node.name} should have failed but exited 0`);
   else check(result.code === 0, `\`shoal ${args.join(" ")}\` on ${node.name} failed: ${redact(result.stderr.trim())}`);
@@ -94,14 +81,15 @@ function firstLineOf(file: string): string {
 async function main(): Promise<void> {
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "shoal-demo-"));
   removeOnExit(baseDir);
+  const cluster = new ProcessCluster([], baseDir);
   try {
     step("start 5 daemons (3 future managers, 2 future workers), each with its own data dir and port");
     const names = ["manager1", "manager2", "manager3", "worker1", "worker2"];
-    const nodes = await Promise.all(names.map((name) => startDaemon({ name, baseDir })));
-    const [m1, m2, m3, w1, w2] = nodes as [LocalNode, LocalNode, LocalNode, LocalNode, LocalNode];
+    const nodes = await Promise.all(names.map((name) => cluster.add(name)));
+    const [m1, m2, m3, w1, w2] = nodes as [NodeProcess, NodeProcess, NodeProcess, NodeProcess, NodeProcess];
     const managers = [m1, m2, m3];
     for (const n of nodes) say(`${n.name.padEnd(9)} shoal --data-dir ${n.dataDir} daemon --listen-addr ${n.addr}`);
-    say(`(data under ${baseDir}; logs in each <data dir>/daemon.log)`);
+    say(`(data under ${baseDir}; each node logs to ${baseDir}/<name>.log)`);
 
     step("create the cluster on manager1 with autolock");
     const init = await run(m1, ["init", "--autolock"], { maxLines: 8 });
@@ -115,8 +103,8 @@ async function main(): Promise<void> {
 
     step("join 2 managers and 2 workers with the join tokens");
     const [workerTokenResult, managerTokenResult] = await Promise.all([
-      shoal(m1, ["join-token", "worker", "-q"]),
-      shoal(m1, ["join-token", "manager", "-q"]),
+      m1.shoal(["join-token", "worker", "-q"]),
+      m1.shoal(["join-token", "manager", "-q"]),
     ]);
     showCommand(m1, ["join-token", "worker", "-q"], workerTokenResult);
     showCommand(m1, ["join-token", "manager", "-q"], managerTokenResult);
@@ -125,15 +113,15 @@ async function main(): Promise<void> {
     const managerToken = managerTokenResult.stdout.trim();
     check(workerToken.startsWith("SWMTKN-1-") && managerToken.startsWith("SWMTKN-1-") && workerToken !== managerToken, "join tokens are malformed");
     // Managers join one at a time (raft membership changes are one at a time); workers meanwhile.
-    const joinWorkers = Promise.all([w1, w2].map((w) => shoal(w, ["join", "--token", workerToken, m1.addr]).then((r) => ({ w, r }))));
+    const joinWorkers = Promise.all([w1, w2].map((w) => w.shoal(["join", "--token", workerToken, m1.addr]).then((r) => ({ w, r }))));
     for (const m of [m2, m3]) await run(m, ["join", "--token", managerToken, m1.addr]);
     for (const { w, r } of await joinWorkers) {
       showCommand(w, ["join", "--token", workerToken, m1.addr], r);
       check(r.code === 0, `${w.name} failed to join`);
     }
-    const ids = new Map<LocalNode, string>();
+    const ids = new Map<NodeProcess, string>();
     for (const n of nodes) ids.set(n, (await info(n)).nodeId);
-    for (const n of nodes) await waitUntilReady(m1, ids.get(n)!, { timeoutMs: 30_000 });
+    for (const n of nodes) await waitUntilReady(m1, ids.get(n)!, 30_000);
     const ls = await run(m1, ["node", "ls"]);
     check(ls.stdout.trim().split("\n").length === 6, "node ls does not list 5 nodes");
     const views = await listNodes(m1);
@@ -146,7 +134,7 @@ async function main(): Promise<void> {
     const leaderBefore = await waitForLeader(m1, { timeoutMs: 10_000 });
     const secretValue = randomBytes(24).toString("base64");
     await run(m2, ["secret", "create", "demo-db-password", "-"], { input: secretValue, stdinNote: "secret bytes on stdin" });
-    const lsResults = await Promise.all(managers.map((m) => shoal(m, ["secret", "ls", "--format", "json"])));
+    const lsResults = await Promise.all(managers.map((m) => m.shoal(["secret", "ls", "--format", "json"])));
     for (const [i, m] of managers.entries()) {
       const r = lsResults[i]!;
       check(r.code === 0, `secret ls on ${m.name} failed`);
@@ -165,9 +153,9 @@ async function main(): Promise<void> {
 
     step("autolock: stop a manager (SIGTERM) and start it again: it comes back locked");
     const follower = managers.find((m) => m.addr !== leaderBefore.leaderAddr)!;
-    await kill(follower, "SIGTERM");
+    await follower.stop("SIGTERM");
     say(`${follower.name} stopped; restarting it on the same data dir`);
-    await restart(follower);
+    await follower.start();
     const lockedInfo = await run(follower, ["info"], { maxLines: 4 });
     check(/State:\s+locked/.test(lockedInfo.stdout) && (await info(follower)).locked, `${follower.name} did not come back locked`);
     const lockedLs = await run(follower, ["node", "ls"], { expectFail: true });
@@ -183,10 +171,10 @@ async function main(): Promise<void> {
         const v = await info(follower);
         return !v.locked && v.state === "active" && v.leaderNodeId !== "" ? v : undefined;
       },
-      { timeoutMs: 20_000 },
+      20_000,
     );
     say(`${follower.name}$ shoal info   → state ${rejoined.state}, locked ${rejoined.locked}, leader ${rejoined.leaderAddr}`);
-    await waitUntilReady(m1, ids.get(follower)!, { timeoutMs: 20_000 });
+    await waitUntilReady(m1, ids.get(follower)!, 20_000);
 
     step("remove worker1 (node rm --force): its certificate is refused from then on");
     const w1Certs = path.join(w1.dataDir, "certificates");
@@ -208,7 +196,7 @@ async function main(): Promise<void> {
         const r = await heartbeatWithCertificate(probeAddr, w1Identity);
         return r.code === grpc.status.PERMISSION_DENIED ? r : undefined;
       },
-      { timeoutMs: 5_000, intervalMs: 50 },
+      5_000,
     );
     say(`the same call after node rm: ${grpc.status[after.code]} (${after.details}), ${Math.round(performance.now() - rmDoneMs)} ms after \`node rm\` returned`);
     const w1After = await waitFor(
@@ -217,7 +205,7 @@ async function main(): Promise<void> {
         const v = await info(w1);
         return v.state === "inactive" ? v : undefined;
       },
-      { timeoutMs: 15_000 },
+      15_000,
     );
     check(w1After.clusterId === "", "worker1 still thinks it is in the cluster");
     const refusal = fs
@@ -239,7 +227,7 @@ async function main(): Promise<void> {
     const survivor = managers.find((m) => m !== leaderNode)!;
     say(`leader is ${leaderNode.name} (${leaderNow.leaderAddr}); kill -9 it`);
     const killMs = performance.now();
-    await kill(leaderNode, "SIGKILL");
+    await leaderNode.stop("SIGKILL");
     const newLeader = await waitForLeader(survivor, { timeoutMs: 20_000, notNodeId: leaderNow.leaderNodeId, intervalMs: 20 });
     const electedMs = performance.now() - killMs;
     await run(survivor, ["info"], { maxLines: 14 });
@@ -250,7 +238,7 @@ async function main(): Promise<void> {
     say("both secrets are there: the first was replicated before its leader died");
   } finally {
     step("tear down: stop every daemon and delete the temp dirs");
-    await stopAll();
+    await cluster.stopAll();
     fs.rmSync(baseDir, { recursive: true, force: true });
     say(`all daemons stopped; ${baseDir} deleted (exists now: ${fs.existsSync(baseDir)})`);
   }

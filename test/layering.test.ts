@@ -114,3 +114,40 @@ test("src/raft/core is pure: no timers, sockets, disk, clocks or global randomne
   }
   assert.deepEqual(problems, []);
 });
+
+/** Files under `scripts/` that import anything under `test/` (tests use the scripts' harness, not the other way round). */
+export function scriptImportsOfTests(files: string[], read?: (f: string) => string): string[] {
+  const problems: string[] = [];
+  for (const file of files) {
+    for (const spec of importsOf(file, read)) {
+      if (!spec.startsWith(".")) continue;
+      if (relative(root, resolve(dirname(file), spec)).split("/")[0] === "test") problems.push(`${relative(root, file)} imports test/ (${spec})`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * The one exception: the in-process RaftNode benchmark shares test/raftnode/harness.ts (a loopback
+ * cluster of RaftNodes, not the child-process harness), which is being reworked with the node's
+ * durable-log interface; it moves to scripts/lib/ once that lands.
+ */
+const TEST_IMPORT_EXCEPTIONS = new Set(["scripts/bench/raftnode-durable.ts imports test/ (../../test/raftnode/harness.js)"]);
+
+test("scripts/ never imports test/, and the check can fail", () => {
+  assert.deepEqual(scriptImportsOfTests(walk(join(root, "scripts"))).filter((p) => !TEST_IMPORT_EXCEPTIONS.has(p)), []);
+  const fake = join(root, "scripts", "bench", "x.ts");
+  assert.equal(scriptImportsOfTests([fake], () => `import { ProcessCluster } from "../../test/e2e/cluster.js";`).length, 1);
+  assert.equal(scriptImportsOfTests([fake], () => `import { ProcessCluster } from "../lib/cluster.js";`).length, 0);
+});
+
+test("src/manager (but its dispatcher, converted separately) and src/state read time only from the injected Clock", () => {
+  const forbidden = [/\bDate\.now\b/, /(?<![.\w])setTimeout\(/, /(?<![.\w])setInterval\(/];
+  const files = [...walk(join(src, "manager")).filter((f) => !f.includes(`${join(src, "manager", "dispatcher")}/`)), ...walk(join(src, "state"))];
+  const problems: string[] = [];
+  for (const file of files) {
+    const text = readFileSync(file, "utf8");
+    for (const pattern of forbidden) if (pattern.test(text)) problems.push(`${relative(root, file)} uses ${pattern}`);
+  }
+  assert.deepEqual(problems, []);
+});

@@ -12,19 +12,9 @@ import { performance } from "node:perf_hooks";
 import { argNumber } from "./lib/args.js";
 import { ControlClient } from "../../src/proto/shoal/v1/control.js";
 import { DEFAULT_RAFT_TIMING } from "../../src/manager/manager.js";
-import {
-  formCluster,
-  info,
-  kill,
-  loadAvg1m,
-  nodeByAddr,
-  restart,
-  sleep,
-  stopAll,
-  waitFor,
-  waitForLeader,
-  type LocalNode,
-} from "../lib/local-cluster.js";
+import { formCluster, info, loadAvg1m, nodeByAddr, waitForLeader } from "../lib/local-cluster.js";
+import type { NodeProcess } from "../lib/process-cluster.js";
+import { sleep, waitFor } from "../lib/wait.js";
 
 /** A failover slower than this is a failed round, not a data point. */
 const ROUND_TIMEOUT_MS = 30_000;
@@ -49,7 +39,7 @@ interface Writer {
 }
 
 /** One closed-loop writer on a node's socket: each write starts when the previous one ends. */
-function startWriter(node: LocalNode, round: number): Writer {
+function startWriter(node: NodeProcess, round: number): Writer {
   const client = new ControlClient(`unix://${node.socketPath}`, grpc.credentials.createInsecure());
   const commits: { issuedMs: number; doneMs: number }[] = [];
   let running = true;
@@ -75,7 +65,7 @@ function startWriter(node: LocalNode, round: number): Writer {
       return state.commits;
     },
     async firstCommitIssuedAfter(sinceMs, timeoutMs) {
-      return waitFor("a write committed after the kill", async () => commits.find((c) => c.issuedMs >= sinceMs)?.doneMs, { timeoutMs, intervalMs: 5 });
+      return waitFor("a write committed after the kill", async () => commits.find((c) => c.issuedMs >= sinceMs)?.doneMs, timeoutMs, 5);
     },
     async stop() {
       running = false;
@@ -121,11 +111,11 @@ async function main(): Promise<void> {
       const observer = followers[1]!;
       const writer = startWriter(writerNode, round);
       // Let the writer reach a steady state through the current leader first.
-      await waitFor("the writer's first commits", async () => (writer.commits >= 20 ? true : undefined), { timeoutMs: ROUND_TIMEOUT_MS });
+      await waitFor("the writer's first commits", async () => (writer.commits >= 20 ? true : undefined), ROUND_TIMEOUT_MS);
       const errorsBefore = writer.errors;
       const killMs = performance.now();
       const killedAt = new Date().toISOString();
-      const killed = kill(leader, "SIGKILL");
+      const killed = leader.stop("SIGKILL");
       const [newLeaderAt, nextWriteAt] = await Promise.all([
         waitForLeader(observer, { timeoutMs: ROUND_TIMEOUT_MS, notNodeId: leaderView.leaderNodeId, intervalMs: 10 }).then(() => performance.now()),
         writer.firstCommitIssuedAfter(killMs, ROUND_TIMEOUT_MS),
@@ -142,7 +132,7 @@ async function main(): Promise<void> {
         writeErrors: writer.errors - errorsBefore,
       });
       // Bring the killed manager back and wait until the leader counts it reachable again.
-      await restart(leader);
+      await leader.start();
       await waitFor(
         `${leader.name} to rejoin`,
         async () => {
@@ -153,15 +143,16 @@ async function main(): Promise<void> {
           const lv = await info(leaderNode);
           return lv.managers.length === managers && lv.managers.every((m) => m.reachable) ? true : undefined;
         },
-        { timeoutMs: ROUND_TIMEOUT_MS, intervalMs: 100 },
+        ROUND_TIMEOUT_MS,
+        100,
       );
       await sleep(1000);
     }
   } finally {
-    await stopAll();
-    // --keep: leave the data dirs (each holds daemon.log) for a look at a slow round.
+    await cluster.cluster.stopAll();
+    // --keep: leave the data dirs and the daemons' logs for a look at a slow round.
     if (keep) console.error(`kept ${cluster.managers.map((m) => m.logFile).join(" ")}`);
-    else cluster.removeDirs();
+    else await cluster.cluster.close();
   }
   const nextWrite = results.map((r) => r.nextWriteMs);
   const newLeader = results.map((r) => r.newLeaderMs);

@@ -9,7 +9,9 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { NodeAvailability, NodeRole } from "../../src/proto/shoal/v1/objects.js";
 import { argNumber } from "./lib/args.js";
-import { formCluster, listNodes, loadAvg1m, shoal, startDaemon, stopAll, waitFor, type LocalNode } from "../lib/local-cluster.js";
+import { formCluster, listNodes, loadAvg1m } from "../lib/local-cluster.js";
+import type { NodeProcess } from "../lib/process-cluster.js";
+import { waitFor } from "../lib/wait.js";
 
 const READY_TIMEOUT_MS = 30_000;
 const TARGET_MS = 1000;
@@ -32,8 +34,8 @@ function median(values: number[]): number {
 }
 
 /** Polls `node ls` on the observer every 10 ms until the joiner's ID shows READY (and reachable, for managers). */
-async function timeUntilReady(observer: LocalNode, joiner: LocalNode, startMs: number, manager: boolean): Promise<{ readyMs: number; reachableMs?: number }> {
-  const nodeId = await waitFor(`${joiner.name}'s node ID`, async () => (await joiner.client.info()).nodeId || undefined, { timeoutMs: READY_TIMEOUT_MS, intervalMs: 10 });
+async function timeUntilReady(observer: NodeProcess, joiner: NodeProcess, startMs: number, manager: boolean): Promise<{ readyMs: number; reachableMs?: number }> {
+  const nodeId = await waitFor(`${joiner.name}'s node ID`, async () => (await joiner.client.info()).nodeId || undefined, READY_TIMEOUT_MS, 10);
   let readyMs: number | undefined;
   return waitFor(
     `${joiner.name} READY in node ls`,
@@ -46,20 +48,21 @@ async function timeUntilReady(observer: LocalNode, joiner: LocalNode, startMs: n
       if (view.managerStatus !== "reachable" && view.managerStatus !== "leader") return undefined;
       return { readyMs: Math.round(readyMs), reachableMs: Math.round(performance.now() - startMs) };
     },
-    { timeoutMs: READY_TIMEOUT_MS, intervalMs: 10 },
+    READY_TIMEOUT_MS,
+    10,
   );
 }
 
-async function joinViaSocket(joiner: LocalNode, token: string, managerAddr: string, observer: LocalNode, manager: boolean): Promise<JoinSample> {
+async function joinViaSocket(joiner: NodeProcess, token: string, managerAddr: string, observer: NodeProcess, manager: boolean): Promise<JoinSample> {
   const startMs = performance.now();
   await joiner.client.join({ token, remoteAddr: managerAddr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE });
   const joinReturnedMs = Math.round(performance.now() - startMs);
   return { node: joiner.name, via: "socket", joinReturnedMs, ...(await timeUntilReady(observer, joiner, startMs, manager)) };
 }
 
-async function joinViaCli(joiner: LocalNode, token: string, managerAddr: string, observer: LocalNode, manager: boolean): Promise<JoinSample> {
+async function joinViaCli(joiner: NodeProcess, token: string, managerAddr: string, observer: NodeProcess, manager: boolean): Promise<JoinSample> {
   const startMs = performance.now();
-  const result = await shoal(joiner, ["join", "--token", token, managerAddr]);
+  const result = await joiner.shoal(["join", "--token", token, managerAddr]);
   if (result.code !== 0) throw new Error(`shoal join on ${joiner.name} failed: ${result.stderr.trim()}`);
   const joinReturnedMs = Math.round(performance.now() - startMs);
   return { node: joiner.name, via: "cli", joinReturnedMs, ...(await timeUntilReady(observer, joiner, startMs, manager)) };
@@ -80,12 +83,13 @@ async function main(): Promise<void> {
   const managerRounds = argNumber("--managers", 3);
   const loadBefore = loadAvg1m();
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "shoal-bench-join-"));
+  let formed: Awaited<ReturnType<typeof formCluster>> | undefined;
   try {
-    const cluster = await formCluster({ managers: 1, workers: 0, baseDir });
+    const cluster = (formed = await formCluster({ managers: 1, workers: 0, baseDir }));
     const first = cluster.managers[0]!;
     // +1 per role for the CLI-driven join; all daemons up before any clock starts.
-    const workers = await Promise.all(Array.from({ length: workerRounds + 1 }, (_, i) => startDaemon({ name: `joiner-w${i + 1}`, baseDir })));
-    const managers = await Promise.all(Array.from({ length: managerRounds + 1 }, (_, i) => startDaemon({ name: `joiner-m${i + 1}`, baseDir })));
+    const workers = await Promise.all(Array.from({ length: workerRounds + 1 }, (_, i) => cluster.cluster.add(`joiner-w${i + 1}`)));
+    const managers = await Promise.all(Array.from({ length: managerRounds + 1 }, (_, i) => cluster.cluster.add(`joiner-m${i + 1}`)));
     const workerToken = (await first.client.getJoinToken({ role: NodeRole.NODE_ROLE_WORKER, rotate: false, expiresInSeconds: 0n })).token;
     const managerToken = (await first.client.getJoinToken({ role: NodeRole.NODE_ROLE_MANAGER, rotate: false, expiresInSeconds: 0n })).token;
 
@@ -110,7 +114,7 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    await stopAll();
+    await formed?.cluster.stopAll();
     fs.rmSync(baseDir, { recursive: true, force: true });
   }
 }

@@ -17,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ControlClient, type PutValueResponse } from "../../src/proto/shoal/v1/control.js";
-import { ProcessCluster, waitForVoters, type NodeProcess } from "../../test/e2e/cluster.js";
+import { ProcessCluster, waitForVoters, type NodeProcess } from "../lib/process-cluster.js";
 import { DEFAULT_CHANNELS_FOR, EtcdPutSession, putResult, type EtcdPutMeasurement, type EtcdPutResult } from "./etcd/put.js";
 import { argValue } from "./lib/args.js";
 import { runLoad } from "./lib/load.js";

@@ -6,7 +6,7 @@
 // Run: node --import tsx scripts/bench/profile-write-path.ts [--seconds 3] [--clients 1,256] [--managers 3] [--keep]
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { ProcessCluster, waitForVoters, type NodeProcess } from "../../test/e2e/cluster.js";
+import { ProcessCluster, waitForVoters, type NodeProcess } from "../lib/process-cluster.js";
 import { argValue } from "./lib/args.js";
 import { runLoad } from "./lib/load.js";
 import { processCpuMs } from "./lib/proc-cpu.js";

@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   server.addService(ControlService, {
     getValue: (call: grpc.ServerUnaryCall<{ key: string }, GetValueResponse>, cb: grpc.sendUnaryData<GetValueResponse>) => {
       server.peerOf(call);
-      cb(null, { found: true, value: Buffer.from(call.request.key) });
+      cb(null, { found: true, value: Buffer.from(call.request.key), index: 0n });
     },
   });
   const port = await server.listen("127.0.0.1:0");
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const plain = new grpc.Server();
   plain.addService(ControlService, {
     getValue: (call: grpc.ServerUnaryCall<{ key: string }, GetValueResponse>, cb: grpc.sendUnaryData<GetValueResponse>) =>
-      cb(null, { found: true, value: Buffer.from(call.request.key) }),
+      cb(null, { found: true, value: Buffer.from(call.request.key), index: 0n }),
   });
   const plainCreds = grpc.ServerCredentials.createSsl(Buffer.from(root.certPem), [{ cert_chain: Buffer.from(serverId.certPem), private_key: Buffer.from(serverId.keyPem) }], true);
   const plainPort = await new Promise<number>((resolve, reject) => plain.bindAsync("127.0.0.1:0", plainCreds, (e, p) => (e ? reject(e) : resolve(p))));

@@ -1,58 +1,64 @@
 // Typed errors with stable codes. Every failure a user or a peer can cause maps to one of these
 // codes, which in turn map to a gRPC status and a CLI exit code. Messages never carry secrets.
 
-export type ShoalErrorCode =
+/** Every stable code, as a value so that tests and decoders can enumerate them. */
+export const SHOAL_ERROR_CODES = [
   // input and formats
-  | "INVALID_ARGUMENT"
-  | "TOKEN_MALFORMED"
-  | "TOKEN_VERSION"
-  | "TOKEN_DIGEST_MISMATCH"
-  | "TOKEN_INVALID"
-  | "TOKEN_ROTATED"
-  | "TOKEN_EXPIRED"
-  | "UNLOCK_KEY_MALFORMED"
-  | "UNLOCK_KEY_WRONG"
-  | "PEM_INVALID"
-  | "CSR_INVALID"
+  "INVALID_ARGUMENT",
+  "TOKEN_MALFORMED",
+  "TOKEN_VERSION",
+  "TOKEN_DIGEST_MISMATCH",
+  "TOKEN_INVALID",
+  "TOKEN_ROTATED",
+  "TOKEN_EXPIRED",
+  "UNLOCK_KEY_MALFORMED",
+  "UNLOCK_KEY_WRONG",
+  "PEM_INVALID",
+  "CSR_INVALID",
   // certificates
-  | "CERT_INVALID"
-  | "CERT_EXPIRED"
-  | "CERT_NOT_YET_VALID"
-  | "CERT_UNTRUSTED"
-  | "CERT_WRONG_CLUSTER"
-  | "CERT_WRONG_ROLE"
-  | "CERT_REVOKED"
+  "CERT_INVALID",
+  "CERT_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_WRONG_CLUSTER",
+  "CERT_WRONG_ROLE",
+  "CERT_REVOKED",
   // storage
-  | "STORE_CORRUPT"
-  | "STORE_DECRYPT_FAILED"
-  | "STORE_CLOSED"
-  | "STORE_LOCKED"
-  | "KEY_FILE_INVALID"
-  | "CRYPTO_FAILED"
+  "STORE_CORRUPT",
+  "STORE_DECRYPT_FAILED",
+  "STORE_CLOSED",
+  "STORE_LOCKED",
+  "KEY_FILE_INVALID",
+  "CRYPTO_FAILED",
   // raft and cluster
-  | "NOT_LEADER"
-  | "NO_QUORUM"
-  | "PROPOSAL_DROPPED"
+  "NOT_LEADER",
+  "NO_QUORUM",
+  "PROPOSAL_DROPPED",
   /** A write may or may not have been applied (overtaken by a snapshot, or no quorum after it was logged). */
-  | "OUTCOME_UNKNOWN"
-  | "PROPOSAL_TOO_LARGE"
-  | "QUEUE_FULL"
-  | "RAFT_INVARIANT"
-  | "RAFT_LOG_CORRUPT"
-  | "TIMEOUT"
+  "OUTCOME_UNKNOWN",
+  "PROPOSAL_TOO_LARGE",
+  "QUEUE_FULL",
+  "RAFT_INVARIANT",
+  "RAFT_LOG_CORRUPT",
+  "TIMEOUT",
   // node lifecycle and authorization
-  | "PERMISSION_DENIED"
-  | "UNAUTHENTICATED"
-  | "NOT_FOUND"
-  | "ALREADY_EXISTS"
-  | "FAILED_PRECONDITION"
-  | "NOT_MANAGER"
-  | "LOCKED"
-  | "NOT_IN_CLUSTER"
-  | "ALREADY_IN_CLUSTER"
-  | "MESSAGE_TOO_LARGE"
-  | "UNAVAILABLE"
-  | "INTERNAL";
+  "PERMISSION_DENIED",
+  "UNAUTHENTICATED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  /** A compare-and-set lost: the object or key changed since the version the writer read. */
+  "VERSION_CONFLICT",
+  "FAILED_PRECONDITION",
+  "NOT_MANAGER",
+  "LOCKED",
+  "NOT_IN_CLUSTER",
+  "ALREADY_IN_CLUSTER",
+  "MESSAGE_TOO_LARGE",
+  "UNAVAILABLE",
+  "INTERNAL",
+] as const;
+
+export type ShoalErrorCode = (typeof SHOAL_ERROR_CODES)[number];
 
 export class ShoalError extends Error {
   readonly code: ShoalErrorCode;
@@ -64,6 +70,13 @@ export class ShoalError extends Error {
     this.code = code;
     if (options?.cause !== undefined) this.cause = options.cause;
   }
+}
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(SHOAL_ERROR_CODES);
+
+/** Whether `code` is one of ours (a peer may send anything in metadata). */
+export function isShoalErrorCode(code: string): code is ShoalErrorCode {
+  return KNOWN_CODES.has(code);
 }
 
 export function isShoalError(err: unknown, code?: ShoalErrorCode): err is ShoalError {

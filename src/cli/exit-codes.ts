@@ -10,8 +10,10 @@
 //   4  permission or locked: this node is locked, not a manager, a token/key/certificate was refused,
 //      access to the socket was denied
 //   5  not found: no node, service or secret by that name or ID
-//   6  conflict or wrong state: already exists, concurrent change after retries, not in a cluster,
-//      already in a cluster
+//   6  conflict or wrong state: already exists, a version conflict (another writer changed the object
+//      first, also after retries), a precondition (secret in use, quorum would break), not in a
+//      cluster, already in a cluster
+// The map below is total: a new ShoalErrorCode does not typecheck until it is given an exit code.
 import type { ShoalError, ShoalErrorCode } from "../base/errors.js";
 
 export const EXIT_OK = 0;
@@ -22,7 +24,7 @@ export const EXIT_PERMISSION = 4;
 export const EXIT_NOT_FOUND = 5;
 export const EXIT_CONFLICT = 6;
 
-const EXIT_BY_CODE: Partial<Record<ShoalErrorCode, number>> = {
+const EXIT_BY_CODE: Record<ShoalErrorCode, number> = {
   INVALID_ARGUMENT: EXIT_USAGE,
   TOKEN_MALFORMED: EXIT_USAGE,
   TOKEN_VERSION: EXIT_USAGE,
@@ -56,13 +58,24 @@ const EXIT_BY_CODE: Partial<Record<ShoalErrorCode, number>> = {
   CERT_REVOKED: EXIT_PERMISSION,
   NOT_FOUND: EXIT_NOT_FOUND,
   ALREADY_EXISTS: EXIT_CONFLICT,
+  VERSION_CONFLICT: EXIT_CONFLICT,
   FAILED_PRECONDITION: EXIT_CONFLICT,
   NOT_IN_CLUSTER: EXIT_CONFLICT,
   ALREADY_IN_CLUSTER: EXIT_CONFLICT,
+  STORE_CLOSED: EXIT_UNAVAILABLE,
+  // May or may not have been applied: not "unavailable", since a blind retry could apply it twice.
+  OUTCOME_UNKNOWN: EXIT_GENERIC,
+  STORE_CORRUPT: EXIT_GENERIC,
+  STORE_DECRYPT_FAILED: EXIT_GENERIC,
+  KEY_FILE_INVALID: EXIT_GENERIC,
+  CRYPTO_FAILED: EXIT_GENERIC,
+  RAFT_INVARIANT: EXIT_GENERIC,
+  RAFT_LOG_CORRUPT: EXIT_GENERIC,
+  INTERNAL: EXIT_GENERIC,
 };
 
 export function exitCodeFor(code: ShoalErrorCode): number {
-  return EXIT_BY_CODE[code] ?? EXIT_GENERIC;
+  return EXIT_BY_CODE[code];
 }
 
 /**

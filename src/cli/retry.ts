@@ -1,5 +1,5 @@
 // Compare-and-set updates: read the object with its version, change the spec, write it back with
-// that version; when another writer got there first the server answers FAILED_PRECONDITION, and the
+// that version; when another writer got there first the server answers VERSION_CONFLICT, and the
 // whole read-modify-write is redone on the fresh object.
 import { isShoalError, ShoalError } from "../base/errors.js";
 
@@ -10,10 +10,10 @@ export async function retryOnVersionConflict<T>(what: string, attempt: () => Pro
     try {
       return await attempt();
     } catch (err) {
-      if (!isShoalError(err, "FAILED_PRECONDITION")) throw err;
+      if (!isShoalError(err, "VERSION_CONFLICT")) throw err;
       if (i >= MAX_UPDATE_ATTEMPTS) {
         throw new ShoalError(
-          "FAILED_PRECONDITION",
+          "VERSION_CONFLICT",
           `${what} kept changing under us (${MAX_UPDATE_ATTEMPTS} attempts, last: ${err.message}): retry the command`,
           { cause: err },
         );

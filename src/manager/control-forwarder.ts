@@ -10,6 +10,7 @@
 // by the first manager and a replicated set of recent IDs checked on apply): that needs a new piece
 // of replicated, snapshotted state in the store for a case that the operator can resolve by looking.
 import * as grpc from "@grpc/grpc-js";
+import type { Clock } from "../base/clock.js";
 import { ShoalError, isShoalError } from "../base/errors.js";
 import { ControlClient, ControlService } from "../proto/shoal/v1/control.js";
 import { createSecureChannel, type SecureChannel } from "../transport/client.js";
@@ -37,6 +38,8 @@ class NotSentError extends ShoalError {}
 export type ControlMethod = keyof ControlHandlers;
 
 export interface ControlForwarderOptions {
+  /** Deadlines, the leader wait and retry pauses run on it. */
+  clock: Clock;
   clusterId: string;
   rootCaPem: string;
   identity: () => NodeIdentityPem;
@@ -74,27 +77,29 @@ export class ControlForwarder {
 
   /** Waits briefly for a leader; NO_QUORUM if none shows up. Undefined: this manager leads. */
   async leaderAddrOrWait(): Promise<string | undefined> {
-    const deadline = Date.now() + this.leaderWaitMs;
+    const clock = this.opts.clock;
+    const deadline = clock.nowMs() + this.leaderWaitMs;
     for (;;) {
       if (this.opts.isLeader()) return undefined;
       const addr = this.opts.leaderAddr();
       if (addr !== undefined) return addr;
-      if (Date.now() > deadline) {
+      if (clock.nowMs() > deadline) {
         throw new ShoalError("NO_QUORUM", "the cluster has no leader: a majority of managers is unreachable (quorum lost); bring managers back online, then retry");
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await clock.sleep(50);
     }
   }
 
   async call(method: ControlMethod, request: unknown): Promise<unknown> {
-    const deadline = Date.now() + this.deadlineMs;
+    const clock = this.opts.clock;
+    const deadline = clock.nowMs() + this.deadlineMs;
     // A leader we could not reach: wait for raft to notice and elect another instead of hammering it.
     let unreachable: { addr: string; untilMs: number } | undefined;
     for (;;) {
       const leaderAddr = await this.leaderAddrOrWait();
       const retry = async (err: unknown): Promise<void> => {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+        if (clock.nowMs() > deadline) throw err;
+        await clock.sleep(RETRY_PAUSE_MS);
       };
       if (leaderAddr === undefined) {
         try {
@@ -105,7 +110,7 @@ export class ControlForwarder {
           continue;
         }
       }
-      if (unreachable !== undefined && unreachable.addr === leaderAddr && Date.now() < unreachable.untilMs) {
+      if (unreachable !== undefined && unreachable.addr === leaderAddr && clock.nowMs() < unreachable.untilMs) {
         await retry(new ShoalError("UNAVAILABLE", `the leader at ${leaderAddr} is unreachable and no other leader was elected yet; retry shortly`));
         continue;
       }
@@ -117,7 +122,7 @@ export class ControlForwarder {
           continue;
         }
         if (err instanceof NotSentError || (err instanceof InFlightError && isReadOnlyControlCall(method, request))) {
-          unreachable = { addr: leaderAddr, untilMs: Date.now() + this.opts.unreachableWaitMs };
+          unreachable = { addr: leaderAddr, untilMs: clock.nowMs() + this.opts.unreachableWaitMs };
           await retry(err instanceof InFlightError ? err.cause : err);
           continue;
         }
@@ -151,9 +156,10 @@ export class ControlForwarder {
     }
     const client = this.channel.client;
     const def = (ControlService as unknown as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>)[method]!;
-    const sendBy = Date.now() + this.deadlineMs;
+    const nowMs = this.opts.clock.nowMs();
+    const sendBy = nowMs + this.deadlineMs;
     // Connected first, so that a failure here means the request was certainly never sent.
-    return connected(client, addr, Math.min(sendBy, Date.now() + CONNECT_TIMEOUT_MS)).then(
+    return connected(client, addr, Math.min(sendBy, nowMs + CONNECT_TIMEOUT_MS), this.opts.clock).then(
       () =>
         new Promise((resolve, reject) => {
           client.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, request, new grpc.Metadata(), { deadline: sendBy }, (err, value) => {
@@ -172,7 +178,7 @@ export class ControlForwarder {
  * fails (a dead leader refuses at once, and raft may already know a new one) or at `byMs`.
  * grpc-js's waitForReady would keep waiting through failed attempts until its deadline.
  */
-function connected(client: grpc.Client, addr: string, byMs: number): Promise<void> {
+function connected(client: grpc.Client, addr: string, byMs: number, clock: Clock): Promise<void> {
   const channel = client.getChannel();
   const notSent = (why: string): NotSentError =>
     new NotSentError("UNAVAILABLE", `cannot connect to the leader at ${addr} (${why}); retrying while raft elects another`);
@@ -181,7 +187,7 @@ function connected(client: grpc.Client, addr: string, byMs: number): Promise<voi
       const state = channel.getConnectivityState(true);
       if (state === grpc.connectivityState.READY) resolve();
       else if (state === grpc.connectivityState.TRANSIENT_FAILURE || state === grpc.connectivityState.SHUTDOWN) reject(notSent("connection failed"));
-      else if (Date.now() >= byMs) reject(notSent("timed out"));
+      else if (clock.nowMs() >= byMs) reject(notSent("timed out"));
       else channel.watchConnectivityState(state, byMs, (err) => (err ? reject(notSent("timed out")) : check()));
     };
     check();

@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
 import { ShoalError, isShoalError } from "../base/errors.js";
-import { systemClock, type Clock } from "../base/clock.js";
+import { systemClock, type Clock, type Timer } from "../base/clock.js";
 import { systemRandom, type Random } from "../base/random.js";
 import { loadRootCA, RevocationList, renderCrl, type RootCA } from "../ca/index.js";
 import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
@@ -137,7 +137,7 @@ export class Manager {
   private readonly appliedListeners = new Set<(changes: StoreChange[] | "reset") => void>();
   private wrapKey: string | undefined;
   private keyWork: Promise<void> = Promise.resolve();
-  private revocationGcTimer: NodeJS.Timeout | undefined;
+  private revocationGcTimer: Timer | undefined;
   private readonly forwarder: ControlForwarder;
   private stopped = false;
   private lastRevocationKey = "";
@@ -161,6 +161,7 @@ export class Manager {
     this.control = control;
     const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
     this.forwarder = new ControlForwarder({
+      clock: ctx.clock,
       clusterId: opts.clusterId,
       rootCaPem: opts.rootCaPem,
       identity: () => identityRef.current,
@@ -205,6 +206,7 @@ export class Manager {
       identity: () => identityRef.current,
       revocation,
       logger: opts.logger.child({ component: "raft-transport" }),
+      clock,
     });
     const listeners = new Set<(changes: StoreChange[] | "reset") => void>([(changes) => access.applied(changes)]);
     const machine = new StoreMachine(store, (changes) => {
@@ -341,10 +343,11 @@ export class Manager {
   }
 
   private async writeBootstrapObjects(objects: { cluster: Cluster; node: Node }): Promise<void> {
-    const deadline = Date.now() + 30_000;
+    const clock = this.ctx.clock;
+    const deadline = clock.nowMs() + 30_000;
     while (!this.raft.isLeader) {
-      if (Date.now() > deadline) throw new ShoalError("TIMEOUT", "the new single-manager cluster did not elect itself leader within 30 s");
-      await new Promise((r) => setTimeout(r, 20));
+      if (clock.nowMs() > deadline) throw new ShoalError("TIMEOUT", "the new single-manager cluster did not elect itself leader within 30 s");
+      await clock.sleep(20);
     }
     if (this.store.getCluster() !== undefined) return;
     await this.ctx.propose((tx) => {
@@ -365,17 +368,16 @@ export class Manager {
   private leaderChanged(isLeader: boolean, term: number): void {
     this.ctx.logger.info({ isLeader, term, leader: String(this.raft.leaderId) }, "raft leader changed");
     this.dispatcher.leadershipChanged(isLeader, term);
-    if (this.revocationGcTimer !== undefined) clearInterval(this.revocationGcTimer);
+    this.revocationGcTimer?.cancel();
     this.revocationGcTimer = undefined;
     if (isLeader) {
-      this.revocationGcTimer = setInterval(() => {
+      this.revocationGcTimer = this.ctx.clock.setInterval(() => {
         if (!this.raft.isLeader || this.raft.term !== term) return;
         const now = new Date(this.ctx.clock.nowMs());
         const list = RevocationList.fromProto(this.store.getCluster()?.revocationList);
         if (list.entries().every((e) => now.getTime() < e.lastCertNotAfter.getTime() + 7 * 24 * 3600 * 1000)) return;
         this.ctx.propose((tx) => void tx.gcRevocations(now), { term }).catch(() => undefined);
       }, REVOCATION_GC_INTERVAL_MS);
-      this.revocationGcTimer.unref();
     }
   }
 
@@ -470,7 +472,7 @@ export class Manager {
     try {
       const client = channel.client(RaftMembershipClient);
       await new Promise<void>((resolve, reject) =>
-        client.leave({ raftId: this.raft.id }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err) => (err ? reject(fromGrpcError(err)) : resolve())),
+        client.leave({ raftId: this.raft.id }, new grpc.Metadata(), { deadline: this.ctx.clock.nowMs() + 5000 }, (err) => (err ? reject(fromGrpcError(err)) : resolve())),
       );
     } finally {
       channel.close();
@@ -480,7 +482,7 @@ export class Manager {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.revocationGcTimer !== undefined) clearInterval(this.revocationGcTimer);
+    this.revocationGcTimer?.cancel();
     this.dispatcher.close();
     this.forwarder.close();
     await this.server.shutdown(500);

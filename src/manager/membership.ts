@@ -58,7 +58,7 @@ export function membershipHandlers(ctx: ManagerContext): RaftMembershipServer {
           await ctx.propose((tx) => tx.updateNode(updated));
           break;
         } catch (err) {
-          if (!isShoalError(err, "FAILED_PRECONDITION") || attempt >= 5) throw err;
+          if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= 5) throw err;
         }
       }
       ctx.logger.info({ joinedNodeId: peer.nodeId, raftId: String(raftId) }, "manager joined raft as a learner");

@@ -38,6 +38,8 @@ export interface RaftTransportOptions {
   identity: () => NodeIdentityPem;
   revocation: RevocationState;
   logger: HandlerLogger & { debug(obj: object, msg: string): void };
+  /** Call deadlines are computed from it. Default: the system clock. */
+  clock?: Clock;
 }
 
 /**
@@ -204,7 +206,7 @@ class PeerLink {
       return;
     }
     this.inFlight = true;
-    this.raftClient().processRaftMessages(request, new grpc.Metadata(), { deadline: Date.now() + RAFT_BATCH_DEADLINE_MS }, (err) => {
+    this.raftClient().processRaftMessages(request, new grpc.Metadata(), { deadline: (this.transport.opts.clock ?? systemClock).nowMs() + RAFT_BATCH_DEADLINE_MS }, (err) => {
       this.inFlight = false;
       if (err) {
         this.transport.opts.logger.debug({ peer: String(this.id), code: err.code }, "raft batch not delivered");
@@ -225,7 +227,7 @@ class PeerLink {
       report(false);
       return;
     }
-    const stream = this.raftClient().streamSnapshot(new grpc.Metadata(), { deadline: Date.now() + SNAPSHOT_DEADLINE_MS }, (err) => {
+    const stream = this.raftClient().streamSnapshot(new grpc.Metadata(), { deadline: (this.transport.opts.clock ?? systemClock).nowMs() + SNAPSHOT_DEADLINE_MS }, (err) => {
       if (err) this.transport.opts.logger.warn({ peer: String(this.id), code: err.code, details: err.details }, "raft snapshot not delivered");
       report(!err);
     });

@@ -266,7 +266,7 @@ export class Staging {
     const actual = versionOf(table, current);
     if (actual !== expected) {
       throw new ShoalError(
-        "FAILED_PRECONDITION",
+        "VERSION_CONFLICT",
         `${TABLE_NOUN[table]} ${JSON.stringify(key)} was changed by someone else (version ${actual}, expected ${expected}); read it again and retry`,
       );
     }

@@ -2,12 +2,13 @@
 // code rides in metadata `shoal-error-code`, and the message is the status details. Messages are
 // already free of secrets when they are created, so nothing is filtered here.
 import * as grpc from "@grpc/grpc-js";
-import { ShoalError, type ShoalErrorCode } from "../base/errors.js";
+import { isShoalErrorCode, ShoalError, type ShoalErrorCode } from "../base/errors.js";
 
 export const ERROR_CODE_METADATA = "shoal-error-code";
 export const LEADER_ADDR_METADATA = "shoal-leader-addr";
 
-const STATUS_BY_CODE: Partial<Record<ShoalErrorCode, grpc.status>> = {
+/** Total: a new code does not typecheck until it is given a status here. */
+const STATUS_BY_CODE: Record<ShoalErrorCode, grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   TOKEN_MALFORMED: grpc.status.INVALID_ARGUMENT,
   TOKEN_VERSION: grpc.status.INVALID_ARGUMENT,
@@ -26,7 +27,12 @@ const STATUS_BY_CODE: Partial<Record<ShoalErrorCode, grpc.status>> = {
   CERT_WRONG_CLUSTER: grpc.status.PERMISSION_DENIED,
   CERT_WRONG_ROLE: grpc.status.PERMISSION_DENIED,
   CERT_REVOKED: grpc.status.PERMISSION_DENIED,
+  STORE_CORRUPT: grpc.status.DATA_LOSS,
+  STORE_DECRYPT_FAILED: grpc.status.INTERNAL,
+  STORE_CLOSED: grpc.status.UNAVAILABLE,
   STORE_LOCKED: grpc.status.FAILED_PRECONDITION,
+  KEY_FILE_INVALID: grpc.status.INTERNAL,
+  CRYPTO_FAILED: grpc.status.INTERNAL,
   LOCKED: grpc.status.FAILED_PRECONDITION,
   NOT_LEADER: grpc.status.UNAVAILABLE,
   NO_QUORUM: grpc.status.UNAVAILABLE,
@@ -36,19 +42,23 @@ const STATUS_BY_CODE: Partial<Record<ShoalErrorCode, grpc.status>> = {
   PROPOSAL_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   MESSAGE_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,
+  RAFT_INVARIANT: grpc.status.INTERNAL,
+  RAFT_LOG_CORRUPT: grpc.status.DATA_LOSS,
   TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
   NOT_FOUND: grpc.status.NOT_FOUND,
   ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
+  VERSION_CONFLICT: grpc.status.ABORTED,
   FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
   NOT_MANAGER: grpc.status.FAILED_PRECONDITION,
   NOT_IN_CLUSTER: grpc.status.FAILED_PRECONDITION,
   ALREADY_IN_CLUSTER: grpc.status.FAILED_PRECONDITION,
+  INTERNAL: grpc.status.INTERNAL,
 };
 
 export function grpcStatusFor(code: ShoalErrorCode): grpc.status {
-  return STATUS_BY_CODE[code] ?? grpc.status.INTERNAL;
+  return STATUS_BY_CODE[code];
 }
 
 /** Turns any thrown value into a gRPC error object for a handler's callback or `emit("error")`. */
@@ -66,7 +76,8 @@ export function fromGrpcError(err: unknown): ShoalError {
   const e = err as Partial<grpc.ServiceError> | undefined;
   const sent = e?.metadata?.get(ERROR_CODE_METADATA)?.[0];
   const details = e?.details ?? (err instanceof Error ? err.message : String(err));
-  if (typeof sent === "string" && sent.length > 0) return new ShoalError(sent as ShoalErrorCode, details, { cause: err });
+  // A code we do not know (a newer or hostile peer) falls back to the status below, never a cast.
+  if (typeof sent === "string" && isShoalErrorCode(sent)) return new ShoalError(sent, details, { cause: err });
   switch (e?.code) {
     case grpc.status.PERMISSION_DENIED:
       return new ShoalError("PERMISSION_DENIED", details, { cause: err });
@@ -82,6 +93,8 @@ export function fromGrpcError(err: unknown): ShoalError {
       return new ShoalError("INVALID_ARGUMENT", details, { cause: err });
     case grpc.status.NOT_FOUND:
       return new ShoalError("NOT_FOUND", details, { cause: err });
+    case grpc.status.ABORTED:
+      return new ShoalError("VERSION_CONFLICT", details, { cause: err });
     default:
       return new ShoalError("INTERNAL", details, { cause: err });
   }

@@ -276,7 +276,7 @@ test("node update: label add/rm and availability, retried on a concurrent versio
   fake.reset({
     listNodes: (_req, i) => ({ nodes: nodes(7n + BigInt(i)) }),
     updateNode: (req: any, i) =>
-      i === 0 ? new ShoalError("FAILED_PRECONDITION", "node version 7 is stale") : { node: { id: req.nodeId, meta: { version: 9n } } },
+      i === 0 ? new ShoalError("VERSION_CONFLICT", "node version 7 is stale") : { node: { id: req.nodeId, meta: { version: 9n } } },
   });
   const r = await runShoal([...sock, "node", "update", "web-1", "--label-add", "zone=pci", "--label-rm", "old", "--label-add", "tier=db", "--availability", "drain"]);
   assert.equal(r.code, 0, r.stderr);
@@ -291,7 +291,7 @@ test("node update: label add/rm and availability, retried on a concurrent versio
 });
 
 test("node update gives up after repeated conflicts with exit 6", async () => {
-  fake.reset({ listNodes: () => ({ nodes: nodes() }), updateNode: () => new ShoalError("FAILED_PRECONDITION", "stale version") });
+  fake.reset({ listNodes: () => ({ nodes: nodes() }), updateNode: () => new ShoalError("VERSION_CONFLICT", "stale version") });
   const r = await runShoal([...sock, "node", "update", WORKER, "--label-add", "zone=pci"]);
   assert.equal(r.code, 6);
   assert.equal(fake.callsTo("updateNode").length, 5);

@@ -63,6 +63,7 @@ test("exit codes are stable per class", () => {
   assert.equal(exitCodeFor("NOT_FOUND"), 5);
   assert.equal(exitCodeFor("ALREADY_EXISTS"), 6);
   assert.equal(exitCodeFor("FAILED_PRECONDITION"), 6);
+  assert.equal(exitCodeFor("VERSION_CONFLICT"), 6);
 });
 
 test("tables pad every column but the last to its widest cell plus three spaces", () => {

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, connect, type Server, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
+import { ManualClock, systemClock } from "../../src/base/clock.js";
 import { isShoalError } from "../../src/base/errors.js";
 import { ControlService } from "../../src/proto/shoal/v1/control.js";
 import { ControlForwarder } from "../../src/manager/control-forwarder.js";
@@ -88,7 +89,7 @@ async function startLeader(pki: Pki, relayFor: () => Relay | undefined): Promise
     },
     getValue: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       leader.reads++;
-      answerOrDrop(() => cb(null, { found: true, value: Buffer.from("v") }));
+      answerOrDrop(() => cb(null, { found: true, value: Buffer.from("v"), index: 0n }));
     },
   });
   leader.port = await server.listen("127.0.0.1:0", "open");
@@ -97,6 +98,7 @@ async function startLeader(pki: Pki, relayFor: () => Relay | undefined): Promise
 
 function forwarderTo(pki: Pki, addr: string): ControlForwarder {
   return new ControlForwarder({
+    clock: systemClock,
     clusterId: pki.clusterId,
     rootCaPem: pki.ca.rootCaPem,
     identity: () => ({ certPem: pki.manager.certPem, keyPem: pki.manager.keyPem }),
@@ -151,4 +153,33 @@ test("forwarded control calls: no second apply after a dropped answer; safe retr
   leader.behaviour = "not-leader";
   await forwarder.call("putValue", { key: "k4", value: Buffer.from("v") });
   assert.deepEqual(leader.applied, ["k1", "k2", "k3", "k4"]);
+});
+
+test("the forwarder waits for a leader on its injected clock, not the wall clock", async () => {
+  const clock = new ManualClock(1_000_000);
+  const forwarder = new ControlForwarder({
+    clock,
+    clusterId: "c",
+    rootCaPem: "",
+    identity: () => ({ certPem: "", keyPem: "" }),
+    isLeader: () => false,
+    leaderAddr: () => undefined,
+    local: async () => assert.fail("no leader, nothing runs locally"),
+    unreachableWaitMs: 0,
+    leaderWaitMs: 3000,
+  });
+  let outcome: unknown;
+  const waiting = forwarder.leaderAddrOrWait().then(
+    () => (outcome = "resolved"),
+    (err: unknown) => (outcome = err),
+  );
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 20; i++) await turn();
+  assert.equal(outcome, undefined, "virtual time has not moved, so it still waits");
+  for (let elapsedMs = 0; elapsedMs <= 3100 && outcome === undefined; elapsedMs += 50) {
+    clock.advance(50);
+    await turn();
+  }
+  await waiting;
+  assert.ok(isShoalError(outcome, "NO_QUORUM"), String(outcome));
 });

@@ -8,6 +8,7 @@ import { DataKey } from "../../src/crypto/index.js";
 import { EncryptedStore } from "../../src/storage/index.js";
 import { LoopbackNetwork, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeOptions, type RaftStateMachine } from "../../src/raft/node/index.js";
 import type { RaftId } from "../../src/raft/core/types.js";
+import { waitFor as pollUntil } from "../../scripts/lib/wait.js";
 
 /** A replicated list of strings; `apply` returns the entry's position so proposers can check it. */
 export class ListMachine implements RaftStateMachine {
@@ -131,14 +132,9 @@ export class TestCluster {
   }
 }
 
-export async function waitFor<T>(probe: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** The harness's one waitFor (scripts/lib/wait.ts), in this file's argument order, polling every 5 ms. */
+export function waitFor<T>(probe: () => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
+  return pollUntil(what, probe, timeoutMs, 5);
 }
 
 export const utf8 = (s: string): Uint8Array => Buffer.from(s, "utf8");

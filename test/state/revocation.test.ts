@@ -51,7 +51,7 @@ test("removeNodeAndRevoke needs the cluster object and races fail as a whole", (
   commit(store, (tx) => tx.updateCluster(cluster));
   const result = store.apply(revoke, { index: store.lastAppliedIndex + 1 });
   assert.equal(result.ok, false);
-  assert.equal(!result.ok && result.error.code, "FAILED_PRECONDITION");
+  assert.equal(!result.ok && result.error.code, "VERSION_CONFLICT");
   assert.ok(store.getNode(node.id) !== undefined);
   assert.equal(store.getRevocationList().nodes.length, 0);
 });

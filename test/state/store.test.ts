@@ -49,7 +49,7 @@ test("an update keeps createdAt, sets updatedAt and bumps the version to the new
   assert.deepEqual(stored.meta!.updatedAt, later);
 });
 
-test("a stale version is refused at prepare and, if it raced, at apply, with FAILED_PRECONDITION", () => {
+test("a stale version is refused at prepare and, if it raced, at apply, with VERSION_CONFLICT", () => {
   const store = new ObjectStore();
   const service = makeService("web");
   commit(store, (tx) => tx.createService(service));
@@ -63,12 +63,12 @@ test("a stale version is refused at prepare and, if it raced, at apply, with FAI
   assert.equal(store.apply(first, { index: 2 }).ok, true);
   const lost = store.apply(second, { index: 3 });
   assert.equal(lost.ok, false);
-  assert.ok(!lost.ok && lost.error.code === "FAILED_PRECONDITION");
+  assert.ok(!lost.ok && lost.error.code === "VERSION_CONFLICT");
   assert.match(!lost.ok ? lost.error.message : "", /changed by someone else; read it again and retry|changed by someone else .*retry/);
   assert.equal(store.getService(service.id)!.spec!.replicas, 2);
   assert.equal(store.lastAppliedIndex, 3, "a refused proposal still consumes its index");
   // Preparing with the stale copy now fails up front.
-  assert.equal(thrownCode(() => store.prepare((tx) => tx.updateService(readB))), "FAILED_PRECONDITION");
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.updateService(readB))), "VERSION_CONFLICT");
 });
 
 test("apply is all-or-nothing: a failing last action leaves no trace of the earlier ones", () => {
@@ -139,7 +139,7 @@ test("remove with a version is compare-and-set; without one it is unconditional"
   const store = new ObjectStore();
   const node = makeNode();
   commit(store, (tx) => tx.createNode(node));
-  assert.equal(thrownCode(() => store.prepare((tx) => tx.removeNode(node.id, { version: 99n }))), "FAILED_PRECONDITION");
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.removeNode(node.id, { version: 99n }))), "VERSION_CONFLICT");
   commit(store, (tx) => tx.removeNode(node.id, { version: 1n }));
   assert.equal(store.getNode(node.id), undefined);
 });
@@ -186,7 +186,7 @@ test("kv: upsert, if-absent, compare-and-set and remove", () => {
   assert.deepEqual(v1.value, Buffer.from("1"));
   assert.equal(v1.version, 1n);
   assert.equal(thrownCode(() => store.prepare((tx) => tx.putValue("health", Buffer.from("2"), { ifAbsent: true }))), "ALREADY_EXISTS");
-  assert.equal(thrownCode(() => store.prepare((tx) => tx.putValue("health", Buffer.from("2"), { ifVersion: 5n }))), "FAILED_PRECONDITION");
+  assert.equal(thrownCode(() => store.prepare((tx) => tx.putValue("health", Buffer.from("2"), { ifVersion: 5n }))), "VERSION_CONFLICT");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.putValue("missing", Buffer.from("2"), { ifVersion: 5n }))), "NOT_FOUND");
   commit(store, (tx) => tx.putValue("health", Buffer.from("2"), { ifVersion: 1n }));
   assert.equal(store.getValue("health")!.version, 2n);

@@ -138,7 +138,7 @@ export async function issueForNode(
       return { certPem: issued.certPem, role };
     } catch (err) {
       // Another writer (a heartbeat, an operator) changed the node in between: sign again on the fresh copy.
-      if (!isShoalError(err, "FAILED_PRECONDITION") || attempt >= UPDATE_ATTEMPTS) throw err;
+      if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= UPDATE_ATTEMPTS) throw err;
     }
   }
 }

@@ -133,7 +133,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
         await ctx.propose((tx) => tx.updateCluster(cluster));
         return cluster;
       } catch (err) {
-        if (!isShoalError(err, "FAILED_PRECONDITION") || attempt >= 5) throw err;
+        if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= 5) throw err;
       }
     }
   };
@@ -252,7 +252,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       if (!Object.values(UpdateClusterRequest_Autolock).includes(req.autolock)) throw new ShoalError("INVALID_ARGUMENT", "autolock must be unchanged, on or off");
       const current = requireCluster(ctx);
       if (req.clusterVersion !== 0n && current.meta?.version !== req.clusterVersion) {
-        throw new ShoalError("FAILED_PRECONDITION", `the cluster was changed by someone else (version ${current.meta?.version}, expected ${req.clusterVersion}); read it again and retry`);
+        throw new ShoalError("VERSION_CONFLICT", `the cluster was changed by someone else (version ${current.meta?.version}, expected ${req.clusterVersion}); read it again and retry`);
       }
       const wasOn = current.spec?.encryptionConfig?.autolockManagers === true;
       let unlockKey = "";
@@ -304,12 +304,30 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     },
 
     putValue: async (req: PutValueRequest): Promise<PutValueResponse> => {
-      const result = await ctx.propose((tx) => tx.putValue(req.key, req.value));
-      return { index: BigInt(result.index) };
+      const expected = req.expectedIndex;
+      if (expected === undefined) {
+        const result = await ctx.propose((tx) => tx.putValue(req.key, req.value));
+        return { index: BigInt(result.index) };
+      }
+      // The store checks the version again when the entry applies; reading up to the commit index
+      // first makes a refusal at prepare one that a linearizable read would also have seen (a new
+      // leader may not have applied its predecessor's last entries yet).
+      await ctx.raft.readIndex();
+      try {
+        const result = await ctx.propose((tx) => tx.putValue(req.key, req.value, expected === 0n ? { ifAbsent: true } : { ifVersion: expected }));
+        return { index: BigInt(result.index) };
+      } catch (err) {
+        if (!isShoalError(err, "ALREADY_EXISTS") && !isShoalError(err, "NOT_FOUND")) throw err;
+        const what = expected === 0n ? "exists" : "does not exist";
+        throw new ShoalError("VERSION_CONFLICT", `key ${JSON.stringify(req.key)} ${what} (expected index ${expected}); read it again and retry`);
+      }
     },
     getValue: async (req: GetValueRequest): Promise<GetValueResponse> => {
+      // ReadIndex: confirms with a quorum that this manager still leads and waits until it applied
+      // everything committed before the read, so a deposed leader never answers from stale state.
+      await ctx.raft.readIndex();
       const entry = ctx.store.getValue(req.key);
-      return entry === undefined ? { found: false, value: Buffer.alloc(0) } : { found: true, value: entry.value };
+      return entry === undefined ? { found: false, value: Buffer.alloc(0), index: 0n } : { found: true, value: entry.value, index: entry.version };
     },
   };
   const guarded = {} as Record<string, Handler<unknown, unknown>>;

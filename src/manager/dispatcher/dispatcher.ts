@@ -199,7 +199,7 @@ export class Dispatcher {
           await this.ctx.propose((tx) => tx.updateNode(updated), { term });
           return;
         } catch (err) {
-          if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") return;
+          if (!(err instanceof ShoalError) || err.code !== "VERSION_CONFLICT") return;
         }
       }
     } finally {
@@ -220,7 +220,7 @@ export class Dispatcher {
         await this.ctx.propose((tx) => tx.updateNode(updated), { term });
         return;
       } catch (err) {
-        if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") return;
+        if (!(err instanceof ShoalError) || err.code !== "VERSION_CONFLICT") return;
       }
     }
   }
@@ -239,7 +239,7 @@ export class Dispatcher {
         this.ctx.logger.info({ demotedNodeId: nodeId }, "revoked the certificates a demoted manager no longer uses");
         return;
       } catch (err) {
-        if (!(err instanceof ShoalError) || err.code !== "FAILED_PRECONDITION") {
+        if (!(err instanceof ShoalError) || err.code !== "VERSION_CONFLICT") {
           this.ctx.logger.warn({ err: String(err), demotedNodeId: nodeId }, "cannot revoke a demoted manager's earlier certificates; retried at its next session");
           return;
         }

@@ -238,12 +238,15 @@ export interface GetUnlockKeyResponse {
 }
 
 /**
- * The smallest replicated write: a compare-and-set on one small key of a scratch keyspace, used by
- * health checks and benchmarks.
+ * The smallest replicated write on one small key of a scratch keyspace, used by health checks,
+ * benchmarks and the chaos run. With expected_index it is a compare-and-set: the key's current
+ * value must have been written at that raft index (0: the key must not exist), else
+ * VERSION_CONFLICT. GetValue is a linearizable read (ReadIndex) on the leader.
  */
 export interface PutValueRequest {
   key: string;
   value: Buffer;
+  expectedIndex?: bigint | undefined;
 }
 
 export interface PutValueResponse {
@@ -257,6 +260,8 @@ export interface GetValueRequest {
 export interface GetValueResponse {
   found: boolean;
   value: Buffer;
+  /** The raft index that wrote the value (0 when not found). */
+  index: bigint;
 }
 
 function createBaseGetNodeRequest(): GetNodeRequest {
@@ -2909,7 +2914,7 @@ export const GetUnlockKeyResponse: MessageFns<GetUnlockKeyResponse> = {
 };
 
 function createBasePutValueRequest(): PutValueRequest {
-  return { key: "", value: Buffer.alloc(0) };
+  return { key: "", value: Buffer.alloc(0), expectedIndex: undefined };
 }
 
 export const PutValueRequest: MessageFns<PutValueRequest> = {
@@ -2919,6 +2924,12 @@ export const PutValueRequest: MessageFns<PutValueRequest> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.expectedIndex !== undefined) {
+      if (BigInt.asUintN(64, message.expectedIndex) !== message.expectedIndex) {
+        throw new globalThis.Error("value provided for field message.expectedIndex of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.expectedIndex);
     }
     return writer;
   },
@@ -2952,6 +2963,14 @@ export const PutValueRequest: MessageFns<PutValueRequest> = {
             message.value = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedIndex = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2968,6 +2987,11 @@ export const PutValueRequest: MessageFns<PutValueRequest> = {
     return {
       key: isSet(object.key) ? globalThis.String(object.key) : "",
       value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      expectedIndex: isSet(object.expectedIndex)
+        ? BigInt(object.expectedIndex)
+        : isSet(object.expected_index)
+        ? BigInt(object.expected_index)
+        : undefined,
     };
   },
 
@@ -2979,6 +3003,9 @@ export const PutValueRequest: MessageFns<PutValueRequest> = {
     if (message.value.length !== 0) {
       obj.value = base64FromBytes(message.value);
     }
+    if (message.expectedIndex !== undefined) {
+      obj.expectedIndex = message.expectedIndex.toString();
+    }
     return obj;
   },
 
@@ -2989,6 +3016,9 @@ export const PutValueRequest: MessageFns<PutValueRequest> = {
     const message = createBasePutValueRequest();
     message.key = object.key ?? "";
     message.value = object.value ?? Buffer.alloc(0);
+    message.expectedIndex = (object.expectedIndex !== undefined && object.expectedIndex !== null)
+      ? BigInt(object.expectedIndex)
+      : undefined;
     return message;
   },
 };
@@ -3131,7 +3161,7 @@ export const GetValueRequest: MessageFns<GetValueRequest> = {
 };
 
 function createBaseGetValueResponse(): GetValueResponse {
-  return { found: false, value: Buffer.alloc(0) };
+  return { found: false, value: Buffer.alloc(0), index: 0n };
 }
 
 export const GetValueResponse: MessageFns<GetValueResponse> = {
@@ -3141,6 +3171,12 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
     }
     if (message.value.length !== 0) {
       writer.uint32(18).bytes(message.value);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.index);
     }
     return writer;
   },
@@ -3174,6 +3210,14 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
             message.value = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3190,6 +3234,7 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
     return {
       found: isSet(object.found) ? globalThis.Boolean(object.found) : false,
       value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
     };
   },
 
@@ -3201,6 +3246,9 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
     if (message.value.length !== 0) {
       obj.value = base64FromBytes(message.value);
     }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
     return obj;
   },
 
@@ -3211,6 +3259,7 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
     const message = createBaseGetValueResponse();
     message.found = object.found ?? false;
     message.value = object.value ?? Buffer.alloc(0);
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
     return message;
   },
 };
