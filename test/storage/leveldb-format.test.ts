@@ -107,9 +107,11 @@ test("log records fragmented across blocks reassemble; a cut inside the last one
   assert.equal(cut.records.length, 3);
   assert.equal(cut.damage?.pastEnd, true);
   assert.equal(cut.damage?.validRecordAfter, undefined);
+  assert.equal(cut.damage?.tornAppend, true);
 
   const flipped = Buffer.from(log);
   flipped[LOG_BLOCK_BYTES + 10] ^= 1; // inside the middle fragments of the big record
   const damaged = scanLog(flipped, false).damage;
   assert.ok(damaged !== undefined && damaged.validRecordAfter !== undefined, "valid records follow the damage");
+  assert.equal(damaged.tornAppend, false);
 });

@@ -1,8 +1,9 @@
 // A store whose LevelDB files were damaged after a clean stop is refused at open with STORE_CORRUPT
 // naming the file, whether the damage is in the middle of the write-ahead log, in a table or in the
 // MANIFEST; without the check LevelDB (no paranoid_checks) silently drops the write-ahead log's
-// records after the damage and opens. A torn tail of the newest log (an append cut short, or
-// garbage after the last synced record) still opens with every synced write.
+// records after the damage and opens. A torn tail of the newest log (an append cut short, a last
+// record whose final sectors read as zeros, or garbage after the last synced record) still opens
+// with every synced write; a whole last record with an altered byte does not.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { appendFileSync, readdirSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
@@ -127,6 +128,20 @@ test("a flipped byte in the last block of the log, with records after it, is ref
   await refusedNaming(t, dir, key, wal);
 });
 
+test("a flipped byte inside the log's very last record is refused: a whole record was altered, not cut short", async (t) => {
+  const dir = tempDir(t, "corrupt-wal-last-record");
+  const key = DataKey.generate();
+  t.after(() => key.dispose());
+  await writeStore(dir, key);
+  const wal = onlyFile(dir, ".log");
+  const bytes = readFileSync(wal);
+  const last = physicalRecords(bytes).at(-1)!;
+  assert.equal(last.end, bytes.length);
+  flipByte(wal, last.data + Math.floor((last.end - last.data) / 2));
+  const err = await refusedNaming(t, dir, key, wal);
+  assert.match(err.message, /written and then altered/);
+});
+
 test("a flipped byte in a table file is refused at open, naming the table", async (t) => {
   for (const where of ["middle", "last byte"] as const) {
     const dir = tempDir(t, "corrupt-ldb");
@@ -169,7 +184,7 @@ test("a missing table or a missing CURRENT is refused instead of opening an empt
 });
 
 test("a torn tail of the newest log still opens with every synced save", async (t) => {
-  for (const tail of ["cut last record", "garbage appended", "zeros appended"] as const) {
+  for (const tail of ["cut last record", "last record's sectors zeroed", "garbage appended", "zeros appended"] as const) {
     await t.test(tail, async (t) => {
       const dir = tempDir(t, "torn-tail");
       const key = DataKey.generate();
@@ -185,7 +200,16 @@ test("a torn tail of the newest log still opens with every synced save", async (
         // The last save's append cut short by a crash: it was never acknowledged.
         truncateSync(wal, lastRecord.end - 100);
         synced = SAVES - 1;
+      } else if (tail === "last record's sectors zeroed") {
+        // The file's size reached the disk but the record's last sectors did not (they read as zeros).
+        const sector = lastRecord.data - (lastRecord.data % 512) + 512;
+        assert.ok(sector < lastRecord.end);
+        bytes.fill(0, sector, lastRecord.end);
+        writeFileSync(wal, bytes);
+        synced = SAVES - 1;
       } else if (tail === "garbage appended") {
+        // Its first 7 bytes are no plausible record header, as garbage's almost never are; a whole
+        // record of a valid type with a wrong checksum and no zeroed sector counts as altered data.
         appendFileSync(wal, Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 131 + 7) & 0xff)));
       } else {
         appendFileSync(wal, Buffer.alloc(4096));

@@ -12,9 +12,9 @@
 // What is checked: CURRENT names an existing MANIFEST; the MANIFEST reads back whole; every table it
 // lists exists at its recorded size and every block's CRC matches; every log LevelDB will replay
 // reads back whole. One exception, as in etcd's WAL: the newest log may end in a torn tail (an
-// append cut short by a crash before its sync returned), recognised as damage after which no valid
-// record follows; it is reported, and LevelDB drops it. Damage with a valid record after it is
-// synced data and stops the node. This assumes no other process writes the directory meanwhile,
+// append cut short by a crash before its sync returned): damage after which no valid record follows
+// and which is not a whole record with altered bytes (see LogDamage.tornAppend); it is reported, and
+// LevelDB drops it. Any other damage is to synced data and stops the node. This assumes no other process writes the directory meanwhile,
 // which the daemon's DIR/LOCK guarantees.
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -55,7 +55,12 @@ function corrupt(dir: string, file: string, what: string): ShoalError {
 }
 
 function describeDamage(damage: LogDamage): string {
-  const after = damage.validRecordAfter === undefined ? "" : `, and valid records follow at offset ${damage.validRecordAfter}`;
+  const after =
+    damage.validRecordAfter !== undefined
+      ? `, and valid records follow at offset ${damage.validRecordAfter}`
+      : damage.tornAppend
+        ? ""
+        : ", in a whole record that was written and then altered, not cut short by a crash";
   return `is damaged at offset ${damage.offset} (${damage.reason}${after})`;
 }
 
@@ -126,7 +131,7 @@ export async function checkStoreFiles(dir: string): Promise<StoreFilesCheck> {
     bytes += log.length;
     if (damage === undefined) continue;
     // Every write is synced, so only the log still being appended to can hold a torn append.
-    if (damage.validRecordAfter !== undefined || i !== logs.length - 1) throw corrupt(dir, name, describeDamage(damage));
+    if (!damage.tornAppend || i !== logs.length - 1) throw corrupt(dir, name, describeDamage(damage));
     tornTail = { file: join(dir, name), offset: damage.offset, droppedBytes: log.length - damage.offset, reason: damage.reason };
   }
   return { files, bytes, tornTail };

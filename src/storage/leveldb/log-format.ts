@@ -22,6 +22,14 @@ export interface LogDamage {
   pastEnd: boolean;
   /** Offset of a valid physical record after the damage, if there is one. */
   validRecordAfter: number | undefined;
+  /**
+   * The damage can be an append cut short by a crash: nothing valid follows it, and it is not a
+   * whole record whose bytes were altered. A crash leaves an unsynced record cut off by the end of
+   * the file, or, where the file's size reached the disk before its data, with a sector that reads
+   * as zeros (etcd's WAL uses the same test); a complete record of the right type with no zeroed
+   * sector and a wrong checksum was written and then changed.
+   */
+  tornAppend: boolean;
 }
 
 export interface LogScan {
@@ -32,7 +40,12 @@ export interface LogScan {
   damage: LogDamage | undefined;
 }
 
-type Physical = { ok: true; type: number; start: number; end: number } | { ok: false; reason: string; pastEnd: boolean };
+type Physical =
+  | { ok: true; type: number; start: number; end: number }
+  /** `end` is set when the record is whole (header, type and length in bounds) but its checksum fails. */
+  | { ok: false; reason: string; pastEnd: boolean; end?: number };
+
+const SECTOR_BYTES = 512;
 
 function blockEnd(offset: number): number {
   return offset - (offset % LOG_BLOCK_BYTES) + LOG_BLOCK_BYTES;
@@ -47,8 +60,20 @@ function physicalAt(bytes: Uint8Array, offset: number): Physical {
   if (end > bytes.length) return { ok: false, reason: "the record is cut short by the end of the file", pastEnd: true };
   if (type < FULL || type > LAST) return { ok: false, reason: `the record type ${type} is not a log record type`, pastEnd: false };
   const stored = (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>> 0;
-  if (maskCrc(crc32c(bytes, offset + 6, end)) !== stored) return { ok: false, reason: "checksum mismatch", pastEnd: false };
+  if (maskCrc(crc32c(bytes, offset + 6, end)) !== stored) return { ok: false, reason: "checksum mismatch", pastEnd: false, end };
   return { ok: true, type, start: offset + LOG_HEADER_BYTES, end };
+}
+
+/** Some piece of [start, end) cut at disk-sector boundaries of the file is all zeros. */
+function hasZeroedSector(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let piece = start; piece < end; ) {
+    const pieceEnd = Math.min(end, piece - (piece % SECTOR_BYTES) + SECTOR_BYTES);
+    let zero = true;
+    for (let i = piece; i < pieceEnd && zero; i++) zero = bytes[i] === 0;
+    if (zero) return true;
+    piece = pieceEnd;
+  }
+  return false;
 }
 
 /** Where the next record may start: block trailers (under 7 bytes) are padding. */
@@ -81,16 +106,16 @@ export function scanLog(bytes: Uint8Array, keepRecords: boolean): LogScan {
   let fragmentStart = 0;
   let offset = 0;
   let goodBytes = 0;
-  const damaged = (at: number, reason: string, pastEnd: boolean, searchFrom = at): LogScan => ({
-    records,
-    goodBytes,
-    damage: { offset: at, reason, pastEnd, validRecordAfter: findValidRecordAfter(bytes, searchFrom) },
-  });
+  const damaged = (at: number, reason: string, pastEnd: boolean, searchFrom = at, wholeRecordEnd?: number): LogScan => {
+    const validRecordAfter = findValidRecordAfter(bytes, searchFrom);
+    const altered = wholeRecordEnd !== undefined && !hasZeroedSector(bytes, at, wholeRecordEnd);
+    return { records, goodBytes, damage: { offset: at, reason, pastEnd, validRecordAfter, tornAppend: validRecordAfter === undefined && !altered } };
+  };
   for (;;) {
     offset = recordStart(offset);
     if (offset >= bytes.length) break;
     const record = physicalAt(bytes, offset);
-    if (!record.ok) return damaged(offset, record.reason, record.pastEnd);
+    if (!record.ok) return damaged(offset, record.reason, record.pastEnd, offset, record.end);
     const data = bytes.subarray(record.start, record.end);
     if (record.type === FULL || record.type === FIRST) {
       if (fragments !== undefined) return damaged(fragmentStart, "a fragmented record has no last fragment", false, offset - 1);
@@ -115,7 +140,7 @@ export function scanLog(bytes: Uint8Array, keepRecords: boolean): LogScan {
   // A FIRST with no LAST before the end of the file is an append cut short.
   // Every physical record after it read back, so nothing valid follows the damage.
   if (fragments !== undefined) {
-    return { records, goodBytes, damage: { offset: fragmentStart, reason: "the last record's fragments are cut short by the end of the file", pastEnd: true, validRecordAfter: undefined } };
+    return { records, goodBytes, damage: { offset: fragmentStart, reason: "the last record's fragments are cut short by the end of the file", pastEnd: true, validRecordAfter: undefined, tornAppend: true } };
   }
   return { records, goodBytes, damage: undefined };
 }
