@@ -30,6 +30,7 @@ import { callWithLeaderRedirect } from "../transport/leader.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
+import { FailureLimiter } from "../transport/failure-limiter.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
@@ -113,6 +114,8 @@ export class Daemon {
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly paths: ReturnType<typeof dataDirPaths>;
+  /** Wrong unlock keys are slowed down; one key for the whole socket, as only the owner can reach it. */
+  private readonly unlockLimiter: FailureLimiter;
   private resolveStopped!: () => void;
   /** Settles when the daemon has stopped (signal, fatal error or stop()). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -122,6 +125,7 @@ export class Daemon {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.paths = dataDirPaths(opts.dataDir);
+    this.unlockLimiter = new FailureLimiter({ clock: this.clock, what: "unlock attempts" });
   }
 
   get socketPath(): string {
@@ -240,7 +244,10 @@ export class Daemon {
       info: unary(async () => this.info(), log),
       init: unary(async (req: InitRequest) => this.serialize(() => this.notLocked().then(() => this.init(req))), log),
       join: unary(async (req: JoinRequest) => this.serialize(() => this.notLocked().then(() => this.join(req))), log),
-      unlock: unary(async (req: UnlockRequest) => this.serialize(() => this.unlock(req)), log),
+      unlock: unary(
+        async (req: UnlockRequest) => this.unlockLimiter.run("socket", () => this.serialize(() => this.unlock(req)), (err) => err instanceof ShoalError && err.code === "UNLOCK_KEY_WRONG"),
+        log,
+      ),
       leave: unary(async (req: LeaveRequest) => this.serialize(() => this.notLocked().then(() => this.leave(req))), log),
     });
     const control: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
