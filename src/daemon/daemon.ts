@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
 import { chmod, mkdir, readFile, rm, unlink } from "node:fs/promises";
+import { connect } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
@@ -90,6 +91,18 @@ const JOIN_CALL_DEADLINE_MS = 20_000;
 
 function notInCluster(): ShoalError {
   return new ShoalError("NOT_IN_CLUSTER", "this node is not part of a cluster: run `shoal init` to create one or `shoal join` to join one");
+}
+
+/** True when something accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
 }
 
 function roleOf(certPem: string): NodeRole {
@@ -233,6 +246,11 @@ export class Daemon {
   private async openSocket(): Promise<void> {
     const path = this.socketPath;
     await mkdir(dirname(path), { recursive: true });
+    // DIR/LOCK covers the data dir; a --socket shared with a daemon of another dir is checked here:
+    // only a socket nobody answers on (left by a crash) is replaced.
+    if (await socketAnswers(path)) {
+      throw new ShoalError("FAILED_PRECONDITION", `the control socket ${path} is in use by another shoal daemon: stop it, or give this one another --socket`);
+    }
     await unlink(path).catch(() => undefined);
     const server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_SOCKET_MESSAGE_BYTES,
