@@ -4,6 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
 import { chmod, mkdir, readFile, rm, unlink } from "node:fs/promises";
+import { connect } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
@@ -30,6 +31,7 @@ import { callWithLeaderRedirect } from "../transport/leader.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
+import { FailureLimiter } from "../transport/failure-limiter.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
@@ -91,6 +93,18 @@ function notInCluster(): ShoalError {
   return new ShoalError("NOT_IN_CLUSTER", "this node is not part of a cluster: run `shoal init` to create one or `shoal join` to join one");
 }
 
+/** True when something accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
 function roleOf(certPem: string): NodeRole {
   return parseNodeCertificate(certPem).role;
 }
@@ -113,6 +127,8 @@ export class Daemon {
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly paths: ReturnType<typeof dataDirPaths>;
+  /** Wrong unlock keys are slowed down; one key for the whole socket, as only the owner can reach it. */
+  private readonly unlockLimiter: FailureLimiter;
   private resolveStopped!: () => void;
   /** Settles when the daemon has stopped (signal, fatal error or stop()). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -122,6 +138,7 @@ export class Daemon {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.paths = dataDirPaths(opts.dataDir);
+    this.unlockLimiter = new FailureLimiter({ clock: this.clock, what: "unlock attempts" });
   }
 
   get socketPath(): string {
@@ -229,6 +246,11 @@ export class Daemon {
   private async openSocket(): Promise<void> {
     const path = this.socketPath;
     await mkdir(dirname(path), { recursive: true });
+    // DIR/LOCK covers the data dir; a --socket shared with a daemon of another dir is checked here:
+    // only a socket nobody answers on (left by a crash) is replaced.
+    if (await socketAnswers(path)) {
+      throw new ShoalError("FAILED_PRECONDITION", `the control socket ${path} is in use by another shoal daemon: stop it, or give this one another --socket`);
+    }
     await unlink(path).catch(() => undefined);
     const server = new grpc.Server({
       "grpc.max_receive_message_length": MAX_SOCKET_MESSAGE_BYTES,
@@ -240,7 +262,10 @@ export class Daemon {
       info: unary(async () => this.info(), log),
       init: unary(async (req: InitRequest) => this.serialize(() => this.notLocked().then(() => this.init(req))), log),
       join: unary(async (req: JoinRequest) => this.serialize(() => this.notLocked().then(() => this.join(req))), log),
-      unlock: unary(async (req: UnlockRequest) => this.serialize(() => this.unlock(req)), log),
+      unlock: unary(
+        async (req: UnlockRequest) => this.unlockLimiter.run("socket", () => this.serialize(() => this.unlock(req)), (err) => err instanceof ShoalError && err.code === "UNLOCK_KEY_WRONG"),
+        log,
+      ),
       leave: unary(async (req: LeaveRequest) => this.serialize(() => this.notLocked().then(() => this.leave(req))), log),
     });
     const control: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};

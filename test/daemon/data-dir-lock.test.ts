@@ -8,7 +8,10 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pino } from "pino";
 import { isShoalError } from "../../src/base/errors.js";
+import { DaemonClient } from "../../src/cli/daemon-client.js";
+import { startDaemon } from "../../src/daemon/daemon.js";
 import { DataDirLock } from "../../src/daemon/data-dir-lock.js";
 import { FAST_DAEMON_FLAGS, freePort, ProcessCluster, REPO_ROOT, type NodeProcess } from "../e2e/cluster.js";
 
@@ -69,6 +72,27 @@ test("the lock in-process: a second holder is refused until the first releases",
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a daemon of another data dir does not take a --socket that a live daemon answers on", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "shoal-sock-"));
+  const socketPath = join(root, "shared.sock");
+  const silent = pino({ level: "silent" });
+  const first = await startDaemon({ dataDir: join(root, "a"), listenAddr: `127.0.0.1:${await freePort()}`, socketPath, logger: silent });
+  const client = new DaemonClient(socketPath);
+  t.after(async () => {
+    client.close();
+    await first.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await assert.rejects(
+    startDaemon({ dataDir: join(root, "b"), listenAddr: `127.0.0.1:${await freePort()}`, socketPath, logger: silent }),
+    (e) => isShoalError(e, "FAILED_PRECONDITION") && e.message.includes(socketPath),
+  );
+  assert.equal((await client.info()).state, "inactive", "the first daemon still answers on its socket");
+  // The refused daemon released its data dir: it can start on its own socket.
+  const second = await startDaemon({ dataDir: join(root, "b"), listenAddr: `127.0.0.1:${await freePort()}`, logger: silent });
+  await second.stop();
 });
 
 test("a second daemon on an owned data dir exits at once: worker, manager, locked manager; SIGKILL leaves no stale lock", { timeout: 150_000 }, async (t) => {

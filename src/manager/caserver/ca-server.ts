@@ -5,6 +5,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { checkNoControlChars } from "../../base/text.js";
+import { FailureLimiter, sourceAddressOf } from "../../transport/failure-limiter.js";
 import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
@@ -143,15 +144,22 @@ export async function issueForNode(
   }
 }
 
+/** A refused token (wrong, rotated, expired, malformed, another cluster's): what the join limiter counts. */
+function isTokenFailure(err: unknown): boolean {
+  return err instanceof ShoalError && err.code.startsWith("TOKEN_");
+}
+
 export function caServiceHandlers(ctx: ManagerContext): CAServer {
   const log = ctx.logger;
+  // Wrong join tokens are slowed down per source address (transport/failure-limiter.ts).
+  const joinLimiter = new FailureLimiter({ clock: ctx.clock, what: "join attempts from this address" });
   return {
     getRootCaCertificate: unary(async (): Promise<GetRootCACertificateResponse> => {
       const cluster = requireCluster(ctx);
       return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)) };
     }, log),
 
-    issueNodeCertificate: unary(async (req: IssueNodeCertificateRequest): Promise<IssueNodeCertificateResponse> => {
+    issueNodeCertificate: unary(async (req: IssueNodeCertificateRequest, call: grpc.ServerUnaryCall<IssueNodeCertificateRequest, IssueNodeCertificateResponse>): Promise<IssueNodeCertificateResponse> => {
       ctx.requireLeader();
       if (req.hostname.length > MAX_HOSTNAME_CHARS) throw new ShoalError("INVALID_ARGUMENT", `hostname is longer than ${MAX_HOSTNAME_CHARS} characters`);
       if (req.addr.length > MAX_ADDR_CHARS) throw new ShoalError("INVALID_ARGUMENT", `addr is longer than ${MAX_ADDR_CHARS} characters`);
@@ -161,7 +169,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       if (!Object.values(NodeAvailability).includes(req.availability)) throw new ShoalError("INVALID_ARGUMENT", "availability is not active, pause or drain");
       const cluster = requireCluster(ctx);
       const tokens = JoinTokenSet.fromProto(cluster.rootCa!.joinTokens!, ctx.rootCA());
-      const role = tokens.match(req.token, ctx.clock);
+      const role = await joinLimiter.run(sourceAddressOf(call), async () => tokens.match(req.token, ctx.clock), isTokenFailure);
       const csr = csrInput(req.csr);
       const nodeId = newId();
       const zone = DEFAULT_ZONE;
