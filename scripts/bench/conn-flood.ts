@@ -9,7 +9,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import tls from "node:tls";
 import { performance } from "node:perf_hooks";
 import { argNumber } from "./lib/args.js";
-import { formCluster, loadAvg1m, sleep, stopAll } from "../lib/local-cluster.js";
+import { formCluster, loadAvg1m } from "../lib/local-cluster.js";
+import { sleep } from "../lib/wait.js";
 
 /** Handshakes in flight at once from this process (2 cores shared with the daemon). */
 const CONNECT_CONCURRENCY = 200;
@@ -114,8 +115,7 @@ async function main(): Promise<void> {
       ),
     );
   } finally {
-    await stopAll();
-    cluster.removeDirs();
+    await cluster.cluster.close();
   }
 }
 

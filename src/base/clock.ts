@@ -18,7 +18,7 @@ export interface Clock {
   sleep(ms: number): Promise<void>;
 }
 
-/** Wall-clock time and Node's timers. Timers do not keep the process alive on their own account. */
+/** Wall-clock time and Node's timers (they keep the process alive until cancelled, as Node's do). */
 export const systemClock: Clock = {
   nowMs: () => Date.now(),
   setTimeout(fn, ms) {
