@@ -42,7 +42,7 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
     getValue: (call: grpc.ServerUnaryCall<{ key: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       seen.push(server.peerOf(call));
       const value = values.get(call.request.key);
-      cb(null, { found: value !== undefined, value: value ?? Buffer.alloc(0) });
+      cb(null, { found: value !== undefined, value: value ?? Buffer.alloc(0), index: 0n });
     },
   });
   server.addService(DispatcherService, {
