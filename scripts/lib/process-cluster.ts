@@ -169,7 +169,7 @@ export class NodeProcess {
   }
 
   /** SIGKILL (crash) or SIGTERM (clean stop, SIGKILL after a grace period); resolves once the process is gone. */
-  async stop(signal: "SIGKILL" | "SIGTERM" = "SIGTERM"): Promise<ExitStatus | undefined> {
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<ExitStatus | undefined> {
     this.clientCache?.close();
     this.clientCache = undefined;
     const child = this.child;
