@@ -7,6 +7,9 @@ import { sleep } from "../lib/wait.js";
 
 export type FaultKind = "kill" | "pause";
 
+/** A restart on a loaded 2-core machine can take tens of seconds (tsx compiles at every start). */
+export const RESTART_TIMEOUT_MS = 120_000;
+
 export interface FaultRecord {
   kind: FaultKind;
   node: string;
@@ -90,7 +93,7 @@ export class FaultScheduler {
   private async restartLater(node: NodeProcess, record: FaultRecord): Promise<void> {
     await sleep(this.between(this.opts.downMs));
     try {
-      await node.start();
+      await node.start(RESTART_TIMEOUT_MS);
       record.recoveredAtMs = Math.round(this.opts.nowMs());
     } catch (err) {
       record.error = err instanceof Error ? err.message : String(err);

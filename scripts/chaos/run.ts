@@ -12,7 +12,8 @@ import { checkLinearizable, describeOp, type HistoryOp } from "../../cluster-sim
 import { loadAvg1m } from "../lib/local-cluster.js";
 import { FAST_DAEMON_FLAGS, ProcessCluster, waitForVoters, type NodeProcess } from "../lib/process-cluster.js";
 import { sleep, waitFor } from "../lib/wait.js";
-import { FaultScheduler, type FaultRecord } from "./faults.js";
+import { findLostWrites, type FinalValue } from "./analysis.js";
+import { FaultScheduler, RESTART_TIMEOUT_MS, type FaultRecord } from "./faults.js";
 import { monotonicSince, Workload, type RecordedOp, type WorkloadCounts } from "./workload.js";
 
 export interface ChaosOptions {
@@ -101,7 +102,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let workload: Workload | undefined;
   let records: FaultRecord[] = [];
   const finalReads: RecordedOp[] = [];
-  const finalValues = new Map<string, { value: string | null; index: bigint }>();
+  const finalValues = new Map<string, FinalValue>();
   try {
     log(`forming ${options.managers} managers under ${root}`);
     const managers = await formCluster(cluster, options.managers);
@@ -139,7 +140,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     // Every manager crashes at once and comes back: acknowledged writes must still be there.
     await Promise.all(managers.map((m) => m.stop("SIGKILL")));
-    await Promise.all(managers.map((m) => m.start()));
+    await Promise.all(managers.map((m) => m.start(RESTART_TIMEOUT_MS)));
     for (let k = 0; k < options.keys; k++) {
       const key = workload.keyName(k);
       const invokeMs = nowMs();
@@ -150,16 +151,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const okAfterLastFault = workload.history.filter((op) => op.output !== undefined && op.invokeMs > lastFaultMs).length;
     if (okAfterLastFault === 0) failures.push("no operation completed after the last fault");
 
-    // An acknowledged write at an index above the key's final index was rolled back.
-    const acked = workload.history.filter((op) => op.index !== undefined && (op.output?.kind === "put" || (op.output?.kind === "cas" && op.output.ok)));
-    const lost = acked.filter((op) => BigInt(op.index!) > (finalValues.get(op.input.key)?.index ?? 0n));
-    if (lost.length > 0) failures.push(`${lost.length} acknowledged writes lost, e.g. ${describeOp(lost[0]!)} at index ${lost[0]!.index}`);
-    for (const [key, final] of finalValues) {
-      const writer = acked.find((op) => op.index === String(final.index) && op.input.key === key);
-      if (writer !== undefined && writer.input.kind !== "get" && writer.input.value !== final.value) {
-        failures.push(`${key} reads ${final.value} at index ${final.index}, but ${describeOp(writer)} wrote there`);
-      }
-    }
+    const loss = findLostWrites(workload.history, finalValues);
+    failures.push(...loss.problems);
+    const acked = loss.acknowledged;
+    const lost = loss.lost;
 
     const history: HistoryOp[] = [...workload.history, ...finalReads];
     const checkStarted = performance.now();

@@ -120,7 +120,7 @@ export class NodeProcess {
   }
 
   /** Spawns the daemon and waits until its socket answers Info (or the process dies first). */
-  async start(): Promise<InfoResponse> {
+  async start(timeoutMs = DAEMON_START_TIMEOUT_MS): Promise<InfoResponse> {
     if (this.running) throw new ShoalError("FAILED_PRECONDITION", `${this.name} is still running: stop it first`);
     installExitHooks();
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
@@ -149,9 +149,16 @@ export class NodeProcess {
           throw new ShoalError("UNAVAILABLE", `${this.name}'s daemon exited with ${child.exitCode ?? child.signalCode} during start; see ${this.logFile}`);
         }
         if (!existsSync(this.socketPath)) return undefined;
-        return this.info();
+        try {
+          return await this.info();
+        } catch (err) {
+          // A socket file left by a SIGKILLed predecessor refuses; a fresh channel skips grpc's reconnect backoff.
+          this.clientCache?.close();
+          this.clientCache = undefined;
+          throw err;
+        }
       },
-      DAEMON_START_TIMEOUT_MS,
+      timeoutMs,
       100,
     ).catch((err: unknown) => {
       if (child.exitCode !== null || child.signalCode !== null) {
@@ -162,7 +169,7 @@ export class NodeProcess {
   }
 
   /** SIGKILL (crash) or SIGTERM (clean stop, SIGKILL after a grace period); resolves once the process is gone. */
-  async stop(signal: "SIGKILL" | "SIGTERM" = "SIGTERM"): Promise<ExitStatus | undefined> {
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<ExitStatus | undefined> {
     this.clientCache?.close();
     this.clientCache = undefined;
     const child = this.child;
