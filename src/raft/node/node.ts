@@ -1,7 +1,7 @@
 // The Raft driver: owns a pure RaftCore and gives it a clock (ticker), durable storage, a transport
 // and a state machine. One Ready at a time: persist, send, restore/apply, advance (DESIGN.md §4).
 import { ShoalError, isShoalError } from "../../base/errors.js";
-import { systemClock, type Clock } from "../../base/clock.js";
+import { systemClock, type Clock, type Timer } from "../../base/clock.js";
 import { systemRandom, type Random } from "../../base/random.js";
 import { RaftLogStorage } from "../../storage/raft-log.js";
 import type { EncryptedStore } from "../../storage/encrypted-store.js";
@@ -260,7 +260,7 @@ export class RaftNode implements RaftInbound {
 
   private loopRunning = false;
   private loopDone: Promise<void> = Promise.resolve();
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: Timer | undefined;
   private stopped = false;
   private failure: Error | undefined;
 
@@ -417,7 +417,7 @@ export class RaftNode implements RaftInbound {
     this.noLeaderSinceMs = this.clock.nowMs();
     for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
 
-    this.ticker = setInterval(() => this.onTick(), tickMs);
+    this.ticker = this.clock.setInterval(() => this.onTick(), tickMs);
     // Committed entries after the snapshot (up to the persisted commit) come out of the first Ready.
     this.kick();
   }
@@ -623,7 +623,7 @@ export class RaftNode implements RaftInbound {
   async stop(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
-      if (this.ticker !== undefined) clearInterval(this.ticker);
+      this.ticker?.cancel();
       this.ticker = undefined;
     }
     await this.loopDone;
@@ -1064,7 +1064,7 @@ export class RaftNode implements RaftInbound {
     if (this.failure) return;
     this.failure = err;
     this.stopped = true;
-    if (this.ticker !== undefined) clearInterval(this.ticker);
+    this.ticker?.cancel();
     this.ticker = undefined;
     this.logger?.error({ err }, "raft node stopped on an error it cannot continue past");
     this.rejectEverything(
