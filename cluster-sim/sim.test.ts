@@ -1,14 +1,13 @@
-// The CI run: 300 seeds of 3- and 5-node clusters under faults, every one of which must pass every
+// The CI run: 300 seeds of the real Raft driver (RaftNode) of 3- and 5-node clusters under faults, every one of which must pass every
 // per-step safety check, the liveness phase and the linearizability check.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { failureLines, runSeeds } from "./batch.js";
-import { createRealCore } from "./core.js";
 
 const SEEDS = 300;
 
-test(`${SEEDS} seeds of 3- and 5-node clusters pass`, () => {
-  const summary = runSeeds({ firstSeed: 1, seedCount: SEEDS, nodeCounts: [3, 5], createCore: createRealCore });
+test(`${SEEDS} seeds of 3- and 5-node clusters pass`, async () => {
+  const summary = await runSeeds({ firstSeed: 1, seedCount: SEEDS, nodeCounts: [3, 5] });
   const failures = summary.failed.flatMap((r) => failureLines(r));
   assert.deepEqual(failures, [], failures.join("\n"));
   assert.equal(summary.passed, SEEDS);
@@ -20,8 +19,8 @@ test(`${SEEDS} seeds of 3- and 5-node clusters pass`, () => {
 
 const CHURN_SEEDS = 60;
 
-test(`${CHURN_SEEDS} seeds with membership churn (add learner, promote, remove) pass`, () => {
-  const summary = runSeeds({ firstSeed: 1, seedCount: CHURN_SEEDS, nodeCounts: [3, 5], createCore: createRealCore, churn: true });
+test(`${CHURN_SEEDS} seeds with membership churn (add learner, promote, remove) pass`, async () => {
+  const summary = await runSeeds({ firstSeed: 1, seedCount: CHURN_SEEDS, nodeCounts: [3, 5], churn: true });
   const failures = summary.failed.flatMap((r) => failureLines(r, undefined, undefined, true));
   assert.deepEqual(failures, [], failures.join("\n"));
   assert.ok(summary.confChanges > CHURN_SEEDS, `only ${summary.confChanges} membership changes applied`);

@@ -9,6 +9,7 @@ export {
   type LeaderChange,
   type MembershipChange,
   type RaftNodeEvents,
+  type RaftNodeFaults,
   type RaftNodeLogger,
   type RaftNodeOptions,
   type RaftNodeStatus,

@@ -17,6 +17,7 @@ import {
   type Entry,
   type HardState,
   type Message,
+  type PlantedFaults,
   type RaftId,
   type Ready,
   type Snapshot,
@@ -78,6 +79,24 @@ export const DEFAULT_SNAPSHOT_INTERVAL_ENTRIES = 10_000;
  */
 export const SNAPSHOT_AFTER_LOG_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Deliberate driver bugs, for the simulator's planted-fault tests only (off by default, never set
+ * by the daemon): each breaks one ordering rule of handleReady, so a test can show that some seed
+ * catches it. The core's own planted faults ride along and are handed to RaftCore.
+ */
+export interface RaftNodeFaults extends PlantedFaults {
+  /** Vote responses leave before the hard state that records the vote (and its term) is durable. */
+  answerVotesBeforePersist?: boolean;
+  /** Append responses leave before the entries they acknowledge are durable. */
+  ackEntriesBeforePersist?: boolean;
+  /** A proposal is answered once its entry is in the local log, before it is committed and applied. */
+  answerProposalsBeforeApply?: boolean;
+  /** A snapshot from the leader is saved without the hard state (term, commit) of its Ready. */
+  snapshotWithoutHardState?: boolean;
+  /** A ReadIndex read is answered once its read index is known, before it is applied here. */
+  serveReadsBeforeApply?: boolean;
+}
+
 export interface RaftNodeOptions {
   id: RaftId;
   /** The manager's encrypted store; the node keeps its raft log in it. The caller closes it. */
@@ -128,6 +147,8 @@ export interface RaftNodeOptions {
   /** Proposals appended to the log and waiting to be applied. */
   maxPendingProposals?: number;
   maxPendingReads?: number;
+  /** Test only: deliberate bugs (see RaftNodeFaults). */
+  faults?: RaftNodeFaults;
 }
 
 export interface LeaderChange {
@@ -217,6 +238,7 @@ export class RaftNode implements RaftInbound {
   private readonly sm: RaftStateMachine;
   private readonly clock: Clock;
   private readonly logger: RaftNodeLogger | undefined;
+  private readonly faults: RaftNodeFaults;
   private readonly opts: Required<
     Pick<
       RaftNodeOptions,
@@ -354,6 +376,7 @@ export class RaftNode implements RaftInbound {
     this.sm = options.stateMachine;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger;
+    this.faults = options.faults ?? {};
     const tickMs = options.tickMs ?? 100;
     const electionTicks = options.electionTicks ?? 10;
     this.opts = {
@@ -405,6 +428,7 @@ export class RaftNode implements RaftInbound {
         maxSizePerMsgBytes: options.maxSizePerMsgBytes ?? 1024 * 1024,
         maxInflightMsgs: options.maxInflightMsgs ?? 256,
         maxUncommittedEntriesBytes: options.maxUncommittedEntriesBytes ?? 64 * 1024 * 1024,
+        ...(options.faults !== undefined ? { faults: options.faults } : {}),
       },
       { hardState: loaded.hardState, snapshot: restoredSnapshot, snapshotData, entries: loaded.entries, initialConfState },
     );
@@ -777,11 +801,13 @@ export class RaftNode implements RaftInbound {
     } else if (hardState === undefined && (rd.entries.length > 0 || rd.snapshot !== undefined)) {
       hardState = this.deferredHardState;
     }
+    if (rd.snapshot !== undefined && this.faults.snapshotWithoutHardState === true) hardState = undefined;
     let afterPersist = rd.messages;
-    if (this.sendsBeforePersist(rd)) {
-      const early = rd.messages.filter((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
+    const leavesEarly = this.earlyMessageFilter(rd);
+    if (leavesEarly !== undefined) {
+      const early = rd.messages.filter(leavesEarly);
       if (early.length > 0) {
-        afterPersist = rd.messages.filter((m) => m.type !== MessageType.Append && m.type !== MessageType.Heartbeat);
+        afterPersist = rd.messages.filter((m) => !leavesEarly(m));
         this.transport.send(early);
       }
     }
@@ -812,6 +838,9 @@ export class RaftNode implements RaftInbound {
         this.persistedTerm = hardState.term;
         this.persistedVote = hardState.vote;
       }
+      if (this.faults.answerProposalsBeforeApply === true) {
+        for (const e of rd.entries) this.pending.get(e.index)?.waiter.resolve(undefined);
+      }
     }
     if (afterPersist.length > 0) this.transport.send(afterPersist);
     if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
@@ -836,6 +865,18 @@ export class RaftNode implements RaftInbound {
     if (!this.isLeader || rd.snapshot !== undefined) return false;
     const hs = rd.hardState;
     return hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote);
+  }
+
+  /** Which messages of this Ready may leave before its save: see sendsBeforePersist (and RaftNodeFaults). */
+  private earlyMessageFilter(rd: Ready): ((m: Message) => boolean) | undefined {
+    if (this.faults.answerVotesBeforePersist !== true && this.faults.ackEntriesBeforePersist !== true) {
+      return this.sendsBeforePersist(rd) ? isAppendOrHeartbeat : undefined;
+    }
+    const early = new Set<MessageType>();
+    if (this.sendsBeforePersist(rd)) early.add(MessageType.Append).add(MessageType.Heartbeat);
+    if (this.faults.answerVotesBeforePersist === true) early.add(MessageType.VoteResponse);
+    if (this.faults.ackEntriesBeforePersist === true) early.add(MessageType.AppendResponse);
+    return early.size === 0 ? undefined : (m) => early.has(m.type);
   }
 
   private onSoftState(soft: SoftState): void {
@@ -971,7 +1012,7 @@ export class RaftNode implements RaftInbound {
   private settleReads(): void {
     for (const [key, read] of this.reads) {
       if (read.waiter.settled) this.reads.delete(key);
-      else if (read.readIndex !== undefined && this.applied >= read.readIndex) {
+      else if (read.readIndex !== undefined && (this.applied >= read.readIndex || this.faults.serveReadsBeforeApply === true)) {
         this.reads.delete(key);
         read.waiter.resolve();
       }
@@ -1076,6 +1117,10 @@ export class RaftNode implements RaftInbound {
   private isMember(id: RaftId): boolean {
     return this.confState.voters.includes(id) || this.confState.learners.includes(id);
   }
+}
+
+function isAppendOrHeartbeat(m: Message): boolean {
+  return m.type === MessageType.Append || m.type === MessageType.Heartbeat;
 }
 
 function lostWithLeadership(): ShoalError {
