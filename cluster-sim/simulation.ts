@@ -458,7 +458,7 @@ export class Simulation {
     node.kv = kv;
     const log = new SimDurableLog(node.disk, {
       beforeSave: (update) => {
-        if (process.env.SIM_DEBUG) this.traceLine(`save n${node.index} hs=${update.hardState ? `${update.hardState.term}/${update.hardState.vote}/${update.hardState.commit}` : "-"} e=${update.entries.length} snap=${update.snapshot?.metadata.index ?? "-"}`);
+        this.traceLine(`save n${node.index} hs=${update.hardState ? `${update.hardState.term}/${update.hardState.vote}/${update.hardState.commit}` : "-"} e=${update.entries.length} snap=${update.snapshot?.metadata.index ?? "-"}`);
         this.check(() => this.beforeSave(node, update));
       },
       beforeCompact: () =>
