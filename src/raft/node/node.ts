@@ -3,8 +3,6 @@
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { systemClock, type Clock, type Timer } from "../../base/clock.js";
 import { systemRandom, type Random } from "../../base/random.js";
-import { RaftLogStorage } from "../../storage/raft-log.js";
-import type { EncryptedStore } from "../../storage/encrypted-store.js";
 import { RaftCore, decodeConfChange } from "../core/index.js";
 import {
   ConfChangeType,
@@ -36,171 +34,20 @@ import {
   type RaftMemberStatus,
 } from "./membership.js";
 import type { RaftInbound, RaftTransport } from "./transport.js";
+import {
+  DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
+  NotLeaderError,
+  SNAPSHOT_AFTER_LOG_BYTES,
+  type DurableRaftLog,
+  type RaftNodeEvents,
+  type RaftNodeFaults,
+  type RaftNodeLogger,
+  type RaftNodeOptions,
+  type RaftNodeStatus,
+  type RaftStateMachine,
+} from "./options.js";
+import { EMPTY_CONF, loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions } from "./bootstrap.js";
 import { Waiter } from "./waiters.js";
-
-/** A committed entry as the state machine sees it. */
-export interface AppliedEntry {
-  index: number;
-  term: number;
-  data: Uint8Array;
-}
-
-/** Supplied by the state layer. `apply` throws only on corruption, which stops the node. */
-export interface RaftStateMachine {
-  /** Applies one committed entry; the result goes back to the proposer on this node. */
-  apply(entry: AppliedEntry): unknown;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
-}
-
-/** What the driver needs from durable raft storage (RaftLogStorage in src/storage implements it). */
-export interface DurableRaftLog {
-  load(): Promise<{ hardState: HardState; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array }; entries: Entry[] }>;
-  save(update: { hardState?: HardState; entries: Entry[]; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array } }): Promise<void>;
-  compact(snapshot: { metadata: SnapshotMetadata; data: Uint8Array }): Promise<void>;
-}
-
-/** Structured logging, satisfied by a pino logger. */
-export interface RaftNodeLogger {
-  debug(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/**
- * SwarmKit's default: encoding the whole state every 1,000 writes took a tenth of a follower's CPU
- * under sustained writes, while replaying 10,000 entries at restart takes a fraction of a second.
- */
-export const DEFAULT_SNAPSHOT_INTERVAL_ENTRIES = 10_000;
-
-/**
- * Fewer entries suffice when they are big: 10,000 proposals of a megabyte would otherwise keep
- * 10 GB of log. The log then holds at most about max(this, the state's size) bytes.
- */
-export const SNAPSHOT_AFTER_LOG_BYTES = 64 * 1024 * 1024;
-
-/**
- * Deliberate driver bugs, for the simulator's planted-fault tests only (off by default, never set
- * by the daemon): each breaks one ordering rule of handleReady, so a test can show that some seed
- * catches it. The core's own planted faults ride along and are handed to RaftCore.
- */
-export interface RaftNodeFaults extends PlantedFaults {
-  /** Vote responses leave before the hard state that records the vote (and its term) is durable. */
-  answerVotesBeforePersist?: boolean;
-  /** Append responses leave before the entries they acknowledge are durable. */
-  ackEntriesBeforePersist?: boolean;
-  /** A proposal is answered once its entry is in the local log, before it is committed and applied. */
-  answerProposalsBeforeApply?: boolean;
-  /** A snapshot from the leader is saved without the hard state (term, commit) of its Ready. */
-  snapshotWithoutHardState?: boolean;
-  /** A ReadIndex read is answered once its read index is known, before it is applied here. */
-  serveReadsBeforeApply?: boolean;
-}
-
-export interface RaftNodeOptions {
-  id: RaftId;
-  /** The manager's encrypted store; the node keeps its raft log in it. The caller closes it. */
-  dataStore?: EncryptedStore;
-  /** Alternative to `dataStore` for callers that opened the log themselves. */
-  log?: DurableRaftLog;
-  transport: RaftTransport;
-  stateMachine: RaftStateMachine;
-  /** A brand-new cluster: its founding voters (including this node). Ignored once storage holds state. */
-  bootstrap?: { members: RaftMemberInfo[] };
-  /** Joining an existing cluster: the members it told us about. Ignored once storage holds state. */
-  join?: { members: RaftMemberInfo[]; removedIds?: RaftId[] };
-  clock?: Clock;
-  random?: Random;
-  logger?: RaftNodeLogger;
-  /** Real timer period of one Raft tick. Default 100 ms. */
-  tickMs?: number;
-  /** Default 1 tick. */
-  heartbeatTicks?: number;
-  /** Election timeout is randomized in [electionTicks, 2 * electionTicks). Default 10. */
-  electionTicks?: number;
-  preVote?: boolean;
-  checkQuorum?: boolean;
-  maxSizePerMsgBytes?: number;
-  maxInflightMsgs?: number;
-  maxUncommittedEntriesBytes?: number;
-  /**
-   * Take a state-machine snapshot every this many applied entries, and not before the entries
-   * applied since the last snapshot hold at least as many bytes as it did. Default
-   * DEFAULT_SNAPSHOT_INTERVAL_ENTRIES.
-   */
-  snapshotIntervalEntries?: number;
-  /** Snapshot after this many bytes of entries even before snapshotIntervalEntries. Default SNAPSHOT_AFTER_LOG_BYTES. */
-  snapshotAfterLogBytes?: number;
-  /** Log entries kept behind a snapshot so slow followers catch up without one. Default 500. */
-  logEntriesForSlowFollowers?: number;
-  /** Promote a learner automatically once it is within `promoteWithinEntries` of the leader. */
-  autoPromote?: boolean;
-  promoteWithinEntries?: number;
-  /** Default deadline of `propose`, `readIndex` and membership calls. Default 10 s. */
-  defaultTimeoutMs?: number;
-  /** With no leader for this long, waiting calls fail with NO_QUORUM. Default 2 max election timeouts. */
-  noLeaderTimeoutMs?: number;
-  /** Proposals queued while a Ready is being persisted, and while waiting for a leader. */
-  maxQueuedProposals?: number;
-  /** Inbound messages queued while a Ready is being persisted. */
-  maxQueuedMessages?: number;
-  /** Proposals appended to the log and waiting to be applied. */
-  maxPendingProposals?: number;
-  maxPendingReads?: number;
-  /** Test only: deliberate bugs (see RaftNodeFaults). */
-  faults?: RaftNodeFaults;
-}
-
-export interface LeaderChange {
-  leaderId: RaftId;
-  previousLeaderId: RaftId;
-  isLeader: boolean;
-  term: number;
-}
-
-export interface MembershipChange {
-  confState: ConfState;
-  members: RaftMemberStatus[];
-  /** The change that was applied; absent when a snapshot replaced the membership. */
-  change?: { type: ConfChangeType; raftId: RaftId };
-  /** True when this node is no longer a member. */
-  removedSelf: boolean;
-}
-
-export interface RaftNodeEvents {
-  "leader-changed": LeaderChange;
-  "membership-changed": MembershipChange;
-  /** The node stopped on an error it must not limp past (storage, corruption, invariant). */
-  fatal: Error;
-}
-
-export interface RaftNodeStatus {
-  id: RaftId;
-  leaderId: RaftId;
-  isLeader: boolean;
-  role: Role;
-  term: number;
-  commitIndex: number;
-  appliedIndex: number;
-  members: RaftMemberStatus[];
-  removedIds: RaftId[];
-}
-
-/** A follower was asked to propose: the manager layer forwards to `leaderId` (NO_NODE if unknown). */
-export class NotLeaderError extends ShoalError {
-  constructor(
-    readonly leaderId: RaftId,
-    readonly leaderAddr: string,
-  ) {
-    super(
-      "NOT_LEADER",
-      leaderId === NO_NODE
-        ? "this manager is not the raft leader and knows no leader; retry shortly"
-        : `this manager is not the raft leader; send the request to the leader (raft ID ${leaderId}${leaderAddr ? ` at ${leaderAddr}` : ""})`,
-    );
-    this.name = "NotLeaderError";
-  }
-}
 
 type Job =
   | { kind: "propose"; data: Uint8Array; waiter: Waiter<unknown> }
@@ -227,7 +74,6 @@ interface TakenSnapshot {
   data: Uint8Array;
 }
 
-const EMPTY_CONF: ConfState = { voters: [], learners: [] };
 const MAX_PENDING_TRANSFERS = 16;
 
 export class RaftNode implements RaftInbound {
@@ -324,49 +170,9 @@ export class RaftNode implements RaftInbound {
 
   /** Loads storage, restores the state machine, re-applies committed entries and starts ticking. */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
-    assertValidRaftId(options.id, "raft ID");
-    if (!((options.tickMs ?? 100) >= 1) || !((options.electionTicks ?? 10) >= 2) || !((options.heartbeatTicks ?? 1) >= 1)) {
-      throw new ShoalError("INVALID_ARGUMENT", "tickMs and heartbeatTicks must be at least 1 and electionTicks at least 2");
-    }
-    if ((options.heartbeatTicks ?? 1) >= (options.electionTicks ?? 10)) {
-      throw new ShoalError("INVALID_ARGUMENT", "heartbeatTicks must be smaller than electionTicks, or followers time out between heartbeats");
-    }
-    let log: DurableRaftLog;
-    if (options.log !== undefined) log = options.log;
-    else if (options.dataStore !== undefined) log = await RaftLogStorage.open(options.dataStore);
-    else throw new ShoalError("INVALID_ARGUMENT", "RaftNode.start needs a dataStore (or an opened log)");
-
-    let loaded = await log.load();
-    const fresh = loaded.hardState.term === 0 && loaded.snapshot === undefined && loaded.entries.length === 0;
-    if (fresh) {
-      if (options.bootstrap !== undefined) {
-        // A new cluster starts from a founding snapshot at index 1 (term 1) holding its voters and
-        // their addresses. Joiners are then always caught up by that snapshot first, so they learn
-        // the founding membership, which no log entry carries.
-        const members = options.bootstrap.members;
-        for (const m of members) assertValidRaftId(m.raftId, "member raft ID");
-        if (!members.some((m) => m.raftId === options.id)) {
-          throw new ShoalError("INVALID_ARGUMENT", `bootstrap members must include this node (raft ID ${options.id})`);
-        }
-        const founding = {
-          metadata: { index: 1, term: 1, confState: { voters: members.map((m) => m.raftId), learners: [] } },
-          data: encodeSnapshotEnvelope({ members, removedIds: [] }, undefined),
-        };
-        await log.save({ hardState: { term: 1, vote: NO_NODE, commit: 1 }, entries: [], snapshot: founding });
-      } else if (options.join !== undefined) {
-        // A joiner records what it was told at index 0; the leader's snapshot replaces it.
-        for (const m of options.join.members) assertValidRaftId(m.raftId, "member raft ID");
-        const seed = {
-          metadata: { index: 0, term: 0, confState: EMPTY_CONF },
-          data: encodeSnapshotEnvelope({ members: options.join.members, removedIds: options.join.removedIds ?? [] }, undefined),
-        };
-        await log.save({ entries: [], snapshot: seed });
-      } else {
-        throw new ShoalError("FAILED_PRECONDITION", "the data store holds no raft state: bootstrap a new cluster or join an existing one");
-      }
-      loaded = await log.load();
-    }
-    return new RaftNode(options, log, loaded);
+    validateStartOptions(options);
+    const log = await openDurableLog(options);
+    return new RaftNode(options, log, await loadOrFound(log, options));
   }
 
   private constructor(options: RaftNodeOptions, log: DurableRaftLog, loaded: Awaited<ReturnType<DurableRaftLog["load"]>>) {
@@ -396,26 +202,20 @@ export class RaftNode implements RaftInbound {
     };
 
     // Restore the state machine and the membership table from the last snapshot.
-    let restoredSnapshot: SnapshotMetadata | undefined;
-    let snapshotData: Uint8Array | undefined;
-    let initialConfState: ConfState = EMPTY_CONF;
-    if (loaded.snapshot !== undefined) {
-      const { image, appData } = decodeSnapshotEnvelope(loaded.snapshot.data);
-      for (const m of image.members) this.members.set(m.raftId, m);
-      for (const id of image.removedIds) this.removed.add(id);
-      const meta = loaded.snapshot.metadata;
-      if (meta.index > 0) {
-        if (appData !== undefined) this.sm.restore(appData);
-        restoredSnapshot = { ...meta, confState: withRemoved(meta.confState, this.removed) };
-        snapshotData = loaded.snapshot.data;
-        this.applied = meta.index;
-        this.appliedTerm = meta.term;
-        this.lastSnapshotIndex = meta.index;
-        this.lastSnapshotBytes = loaded.snapshot.data.length;
-      } else {
-        initialConfState = withRemoved(meta.confState, this.removed);
-      }
+    const restored = restoreFromSnapshot(loaded);
+    for (const m of restored.members) this.members.set(m.raftId, m);
+    for (const id of restored.removedIds) this.removed.add(id);
+    if (restored.snapshot !== undefined) {
+      if (restored.appData !== undefined) this.sm.restore(restored.appData);
+      const meta = restored.snapshot;
+      this.applied = meta.index;
+      this.appliedTerm = meta.term;
+      this.lastSnapshotIndex = meta.index;
+      this.lastSnapshotBytes = restored.snapshotData!.length;
     }
+    const restoredSnapshot = restored.snapshot;
+    const snapshotData = restored.snapshotData;
+    const initialConfState = restored.initialConfState;
 
     this.core = new RaftCore(
       {
@@ -1130,14 +930,6 @@ function lostWithLeadership(): ShoalError {
 function cloneConf(c: ConfState): ConfState {
   const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
   if (c.removed !== undefined && c.removed.length > 0) out.removed = [...c.removed];
-  return out;
-}
-
-/** Storage may keep only voters and learners; the envelope's removed IDs are authoritative too. */
-function withRemoved(c: ConfState, removed: ReadonlySet<RaftId>): ConfState {
-  const all = new Set<RaftId>([...(c.removed ?? []), ...removed]);
-  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
-  if (all.size > 0) out.removed = [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return out;
 }
 
