@@ -47,6 +47,8 @@ import {
   type RaftStateMachine,
 } from "./options.js";
 import { EMPTY_CONF, loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions } from "./bootstrap.js";
+import { appliedWhileSaving, earlyMessageFilter, hardStateToSave } from "./ready-order.js";
+import { SnapshotPolicy } from "./snapshot-policy.js";
 import { Waiter } from "./waiters.js";
 
 type Job =
@@ -67,11 +69,6 @@ interface PendingRead {
   waiter: Waiter<void>;
   /** Set when the ReadState arrives: the read is safe once applied reaches it. */
   readIndex?: number;
-}
-
-interface TakenSnapshot {
-  metadata: SnapshotMetadata;
-  data: Uint8Array;
 }
 
 const MAX_PENDING_TRANSFERS = 16;
@@ -143,18 +140,7 @@ export class RaftNode implements RaftInbound {
   private readonly members = new Map<RaftId, RaftMemberInfo>();
   private readonly removed = new Set<RaftId>();
   private readonly lastHeardMs = new Map<RaftId, number>();
-  private lastSnapshotIndex = 0;
-  /**
-   * Size of the last snapshot taken or restored, and data bytes applied since. A snapshot encodes
-   * the whole state, so taking one every N entries costs O(state) per N writes, which grows
-   * with the state (in the 256-client write benchmark, about a fifth of a follower's CPU with N =
-   * 1,000). Waiting until the log since the snapshot is as large as the snapshot keeps that cost at
-   * about one byte encoded per byte written, at the price of a log in memory up to the state's size
-   * (the rule the Raft thesis suggests for when to snapshot).
-   */
-  private lastSnapshotBytes = 0;
-  private bytesSinceSnapshot = 0;
-  private heldSnapshot: TakenSnapshot | undefined;
+  private readonly snapshots: SnapshotPolicy;
   /** A commit-only hard state not yet written; see handleReady. */
   private deferredHardState: HardState | undefined;
   /** Term and vote as last written to storage; see sendsBeforePersist. */
@@ -200,6 +186,11 @@ export class RaftNode implements RaftInbound {
       maxPendingProposals: options.maxPendingProposals ?? 16_384,
       maxPendingReads: options.maxPendingReads ?? 4096,
     };
+    this.snapshots = new SnapshotPolicy({
+      intervalEntries: this.opts.snapshotIntervalEntries,
+      afterLogBytes: this.opts.snapshotAfterLogBytes,
+      keepEntries: this.opts.logEntriesForSlowFollowers,
+    });
 
     // Restore the state machine and the membership table from the last snapshot.
     const restored = restoreFromSnapshot(loaded);
@@ -210,8 +201,7 @@ export class RaftNode implements RaftInbound {
       const meta = restored.snapshot;
       this.applied = meta.index;
       this.appliedTerm = meta.term;
-      this.lastSnapshotIndex = meta.index;
-      this.lastSnapshotBytes = restored.snapshotData!.length;
+      this.snapshots.restored(meta.index, restored.snapshotData!.length);
     }
     const restoredSnapshot = restored.snapshot;
     const snapshotData = restored.snapshotData;
@@ -591,19 +581,11 @@ export class RaftNode implements RaftInbound {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
 
-    // A hard state whose only change is the commit index need not be durable before anything
-    // (Raft re-learns commit from the leader), so it rides along with the next write instead of
-    // costing an fsync of its own: that takes one fsync off every proposal's critical path.
-    let hardState = rd.hardState;
-    if (hardState !== undefined && !rd.mustSync && rd.entries.length === 0 && rd.snapshot === undefined) {
-      this.deferredHardState = hardState;
-      hardState = undefined;
-    } else if (hardState === undefined && (rd.entries.length > 0 || rd.snapshot !== undefined)) {
-      hardState = this.deferredHardState;
-    }
-    if (rd.snapshot !== undefined && this.faults.snapshotWithoutHardState === true) hardState = undefined;
+    // Persist, send and apply in the order ready-order.ts lays down.
+    const { save: hardState, deferred } = hardStateToSave(rd, this.deferredHardState, this.faults);
+    this.deferredHardState = deferred;
     let afterPersist = rd.messages;
-    const leavesEarly = this.earlyMessageFilter(rd);
+    const leavesEarly = earlyMessageFilter(rd, this.isLeader, { term: this.persistedTerm, vote: this.persistedVote }, this.faults);
     if (leavesEarly !== undefined) {
       const early = rd.messages.filter(leavesEarly);
       if (early.length > 0) {
@@ -617,20 +599,8 @@ export class RaftNode implements RaftInbound {
       // Awaited below; this only keeps a failed save from counting as unhandled if apply throws first.
       saving.catch(() => undefined);
     }
-    // Committed entries this node already holds on disk (below the first entry of this Ready) are
-    // applied while the save runs, so their proposers are answered one fsync earlier (etcd applies
-    // in parallel with its WAL write the same way). They are committed, so a majority has them
-    // durably, and the local copy is durable too. Membership changes and anything at or above this
-    // Ready's entries wait for the save, as does everything when a snapshot is being installed.
-    let appliedEarly = 0;
-    if (rd.snapshot === undefined) {
-      const firstNewIndex = rd.entries.length > 0 ? rd.entries[0]!.index : Number.POSITIVE_INFINITY;
-      for (const entry of rd.committedEntries) {
-        if (entry.index >= firstNewIndex || entry.type === EntryType.ConfChange) break;
-        this.applyEntry(entry);
-        appliedEarly++;
-      }
-    }
+    const appliedEarly = appliedWhileSaving(rd);
+    for (let i = 0; i < appliedEarly; i++) this.applyEntry(rd.committedEntries[i]!);
     if (saving !== undefined) {
       await saving;
       if (hardState !== undefined) {
@@ -651,32 +621,6 @@ export class RaftNode implements RaftInbound {
     }
     this.core.advance();
     this.settleReads();
-  }
-
-  /**
-   * A leader's appends and heartbeats may leave before its own fsync, so followers write in
-   * parallel with it instead of after it (Raft thesis §10.2.1; etcd's leader does the same): the
-   * core counts the leader's own entries toward commit only at advance(), after they are durable,
-   * so an entry still commits only once a majority holds it on disk. Not when this Ready changes
-   * term or vote (a message of a term this node could forget in a crash must not go out), nor for
-   * any other message: votes and append/heartbeat responses always wait for persistence.
-   */
-  private sendsBeforePersist(rd: Ready): boolean {
-    if (!this.isLeader || rd.snapshot !== undefined) return false;
-    const hs = rd.hardState;
-    return hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote);
-  }
-
-  /** Which messages of this Ready may leave before its save: see sendsBeforePersist (and RaftNodeFaults). */
-  private earlyMessageFilter(rd: Ready): ((m: Message) => boolean) | undefined {
-    if (this.faults.answerVotesBeforePersist !== true && this.faults.ackEntriesBeforePersist !== true) {
-      return this.sendsBeforePersist(rd) ? isAppendOrHeartbeat : undefined;
-    }
-    const early = new Set<MessageType>();
-    if (this.sendsBeforePersist(rd)) early.add(MessageType.Append).add(MessageType.Heartbeat);
-    if (this.faults.answerVotesBeforePersist === true) early.add(MessageType.VoteResponse);
-    if (this.faults.ackEntriesBeforePersist === true) early.add(MessageType.AppendResponse);
-    return early.size === 0 ? undefined : (m) => early.has(m.type);
   }
 
   private onSoftState(soft: SoftState): void {
@@ -711,7 +655,7 @@ export class RaftNode implements RaftInbound {
     }
     this.applied = entry.index;
     this.appliedTerm = entry.term;
-    this.bytesSinceSnapshot += entry.data.length;
+    this.snapshots.applied(entry.data.length);
     const pending = this.pending.get(entry.index);
     if (pending !== undefined) {
       this.pending.delete(entry.index);
@@ -754,10 +698,7 @@ export class RaftNode implements RaftInbound {
     const index = snapshot.metadata.index;
     this.applied = index;
     this.appliedTerm = snapshot.metadata.term;
-    this.lastSnapshotIndex = index;
-    this.lastSnapshotBytes = snapshot.data.length;
-    this.bytesSinceSnapshot = 0;
-    if (this.heldSnapshot !== undefined && this.heldSnapshot.metadata.index <= index) this.heldSnapshot = undefined;
+    this.snapshots.restored(index, snapshot.data.length);
     // Proposals at or below the snapshot were overtaken: we cannot tell whether they committed.
     for (const [at, pending] of this.pending) {
       if (at <= index) {
@@ -782,27 +723,14 @@ export class RaftNode implements RaftInbound {
     });
   }
 
-  /**
-   * Every `snapshotIntervalEntries` applied entries (or `snapshotAfterLogBytes` of them), once they
-   * hold as many bytes as the last snapshot, the state machine is captured; the log is
-   * compacted to that capture only once `logEntriesForSlowFollowers` more entries were applied, so
-   * a follower that far behind still catches up from the log instead of a full snapshot.
-   */
+  /** Carries out the snapshot policy (see SnapshotPolicy): capture the state machine, compact the log. */
   private async maybeSnapshot(): Promise<void> {
-    if (
-      this.heldSnapshot === undefined &&
-      (this.applied - this.lastSnapshotIndex >= this.opts.snapshotIntervalEntries || this.bytesSinceSnapshot >= this.opts.snapshotAfterLogBytes) &&
-      this.bytesSinceSnapshot >= this.lastSnapshotBytes
-    ) {
+    if (this.snapshots.captureDue(this.applied)) {
       const data = encodeSnapshotEnvelope({ members: [...this.members.values()], removedIds: [...this.removed] }, this.sm.snapshot());
-      this.heldSnapshot = { metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.confState) }, data };
-      this.lastSnapshotIndex = this.applied;
-      this.lastSnapshotBytes = data.length;
-      this.bytesSinceSnapshot = 0;
+      this.snapshots.captured({ metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.confState) }, data });
     }
-    const held = this.heldSnapshot;
-    if (held !== undefined && this.applied >= held.metadata.index + this.opts.logEntriesForSlowFollowers) {
-      this.heldSnapshot = undefined;
+    const held = this.snapshots.takeCompaction(this.applied);
+    if (held !== undefined) {
       await this.log.compact(held);
       this.core.compact(held.metadata.index, held.data);
       this.logger?.debug({ index: held.metadata.index, bytes: held.data.length }, "raft log compacted to a snapshot");
@@ -917,10 +845,6 @@ export class RaftNode implements RaftInbound {
   private isMember(id: RaftId): boolean {
     return this.confState.voters.includes(id) || this.confState.learners.includes(id);
   }
-}
-
-function isAppendOrHeartbeat(m: Message): boolean {
-  return m.type === MessageType.Append || m.type === MessageType.Heartbeat;
 }
 
 function lostWithLeadership(): ShoalError {
