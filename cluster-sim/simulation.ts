@@ -5,11 +5,10 @@
 import { createHash, type Hash } from "node:crypto";
 import { isShoalError, ShoalError } from "../src/base/errors.js";
 import { SeededRandom } from "../src/base/random.js";
-import { decodeConfChange } from "../src/raft/core/index.js";
 import { ConfChangeType, EntryType, MessageType, NO_NODE, Role, type ConfState, type Entry, type Message, type RaftId } from "../src/raft/core/types.js";
 import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeFaults, type RaftStateMachine } from "../src/raft/node/index.js";
 import { entryFingerprint, SafetyCheckers } from "./checkers.js";
-import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, snapshotIndexOf, termAt } from "./disk.js";
+import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, termAt } from "./disk.js";
 import { deriveSeed, EventQueue } from "./events.js";
 import { decodeCommand, encodeCommand, KvStateMachine } from "./kv.js";
 import { checkLinearizable, describeOp, type HistoryOp, type KvInput, type KvOutput, type KvValue } from "./linearizability.js";
@@ -197,8 +196,6 @@ interface SimNode {
   /** Refused to start on a corrupted log: stays down for good (never silently loses data). */
   corrupt: boolean;
 }
-
-const encoder = new TextEncoder();
 
 function cloneMessage(m: Message): Message {
   return {
@@ -864,14 +861,6 @@ export class Simulation {
       return;
     }
     this.afterOp(client);
-  }
-
-  private failOp(op: ClientOp): void {
-    if (op.done) return;
-    op.done = true;
-    this.openOps.delete(op);
-    this.stats.opsFailed++;
-    this.afterOp(this.clients[op.clientId - 1]!);
   }
 
   private afterOp(client: SimClient): void {

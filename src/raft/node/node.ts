@@ -2,12 +2,11 @@
 // and a state machine. One Ready at a time: persist, send, restore/apply, advance (DESIGN.md §4).
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { systemClock, type Clock, type Timer } from "../../base/clock.js";
-import { systemRandom, type Random } from "../../base/random.js";
+import { systemRandom } from "../../base/random.js";
 import { RaftCore, decodeConfChange } from "../core/index.js";
 import {
   ConfChangeType,
   EntryType,
-  MessageType,
   NO_NODE,
   Role,
   type ConfChange,
@@ -15,23 +14,18 @@ import {
   type Entry,
   type HardState,
   type Message,
-  type PlantedFaults,
   type RaftId,
   type Ready,
   type Snapshot,
-  type SnapshotMetadata,
   type SoftState,
 } from "../core/types.js";
 import {
   assertValidRaftId,
-  decodeMemberContext,
   decodeSnapshotEnvelope,
-  describeMembers,
   encodeMemberContext,
   encodeSnapshotEnvelope,
   wouldBreakQuorum,
   type RaftMemberInfo,
-  type RaftMemberStatus,
 } from "./membership.js";
 import type { RaftInbound, RaftTransport } from "./transport.js";
 import {
@@ -46,8 +40,9 @@ import {
   type RaftNodeStatus,
   type RaftStateMachine,
 } from "./options.js";
-import { EMPTY_CONF, loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions } from "./bootstrap.js";
+import { loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions } from "./bootstrap.js";
 import { appliedWhileSaving, earlyMessageFilter, hardStateToSave } from "./ready-order.js";
+import { cloneConf, MemberTable } from "./member-table.js";
 import { SnapshotPolicy } from "./snapshot-policy.js";
 import { Waiter } from "./waiters.js";
 
@@ -136,10 +131,7 @@ export class RaftNode implements RaftInbound {
   private applied = 0;
   private appliedTerm = 0;
   private noLeaderSinceMs: number | undefined;
-  private confState: ConfState = EMPTY_CONF;
-  private readonly members = new Map<RaftId, RaftMemberInfo>();
-  private readonly removed = new Set<RaftId>();
-  private readonly lastHeardMs = new Map<RaftId, number>();
+  private readonly members: MemberTable;
   private readonly snapshots: SnapshotPolicy;
   /** A commit-only hard state not yet written; see handleReady. */
   private deferredHardState: HardState | undefined;
@@ -194,8 +186,8 @@ export class RaftNode implements RaftInbound {
 
     // Restore the state machine and the membership table from the last snapshot.
     const restored = restoreFromSnapshot(loaded);
-    for (const m of restored.members) this.members.set(m.raftId, m);
-    for (const id of restored.removedIds) this.removed.add(id);
+    this.members = new MemberTable(options.id, this.transport);
+    this.members.load(restored.members, restored.removedIds);
     if (restored.snapshot !== undefined) {
       if (restored.appData !== undefined) this.sm.restore(restored.appData);
       const meta = restored.snapshot;
@@ -223,13 +215,12 @@ export class RaftNode implements RaftInbound {
       { hardState: loaded.hardState, snapshot: restoredSnapshot, snapshotData, entries: loaded.entries, initialConfState },
     );
     const status = this.core.status();
-    this.confState = cloneConf(status.confState);
+    this.members.start(status.confState);
     this.currentTerm = status.hardState.term;
     this.commit = status.hardState.commit;
     this.persistedTerm = status.hardState.term;
     this.persistedVote = status.hardState.vote;
     this.noLeaderSinceMs = this.clock.nowMs();
-    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
 
     this.ticker = this.clock.setInterval(() => this.onTick(), tickMs);
     // Committed entries after the snapshot (up to the persisted commit) come out of the first Ready.
@@ -266,14 +257,14 @@ export class RaftNode implements RaftInbound {
       term: this.currentTerm,
       commitIndex: this.commit,
       appliedIndex: this.applied,
-      members: describeMembers(this.confState, this.members),
-      removedIds: [...this.removed],
+      members: this.members.describe(),
+      removedIds: this.members.removedIds(),
     };
   }
 
   /** The address of a member, if known (used to forward to the leader). */
   memberAddr(id: RaftId): string | undefined {
-    return this.members.get(id)?.addr;
+    return this.members.addr(id);
   }
 
   on<K extends keyof RaftNodeEvents>(event: K, listener: (e: RaftNodeEvents[K]) => void): () => void {
@@ -327,10 +318,10 @@ export class RaftNode implements RaftInbound {
   async addLearner(member: RaftMemberInfo, options: { timeoutMs?: number } = {}): Promise<ConfState> {
     try {
       assertValidRaftId(member.raftId, "raft ID");
-      if (this.removed.has(member.raftId)) {
+      if (this.members.isRemoved(member.raftId)) {
         throw new ShoalError("FAILED_PRECONDITION", `raft ID ${member.raftId} was removed from the cluster and is never reused; allocate a new one`);
       }
-      if (this.isMember(member.raftId)) throw new ShoalError("ALREADY_EXISTS", `raft ID ${member.raftId} is already a member`);
+      if (this.members.isMember(member.raftId)) throw new ShoalError("ALREADY_EXISTS", `raft ID ${member.raftId} is already a member`);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -342,7 +333,7 @@ export class RaftNode implements RaftInbound {
 
   /** Makes a learner a voter; resolves when applied. */
   async promote(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
-    if (!this.confState.learners.includes(raftId)) {
+    if (!this.members.confState.learners.includes(raftId)) {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${raftId} is not a learner, so it cannot be promoted`));
     }
     return this.proposeConfChange({ type: ConfChangeType.PromoteLearner, nodeId: raftId, context: new Uint8Array(0) }, options);
@@ -350,11 +341,11 @@ export class RaftNode implements RaftInbound {
 
   /** Removes a voter or learner; refused if the reachable voters left could not form a quorum. */
   async removeMember(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
-    if (!this.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
+    if (!this.members.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
     if (this.isLeader) {
       const reachable = this.reachableVoters();
-      if (wouldBreakQuorum(this.confState.voters, reachable, raftId)) {
-        const left = this.confState.voters.filter((v) => v !== raftId);
+      if (wouldBreakQuorum(this.members.confState.voters, reachable, raftId)) {
+        const left = this.members.confState.voters.filter((v) => v !== raftId);
         return Promise.reject(
           new ShoalError(
             "FAILED_PRECONDITION",
@@ -374,7 +365,7 @@ export class RaftNode implements RaftInbound {
   async transferLeadership(to: RaftId, options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
-    if (!this.confState.voters.includes(to)) {
+    if (!this.members.confState.voters.includes(to)) {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${to} is not a voter, so it cannot lead`));
     }
     if (this.leader === to) return Promise.resolve();
@@ -390,14 +381,7 @@ export class RaftNode implements RaftInbound {
 
   /** Voters this leader heard from within one maximum election timeout (itself included). */
   reachableVoters(): Set<RaftId> {
-    const nowMs = this.clock.nowMs();
-    const windowMs = 2 * this.opts.electionTicks * this.opts.tickMs;
-    const out = new Set<RaftId>([this.id]);
-    for (const v of this.confState.voters) {
-      const heard = this.lastHeardMs.get(v);
-      if (heard !== undefined && nowMs - heard <= windowMs) out.add(v);
-    }
-    return out;
+    return this.members.reachableVoters(this.clock.nowMs(), 2 * this.opts.electionTicks * this.opts.tickMs);
   }
 
   private proposeConfChange(change: ConfChange, options: { timeoutMs?: number }): Promise<ConfState> {
@@ -414,7 +398,7 @@ export class RaftNode implements RaftInbound {
       return false;
     }
     if (this.inbound.length >= this.opts.maxQueuedMessages) return false;
-    this.lastHeardMs.set(message.from, this.clock.nowMs());
+    this.members.heard(message.from, this.clock.nowMs());
     this.inbound.push({ kind: "message", message });
     this.kick();
     return true;
@@ -509,7 +493,7 @@ export class RaftNode implements RaftInbound {
         const read = this.reads.get(key);
         this.reads.delete(key);
         if (read === undefined) continue;
-        read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? "") : err);
+        read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.addr(this.leader) ?? "") : err);
       }
     }
     for (const to of this.transferRequests.splice(0)) {
@@ -546,14 +530,14 @@ export class RaftNode implements RaftInbound {
       return;
     }
     if (!this.isLeader) {
-      job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
       return;
     }
     if (this.pending.size >= this.opts.maxPendingProposals) {
       job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.pending.size} proposals are already waiting to commit; retry shortly`));
       return;
     }
-    if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.confState.voters, this.reachableVoters(), job.change.nodeId)) {
+    if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.members.confState.voters, this.reachableVoters(), job.change.nodeId)) {
       job.waiter.reject(new ShoalError("FAILED_PRECONDITION", `removing raft member ${job.change.nodeId} would leave fewer reachable voters than a quorum`));
       return;
     }
@@ -565,7 +549,7 @@ export class RaftNode implements RaftInbound {
         this.confAwaitingApply.push(job);
         return;
       }
-      if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
       else job.waiter.reject(err instanceof Error ? err : new ShoalError("INTERNAL", String(err)));
       return;
     }
@@ -667,28 +651,9 @@ export class RaftNode implements RaftInbound {
   private applyConfChange(entry: Entry): ConfState {
     const change = decodeConfChange(entry.data);
     const confState = this.core.applyConfChange(change);
-    this.confState = cloneConf(confState);
     // Fed to the core after advance(), when the next change may be proposed.
     this.jobs.push(...this.confAwaitingApply.splice(0));
-    for (const id of confState.removed ?? []) this.removed.add(id);
-    if (change.type === ConfChangeType.AddLearner) {
-      const info = decodeMemberContext(change.context, change.nodeId);
-      if (info !== undefined) {
-        this.members.set(info.raftId, info);
-        if (info.raftId !== this.id) this.transport.addPeer(info.raftId, info.addr);
-      }
-    } else if (change.type === ConfChangeType.RemoveNode) {
-      this.members.delete(change.nodeId);
-      this.removed.add(change.nodeId);
-      this.lastHeardMs.delete(change.nodeId);
-      if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
-    }
-    this.emit("membership-changed", {
-      confState: cloneConf(this.confState),
-      members: describeMembers(this.confState, this.members),
-      change: { type: change.type, raftId: change.nodeId },
-      removedSelf: change.type === ConfChangeType.RemoveNode && change.nodeId === this.id,
-    });
+    this.emit("membership-changed", this.members.applied(change, confState));
     return cloneConf(confState);
   }
 
@@ -708,26 +673,14 @@ export class RaftNode implements RaftInbound {
         );
       }
     }
-    const previous = new Set(this.members.keys());
-    this.members.clear();
-    for (const m of image.members) this.members.set(m.raftId, m);
-    for (const id of image.removedIds) this.removed.add(id);
-    for (const id of previous) if (!this.members.has(id) && id !== this.id) this.transport.removePeer(id);
-    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
-    for (const id of snapshot.metadata.confState.removed ?? []) this.removed.add(id);
-    this.confState = cloneConf(snapshot.metadata.confState);
-    this.emit("membership-changed", {
-      confState: cloneConf(this.confState),
-      members: describeMembers(this.confState, this.members),
-      removedSelf: !this.isMember(this.id) && this.removed.has(this.id),
-    });
+    this.emit("membership-changed", this.members.restored(image, snapshot.metadata.confState));
   }
 
   /** Carries out the snapshot policy (see SnapshotPolicy): capture the state machine, compact the log. */
   private async maybeSnapshot(): Promise<void> {
     if (this.snapshots.captureDue(this.applied)) {
-      const data = encodeSnapshotEnvelope({ members: [...this.members.values()], removedIds: [...this.removed] }, this.sm.snapshot());
-      this.snapshots.captured({ metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.confState) }, data });
+      const data = encodeSnapshotEnvelope(this.members.image(), this.sm.snapshot());
+      this.snapshots.captured({ metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.members.confState) }, data });
     }
     const held = this.snapshots.takeCompaction(this.applied);
     if (held !== undefined) {
@@ -748,21 +701,16 @@ export class RaftNode implements RaftInbound {
   }
 
   private maybeAutoPromote(): void {
-    if (!this.opts.autoPromote || !this.isLeader || this.promoting || this.confState.learners.length === 0) return;
-    const status = this.core.status();
-    for (const learner of this.confState.learners) {
-      const progress = status.progress.get(learner);
-      if (progress === undefined || progress.state === "snapshot" || progress.match === 0) continue;
-      if (progress.match + this.opts.promoteWithinEntries < status.lastIndex) continue;
-      this.promoting = true;
-      this.promote(learner)
-        .then(() => this.logger?.debug({ raftId: String(learner) }, "learner caught up and was promoted to voter"))
-        .catch((err: unknown) => this.logger?.debug({ err, raftId: String(learner) }, "automatic promotion did not go through; will retry"))
-        .finally(() => {
-          this.promoting = false;
-        });
-      return;
-    }
+    if (!this.opts.autoPromote || !this.isLeader || this.promoting || this.members.confState.learners.length === 0) return;
+    const learner = this.members.promotionCandidate(this.core.status(), this.opts.promoteWithinEntries);
+    if (learner === undefined) return;
+    this.promoting = true;
+    this.promote(learner)
+      .then(() => this.logger?.debug({ raftId: String(learner) }, "learner caught up and was promoted to voter"))
+      .catch((err: unknown) => this.logger?.debug({ err, raftId: String(learner) }, "automatic promotion did not go through; will retry"))
+      .finally(() => {
+        this.promoting = false;
+      });
   }
 
   // ---- failure paths ----
@@ -841,20 +789,10 @@ export class RaftNode implements RaftInbound {
     );
     this.emit("fatal", err);
   }
-
-  private isMember(id: RaftId): boolean {
-    return this.confState.voters.includes(id) || this.confState.learners.includes(id);
-  }
 }
 
 function lostWithLeadership(): ShoalError {
   return new ShoalError("PROPOSAL_DROPPED", "the proposal was lost with leadership: another entry was committed at its place; it is safe to retry");
-}
-
-function cloneConf(c: ConfState): ConfState {
-  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
-  if (c.removed !== undefined && c.removed.length > 0) out.removed = [...c.removed];
-  return out;
 }
 
 function hex(bytes: Uint8Array): string {
