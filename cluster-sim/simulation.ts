@@ -766,6 +766,9 @@ export class Simulation {
       } else {
         this.stats.opsFailed++;
       }
+      // A node that knows no leader holds proposals until one is elected, so a request may get no
+      // answer at all: as a real client would, try another node next time.
+      client.leaderGuess = (client.leaderGuess + 1 + this.random.int(0, Math.max(1, this.nodes.length - 1))) % this.nodes.length;
       this.afterOp(client);
     });
     const followerRead = viaReadIndex && this.random.float() < 0.5;
@@ -1170,6 +1173,13 @@ export class Simulation {
     for (const run of held) run();
   }
 
+  /** Names the known gap where a lagging member cannot answer the leader: it has no address for it. */
+  private addressless(node: SimNode): string {
+    const leader = this.leader();
+    if (leader === undefined || leader === node || node.raft?.memberAddr(leader.id) !== undefined) return "";
+    return ` (it has no address for the leader n${leader.index}: it never applied the leader's AddLearner)`;
+  }
+
   private beginLivenessPhase(): void {
     this.inLivenessPhase = true;
     this.network.heal();
@@ -1187,7 +1197,7 @@ export class Simulation {
       if (this.livenessProven) {
         const lagging = this.liveMembers()
           .filter((n) => n.appliedIndex < this.catchUpIndex)
-          .map((n) => `n${n.index} at ${n.appliedIndex}${n.raft === undefined ? " (down)" : ""}`);
+          .map((n) => `n${n.index} at ${n.appliedIndex}${n.raft === undefined ? " (down)" : this.addressless(n)}`);
         throw new SimViolation(
           "liveness",
           `members did not catch up to committed index ${this.catchUpIndex} within ${LIVENESS_BOUND_MS} ms after healing: ${lagging.join(", ")}`,
