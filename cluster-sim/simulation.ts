@@ -978,7 +978,8 @@ export class Simulation {
       this.crash(node, "fault");
       // Now and then the synced part of its log rots while it is down; it must then refuse to
       // start. At most a minority may be lost that way, so the cluster can still make progress.
-      const corruptible = Math.floor((this.clusterConf.voters.length - 1) / 2) - this.nodes.filter((x) => x.corrupt).length;
+      // Counted by damaged disks, not by refused starts: a damaged node may not have restarted yet.
+      const corruptible = Math.floor((this.clusterConf.voters.length - 1) / 2) - this.nodes.filter((x) => x.disk.corruptions > 0).length;
       if (corruptible > 0 && this.random.float() < 0.05) {
         const what = node.disk.corruptSynced(this.random);
         if (what !== undefined) this.traceLine(`corrupt n${node.index} ${what}`);
@@ -993,6 +994,7 @@ export class Simulation {
         const j = this.random.int(0, i + 1);
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
+      if (n < 2) return;
       const cut = this.random.int(1, n);
       this.network.partition([order.slice(0, cut), order.slice(cut)]);
       this.stats.partitions++;
