@@ -1,5 +1,8 @@
 // The Raft driver: owns a pure RaftCore and gives it a clock (ticker), durable storage, a transport
 // and a state machine. One Ready at a time: persist, send, restore/apply, advance (DESIGN.md §4).
+// Its parts live beside it: bootstrap/load (bootstrap.ts), the request queues (requests.ts), the
+// Ready loop's ordering rules (ready-order.ts), the snapshot policy (snapshot-policy.ts) and the
+// membership bookkeeping (member-table.ts); this file is the public API and the loop itself.
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { systemClock, type Clock, type Timer } from "../../base/clock.js";
 import { systemRandom } from "../../base/random.js";
@@ -44,27 +47,13 @@ import { loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions 
 import { appliedWhileSaving, earlyMessageFilter, hardStateToSave } from "./ready-order.js";
 import { cloneConf, MemberTable } from "./member-table.js";
 import { SnapshotPolicy } from "./snapshot-policy.js";
+import { RequestQueues, removeSettledFrom, type Job } from "./requests.js";
 import { Waiter } from "./waiters.js";
-
-type Job =
-  | { kind: "propose"; data: Uint8Array; waiter: Waiter<unknown> }
-  | { kind: "conf"; change: ConfChange; waiter: Waiter<unknown> };
 
 type Inbound =
   | { kind: "message"; message: Message }
   | { kind: "unreachable"; id: RaftId }
   | { kind: "snapshot-report"; id: RaftId; ok: boolean };
-
-interface PendingProposal {
-  term: number;
-  waiter: Waiter<unknown>;
-}
-
-interface PendingRead {
-  waiter: Waiter<void>;
-  /** Set when the ReadState arrives: the read is safe once applied reaches it. */
-  readIndex?: number;
-}
 
 const MAX_PENDING_TRANSFERS = 16;
 
@@ -99,23 +88,7 @@ export class RaftNode implements RaftInbound {
   // Inputs queued for the loop; bounded.
   private pendingTicks = 0;
   private readonly inbound: Inbound[] = [];
-  private readonly jobs: Job[] = [];
-  /** Proposals that arrived while no leader was known; retried when one is elected. */
-  private readonly awaitingLeader: Job[] = [];
-  /**
-   * Membership changes the core refused because another one (often this node's own automatic
-   * promotion of a learner) is not applied yet; retried when a change is applied and on every tick,
-   * until their deadline, so a join that lands during a promotion waits instead of failing.
-   */
-  private readonly confAwaitingApply: Job[] = [];
-  private readonly readRequests: Uint8Array[] = [];
-  /** Read contexts that arrived while no leader was known. */
-  private readonly readsAwaitingLeader: Uint8Array[] = [];
-  private readonly transfers: Array<{ to: RaftId; waiter: Waiter<void> }> = [];
-  private readonly transferRequests: RaftId[] = [];
-
-  private readonly pending = new Map<number, PendingProposal>();
-  private readonly reads = new Map<string, PendingRead>();
+  private readonly requests = new RequestQueues();
   private readCounter = 0n;
 
   private loopRunning = false;
@@ -297,8 +270,8 @@ export class RaftNode implements RaftInbound {
   async readIndex(options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
-    if (this.reads.size >= this.opts.maxPendingReads) {
-      return Promise.reject(new ShoalError("QUEUE_FULL", `${this.reads.size} linearizable reads are already waiting; retry shortly`));
+    if (this.requests.reads.size >= this.opts.maxPendingReads) {
+      return Promise.reject(new ShoalError("QUEUE_FULL", `${this.requests.reads.size} linearizable reads are already waiting; retry shortly`));
     }
     const fast = this.noQuorumNow();
     if (fast) return Promise.reject(fast);
@@ -308,8 +281,8 @@ export class RaftNode implements RaftInbound {
     view.setBigUint64(0, this.id);
     view.setBigUint64(8, this.readCounter);
     const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the linearizable read");
-    this.reads.set(hex(context), { waiter });
-    this.readRequests.push(context);
+    this.requests.reads.set(hex(context), { waiter });
+    this.requests.readRequests.push(context);
     this.kick();
     return waiter.promise;
   }
@@ -369,12 +342,12 @@ export class RaftNode implements RaftInbound {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${to} is not a voter, so it cannot lead`));
     }
     if (this.leader === to) return Promise.resolve();
-    if (this.transfers.length >= MAX_PENDING_TRANSFERS) {
+    if (this.requests.transfers.length >= MAX_PENDING_TRANSFERS) {
       return Promise.reject(new ShoalError("QUEUE_FULL", "leadership transfers are already waiting; retry shortly"));
     }
     const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the leadership transfer");
-    this.transfers.push({ to, waiter });
-    this.transferRequests.push(to);
+    this.requests.transfers.push({ to, waiter });
+    this.requests.transferRequests.push(to);
     this.kick();
     return waiter.promise;
   }
@@ -425,7 +398,7 @@ export class RaftNode implements RaftInbound {
       this.ticker = undefined;
     }
     await this.loopDone;
-    this.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
+    this.requests.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
     const deferred = this.deferredHardState;
     if (deferred !== undefined && this.failure === undefined) {
       this.deferredHardState = undefined;
@@ -440,11 +413,11 @@ export class RaftNode implements RaftInbound {
     // Ticks are time: a few may pile up behind a slow fsync, but not an unbounded number.
     if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
     const nowMs = this.clock.nowMs();
-    this.expireDeadlines(nowMs);
+    this.requests.expire(nowMs);
     const noQuorum = this.noQuorumNow();
-    if (noQuorum) this.rejectWaiting(noQuorum);
+    if (noQuorum) this.requests.rejectWaiting(noQuorum);
     this.maybeAutoPromote();
-    this.jobs.push(...this.confAwaitingApply.splice(0));
+    this.requests.jobs.push(...this.requests.confAwaitingApply.splice(0));
     this.kick();
   }
 
@@ -479,10 +452,10 @@ export class RaftNode implements RaftInbound {
       else if (input.kind === "unreachable") this.core.reportUnreachable(input.id);
       else this.core.reportSnapshot(input.id, input.ok);
     }
-    for (const context of this.readRequests.splice(0)) {
-      if (!this.reads.has(hex(context))) continue; // timed out or rejected meanwhile
+    for (const context of this.requests.readRequests.splice(0)) {
+      if (!this.requests.reads.has(hex(context))) continue; // timed out or rejected meanwhile
       if (this.leader === NO_NODE) {
-        this.readsAwaitingLeader.push(context);
+        this.requests.readsAwaitingLeader.push(context);
         continue;
       }
       try {
@@ -490,21 +463,21 @@ export class RaftNode implements RaftInbound {
       } catch (err) {
         if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
         const key = hex(context);
-        const read = this.reads.get(key);
-        this.reads.delete(key);
+        const read = this.requests.reads.get(key);
+        this.requests.reads.delete(key);
         if (read === undefined) continue;
         read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.addr(this.leader) ?? "") : err);
       }
     }
-    for (const to of this.transferRequests.splice(0)) {
+    for (const to of this.requests.transferRequests.splice(0)) {
       try {
         this.core.transferLeadership(to);
       } catch (err) {
         if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
-        for (const t of this.transfers) if (t.to === to) t.waiter.reject(err);
+        for (const t of this.requests.transfers) if (t.to === to) t.waiter.reject(err);
       }
     }
-    for (const job of this.jobs.splice(0)) this.startJob(job);
+    for (const job of this.requests.jobs.splice(0)) this.startJob(job);
   }
 
   private stepMessage(message: Message): void {
@@ -524,17 +497,17 @@ export class RaftNode implements RaftInbound {
     if (this.leader === NO_NODE) {
       const noQuorum = this.noQuorumNow();
       if (noQuorum) job.waiter.reject(noQuorum);
-      else if (this.awaitingLeader.length >= this.opts.maxQueuedProposals) {
+      else if (this.requests.awaitingLeader.length >= this.opts.maxQueuedProposals) {
         job.waiter.reject(new ShoalError("QUEUE_FULL", "too many proposals are waiting for a raft leader; retry shortly"));
-      } else this.awaitingLeader.push(job);
+      } else this.requests.awaitingLeader.push(job);
       return;
     }
     if (!this.isLeader) {
       job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
       return;
     }
-    if (this.pending.size >= this.opts.maxPendingProposals) {
-      job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.pending.size} proposals are already waiting to commit; retry shortly`));
+    if (this.requests.pending.size >= this.opts.maxPendingProposals) {
+      job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.requests.pending.size} proposals are already waiting to commit; retry shortly`));
       return;
     }
     if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.members.confState.voters, this.reachableVoters(), job.change.nodeId)) {
@@ -545,8 +518,8 @@ export class RaftNode implements RaftInbound {
     try {
       position = job.kind === "propose" ? this.core.propose(job.data) : this.core.proposeConfChange(job.change);
     } catch (err) {
-      if (job.kind === "conf" && isShoalError(err, "PROPOSAL_DROPPED") && this.confAwaitingApply.length < this.opts.maxQueuedProposals) {
-        this.confAwaitingApply.push(job);
+      if (job.kind === "conf" && isShoalError(err, "PROPOSAL_DROPPED") && this.requests.confAwaitingApply.length < this.opts.maxQueuedProposals) {
+        this.requests.confAwaitingApply.push(job);
         return;
       }
       if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
@@ -554,8 +527,8 @@ export class RaftNode implements RaftInbound {
       return;
     }
     // An older proposal recorded at the same index was overwritten by this term's log: it is lost.
-    this.pending.get(position.index)?.waiter.reject(lostWithLeadership());
-    this.pending.set(position.index, { term: position.term, waiter: job.waiter });
+    this.requests.pending.get(position.index)?.waiter.reject(lostWithLeadership());
+    this.requests.pending.set(position.index, { term: position.term, waiter: job.waiter });
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -593,18 +566,18 @@ export class RaftNode implements RaftInbound {
         this.persistedVote = hardState.vote;
       }
       if (this.faults.answerProposalsBeforeApply === true) {
-        for (const e of rd.entries) this.pending.get(e.index)?.waiter.resolve(undefined);
+        for (const e of rd.entries) this.requests.pending.get(e.index)?.waiter.resolve(undefined);
       }
     }
     if (afterPersist.length > 0) this.transport.send(afterPersist);
     if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
     for (let i = appliedEarly; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     for (const rs of rd.readStates) {
-      const read = this.reads.get(hex(rs.context));
+      const read = this.requests.reads.get(hex(rs.context));
       if (read !== undefined) read.readIndex = rs.index;
     }
     this.core.advance();
-    this.settleReads();
+    this.requests.settleReads(this.applied, this.faults.serveReadsBeforeApply === true);
   }
 
   private onSoftState(soft: SoftState): void {
@@ -620,10 +593,10 @@ export class RaftNode implements RaftInbound {
     }
     if (soft.leader !== NO_NODE) {
       // Re-queued behind this Ready; fed to the core after advance().
-      this.jobs.unshift(...this.awaitingLeader.splice(0));
-      this.readRequests.unshift(...this.readsAwaitingLeader.splice(0));
-      for (const t of this.transfers) if (t.to === soft.leader) t.waiter.resolve();
-      removeSettled(this.transfers);
+      this.requests.jobs.unshift(...this.requests.awaitingLeader.splice(0));
+      this.requests.readRequests.unshift(...this.requests.readsAwaitingLeader.splice(0));
+      for (const t of this.requests.transfers) if (t.to === soft.leader) t.waiter.resolve();
+      removeSettledFrom(this.requests.transfers);
     }
   }
 
@@ -640,9 +613,9 @@ export class RaftNode implements RaftInbound {
     this.applied = entry.index;
     this.appliedTerm = entry.term;
     this.snapshots.applied(entry.data.length);
-    const pending = this.pending.get(entry.index);
+    const pending = this.requests.pending.get(entry.index);
     if (pending !== undefined) {
-      this.pending.delete(entry.index);
+      this.requests.pending.delete(entry.index);
       if (pending.term === entry.term) pending.waiter.resolve(result);
       else pending.waiter.reject(lostWithLeadership());
     }
@@ -652,7 +625,7 @@ export class RaftNode implements RaftInbound {
     const change = decodeConfChange(entry.data);
     const confState = this.core.applyConfChange(change);
     // Fed to the core after advance(), when the next change may be proposed.
-    this.jobs.push(...this.confAwaitingApply.splice(0));
+    this.requests.jobs.push(...this.requests.confAwaitingApply.splice(0));
     this.emit("membership-changed", this.members.applied(change, confState));
     return cloneConf(confState);
   }
@@ -665,9 +638,9 @@ export class RaftNode implements RaftInbound {
     this.appliedTerm = snapshot.metadata.term;
     this.snapshots.restored(index, snapshot.data.length);
     // Proposals at or below the snapshot were overtaken: we cannot tell whether they committed.
-    for (const [at, pending] of this.pending) {
+    for (const [at, pending] of this.requests.pending) {
       if (at <= index) {
-        this.pending.delete(at);
+        this.requests.pending.delete(at);
         pending.waiter.reject(
           new ShoalError("OUTCOME_UNKNOWN", "a snapshot from the new leader replaced this log past the proposal, so whether it was applied is unknown; check the state before retrying"),
         );
@@ -687,16 +660,6 @@ export class RaftNode implements RaftInbound {
       await this.log.compact(held);
       this.core.compact(held.metadata.index, held.data);
       this.logger?.debug({ index: held.metadata.index, bytes: held.data.length }, "raft log compacted to a snapshot");
-    }
-  }
-
-  private settleReads(): void {
-    for (const [key, read] of this.reads) {
-      if (read.waiter.settled) this.reads.delete(key);
-      else if (read.readIndex !== undefined && (this.applied >= read.readIndex || this.faults.serveReadsBeforeApply === true)) {
-        this.reads.delete(key);
-        read.waiter.resolve();
-      }
     }
   }
 
@@ -724,10 +687,10 @@ export class RaftNode implements RaftInbound {
   private enqueueJob(job: Job): void {
     const refused = this.refusal();
     if (refused) return job.waiter.reject(refused);
-    if (this.jobs.length >= this.opts.maxQueuedProposals) {
-      return job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.jobs.length} proposals are already queued; retry shortly`));
+    if (this.requests.jobs.length >= this.opts.maxQueuedProposals) {
+      return job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.requests.jobs.length} proposals are already queued; retry shortly`));
     }
-    this.jobs.push(job);
+    this.requests.jobs.push(job);
     this.kick();
   }
 
@@ -747,36 +710,7 @@ export class RaftNode implements RaftInbound {
     );
   }
 
-  private expireDeadlines(nowMs: number): void {
-    for (const [index, p] of this.pending) if (p.waiter.expireIfDue(nowMs) || p.waiter.settled) this.pending.delete(index);
-    for (const [key, r] of this.reads) if (r.waiter.expireIfDue(nowMs) || r.waiter.settled) this.reads.delete(key);
-    for (const t of this.transfers) t.waiter.expireIfDue(nowMs);
-    removeSettled(this.transfers);
-    for (const list of [this.jobs, this.awaitingLeader, this.confAwaitingApply]) {
-      for (const job of list) job.waiter.expireIfDue(nowMs);
-      removeSettled(list);
-    }
-  }
-
-  /** Rejects everything a caller waits on (no leader for too long, stop, or failure). */
-  private rejectWaiting(err: Error): void {
-    for (const p of this.pending.values()) p.waiter.reject(err);
-    this.pending.clear();
-    for (const r of this.reads.values()) r.waiter.reject(err);
-    this.reads.clear();
-    for (const job of this.awaitingLeader.splice(0)) job.waiter.reject(err);
-    for (const job of this.confAwaitingApply.splice(0)) job.waiter.reject(err);
-    this.readsAwaitingLeader.length = 0;
-  }
-
-  private rejectEverything(err: Error): void {
-    this.rejectWaiting(err);
-    for (const job of this.jobs.splice(0)) job.waiter.reject(err);
-    for (const t of this.transfers.splice(0)) t.waiter.reject(err);
-    this.readRequests.length = 0;
-    this.transferRequests.length = 0;
-  }
-
+  /** Stops the node on an error it must not limp past, and rejects every waiting call. */
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
@@ -784,7 +718,7 @@ export class RaftNode implements RaftInbound {
     this.ticker?.cancel();
     this.ticker = undefined;
     this.logger?.error({ err }, "raft node stopped on an error it cannot continue past");
-    this.rejectEverything(
+    this.requests.rejectEverything(
       isShoalError(err) ? err : new ShoalError("INTERNAL", `the raft node stopped: ${err.message}`, { cause: err }),
     );
     this.emit("fatal", err);
@@ -799,8 +733,3 @@ function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
-function removeSettled<T extends { waiter: { settled: boolean } }>(list: T[]): void {
-  let kept = 0;
-  for (const item of list) if (!item.waiter.settled) list[kept++] = item;
-  list.length = kept;
-}
