@@ -42,3 +42,14 @@ test("a lagging member learns the address of a leader it never saw added", { tod
   const summary = await runSeeds({ firstSeed: 28, seedCount: 1, nodeCounts: [5], churn: true });
   assert.equal(summary.passed, 1, summary.failed[0]?.violation);
 });
+
+const CALM_SEEDS = 10;
+
+test(`${CALM_SEEDS} calm runs (no faults) elect a leader once and never again`, async (t) => {
+  const summary = await runSeeds({ firstSeed: 1, seedCount: CALM_SEEDS, nodeCounts: [3, 5], calm: true });
+  const failures = summary.failed.flatMap((r) => failureLines(r));
+  assert.deepEqual(failures, [], failures.join("\n"));
+  // Heartbeats on a calm network always arrive in time: any further election is a timing bug.
+  assert.equal(summary.elections, CALM_SEEDS, `${summary.elections} elections in ${CALM_SEEDS} calm runs`);
+  t.diagnostic(`${summary.ops} operations over ${(summary.virtualMs / 60_000).toFixed(1)} simulated minutes, ${summary.elections} elections`);
+});
