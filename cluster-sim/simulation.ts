@@ -495,7 +495,7 @@ export class Simulation {
         node.appliedIndex = raft.appliedIndex;
         raft.on("leader-changed", (e) => this.check(() => this.onLeaderChanged(node, e.isLeader, e.term)));
         raft.on("membership-changed", (e) => {
-          if (e.change !== undefined) this.check(() => this.onConfChangeApplied(node, raft.appliedIndex + 1, e.change!.type, e.change!.raftId, e.confState));
+          if (e.change !== undefined) this.check(() => this.onConfChangeApplied(raft.appliedIndex + 1, e.change!.type, e.change!.raftId, e.confState));
         });
         raft.on("fatal", (err) => this.check(() => {
           throw new SimViolation("node-failed", `n${node.index} stopped on ${isShoalError(err) ? err.code : "an error"}: ${err.message}`);
@@ -1091,7 +1091,7 @@ export class Simulation {
     }
   }
 
-  private onConfChangeApplied(_node: SimNode, index: number, type: ConfChangeType, raftId: RaftId, conf: ConfState): void {
+  private onConfChangeApplied(index: number, type: ConfChangeType, raftId: RaftId, conf: ConfState): void {
     if (index <= this.clusterConfIndex) return;
     this.clusterConfIndex = index;
     this.clusterConf = { voters: [...conf.voters], learners: [...conf.learners] };
