@@ -1182,6 +1182,14 @@ export class Simulation {
     return ` (it has no address for the leader n${leader.index}: it never applied the leader's AddLearner)`;
   }
 
+  /** Running members that cannot reach another running member because they have no address for it. */
+  private addressGaps(): string {
+    const up = this.liveMembers().filter((n) => n.raft !== undefined);
+    const gaps: string[] = [];
+    for (const n of up) for (const other of up) if (other !== n && n.raft!.memberAddr(other.id) === undefined) gaps.push(`n${n.index} has no address for n${other.index}`);
+    return gaps.length > 0 ? ` (${gaps.join(", ")}: it never applied that member's AddLearner)` : "";
+  }
+
   private beginLivenessPhase(): void {
     this.inLivenessPhase = true;
     this.network.heal();
@@ -1207,7 +1215,7 @@ export class Simulation {
       }
       throw new SimViolation(
         "liveness",
-        `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})`,
+        `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})${this.addressGaps()}`,
       );
     });
     const probe = this.clients.find((c) => c.probe)!;
