@@ -1,17 +1,17 @@
 // Runs a range of seeds and sums their results: shared by `npm run sim`, the CI test and the benchmark.
-import type { PlantedFaults } from "../src/raft/core/types.js";
-import { replayCommand, runSimulation, type CoreFactory, type SimResult } from "./simulation.js";
+import type { RaftNodeFaults } from "../src/raft/node/index.js";
+import { replayCommand, runSimulation, type SimResult } from "./simulation.js";
 
 export interface BatchOptions {
   firstSeed: number;
   seedCount: number;
   /** Node counts to cycle through, one per seed (e.g. [3, 5]). */
   nodeCounts: number[];
-  createCore: CoreFactory;
-  faults?: PlantedFaults;
+  faults?: RaftNodeFaults;
   safetyPhaseMs?: number;
-  serveReadsBeforeApply?: boolean;
   churn?: boolean;
+  /** No faults (see SimOptions.calm). */
+  calm?: boolean;
   /** Stop at the first failing seed (the planted-fault tests want the first catch). */
   stopOnFailure?: boolean;
   onResult?: (result: SimResult) => void;
@@ -27,23 +27,25 @@ export interface BatchSummary {
   crashes: number;
   events: number;
   confChanges: number;
+  /** Virtual milliseconds simulated, over all seeds. */
+  virtualMs: number;
+  corruptLogStops: number;
   /** Keys whose linearizability search ran out of budget: neither proven nor refuted. */
   undecidedKeys: number;
 }
 
-export function runSeeds(options: BatchOptions): BatchSummary {
-  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0, confChanges: 0, undecidedKeys: 0 };
+export async function runSeeds(options: BatchOptions): Promise<BatchSummary> {
+  const summary: BatchSummary = { firstSeed: options.firstSeed, lastSeed: options.firstSeed - 1, passed: 0, failed: [], ops: 0, elections: 0, crashes: 0, events: 0, confChanges: 0, virtualMs: 0, corruptLogStops: 0, undecidedKeys: 0 };
   for (let i = 0; i < options.seedCount; i++) {
     const seed = options.firstSeed + i;
     const nodes = options.nodeCounts[i % options.nodeCounts.length]!;
-    const result = runSimulation({
+    const result = await runSimulation({
       seed,
       nodes,
-      createCore: options.createCore,
       ...(options.faults ? { faults: options.faults } : {}),
       ...(options.safetyPhaseMs !== undefined ? { safetyPhaseMs: options.safetyPhaseMs } : {}),
-      ...(options.serveReadsBeforeApply ? { serveReadsBeforeApply: true } : {}),
       ...(options.churn ? { churn: true } : {}),
+      ...(options.calm ? { calm: true } : {}),
     });
     summary.lastSeed = seed;
     summary.ops += result.stats.opsInvoked;
@@ -51,6 +53,8 @@ export function runSeeds(options: BatchOptions): BatchSummary {
     summary.crashes += result.stats.crashes;
     summary.events += result.stats.events;
     summary.confChanges += result.stats.confChanges;
+    summary.virtualMs += result.stats.virtualMs;
+    summary.corruptLogStops += result.stats.corruptLogStops;
     summary.undecidedKeys += result.stats.linearizabilityExhaustedKeys;
     if (result.ok) summary.passed++;
     else summary.failed.push(result);
@@ -61,7 +65,7 @@ export function runSeeds(options: BatchOptions): BatchSummary {
 }
 
 /** The two lines a failed seed prints; `extraFlags` carries run options the replay must repeat. */
-export function failureLines(result: SimResult, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean, extraFlags = ""): string[] {
+export function failureLines(result: SimResult, faults?: RaftNodeFaults, safetyPhaseMs?: number, churn?: boolean, extraFlags = ""): string[] {
   return [
     `FAIL seed=${result.seed} nodes=${result.nodes}: ${result.violation}`,
     `replay: ${replayCommand(result.seed, result.nodes, faults, safetyPhaseMs, churn)}${extraFlags}`,

@@ -11,7 +11,7 @@ export interface CheckedNode {
   readonly role: Role;
   readonly disk: SimDisk;
   /** Undefined while the node is down. */
-  readonly core: unknown;
+  readonly raft: unknown;
 }
 
 export function entryFingerprint(e: Entry): string {
@@ -156,7 +156,7 @@ export class SafetyCheckers {
       }
       this.commitRegistry.set(index, { commitTerm: node.term, entryTerm });
       for (const other of this.nodes) {
-        if (other === node || other.core === undefined || other.role !== Role.Leader || other.term <= node.term) continue;
+        if (other === node || other.raft === undefined || other.role !== Role.Leader || other.term <= node.term) continue;
         const image = other.disk.current;
         if (index <= snapshotIndexOf(image)) continue;
         const t = termAt(image, index);
@@ -172,11 +172,21 @@ export class SafetyCheckers {
 
   /** A vote or an acknowledgement may leave a node only after the state it promises is durable. */
   durableBeforeSend(node: CheckedNode, m: Message): void {
-    if (m.reject) return;
     const durable = node.disk.durable;
+    // Raft persists currentTerm before answering in it: a crash must not let the node forget a term
+    // it already spoke in. Pre-votes are the exception: they speak of a term nobody entered yet.
+    if (m.type !== MessageType.PreVote && m.type !== MessageType.PreVoteResponse && m.term > durable.hardState.term) {
+      throw new SimViolation(
+        "unsynced-term",
+        `n${node.index} sent ${MessageType[m.type]} in term ${m.term} to ${this.nameOf(m.to)} but its durable hard state is of term ${durable.hardState.term}`,
+      );
+    }
+    if (m.reject) return;
     if (m.type === MessageType.VoteResponse) {
       const hs = durable.hardState;
-      if (hs.term !== m.term || hs.vote !== m.to) {
+      // A later durable term is as good: the node can never vote in the earlier term again (one
+      // batch of inbound messages can hold a vote request of each term).
+      if (hs.term < m.term || (hs.term === m.term && hs.vote !== m.to)) {
         throw new SimViolation(
           "unsynced-vote",
           `n${node.index} granted its term-${m.term} vote to ${this.nameOf(m.to)} but its durable hard state is term ${hs.term} vote ${hs.vote === NO_NODE ? "none" : this.nameOf(hs.vote)}`,

@@ -1,6 +1,8 @@
 // A simulated disk for one node: a durable image plus the writes made since the last sync. A crash
 // keeps a random prefix of those writes and may tear the last one, which recovery detects by
-// checksum and cuts off (so a torn entry write keeps only its leading whole entries).
+// checksum and cuts off (so a torn entry write keeps only its leading whole entries). Every record
+// keeps the checksum it was written with, so corruption of synced bytes (a different fault from a
+// torn tail: the data was durable, then went bad) is found when the log is loaded.
 import type { Random } from "../src/base/random.js";
 import type { ConfState, Entry, HardState, RestoreState, Snapshot } from "../src/raft/core/types.js";
 import { NO_NODE } from "../src/raft/core/types.js";
@@ -97,7 +99,32 @@ function copyImage(image: DiskImage): DiskImage {
   return { hardState: { ...image.hardState }, snapshot: image.snapshot, entries: [...image.entries] };
 }
 
+/** FNV-1a over a record's bytes: enough to tell a flipped byte, which is all the simulator needs. */
+function checksumOf(parts: ReadonlyArray<Uint8Array | string | number | bigint>): number {
+  let h = 0x811c9dc5;
+  const mix = (byte: number): void => {
+    h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+  };
+  for (const part of parts) {
+    if (part instanceof Uint8Array) for (const b of part) mix(b);
+    else for (const ch of String(part)) mix(ch.charCodeAt(0) & 0xff);
+    mix(0x1f);
+  }
+  return h;
+}
+
+function entryChecksum(e: Entry): number {
+  return checksumOf([e.index, e.term, e.type, e.data]);
+}
+
+function snapshotChecksum(s: Snapshot): number {
+  const c = s.metadata.confState;
+  return checksumOf([s.metadata.index, s.metadata.term, c.voters.join(","), c.learners.join(","), (c.removed ?? []).join(","), s.data]);
+}
+
 export class SimDisk {
+  /** The checksum each record was written with; records are owned by the disk, so keyed by object. */
+  private readonly sums = new WeakMap<object, number>();
   /** What survives any crash. */
   private durableImage: DiskImage = emptyImage();
   /** What the node has written, synced or not: the durable image with `pending` applied. */
@@ -114,6 +141,8 @@ export class SimDisk {
         : write.kind === "snapshot"
           ? { kind: "snapshot", snapshot: cloneSnapshot(write.snapshot), keepSuffix: write.keepSuffix }
           : { kind: "hardState", hardState: { ...write.hardState } };
+    if (owned.kind === "entries") for (const e of owned.entries) this.sums.set(e, entryChecksum(e));
+    else if (owned.kind === "snapshot") this.sums.set(owned.snapshot, snapshotChecksum(owned.snapshot));
     applyWrite(this.currentImage, owned);
     this.pending.push(owned);
   }
@@ -154,6 +183,38 @@ export class SimDisk {
     }
     this.pending = [];
     this.currentImage = copyImage(this.durableImage);
+  }
+
+  /**
+   * Bit rot or a misdirected write on synced data: one byte of a durable entry (or of the snapshot)
+   * flips after it was synced. Returns what was damaged, or undefined when nothing synced holds data.
+   * Call it on a stopped node (after `crash`): the running node keeps its own copies in memory.
+   */
+  corruptSynced(random: Random): string | undefined {
+    const image = this.durableImage;
+    const withData = image.entries.filter((e) => e.data.length > 0);
+    const targets: Array<{ bytes: Uint8Array; what: string }> = withData.map((e) => ({ bytes: e.data, what: `entry ${e.index}` }));
+    if (image.snapshot !== undefined && image.snapshot.data.length > 0) targets.push({ bytes: image.snapshot.data, what: `snapshot ${image.snapshot.metadata.index}` });
+    if (targets.length === 0) return undefined;
+    const target = targets[random.int(0, targets.length)]!;
+    const at = random.int(0, target.bytes.length);
+    target.bytes[at] = target.bytes[at]! ^ (1 << random.int(0, 8));
+    this.corruptions++;
+    return `${target.what} byte ${at}`;
+  }
+
+  corruptions = 0;
+
+  /** Checks every durable record against the checksum it was written with; names the first bad one. */
+  verifyDurable(): string | undefined {
+    const image = this.durableImage;
+    if (image.snapshot !== undefined && this.sums.get(image.snapshot) !== snapshotChecksum(image.snapshot)) {
+      return `the snapshot record at index ${image.snapshot.metadata.index} fails its checksum`;
+    }
+    for (const e of image.entries) {
+      if (this.sums.get(e) !== entryChecksum(e)) return `the entry record at index ${e.index} (term ${e.term}) fails its checksum`;
+    }
+    return undefined;
   }
 
   /** What a restarted node hands to a fresh core: exactly the durable image. */

@@ -1,16 +1,26 @@
-// `npm run sim -- --seeds 1000 [--seed S] [--nodes 5]`: runs the deterministic cluster simulation
-// over many seeds (or replays one) and prints a summary; a failure prints its seed and replay command.
+// `npm run sim -- --seeds 1000 [--seed S] [--nodes 5] [--calm]`: runs the deterministic cluster
+// simulation of RaftNode over many seeds (or replays one) and prints a summary; a failure prints its
+// seed and replay command. --calm runs without faults and counts elections.
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
-import type { PlantedFaults } from "../src/raft/core/types.js";
+import type { RaftNodeFaults } from "../src/raft/node/index.js";
 import { failureLines, runSeeds } from "./batch.js";
-import { createRealCore } from "./core.js";
 import { figure8Scenario } from "./scenarios.js";
 import { runSimulation } from "./simulation.js";
 
 const SCENARIOS = { figure8: figure8Scenario } as const;
 
-const PLANTED = ["commitPreviousTermByCounting", "voteWithoutPersisting", "skipConflictTruncation"] as const;
+/** Deliberate bugs: three in the core, the rest in the driver (RaftNodeFaults). */
+const PLANTED = [
+  "commitPreviousTermByCounting",
+  "voteWithoutPersisting",
+  "skipConflictTruncation",
+  "answerVotesBeforePersist",
+  "ackEntriesBeforePersist",
+  "answerProposalsBeforeApply",
+  "snapshotWithoutHardState",
+  "serveReadsBeforeApply",
+] as const;
 
 function fail(message: string): never {
   process.stderr.write(`sim: ${message}\n`);
@@ -34,6 +44,7 @@ const { values } = parseArgs({
     "phase-ms": { type: "string" },
     trace: { type: "boolean" },
     churn: { type: "boolean" },
+    calm: { type: "boolean" },
     scenario: { type: "string" },
     "no-commit-rule": { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -43,13 +54,14 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     [
-      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--churn] [--scenario S] [--no-commit-rule] [--trace]",
+      "usage: npm run sim -- [--seeds N] [--start S] [--seed S] [--nodes N] [--planted FAULT]... [--phase-ms MS] [--churn] [--calm] [--scenario S] [--no-commit-rule] [--trace]",
       "  --seeds N     run seeds S..S+N-1 (default 100); --start S sets the first (default 1)",
       "  --seed S      replay one seed; --trace prints its every event",
       "  --nodes N     cluster size (default: 5 for --seed, alternating 3 and 5 for --seeds)",
       `  --planted F   switch on a deliberate core fault: ${PLANTED.join(", ")}`,
       "  --phase-ms MS virtual length of the fault phase (default 20000)",
       "  --churn       also change membership: add learners, promote them, remove voters",
+      "  --calm        no faults at all (60 s of clients on a calm network); prints elections per simulated minute",
       `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
       "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
       "",
@@ -58,13 +70,15 @@ if (values.help) {
   process.exit(0);
 }
 
-const faults: PlantedFaults = {};
+const faults: RaftNodeFaults = {};
 for (const name of values.planted ?? []) {
   if (!(PLANTED as readonly string[]).includes(name)) fail(`unknown --planted fault "${name}"; known: ${PLANTED.join(", ")}`);
   faults[name as (typeof PLANTED)[number]] = true;
 }
 const plantedFaults = Object.keys(faults).length > 0 ? faults : undefined;
 const churn = values.churn === true;
+const calm = values.calm === true;
+if (calm && (churn || values.planted !== undefined || values.scenario !== undefined)) fail("--calm runs without faults: it does not combine with --churn, --planted or --scenario");
 const safetyPhaseMs = values["phase-ms"] !== undefined ? positiveInt("phase-ms", values["phase-ms"], 0) : undefined;
 
 if (values.scenario !== undefined && !(values.scenario in SCENARIOS)) {
@@ -76,11 +90,11 @@ if (values.seed !== undefined) {
   const seed = positiveInt("seed", values.seed, 1);
   const nodes = positiveInt("nodes", values.nodes, 5);
   const scenario = values.scenario !== undefined ? SCENARIOS[values.scenario as keyof typeof SCENARIOS]() : undefined;
-  const result = runSimulation({
+  const result = await runSimulation({
     seed,
     nodes,
-    createCore: createRealCore,
     churn,
+    calm,
     ...(scenario ? { scenario } : {}),
     ...(values["no-commit-rule"] ? { checkCommitRule: false } : {}),
     ...(plantedFaults ? { faults: plantedFaults } : {}),
@@ -103,12 +117,12 @@ if (values.seed !== undefined) {
   const firstSeed = positiveInt("start", values.start, 1);
   const nodeCounts = values.nodes !== undefined ? [positiveInt("nodes", values.nodes, 5)] : [3, 5];
   const startedMs = performance.now();
-  const summary = runSeeds({
+  const summary = await runSeeds({
     firstSeed,
     seedCount,
     nodeCounts,
-    createCore: createRealCore,
     churn,
+    calm,
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     onResult: (r) => {
@@ -120,7 +134,12 @@ if (values.seed !== undefined) {
   process.stdout.write(
     `seeds ${summary.firstSeed}..${summary.lastSeed}: ${summary.passed} passed, ${summary.failed.length} failed ` +
       `(${summary.ops} ops, ${summary.elections} elections, ${summary.crashes} crashes` +
-      `${churn ? `, ${summary.confChanges} membership changes` : ""}; ${perMinute} seeds/min)\n` +
+      `${churn ? `, ${summary.confChanges} membership changes` : ""}` +
+      `${summary.corruptLogStops > 0 ? `, ${summary.corruptLogStops} nodes refused a corrupted log` : ""}; ${perMinute} seeds/min)\n` +
+      (calm
+        ? `calm: ${summary.elections - (summary.lastSeed - summary.firstSeed + 1)} elections beyond each run's first in ${(summary.virtualMs / 60_000).toFixed(1)} simulated minutes ` +
+          `(${((summary.elections - (summary.lastSeed - summary.firstSeed + 1)) / (summary.virtualMs / 60_000)).toFixed(3)} per simulated minute; ${summary.elections} elections in all)\n`
+        : "") +
       (summary.undecidedKeys > 0 ? `warning: ${summary.undecidedKeys} key histories were too large to decide linearizability\n` : ""),
   );
   if (summary.failed.length > 0) process.exitCode = 1;

@@ -1,33 +1,21 @@
-// One simulated run: N nodes of the real Raft core over a simulated network and disks, with faults,
-// clients and the per-step safety checkers; then a liveness phase and a linearizability check.
-// Everything is driven by one seeded PRNG and a virtual clock, so a seed replays exactly.
+// One simulated run: N nodes, each the daemon's own Raft driver (RaftNode, over the real core),
+// over a simulated network and disks, with faults, clients and the per-step safety checkers; then
+// a liveness phase and a linearizability check. Everything is driven by one seeded PRNG and one
+// virtual clock (every node's timers are events on the same queue), so a seed replays exactly.
 import { createHash, type Hash } from "node:crypto";
-import { isShoalError } from "../src/base/errors.js";
+import { isShoalError, ShoalError } from "../src/base/errors.js";
 import { SeededRandom } from "../src/base/random.js";
-import { decodeConfChange } from "../src/raft/core/index.js";
-import {
-  ConfChangeType,
-  EntryType,
-  MessageType,
-  NO_NODE,
-  Role,
-  type ConfChange,
-  type ConfState,
-  type Entry,
-  type Message,
-  type PlantedFaults,
-  type RaftConfig,
-  type RaftCoreApi,
-  type RaftId,
-  type Ready,
-  type RestoreState,
-} from "../src/raft/core/types.js";
+import { ConfChangeType, EntryType, MessageType, NO_NODE, Role, type ConfState, type Entry, type Message, type RaftId } from "../src/raft/core/types.js";
+import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeFaults, type RaftStateMachine } from "../src/raft/node/index.js";
 import { entryFingerprint, SafetyCheckers } from "./checkers.js";
-import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, snapshotIndexOf, termAt } from "./disk.js";
+import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, termAt } from "./disk.js";
 import { deriveSeed, EventQueue } from "./events.js";
 import { decodeCommand, encodeCommand, KvStateMachine } from "./kv.js";
 import { checkLinearizable, describeOp, type HistoryOp, type KvInput, type KvOutput, type KvValue } from "./linearizability.js";
 import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
+import { SimNodeClock } from "./sim-clock.js";
+import { SimDurableLog } from "./sim-log.js";
+import { SimTransport } from "./sim-transport.js";
 import { SimViolation } from "./violation.js";
 
 /** What a scenario step may look at and do; node arguments are indices. */
@@ -46,7 +34,10 @@ export interface ScenarioControl {
   intercept(rewrite: ((from: number, to: number, m: Message) => Message | undefined) | undefined): void;
   crash(node: number): void;
   restart(node: number): void;
-  /** Proposes a put on `node`; returns its log index, or undefined if the node refused. */
+  /**
+   * Proposes a put on `node`; returns the log index it takes (the leader's next index: call it on
+   * an idle leader), or undefined if the node is not the leader.
+   */
   propose(node: number, key: string, value: string): number | undefined;
 }
 
@@ -59,22 +50,15 @@ export interface ScenarioStep {
   withinMs?: number;
 }
 
-export type CoreFactory = (config: RaftConfig, restore: RestoreState) => RaftCoreApi;
-
 export interface SimOptions {
   seed: number;
   nodes: number;
-  createCore: CoreFactory;
   /** Virtual time of the fault phase. */
   safetyPhaseMs?: number;
   clients?: number;
   keys?: number;
-  faults?: PlantedFaults;
-  /**
-   * A deliberate bug in the simulated driver, for testing the linearizability checker end to end:
-   * answer a ReadIndex read as soon as its ReadState arrives, without waiting for the apply.
-   */
-  serveReadsBeforeApply?: boolean;
+  /** Deliberate bugs in the core or the driver (RaftNodeFaults), to show the checkers catch them. */
+  faults?: RaftNodeFaults;
   /**
    * A deliberate failure to heal, for testing the liveness check: after the fault phase every node
    * stays cut off from every other, so no write can commit.
@@ -82,6 +66,11 @@ export interface SimOptions {
   isolateAfterHeal?: boolean;
   /** Membership churn in the fault phase: add learners, promote them, remove voters. */
   churn?: boolean;
+  /**
+   * No faults at all: a calm network, no crashes, pauses, drift or partitions; only clients. The
+   * run counts elections, which without faults should stay at the first one.
+   */
+  calm?: boolean;
   /**
    * A scripted adversary instead of random faults and clients: the steps run in order, each once
    * its condition holds, and the run ends after the last one (see scenarios.ts).
@@ -105,6 +94,8 @@ export interface SimStats {
   elections: number;
   crashes: number;
   tornCrashes: number;
+  /** Nodes stopped for good because their log failed its checksums at start. */
+  corruptLogStops: number;
   partitions: number;
   pauses: number;
   messagesSent: number;
@@ -135,22 +126,13 @@ export interface SimResult {
 
 /** Virtual length of the fault phase unless a run asks otherwise. */
 export const DEFAULT_SAFETY_PHASE_MS = 20_000;
-/** Timing of the simulated cluster, in virtual milliseconds. */
-const TICK_MS = 100;
-const ELECTION_TICKS = 10;
-const HEARTBEAT_TICKS = 1;
-/** The longest randomized election timeout. */
-const ELECTION_TIMEOUT_MS = 2 * ELECTION_TICKS * TICK_MS;
+/** The longest randomized election timeout of RaftNode's default timing (100 ms ticks, 10 to 20 ticks). */
+const ELECTION_TIMEOUT_MS = 2000;
 /** After healing, a write must commit within this many election timeouts. */
 const LIVENESS_BOUND_MS = 10 * ELECTION_TIMEOUT_MS;
 const CLIENT_TIMEOUT_MS = 3000;
 /** Time left after the liveness write commits so in-flight client operations settle. */
 const SETTLE_MS = 500;
-
-interface PendingProposal {
-  op: ClientOp;
-  term: number;
-}
 
 interface ClientOp {
   historyId: number;
@@ -159,7 +141,7 @@ interface ClientOp {
   input: KvInput;
   invokeMs: number;
   viaReadIndex: boolean;
-  /** True once some node accepted it into its log: from then on a timeout means "unknown". */
+  /** True once some node may have put it into its log: from then on a timeout means "unknown". */
   proposed: boolean;
   done: boolean;
 }
@@ -173,38 +155,47 @@ interface SimClient {
   probe: boolean;
 }
 
+/** What the simulated state machine answers a proposal with: the client checks it is its own. */
+interface SimApplyResult {
+  clientId: number;
+  seq: number;
+  output: KvOutput;
+}
+
 interface SimNode {
   index: number;
   id: RaftId;
-  core: RaftCoreApi | undefined;
+  /** The running driver; undefined while down (or still starting). */
+  raft: RaftNode | undefined;
+  starting: boolean;
+  clock: SimNodeClock | undefined;
   incarnation: number;
   disk: SimDisk;
   kv: KvStateMachine;
+  /** Last seen applied index (kept while down, for the catch-up report). */
   appliedIndex: number;
-  appliedTerm: number;
   /** Highest commit index this incarnation has reported; it must never go down. */
   lastCommit: number;
   role: Role;
   term: number;
   leaderHint: RaftId;
   paused: boolean;
-  /** Deliveries and client requests that arrived while paused, run in order on resume. */
+  /** Deliveries, client requests, fsync completions and timers that came due while paused. */
   held: Array<() => void>;
   /** Tick period multiplier: a drifting clock makes a node's timers run fast or slow. */
   drift: number;
   /** Crash during the next fsync, leaving its writes lost or torn. */
   crashAtNextSync: boolean;
-  pendingProposals: Map<number, PendingProposal[]>;
-  pendingReads: Map<string, ClientOp>;
-  readsAwaitingApply: Array<{ index: number; op: ClientOp }>;
-  compactEveryEntries: number;
-  /** Membership a brand-new disk starts from: the founding voters, or nothing for a joiner. */
-  initialConfState: ConfState;
+  /** Chosen per node: RaftNode's snapshot interval and the entries it keeps behind a snapshot. */
+  snapshotIntervalEntries: number;
+  logEntriesForSlowFollowers: number;
+  /** A brand-new disk bootstraps the founding cluster, or joins it with what it was told. */
+  firstStart: { bootstrap: { members: RaftMemberInfo[] } } | { join: { members: RaftMemberInfo[] } };
   /** Removed from the cluster: stopped for good, never restarted or targeted again. */
   removed: boolean;
+  /** Refused to start on a corrupted log: stays down for good (never silently loses data). */
+  corrupt: boolean;
 }
-
-const decoder = new TextDecoder();
 
 function cloneMessage(m: Message): Message {
   return {
@@ -213,6 +204,15 @@ function cloneMessage(m: Message): Message {
     context: m.context.slice(),
     ...(m.snapshot ? { snapshot: cloneSnapshot(m.snapshot) } : {}),
   };
+}
+
+function memberInfo(node: SimNode): RaftMemberInfo {
+  return { raftId: node.id, nodeId: `sim-node-${node.index}`, addr: `n${node.index}` };
+}
+
+/** Lets every promise continuation that the last event started run, before the next event. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class Simulation {
@@ -248,6 +248,14 @@ export class Simulation {
   private readonly leaderNemesisRate: number;
   /** Chosen per seed: padding on written values, so some seeds fit only one entry in a message. */
   private readonly valuePadding: string;
+  /** Chosen per seed: the longest simulated fsync, in virtual ms. */
+  private readonly maxFsyncMs: number;
+  /**
+   * The first violation seen inside a callback RaftNode made (a send, a save, an apply): it is
+   * recorded rather than thrown into the node, which would turn it into the node's own failure,
+   * and the run stops once the event in progress has settled.
+   */
+  private violation: SimViolation | undefined;
 
   private readonly checkers: SafetyCheckers;
 
@@ -257,6 +265,7 @@ export class Simulation {
     elections: 0,
     crashes: 0,
     tornCrashes: 0,
+    corruptLogStops: 0,
     partitions: 0,
     pauses: 0,
     messagesSent: 0,
@@ -281,27 +290,23 @@ export class Simulation {
     this.random = new SeededRandom(deriveSeed(options.seed, 0));
     this.checkers = new SafetyCheckers(this.nodes, (id) => `n${this.indexById.get(id) ?? id}`, options.checkCommitRule !== false);
     this.network = new SimNetwork(this.random, options.nodes);
-    this.safetyPhaseMs = options.safetyPhaseMs ?? DEFAULT_SAFETY_PHASE_MS;
+    this.safetyPhaseMs = options.safetyPhaseMs ?? (options.calm === true ? 60_000 : DEFAULT_SAFETY_PHASE_MS);
     this.keyCount = options.keys ?? 3;
     const sizeChoice = [256, 1024, 4096][this.random.int(0, 3)]!;
     const inflightChoice = [1, 4, 16][this.random.int(0, 3)]!;
     this.maxSizePerMsgBytes = options.maxSizePerMsgBytes ?? sizeChoice;
     this.maxInflightMsgs = options.maxInflightMsgs ?? inflightChoice;
-    this.leaderNemesisRate = [0, 0.2, 0.5][this.random.int(0, 3)]!;
+    this.leaderNemesisRate = options.calm === true ? 0 : [0, 0.2, 0.5][this.random.int(0, 3)]!;
+    this.maxFsyncMs = [1, 3, 10][this.random.int(0, 3)]!;
     // A cas entry carries two padded values plus about 120 bytes of framing; keep it under the limit.
     const roomBytes = Math.max(0, Math.floor((this.maxSizePerMsgBytes - 140) / 2));
     this.valuePadding = ".".repeat([0, 0, Math.floor(roomBytes / 2), roomBytes][this.random.int(0, 4)]!);
     for (let i = 0; i < options.nodes; i++) this.addNode();
     this.clusterConf = { voters: this.nodes.map((n) => n.id), learners: [] };
-    // As the daemon's driver does, a new cluster starts from a founding snapshot at index 1 that
-    // holds its voters: no log entry carries the founding membership, so a node that joins later
-    // learns it from that snapshot (its leader's log starts at 2), never from an empty default.
-    const founding = { metadata: { index: 1, term: 1, confState: this.clusterConf }, data: new KvStateMachine().snapshot() };
-    for (const node of this.nodes) {
-      node.disk.write({ kind: "snapshot", snapshot: founding, keepSuffix: false });
-      node.disk.write({ kind: "hardState", hardState: { term: 1, vote: NO_NODE, commit: 1 } });
-      node.disk.sync();
-    }
+    // As in the daemon, every founding node starts from the same founding snapshot (index 1) that
+    // RaftNode writes from `bootstrap`; a node that joins later learns the membership from it.
+    const founders = this.nodes.map(memberInfo);
+    for (const node of this.nodes) node.firstStart = { bootstrap: { members: founders } };
     const clientCount = options.clients ?? this.random.int(2, 6);
     for (let c = 1; c <= clientCount + 1; c++) {
       this.clients.push({ id: c, seq: 0, leaderGuess: this.random.int(0, options.nodes), lastSeen: new Map(), probe: c === clientCount + 1 });
@@ -315,12 +320,13 @@ export class Simulation {
     const node: SimNode = {
       index: i,
       id,
-      core: undefined,
+      raft: undefined,
+      starting: false,
+      clock: undefined,
       incarnation: 0,
       disk: new SimDisk(),
       kv: new KvStateMachine(),
       appliedIndex: 0,
-      appliedTerm: 0,
       lastCommit: 0,
       role: Role.Follower,
       term: 0,
@@ -329,27 +335,27 @@ export class Simulation {
       held: [],
       drift: 1,
       crashAtNextSync: false,
-      pendingProposals: new Map(),
-      pendingReads: new Map(),
-      readsAwaitingApply: [],
-      compactEveryEntries: 0,
-      initialConfState: { voters: [], learners: [] },
+      snapshotIntervalEntries: 10 + this.random.int(0, 30),
+      logEntriesForSlowFollowers: [0, 5, 20][this.random.int(0, 3)]!,
+      firstStart: { join: { members: [] } },
       removed: false,
+      corrupt: false,
     };
     this.indexById.set(id, i);
     this.nodes.push(node);
     return node;
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     let violation: string | undefined;
     try {
       for (const node of this.nodes) this.start(node);
+      await this.afterEvent();
       if (this.options.scenario !== undefined) {
         this.runScenarioStep(this.options.scenario, 0, this.queue.nowMs);
       } else {
         for (const client of this.clients) if (!client.probe) this.scheduleNextOp(client, this.random.int(0, 50));
-        this.scheduleFault();
+        if (this.options.calm !== true) this.scheduleFault();
         if (this.options.churn === true) this.scheduleChurn();
         this.queue.schedule(this.safetyPhaseMs, "heal", () => this.beginLivenessPhase());
       }
@@ -361,6 +367,7 @@ export class Simulation {
         this.hash.update(line + "\n");
         this.options.trace?.(line);
         event.run();
+        await this.afterEvent();
       }
       this.finishHistory();
       const report = checkLinearizable(this.history);
@@ -394,237 +401,253 @@ export class Simulation {
     };
   }
 
+  /**
+   * Lets the nodes finish what the event started (their Ready loops run on promises, and nothing
+   * they await is real I/O, so one macrotask turn drains them), then stops on a recorded violation
+   * and checks what every node now reports.
+   */
+  private async afterEvent(): Promise<void> {
+    await settle();
+    if (this.violation !== undefined) throw this.violation;
+    for (const node of this.nodes) if (node.raft !== undefined) this.observe(node);
+  }
+
+  /** Records a violation found inside a callback from a node; see `violation`. */
+  private check(fn: () => void): void {
+    if (this.violation !== undefined) return;
+    try {
+      fn();
+    } catch (err) {
+      this.violation =
+        err instanceof SimViolation ? err : new SimViolation("simulator-error", err instanceof Error ? `${err.stack?.split("\n").slice(0, 3).join(" | ")}` : String(err));
+    }
+  }
+
+  /** Commit never decreases within an incarnation; what a leader counts committed is recorded and checked. */
+  private observe(node: SimNode): void {
+    const raft = node.raft!;
+    const commit = raft.commitIndex;
+    if (commit < node.lastCommit) {
+      throw new SimViolation("commit-regression", `n${node.index} commit went from ${node.lastCommit} to ${commit}`);
+    }
+    if (commit > node.lastCommit && node.role === Role.Leader && raft.isLeader) this.checkers.leaderCommitted(node, node.lastCommit, commit);
+    node.lastCommit = commit;
+    node.term = raft.term;
+    node.leaderHint = raft.leaderId;
+    node.appliedIndex = raft.appliedIndex;
+  }
+
   // ---- node lifecycle ----
 
-  private config(node: SimNode): RaftConfig {
-    return {
-      id: node.id,
-      electionTicks: ELECTION_TICKS,
-      heartbeatTicks: HEARTBEAT_TICKS,
-      random: new SeededRandom(deriveSeed(this.options.seed, 2, node.index, node.incarnation)),
-      preVote: true,
-      checkQuorum: true,
-      maxSizePerMsgBytes: this.maxSizePerMsgBytes,
-      maxInflightMsgs: this.maxInflightMsgs,
-      maxUncommittedEntriesBytes: 64 * 1024,
-      ...(this.options.faults ? { faults: { ...this.options.faults } } : {}),
-    };
+  private isUp(node: SimNode): boolean {
+    return node.raft !== undefined || node.starting;
   }
 
   private start(node: SimNode): void {
-    const durable = node.disk.durable;
-    node.kv = new KvStateMachine();
-    if (durable.snapshot) node.kv.restore(durable.snapshot.data);
-    node.appliedIndex = snapshotIndexOf(durable);
-    node.appliedTerm = durable.snapshot?.metadata.term ?? 0;
-    node.lastCommit = durable.hardState.commit;
-    node.term = durable.hardState.term;
+    if (this.isUp(node) || node.removed || node.corrupt) return;
+    node.starting = true;
     node.role = Role.Follower;
     node.leaderHint = NO_NODE;
-    node.compactEveryEntries = 10 + this.random.int(0, 30);
-    const restore = node.disk.restoreState(node.initialConfState);
-    node.core = this.guard(node, "construct", () => this.options.createCore(this.config(node), restore));
-    this.scheduleTick(node);
-    this.drain(node);
+    const incarnation = node.incarnation;
+    const clock = new SimNodeClock(this.queue, `n${node.index}`, node);
+    node.clock = clock;
+    const kv = new KvStateMachine();
+    node.kv = kv;
+    const log = new SimDurableLog(node.disk, {
+      beforeSave: (update) => {
+        this.traceLine(`save n${node.index} hs=${update.hardState ? `${update.hardState.term}/${update.hardState.vote}/${update.hardState.commit}` : "-"} e=${update.entries.length} snap=${update.snapshot?.metadata.index ?? "-"}`);
+        this.check(() => this.beforeSave(node, update));
+      },
+      beforeCompact: () =>
+        this.check(() => {
+          // Record what a leader counts committed before the entries go into the snapshot.
+          if (node.raft !== undefined) this.observe(node);
+          this.stats.compactions++;
+        }),
+      fsync: () => this.fsync(node, incarnation),
+    });
+    const transport = new SimTransport(
+      (m) => this.check(() => this.send(node, m)),
+      (m) => this.check(() => this.unknownPeer(node, incarnation, m)),
+    );
+    RaftNode.start({
+      id: node.id,
+      log,
+      transport,
+      stateMachine: this.stateMachine(node, kv),
+      ...node.firstStart,
+      clock,
+      random: new SeededRandom(deriveSeed(this.options.seed, 2, node.index, incarnation)),
+      maxSizePerMsgBytes: this.maxSizePerMsgBytes,
+      maxInflightMsgs: this.maxInflightMsgs,
+      maxUncommittedEntriesBytes: 64 * 1024,
+      snapshotIntervalEntries: node.snapshotIntervalEntries,
+      logEntriesForSlowFollowers: node.logEntriesForSlowFollowers,
+      defaultTimeoutMs: CLIENT_TIMEOUT_MS,
+      ...(this.options.faults ? { faults: { ...this.options.faults } } : {}),
+    }).then(
+      (raft) => {
+        if (node.incarnation !== incarnation) return;
+        node.starting = false;
+        node.raft = raft;
+        node.lastCommit = raft.commitIndex;
+        node.term = raft.term;
+        node.appliedIndex = raft.appliedIndex;
+        raft.on("leader-changed", (e) => this.check(() => this.onLeaderChanged(node, e.isLeader, e.term)));
+        raft.on("membership-changed", (e) => {
+          if (e.change !== undefined) this.check(() => this.onConfChangeApplied(raft.appliedIndex + 1, e.change!.type, e.change!.raftId, e.confState));
+        });
+        raft.on("fatal", (err) => this.check(() => {
+          throw new SimViolation("node-failed", `n${node.index} stopped on ${isShoalError(err) ? err.code : "an error"}: ${err.message}`);
+        }));
+      },
+      (err: unknown) => {
+        if (node.incarnation !== incarnation) return;
+        node.starting = false;
+        if (isShoalError(err, "RAFT_LOG_CORRUPT") || isShoalError(err, "STORE_CORRUPT")) {
+          // The only acceptable outcome: the node stays down (an operator replaces it), never runs
+          // on a log that lost acknowledged entries.
+          node.corrupt = true;
+          this.stats.corruptLogStops++;
+          this.traceLine(`refused-start n${node.index} ${err.code}`);
+          return;
+        }
+        this.check(() => {
+          throw new SimViolation("node-failed", `n${node.index} could not start: ${err instanceof Error ? err.message : String(err)}`);
+        });
+      },
+    );
+  }
+
+  private traceLine(text: string): void {
+    const line = `${this.queue.nowMs} ${text}`;
+    this.hash.update(line + "\n");
+    this.options.trace?.(line);
   }
 
   private crash(node: SimNode, reason: string): void {
-    if (node.core === undefined) return;
-    node.core = undefined;
+    if (!this.isUp(node)) return;
+    node.raft = undefined;
+    node.starting = false;
+    node.clock?.kill();
+    node.clock = undefined;
     node.incarnation++;
     node.disk.crash(this.random);
-    node.pendingProposals.clear();
-    node.pendingReads.clear();
-    node.readsAwaitingApply = [];
     node.held = [];
     node.paused = false;
     node.crashAtNextSync = false;
     node.role = Role.Follower;
     this.stats.crashes++;
-    const line = `${this.queue.nowMs} crash n${node.index} ${reason}`;
-    this.hash.update(line + "\n");
-    this.options.trace?.(line);
+    this.traceLine(`crash n${node.index} ${reason}`);
   }
 
   private restartLater(node: SimNode, delayMs: number): void {
     const incarnation = node.incarnation;
     this.queue.schedule(delayMs, `restart n${node.index}`, () => {
-      if (node.core === undefined && node.incarnation === incarnation && !node.removed) this.start(node);
+      if (!this.isUp(node) && node.incarnation === incarnation && !node.removed) this.start(node);
     });
   }
 
-  private scheduleTick(node: SimNode): void {
-    const incarnation = node.incarnation;
-    const delayMs = Math.max(1, Math.round(TICK_MS * node.drift));
-    this.queue.schedule(delayMs, `tick n${node.index}`, () => {
-      if (node.core === undefined || node.incarnation !== incarnation) return;
-      this.scheduleTick(node);
-      if (node.paused) return;
-      this.guard(node, "tick", () => node.core!.tick());
-      this.drain(node);
-    });
+  // ---- what the driver does, as seen from its disk, its wire and its state machine ----
+
+  private onLeaderChanged(node: SimNode, isLeader: boolean, term: number): void {
+    const wasLeader = node.role === Role.Leader;
+    node.role = isLeader ? Role.Leader : Role.Follower;
+    node.term = term;
+    if (!isLeader || wasLeader) return;
+    this.checkers.electionSafety(node);
+    this.checkers.leaderCompletenessOnElection(node);
+    this.maybeStrikeNewLeader(node);
   }
 
-  /** Runs `fn` against a node's core, turning an unexpected throw into a violation. */
-  private guard<T>(node: SimNode, what: string, fn: () => T): T {
-    try {
-      return fn();
-    } catch (err) {
-      if (err instanceof SimViolation) throw err;
-      const message = err instanceof Error ? err.message : String(err);
-      throw new SimViolation("core-threw", `n${node.index} ${what}: ${message}`);
+  private beforeSave(node: SimNode, update: Parameters<SimDurableLog["save"]>[0]): void {
+    // What a leader counted committed is recorded while its entries are still all on its disk.
+    if (node.raft !== undefined) this.observe(node);
+    if (update.snapshot !== undefined) {
+      if (update.snapshot.metadata.index <= node.appliedIndex && node.raft !== undefined) {
+        throw new SimViolation("ready-contract", `n${node.index} got a snapshot at ${update.snapshot.metadata.index} at or below applied ${node.appliedIndex}`);
+      }
+      this.checkers.snapshotInstalled(node, update.snapshot.metadata);
+      // A snapshot from the leader is written together with the hard state of its Ready (commit at
+      // least its index), as etcd's Ready contract demands: without it a crash can leave the node on
+      // a snapshot with a term and commit it never recorded. The joiner's empty seed (index 0) has none.
+      const meta = update.snapshot.metadata;
+      if (meta.index > 0 && (update.hardState === undefined || update.hardState.commit < meta.index || update.hardState.term < meta.term)) {
+        throw new SimViolation(
+          "ready-contract",
+          `n${node.index} saved the snapshot at ${meta.index} (term ${meta.term}) with ${update.hardState === undefined ? "no hard state" : `hard state term ${update.hardState.term} commit ${update.hardState.commit}`}`,
+        );
+      }
+    }
+    if (update.entries.length > 0) {
+      // A leader's snapshot replaces the log first: check the entries against what follows it.
+      if (update.snapshot === undefined) this.checkers.logMatching(node, update.entries);
     }
   }
 
-  // ---- the driver loop: persist, then send, then apply, then advance ----
-
-  private drain(node: SimNode): void {
-    while (node.core !== undefined && this.guard(node, "hasReady", () => node.core!.hasReady())) {
-      const core = node.core;
-      const rd = this.guard(node, "ready", () => core.ready());
-      let becameLeader = false;
-      if (rd.softState) {
-        const wasLeader = node.role === Role.Leader;
-        node.role = rd.softState.role;
-        node.leaderHint = rd.softState.leader;
-        if (node.role === Role.Leader) {
-          node.term = this.guard(node, "status", () => core.status()).hardState.term;
-          becameLeader = !wasLeader;
-          this.checkers.electionSafety(node);
-        }
-      }
-      if (rd.hardState) {
-        node.term = rd.hardState.term;
-        if (rd.hardState.commit < node.lastCommit) {
-          throw new SimViolation("commit-regression", `n${node.index} commit went from ${node.lastCommit} to ${rd.hardState.commit}`);
-        }
-      }
-      // Persist.
-      const disk = node.disk;
-      if (rd.snapshot) disk.write({ kind: "snapshot", snapshot: rd.snapshot, keepSuffix: false });
-      if (rd.entries.length > 0) {
-        this.checkers.logMatching(node, rd.entries);
-        disk.write({ kind: "entries", entries: rd.entries });
-      }
-      if (rd.hardState) disk.write({ kind: "hardState", hardState: rd.hardState });
-      if (becameLeader) {
-        this.checkers.leaderCompletenessOnElection(node);
-        this.maybeStrikeNewLeader(node);
-      }
-      if (rd.hardState && node.role === Role.Leader) this.checkers.leaderCommitted(node, node.lastCommit, rd.hardState.commit);
-      if (rd.hardState) node.lastCommit = rd.hardState.commit;
-      if (rd.mustSync || rd.snapshot) {
+  /** The save's fsync completes after a simulated latency, unless the node crashes first (or during it). */
+  private fsync(node: SimNode, incarnation: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.queue.schedule(this.random.int(0, this.maxFsyncMs + 1), `fsync n${node.index}`, () => {
+        if (node.incarnation !== incarnation) return;
         if (node.crashAtNextSync) {
           this.stats.tornCrashes++;
           this.crash(node, "during fsync");
           this.restartLater(node, this.random.int(100, 2000));
           return;
         }
-        disk.sync();
-      }
-      // Send.
-      for (const m of rd.messages) {
-        this.checkers.durableBeforeSend(node, m);
-        this.send(node, cloneMessage(m));
-      }
-      // Apply.
-      if (rd.snapshot) this.applySnapshot(node, rd);
-      for (const e of rd.committedEntries) this.applyEntry(node, e);
-      for (const rs of rd.readStates) {
-        const op = node.pendingReads.get(decoder.decode(rs.context));
-        if (op === undefined) continue;
-        node.pendingReads.delete(decoder.decode(rs.context));
-        node.readsAwaitingApply.push({ index: rs.index, op });
-      }
-      this.serveReads(node);
-      this.guard(node, "advance", () => core.advance());
-      this.maybeCompact(node);
-    }
-  }
-
-  private applySnapshot(node: SimNode, rd: Ready): void {
-    const snap = rd.snapshot!;
-    if (snap.metadata.index <= node.appliedIndex) {
-      throw new SimViolation("ready-contract", `n${node.index} got a snapshot at ${snap.metadata.index} at or below applied ${node.appliedIndex}`);
-    }
-    node.kv.restore(snap.data);
-    node.appliedIndex = snap.metadata.index;
-    node.appliedTerm = snap.metadata.term;
-    this.checkers.snapshotInstalled(node, snap.metadata);
-  }
-
-  private applyEntry(node: SimNode, e: Entry): void {
-    if (e.index !== node.appliedIndex + 1) {
-      throw new SimViolation("ready-contract", `n${node.index} was given entry ${e.index} to apply after applying ${node.appliedIndex}`);
-    }
-    const stored = entryAt(node.disk.current, e.index);
-    if (stored !== undefined && (stored.term !== e.term || entryFingerprint(stored) !== entryFingerprint(e))) {
-      throw new SimViolation("ready-contract", `n${node.index} applies entry ${e.index} term ${e.term} but stores term ${stored.term} there`);
-    }
-    if (this.checkers.applied(node, e)) this.stats.maxCommitIndex = Math.max(this.stats.maxCommitIndex, e.index);
-    node.appliedIndex = e.index;
-    node.appliedTerm = e.term;
-    let output: KvOutput | undefined;
-    let command: ReturnType<typeof decodeCommand>;
-    if (e.type === EntryType.Normal) {
-      command = decodeCommand(e.data);
-      if (command !== undefined) output = node.kv.apply(command.input);
-    } else if (e.type === EntryType.ConfChange) {
-      const core = node.core!;
-      const change = this.guard(node, "decodeConfChange", () => decodeConfChange(e.data));
-      const conf = this.guard(node, "applyConfChange", () => core.applyConfChange(change));
-      this.onConfChangeApplied(e.index, change, conf);
-    }
-    const pending = node.pendingProposals.get(e.index);
-    if (pending === undefined) return;
-    node.pendingProposals.delete(e.index);
-    for (const p of pending) {
-      if (p.term === e.term) {
-        if (command === undefined || command.clientId !== p.op.clientId || command.seq !== p.op.seq || output === undefined) {
-          throw new SimViolation("client-result", `n${node.index} applied a different entry at ${e.index} term ${e.term} than the one it accepted there`);
-        }
-        this.completeOp(p.op, output);
-      } else {
-        // Another entry holds the index: by log matching this proposal can never commit.
-        this.failOp(p.op);
-      }
-    }
-  }
-
-  private serveReads(node: SimNode): void {
-    if (node.readsAwaitingApply.length === 0) return;
-    const still: Array<{ index: number; op: ClientOp }> = [];
-    for (const r of node.readsAwaitingApply) {
-      if (node.appliedIndex >= r.index || this.options.serveReadsBeforeApply === true) {
-        this.stats.readIndexReads++;
-        this.completeOp(r.op, { kind: "get", value: node.kv.read(r.op.input.key) });
-      }
-      else still.push(r);
-    }
-    node.readsAwaitingApply = still;
-  }
-
-  private maybeCompact(node: SimNode): void {
-    const core = node.core;
-    if (core === undefined) return;
-    const image = node.disk.current;
-    if (node.appliedIndex - snapshotIndexOf(image) < node.compactEveryEntries) return;
-    if (termAt(image, node.appliedIndex) !== node.appliedTerm) return;
-    const data = node.kv.snapshot();
-    const confState = this.guard(node, "status", () => core.status()).confState;
-    this.guard(node, "compact", () => core.compact(node.appliedIndex, data));
-    node.disk.write({
-      kind: "snapshot",
-      snapshot: { metadata: { index: node.appliedIndex, term: node.appliedTerm, confState }, data },
-      keepSuffix: true,
+        node.disk.sync();
+        if (node.paused) node.held.push(resolve);
+        else resolve();
+      });
     });
-    node.disk.sync();
-    this.stats.compactions++;
+  }
+
+  private stateMachine(node: SimNode, kv: KvStateMachine): RaftStateMachine {
+    return {
+      apply: (entry: AppliedEntry): SimApplyResult | undefined => {
+        let result: SimApplyResult | undefined;
+        this.check(() => {
+          this.checkApplied(node, entry);
+          const command = decodeCommand(entry.data);
+          if (command !== undefined) result = { clientId: command.clientId, seq: command.seq, output: kv.apply(command.input) };
+        });
+        return result;
+      },
+      snapshot: () => kv.snapshot(),
+      restore: (data) => kv.restore(data),
+    };
+  }
+
+  /**
+   * State machine safety for an applied entry, and for the no-ops and membership changes before it
+   * (the driver does not hand those to the state machine, so they are read from the node's disk).
+   */
+  private checkApplied(node: SimNode, applied: AppliedEntry): void {
+    const from = (node.raft?.appliedIndex ?? applied.index - 1) + 1;
+    for (let index = from; index < applied.index; index++) {
+      const skipped = entryAt(node.disk.current, index);
+      if (skipped !== undefined) this.recordApplied(node, skipped);
+    }
+    const stored = entryAt(node.disk.current, applied.index);
+    const entry: Entry = { index: applied.index, term: applied.term, type: EntryType.Normal, data: applied.data };
+    if (stored !== undefined && (stored.term !== entry.term || entryFingerprint(stored) !== entryFingerprint(entry))) {
+      throw new SimViolation("ready-contract", `n${node.index} applies entry ${entry.index} term ${entry.term} but stores term ${stored.term} there`);
+    }
+    this.recordApplied(node, entry);
+  }
+
+  private recordApplied(node: SimNode, e: Entry): void {
+    if (this.checkers.applied(node, e)) this.stats.maxCommitIndex = Math.max(this.stats.maxCommitIndex, e.index);
+    node.appliedIndex = Math.max(node.appliedIndex, e.index);
   }
 
   // ---- network ----
 
-  private send(from: SimNode, sent: Message): void {
+  private send(from: SimNode, original: Message): void {
+    if (from.raft !== undefined) this.observe(from);
+    this.checkers.durableBeforeSend(from, original);
+    const sent = cloneMessage(original);
     const to = this.indexById.get(sent.to);
     const m = this.interceptor === undefined || to === undefined ? sent : this.interceptor(from.index, to, sent);
     if (m === undefined) return;
@@ -633,11 +656,14 @@ export class Simulation {
     if (m.type === MessageType.Snapshot) this.stats.snapshotsSent++;
     const delays = this.network.plan(from.index, to);
     const label = `${MessageType[m.type]} n${from.index}>n${to} t${m.term} i${m.index} lt${m.logTerm} c${m.commit} e${m.entries.length}${m.reject ? " rej" : ""}`;
+    const incarnation = from.incarnation;
     if (delays.length === 0) {
       if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, false);
       if (!this.network.connected(from.index, to)) {
-        const core = from.core;
-        if (core) this.guard(from, "reportUnreachable", () => core.reportUnreachable(m.to));
+        // A real transport learns of a cut link a moment later, when its connection fails.
+        this.queue.schedule(1, `unreachable n${from.index}>n${to}`, () => {
+          if (from.incarnation === incarnation) from.raft?.reportUnreachable(m.to);
+        });
       }
       return;
     }
@@ -646,9 +672,18 @@ export class Simulation {
     }
   }
 
+  private unknownPeer(from: SimNode, incarnation: number, m: Message): void {
+    this.queue.schedule(1, `unknown-peer n${from.index}`, () => {
+      if (from.incarnation !== incarnation) return;
+      from.raft?.reportUnreachable(m.to);
+      if (m.type === MessageType.Snapshot) from.raft?.reportSnapshot(m.to, false);
+    });
+  }
+
   private deliver(from: SimNode, toIndex: number, m: Message): void {
     const to = this.nodes[toIndex]!;
-    if (to.core === undefined || !this.network.connected(from.index, toIndex)) {
+    const raft = to.raft;
+    if (raft === undefined || !this.network.connected(from.index, toIndex)) {
       if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, false);
       return;
     }
@@ -657,21 +692,18 @@ export class Simulation {
       return;
     }
     this.stats.messagesDelivered++;
-    const core = to.core;
     // Duplicates must not share mutable state with the first copy.
-    this.guard(to, `step ${MessageType[m.type]}`, () => core.step(cloneMessage(m)));
-    this.drain(to);
-    if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, true);
+    const accepted = raft.receive(cloneMessage(m));
+    if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, accepted);
   }
 
   /** The transport tells the sender how a snapshot stream ended, as a real one would. */
   private reportSnapshotLater(from: SimNode, to: RaftId, ok: boolean): void {
     const incarnation = from.incarnation;
     this.queue.schedule(this.random.int(5, 50), `snapshot-status n${from.index} ${ok}`, () => {
-      const core = from.core;
-      if (core === undefined || from.incarnation !== incarnation || from.paused) return;
-      this.guard(from, "reportSnapshot", () => core.reportSnapshot(to, ok));
-      this.drain(from);
+      const raft = from.raft;
+      if (raft === undefined || from.incarnation !== incarnation || from.paused) return;
+      raft.reportSnapshot(to, ok);
     });
   }
 
@@ -734,6 +766,9 @@ export class Simulation {
       } else {
         this.stats.opsFailed++;
       }
+      // A node that knows no leader holds proposals until one is elected, so a request may get no
+      // answer at all: as a real client would, try another node next time.
+      client.leaderGuess = (client.leaderGuess + 1 + this.random.int(0, Math.max(1, this.nodes.length - 1))) % this.nodes.length;
       this.afterOp(client);
     });
     const followerRead = viaReadIndex && this.random.float() < 0.5;
@@ -757,42 +792,59 @@ export class Simulation {
   private arrive(client: SimClient, op: ClientOp, target: number): void {
     if (op.done) return;
     const node = this.nodes[target]!;
-    const core = node.core;
-    if (core === undefined) return this.retry(client, op, NO_NODE); // connection refused
+    const raft = node.raft;
+    if (raft === undefined) return this.retry(client, op, NO_NODE); // connection refused
     if (node.paused) {
       node.held.push(() => this.arrive(client, op, target));
       return;
     }
     if (op.viaReadIndex) {
-      // Followers serve ReadIndex reads too: the core asks the leader for its commit index, and
+      // Followers serve ReadIndex reads too: the node asks the leader for its commit index, and
       // the read waits until this node has applied that far.
-      const context = `r${op.clientId}.${op.seq}`;
-      try {
-        core.readIndex(new TextEncoder().encode(context));
-      } catch (err) {
-        if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return this.retry(client, op, node.leaderHint);
-        this.guard(node, "readIndex", () => {
-          throw err;
-        });
-      }
-      node.pendingReads.set(context, op);
-      this.drain(node);
+      const kv = node.kv;
+      raft.readIndex({ timeoutMs: CLIENT_TIMEOUT_MS }).then(
+        () => {
+          if (op.done) return;
+          this.stats.readIndexReads++;
+          this.completeOp(op, { kind: "get", value: kv.read(op.input.key) });
+        },
+        (err: unknown) => this.check(() => this.refused(client, op, err)),
+      );
       return;
     }
-    let position: { index: number; term: number };
-    try {
-      position = core.propose(encodeCommand({ clientId: op.clientId, seq: op.seq, input: op.input }));
-    } catch (err) {
-      if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return this.retry(client, op, node.leaderHint);
-      return this.guard(node, "propose", () => {
-        throw err;
-      });
-    }
+    // From here a timeout cannot tell whether the entry made it into some log.
     op.proposed = true;
-    const list = node.pendingProposals.get(position.index) ?? [];
-    list.push({ op, term: position.term });
-    node.pendingProposals.set(position.index, list);
-    this.drain(node);
+    raft.propose(encodeCommand({ clientId: op.clientId, seq: op.seq, input: op.input }), { timeoutMs: CLIENT_TIMEOUT_MS }).then(
+      (result: unknown) => this.check(() => this.answered(node, op, result as SimApplyResult | undefined)),
+      (err: unknown) => this.check(() => this.refused(client, op, err)),
+    );
+  }
+
+  /** A node answered a proposal: the result must come from applying this very operation. */
+  private answered(node: SimNode, op: ClientOp, result: SimApplyResult | undefined): void {
+    if (op.done) return;
+    if (result === undefined) {
+      // Only a put's answer is known without applying it; a driver that answers early (a planted
+      // fault) is then caught by what clients observe afterwards.
+      if (op.input.kind === "put") this.completeOp(op, { kind: "put" });
+      return;
+    }
+    if (result.clientId !== op.clientId || result.seq !== op.seq) {
+      throw new SimViolation("client-result", `n${node.index} answered c${op.clientId}.${op.seq} with the result of c${result.clientId}.${result.seq}`);
+    }
+    this.completeOp(op, result.output);
+  }
+
+  /**
+   * A node turned the request down. Refusals that prove the operation never entered a log (or can
+   * never commit) are retried; anything else leaves it open, and its timeout makes it unknown.
+   */
+  private refused(client: SimClient, op: ClientOp, err: unknown): void {
+    if (op.done) return;
+    if (err instanceof NotLeaderError) return this.retry(client, op, err.leaderId);
+    if (isShoalError(err, "PROPOSAL_DROPPED") || isShoalError(err, "QUEUE_FULL") || isShoalError(err, "NOT_LEADER")) return this.retry(client, op, NO_NODE);
+    if (isShoalError(err, "TIMEOUT") || isShoalError(err, "NO_QUORUM") || isShoalError(err, "OUTCOME_UNKNOWN") || isShoalError(err, "UNAVAILABLE")) return;
+    throw new SimViolation("client-result", `a node refused c${op.clientId}.${op.seq} with ${err instanceof ShoalError ? err.code : "a non-Shoal error"}: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private completeOp(op: ClientOp, output: KvOutput): void {
@@ -812,14 +864,6 @@ export class Simulation {
       return;
     }
     this.afterOp(client);
-  }
-
-  private failOp(op: ClientOp): void {
-    if (op.done) return;
-    op.done = true;
-    this.openOps.delete(op);
-    this.stats.opsFailed++;
-    this.afterOp(this.clients[op.clientId - 1]!);
   }
 
   private afterOp(client: SimClient): void {
@@ -877,7 +921,7 @@ export class Simulation {
         let best: SimNode | undefined;
         for (const n of this.nodes) {
           if (among !== undefined && !among.includes(n.index)) continue;
-          if (n.core !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
+          if (n.raft !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
         }
         return best?.index;
       },
@@ -885,7 +929,7 @@ export class Simulation {
       commit: (i) => node(i).lastCommit,
       lastIndex: (i) => lastIndexOf(node(i).disk.current),
       termAt: (i, index) => (index <= lastIndexOf(node(i).disk.current) ? termAt(node(i).disk.current, index) : undefined),
-      alive: (i) => node(i).core !== undefined,
+      alive: (i) => node(i).raft !== undefined,
       partition: (groups) => {
         this.network.heal();
         this.network.partition(groups);
@@ -895,21 +939,14 @@ export class Simulation {
         this.interceptor = rewrite;
       },
       crash: (i) => this.crash(node(i), "scenario"),
-      restart: (i) => {
-        if (node(i).core === undefined) this.start(node(i));
-      },
+      restart: (i) => this.start(node(i)),
       propose: (i, key, value) => {
         const n = node(i);
-        if (n.core === undefined) return undefined;
-        const core = n.core;
-        try {
-          const position = core.propose(encodeCommand({ clientId: 0, seq: ++proposals, input: { kind: "put", key, value } }));
-          this.drain(n);
-          return position.index;
-        } catch (err) {
-          if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED")) return undefined;
-          throw err;
-        }
+        if (n.raft === undefined || !n.raft.isLeader) return undefined;
+        // Read before proposing: the node's loop may write the entry before propose() returns.
+        const index = lastIndexOf(n.disk.current) + 1;
+        n.raft.propose(encodeCommand({ clientId: 0, seq: ++proposals, input: { kind: "put", key, value } })).catch(() => undefined);
+        return index;
       },
     };
   }
@@ -926,19 +963,27 @@ export class Simulation {
 
   private leader(): SimNode | undefined {
     let best: SimNode | undefined;
-    for (const n of this.nodes) if (n.core !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
+    for (const n of this.nodes) if (n.raft !== undefined && n.role === Role.Leader && (best === undefined || n.term > best.term)) best = n;
     return best;
   }
 
   private injectFault(): void {
-    const live = this.nodes.filter((x) => !x.removed);
+    const live = this.nodes.filter((x) => !x.removed && !x.corrupt);
     const n = live.length;
     const pickNode = (): SimNode => live[this.random.int(0, n)]!;
     const choice = this.random.int(0, 100);
     if (choice < 14) {
       const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
-      if (node.core === undefined) return;
+      if (!this.isUp(node)) return;
       this.crash(node, "fault");
+      // Now and then the synced part of its log rots while it is down; it must then refuse to
+      // start. At most a minority may be lost that way, so the cluster can still make progress.
+      // Counted by damaged disks, not by refused starts: a damaged node may not have restarted yet.
+      const corruptible = Math.floor((this.clusterConf.voters.length - 1) / 2) - this.nodes.filter((x) => x.disk.corruptions > 0).length;
+      if (corruptible > 0 && this.random.float() < 0.05) {
+        const what = node.disk.corruptSynced(this.random);
+        if (what !== undefined) this.traceLine(`corrupt n${node.index} ${what}`);
+      }
       this.restartLater(node, this.random.int(200, 3000));
     } else if (choice < 24) {
       const node = this.random.float() < 0.5 ? (this.leader() ?? pickNode()) : pickNode();
@@ -949,6 +994,7 @@ export class Simulation {
         const j = this.random.int(0, i + 1);
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
+      if (n < 2) return;
       const cut = this.random.int(1, n);
       this.network.partition([order.slice(0, cut), order.slice(cut)]);
       this.stats.partitions++;
@@ -970,7 +1016,7 @@ export class Simulation {
       this.healLater();
     } else if (choice < 66) {
       const node = pickNode();
-      if (node.core === undefined || node.paused) return;
+      if (node.raft === undefined || node.paused) return;
       node.paused = true;
       this.stats.pauses++;
       const incarnation = node.incarnation;
@@ -993,18 +1039,10 @@ export class Simulation {
       const asked = pickNode();
       const voters = this.clusterConf.voters;
       const to = voters[this.random.int(0, voters.length)]!;
-      const core = asked.core;
-      if (core === undefined || asked.paused) return;
-      try {
-        core.transferLeadership(to);
-      } catch (err) {
-        if (isShoalError(err, "NOT_LEADER")) return;
-        this.guard(asked, "transferLeadership", () => {
-          throw err;
-        });
-      }
+      const raft = asked.raft;
+      if (raft === undefined || asked.paused) return;
+      raft.transferLeadership(to, { timeoutMs: CLIENT_TIMEOUT_MS }).catch(() => undefined);
       this.stats.transfers++;
-      this.drain(asked);
     }
     // Otherwise: a quiet spell.
   }
@@ -1018,60 +1056,53 @@ export class Simulation {
   }
 
   /**
-   * One membership step through the current leader: promote a caught-up learner, else add a new
-   * node as a learner, else remove a voter (never below three voters).
+   * One membership step through the current leader: promote a caught-up learner (the driver also
+   * promotes on its own, so the two race as they would in the daemon), else add a new node as a
+   * learner, else remove a voter (never below three voters).
    */
   private changeMembership(): void {
     const leader = this.leader();
-    if (leader === undefined || leader.core === undefined || leader.paused) return;
+    const raft = leader?.raft;
+    if (leader === undefined || raft === undefined || leader.paused) return;
     const conf = this.clusterConf;
-    let change: ConfChange;
-    let joiner: SimNode | undefined;
     const learner = conf.learners.map((id) => this.nodes[this.indexById.get(id)!]!).find((x) => !x.removed);
+    const ignore = (): undefined => undefined;
     if (learner !== undefined) {
-      if (learner.core === undefined || learner.appliedIndex + 5 < leader.lastCommit) return; // not caught up yet
-      change = { type: ConfChangeType.PromoteLearner, nodeId: learner.id, context: new Uint8Array() };
+      if (learner.raft === undefined || learner.appliedIndex + 5 < leader.lastCommit) return; // not caught up yet
+      this.traceLine(`propose-conf-change PromoteLearner n${learner.index}`);
+      raft.promote(learner.id, { timeoutMs: CLIENT_TIMEOUT_MS }).catch(ignore);
     } else if (conf.voters.length < 5 && this.nodes.length < 12 && this.random.float() < 0.6) {
-      joiner = this.addNode();
-      change = { type: ConfChangeType.AddLearner, nodeId: joiner.id, context: new Uint8Array() };
+      const members = this.members().map(memberInfo);
+      const joiner = this.addNode();
+      joiner.firstStart = { join: { members } };
+      this.traceLine(`propose-conf-change AddLearner n${joiner.index}`);
+      raft.addLearner(memberInfo(joiner), { timeoutMs: CLIENT_TIMEOUT_MS }).catch((err: unknown) => {
+        // Refused outright: the joiner never becomes a member, so retire it.
+        if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED") || isShoalError(err, "FAILED_PRECONDITION") || isShoalError(err, "QUEUE_FULL")) {
+          joiner.removed = true;
+          this.crash(joiner, "never joined");
+        }
+      });
+      this.start(joiner);
     } else if (conf.voters.length > 3) {
       const victim = conf.voters[this.random.int(0, conf.voters.length)]!;
-      change = { type: ConfChangeType.RemoveNode, nodeId: victim, context: new Uint8Array() };
-    } else {
-      return;
+      this.traceLine(`propose-conf-change RemoveNode n${this.indexById.get(victim)}`);
+      raft.removeMember(victim, { timeoutMs: CLIENT_TIMEOUT_MS }).catch(ignore);
     }
-    const core = leader.core;
-    try {
-      core.proposeConfChange(change);
-    } catch (err) {
-      if (isShoalError(err, "NOT_LEADER") || isShoalError(err, "PROPOSAL_DROPPED") || isShoalError(err, "FAILED_PRECONDITION")) {
-        // The joiner never becomes a member: retire it before it ever runs.
-        if (joiner !== undefined) joiner.removed = true;
-        return;
-      }
-      this.guard(leader, "proposeConfChange", () => {
-        throw err;
-      });
-    }
-    const line = `${this.queue.nowMs} propose-conf-change ${ConfChangeType[change.type]} n${this.indexById.get(change.nodeId)}`;
-    this.hash.update(line + "\n");
-    this.options.trace?.(line);
-    if (joiner !== undefined) this.start(joiner);
-    this.drain(leader);
   }
 
-  private onConfChangeApplied(index: number, change: ConfChange, conf: ConfState): void {
+  private onConfChangeApplied(index: number, type: ConfChangeType, raftId: RaftId, conf: ConfState): void {
     if (index <= this.clusterConfIndex) return;
     this.clusterConfIndex = index;
-    this.clusterConf = conf;
+    this.clusterConf = { voters: [...conf.voters], learners: [...conf.learners] };
     this.stats.confChanges++;
-    if (change.type !== ConfChangeType.RemoveNode) return;
-    const gone = this.nodes[this.indexById.get(change.nodeId)!];
+    if (type !== ConfChangeType.RemoveNode) return;
+    const gone = this.nodes[this.indexById.get(raftId)!];
     if (gone === undefined || gone.removed) return;
     // Give the removed node a moment to learn of its removal (and a removed leader to hand over).
     this.queue.schedule(this.random.int(100, 1000), `retire n${gone.index}`, () => {
       gone.removed = true;
-      if (gone.core !== undefined) this.crash(gone, "removed");
+      this.crash(gone, "removed");
     });
   }
 
@@ -1085,7 +1116,7 @@ export class Simulation {
     const term = node.term;
     const kind = this.random.int(0, 3);
     this.queue.schedule(this.random.int(0, 150), `strike-leader n${node.index} ${kind}`, () => {
-      if (this.inLivenessPhase || node.incarnation !== incarnation || node.core === undefined || node.term !== term) return;
+      if (this.inLivenessPhase || node.incarnation !== incarnation || node.raft === undefined || node.term !== term) return;
       if (kind === 0) {
         this.crash(node, "leader strike");
         this.restartLater(node, this.random.int(50, 2000));
@@ -1104,7 +1135,10 @@ export class Simulation {
   }
 
   private healLater(): void {
-    this.queue.schedule(this.random.int(300, 4000), "heal-partition", () => this.network.heal());
+    // The liveness phase heals everything itself (and a test may isolate the nodes on purpose).
+    this.queue.schedule(this.random.int(300, 4000), "heal-partition", () => {
+      if (!this.inLivenessPhase) this.network.heal();
+    });
   }
 
   /** Current members (voters and learners) that have not been retired. */
@@ -1113,10 +1147,15 @@ export class Simulation {
     return this.nodes.filter((n) => ids.has(n.id) && !n.removed);
   }
 
+  /** Members that should be running: not stopped for good by a corrupted log. */
+  private liveMembers(): SimNode[] {
+    return this.members().filter((n) => !n.corrupt);
+  }
+
   private awaitCatchUp(index: number): void {
     this.catchUpIndex = index;
     const poll = (): void => {
-      if (this.members().every((n) => n.appliedIndex >= index)) {
+      if (this.liveMembers().every((n) => n.appliedIndex >= index)) {
         this.caughtUp = true;
         this.queue.schedule(SETTLE_MS, "end", () => {
           this.finished = true;
@@ -1136,6 +1175,21 @@ export class Simulation {
     for (const run of held) run();
   }
 
+  /** Names the known gap where a lagging member cannot answer the leader: it has no address for it. */
+  private addressless(node: SimNode): string {
+    const leader = this.leader();
+    if (leader === undefined || leader === node || node.raft?.memberAddr(leader.id) !== undefined) return "";
+    return ` (it has no address for the leader n${leader.index}: it never applied the leader's AddLearner)`;
+  }
+
+  /** Running members that cannot reach another running member because they have no address for it. */
+  private addressGaps(): string {
+    const up = this.liveMembers().filter((n) => n.raft !== undefined);
+    const gaps: string[] = [];
+    for (const n of up) for (const other of up) if (other !== n && n.raft!.memberAddr(other.id) === undefined) gaps.push(`n${n.index} has no address for n${other.index}`);
+    return gaps.length > 0 ? ` (${gaps.join(", ")}: it never applied that member's AddLearner)` : "";
+  }
+
   private beginLivenessPhase(): void {
     this.inLivenessPhase = true;
     this.network.heal();
@@ -1145,15 +1199,15 @@ export class Simulation {
       node.drift = 1;
       node.crashAtNextSync = false;
       this.resume(node);
-      if (node.core === undefined && !node.removed) this.start(node);
+      if (!this.isUp(node) && !node.removed) this.start(node);
     }
     this.livenessDeadlineMs = this.queue.nowMs + LIVENESS_BOUND_MS;
     this.queue.schedule(LIVENESS_BOUND_MS, "liveness-deadline", () => {
       if (this.finished || this.caughtUp) return;
       if (this.livenessProven) {
-        const lagging = this.members()
+        const lagging = this.liveMembers()
           .filter((n) => n.appliedIndex < this.catchUpIndex)
-          .map((n) => `n${n.index} at ${n.appliedIndex}${n.core === undefined ? " (down)" : ""}`);
+          .map((n) => `n${n.index} at ${n.appliedIndex}${n.raft === undefined ? " (down)" : this.addressless(n)}`);
         throw new SimViolation(
           "liveness",
           `members did not catch up to committed index ${this.catchUpIndex} within ${LIVENESS_BOUND_MS} ms after healing: ${lagging.join(", ")}`,
@@ -1161,7 +1215,7 @@ export class Simulation {
       }
       throw new SimViolation(
         "liveness",
-        `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})`,
+        `no write committed within ${LIVENESS_BOUND_MS} ms after healing every fault (leader: ${this.leader() ? `n${this.leader()!.index} term ${this.leader()!.term}` : "none"})${this.addressGaps()}`,
       );
     });
     const probe = this.clients.find((c) => c.probe)!;
@@ -1169,12 +1223,12 @@ export class Simulation {
   }
 }
 
-export function runSimulation(options: SimOptions): SimResult {
+export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
 }
 
 /** The exact command that replays one seed. */
-export function replayCommand(seed: number, nodes: number, faults?: PlantedFaults, safetyPhaseMs?: number, churn?: boolean): string {
+export function replayCommand(seed: number, nodes: number, faults?: RaftNodeFaults, safetyPhaseMs?: number, churn?: boolean): string {
   const planted = Object.entries(faults ?? {})
     .filter(([, on]) => on === true)
     .map(([name]) => ` --planted ${name}`)

@@ -10,8 +10,10 @@ export type ViolationKind =
   | "commit-rule"
   | "unsynced-vote"
   | "unsynced-ack"
+  | "unsynced-term"
   | "ready-contract"
-  | "core-threw"
+  /** A node stopped (its `fatal` event) or could not start, other than on a corrupted log. */
+  | "node-failed"
   | "client-result"
   | "linearizability"
   | "liveness"

@@ -2,13 +2,12 @@
 // Usage: node --import tsx scripts/bench/sim-seeds.ts [seedCount=60]
 import { performance } from "node:perf_hooks";
 import { runSeeds } from "../../cluster-sim/batch.js";
-import { createRealCore } from "../../cluster-sim/core.js";
 
 const seedCount = Number(process.argv[2] ?? 60);
 if (!Number.isInteger(seedCount) || seedCount < 1) throw new RangeError(`seed count must be a positive integer, got ${process.argv[2]}`);
 const firstSeed = 100_001;
 const startedMs = performance.now();
-const summary = runSeeds({ firstSeed, seedCount, nodeCounts: [5], createCore: createRealCore });
+const summary = await runSeeds({ firstSeed, seedCount, nodeCounts: [5] });
 const wallMs = performance.now() - startedMs;
 process.stdout.write(
   JSON.stringify({

@@ -1,7 +1,7 @@
 // The Raft driver's public surface: RaftNode, the transport interface and the loopback network,
 // and the membership helpers the manager layer uses.
+export { RaftNode } from "./node.js";
 export {
-  RaftNode,
   NotLeaderError,
   DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
   type AppliedEntry,
@@ -9,11 +9,12 @@ export {
   type LeaderChange,
   type MembershipChange,
   type RaftNodeEvents,
+  type RaftNodeFaults,
   type RaftNodeLogger,
   type RaftNodeOptions,
   type RaftNodeStatus,
   type RaftStateMachine,
-} from "./node.js";
+} from "./options.js";
 export { LoopbackNetwork, type LoopbackOptions, type RaftInbound, type RaftTransport } from "./transport.js";
 export {
   allocateRaftId,

@@ -1,15 +1,15 @@
 // The Raft driver: owns a pure RaftCore and gives it a clock (ticker), durable storage, a transport
 // and a state machine. One Ready at a time: persist, send, restore/apply, advance (DESIGN.md §4).
+// Its parts live beside it: bootstrap/load (bootstrap.ts), the request queues (requests.ts), the
+// Ready loop's ordering rules (ready-order.ts), the snapshot policy (snapshot-policy.ts) and the
+// membership bookkeeping (member-table.ts); this file is the public API and the loop itself.
 import { ShoalError, isShoalError } from "../../base/errors.js";
-import { systemClock, type Clock } from "../../base/clock.js";
-import { systemRandom, type Random } from "../../base/random.js";
-import { RaftLogStorage } from "../../storage/raft-log.js";
-import type { EncryptedStore } from "../../storage/encrypted-store.js";
+import { systemClock, type Clock, type Timer } from "../../base/clock.js";
+import { systemRandom } from "../../base/random.js";
 import { RaftCore, decodeConfChange } from "../core/index.js";
 import {
   ConfChangeType,
   EntryType,
-  MessageType,
   NO_NODE,
   Role,
   type ConfChange,
@@ -20,195 +20,41 @@ import {
   type RaftId,
   type Ready,
   type Snapshot,
-  type SnapshotMetadata,
   type SoftState,
 } from "../core/types.js";
 import {
   assertValidRaftId,
-  decodeMemberContext,
   decodeSnapshotEnvelope,
-  describeMembers,
   encodeMemberContext,
   encodeSnapshotEnvelope,
   wouldBreakQuorum,
   type RaftMemberInfo,
-  type RaftMemberStatus,
 } from "./membership.js";
 import type { RaftInbound, RaftTransport } from "./transport.js";
+import {
+  DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
+  NotLeaderError,
+  SNAPSHOT_AFTER_LOG_BYTES,
+  type DurableRaftLog,
+  type RaftNodeEvents,
+  type RaftNodeFaults,
+  type RaftNodeLogger,
+  type RaftNodeOptions,
+  type RaftNodeStatus,
+  type RaftStateMachine,
+} from "./options.js";
+import { loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions } from "./bootstrap.js";
+import { appliedWhileSaving, earlyMessageFilter, hardStateToSave } from "./ready-order.js";
+import { cloneConf, MemberTable } from "./member-table.js";
+import { SnapshotPolicy } from "./snapshot-policy.js";
+import { RequestQueues, removeSettledFrom, type Job } from "./requests.js";
 import { Waiter } from "./waiters.js";
-
-/** A committed entry as the state machine sees it. */
-export interface AppliedEntry {
-  index: number;
-  term: number;
-  data: Uint8Array;
-}
-
-/** Supplied by the state layer. `apply` throws only on corruption, which stops the node. */
-export interface RaftStateMachine {
-  /** Applies one committed entry; the result goes back to the proposer on this node. */
-  apply(entry: AppliedEntry): unknown;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
-}
-
-/** What the driver needs from durable raft storage (RaftLogStorage in src/storage implements it). */
-export interface DurableRaftLog {
-  load(): Promise<{ hardState: HardState; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array }; entries: Entry[] }>;
-  save(update: { hardState?: HardState; entries: Entry[]; snapshot?: { metadata: SnapshotMetadata; data: Uint8Array } }): Promise<void>;
-  compact(snapshot: { metadata: SnapshotMetadata; data: Uint8Array }): Promise<void>;
-}
-
-/** Structured logging, satisfied by a pino logger. */
-export interface RaftNodeLogger {
-  debug(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/**
- * SwarmKit's default: encoding the whole state every 1,000 writes took a tenth of a follower's CPU
- * under sustained writes, while replaying 10,000 entries at restart takes a fraction of a second.
- */
-export const DEFAULT_SNAPSHOT_INTERVAL_ENTRIES = 10_000;
-
-/**
- * Fewer entries suffice when they are big: 10,000 proposals of a megabyte would otherwise keep
- * 10 GB of log. The log then holds at most about max(this, the state's size) bytes.
- */
-export const SNAPSHOT_AFTER_LOG_BYTES = 64 * 1024 * 1024;
-
-export interface RaftNodeOptions {
-  id: RaftId;
-  /** The manager's encrypted store; the node keeps its raft log in it. The caller closes it. */
-  dataStore?: EncryptedStore;
-  /** Alternative to `dataStore` for callers that opened the log themselves. */
-  log?: DurableRaftLog;
-  transport: RaftTransport;
-  stateMachine: RaftStateMachine;
-  /** A brand-new cluster: its founding voters (including this node). Ignored once storage holds state. */
-  bootstrap?: { members: RaftMemberInfo[] };
-  /** Joining an existing cluster: the members it told us about. Ignored once storage holds state. */
-  join?: { members: RaftMemberInfo[]; removedIds?: RaftId[] };
-  clock?: Clock;
-  random?: Random;
-  logger?: RaftNodeLogger;
-  /** Real timer period of one Raft tick. Default 100 ms. */
-  tickMs?: number;
-  /** Default 1 tick. */
-  heartbeatTicks?: number;
-  /** Election timeout is randomized in [electionTicks, electionTicks + electionJitterTicks). Default 10. */
-  electionTicks?: number;
-  /** Default electionTicks ([E, 2E) as in etcd). */
-  electionJitterTicks?: number;
-  preVote?: boolean;
-  checkQuorum?: boolean;
-  maxSizePerMsgBytes?: number;
-  maxInflightMsgs?: number;
-  maxUncommittedEntriesBytes?: number;
-  /**
-   * Take a state-machine snapshot every this many applied entries, and not before the entries
-   * applied since the last snapshot hold at least as many bytes as it did. Default
-   * DEFAULT_SNAPSHOT_INTERVAL_ENTRIES.
-   */
-  snapshotIntervalEntries?: number;
-  /** Snapshot after this many bytes of entries even before snapshotIntervalEntries. Default SNAPSHOT_AFTER_LOG_BYTES. */
-  snapshotAfterLogBytes?: number;
-  /** Log entries kept behind a snapshot so slow followers catch up without one. Default 500. */
-  logEntriesForSlowFollowers?: number;
-  /** Promote a learner automatically once it is within `promoteWithinEntries` of the leader. */
-  autoPromote?: boolean;
-  promoteWithinEntries?: number;
-  /** Default deadline of `propose`, `readIndex` and membership calls. Default 10 s. */
-  defaultTimeoutMs?: number;
-  /** With no leader for this long, waiting calls fail with NO_QUORUM. Default 2 max election timeouts. */
-  noLeaderTimeoutMs?: number;
-  /** Proposals queued while a Ready is being persisted, and while waiting for a leader. */
-  maxQueuedProposals?: number;
-  /** Inbound messages queued while a Ready is being persisted. */
-  maxQueuedMessages?: number;
-  /** Proposals appended to the log and waiting to be applied. */
-  maxPendingProposals?: number;
-  maxPendingReads?: number;
-}
-
-export interface LeaderChange {
-  leaderId: RaftId;
-  previousLeaderId: RaftId;
-  isLeader: boolean;
-  term: number;
-}
-
-export interface MembershipChange {
-  confState: ConfState;
-  members: RaftMemberStatus[];
-  /** The change that was applied; absent when a snapshot replaced the membership. */
-  change?: { type: ConfChangeType; raftId: RaftId };
-  /** True when this node is no longer a member. */
-  removedSelf: boolean;
-}
-
-export interface RaftNodeEvents {
-  "leader-changed": LeaderChange;
-  "membership-changed": MembershipChange;
-  /** The node stopped on an error it must not limp past (storage, corruption, invariant). */
-  fatal: Error;
-}
-
-export interface RaftNodeStatus {
-  id: RaftId;
-  leaderId: RaftId;
-  isLeader: boolean;
-  role: Role;
-  term: number;
-  commitIndex: number;
-  appliedIndex: number;
-  members: RaftMemberStatus[];
-  removedIds: RaftId[];
-}
-
-/** A follower was asked to propose: the manager layer forwards to `leaderId` (NO_NODE if unknown). */
-export class NotLeaderError extends ShoalError {
-  constructor(
-    readonly leaderId: RaftId,
-    readonly leaderAddr: string,
-  ) {
-    super(
-      "NOT_LEADER",
-      leaderId === NO_NODE
-        ? "this manager is not the raft leader and knows no leader; retry shortly"
-        : `this manager is not the raft leader; send the request to the leader (raft ID ${leaderId}${leaderAddr ? ` at ${leaderAddr}` : ""})`,
-    );
-    this.name = "NotLeaderError";
-  }
-}
-
-type Job =
-  | { kind: "propose"; data: Uint8Array; waiter: Waiter<unknown> }
-  | { kind: "conf"; change: ConfChange; waiter: Waiter<unknown> };
 
 type Inbound =
   | { kind: "message"; message: Message }
   | { kind: "unreachable"; id: RaftId }
   | { kind: "snapshot-report"; id: RaftId; ok: boolean };
 
-interface PendingProposal {
-  term: number;
-  waiter: Waiter<unknown>;
-}
-
-interface PendingRead {
-  waiter: Waiter<void>;
-  /** Set when the ReadState arrives: the read is safe once applied reaches it. */
-  readIndex?: number;
-}
-
-interface TakenSnapshot {
-  metadata: SnapshotMetadata;
-  data: Uint8Array;
-}
-
-const EMPTY_CONF: ConfState = { voters: [], learners: [] };
 const MAX_PENDING_TRANSFERS = 16;
 
 export class RaftNode implements RaftInbound {
@@ -219,6 +65,7 @@ export class RaftNode implements RaftInbound {
   private readonly sm: RaftStateMachine;
   private readonly clock: Clock;
   private readonly logger: RaftNodeLogger | undefined;
+  private readonly faults: RaftNodeFaults;
   private readonly opts: Required<
     Pick<
       RaftNodeOptions,
@@ -243,28 +90,12 @@ export class RaftNode implements RaftInbound {
   /** Clock time up to which ticks have been counted (see onTick). */
   private tickedToMs = 0;
   private readonly inbound: Inbound[] = [];
-  private readonly jobs: Job[] = [];
-  /** Proposals that arrived while no leader was known; retried when one is elected. */
-  private readonly awaitingLeader: Job[] = [];
-  /**
-   * Membership changes the core refused because another one (often this node's own automatic
-   * promotion of a learner) is not applied yet; retried when a change is applied and on every tick,
-   * until their deadline, so a join that lands during a promotion waits instead of failing.
-   */
-  private readonly confAwaitingApply: Job[] = [];
-  private readonly readRequests: Uint8Array[] = [];
-  /** Read contexts that arrived while no leader was known. */
-  private readonly readsAwaitingLeader: Uint8Array[] = [];
-  private readonly transfers: Array<{ to: RaftId; waiter: Waiter<void> }> = [];
-  private readonly transferRequests: RaftId[] = [];
-
-  private readonly pending = new Map<number, PendingProposal>();
-  private readonly reads = new Map<string, PendingRead>();
+  private readonly requests = new RequestQueues();
   private readCounter = 0n;
 
   private loopRunning = false;
   private loopDone: Promise<void> = Promise.resolve();
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: Timer | undefined;
   private stopped = false;
   private failure: Error | undefined;
 
@@ -275,22 +106,8 @@ export class RaftNode implements RaftInbound {
   private applied = 0;
   private appliedTerm = 0;
   private noLeaderSinceMs: number | undefined;
-  private confState: ConfState = EMPTY_CONF;
-  private readonly members = new Map<RaftId, RaftMemberInfo>();
-  private readonly removed = new Set<RaftId>();
-  private readonly lastHeardMs = new Map<RaftId, number>();
-  private lastSnapshotIndex = 0;
-  /**
-   * Size of the last snapshot taken or restored, and data bytes applied since. A snapshot encodes
-   * the whole state, so taking one every N entries costs O(state) per N writes, which grows
-   * with the state (in the 256-client write benchmark, about a fifth of a follower's CPU with N =
-   * 1,000). Waiting until the log since the snapshot is as large as the snapshot keeps that cost at
-   * about one byte encoded per byte written, at the price of a log in memory up to the state's size
-   * (the rule the Raft thesis suggests for when to snapshot).
-   */
-  private lastSnapshotBytes = 0;
-  private bytesSinceSnapshot = 0;
-  private heldSnapshot: TakenSnapshot | undefined;
+  private readonly members: MemberTable;
+  private readonly snapshots: SnapshotPolicy;
   /** A commit-only hard state not yet written; see handleReady. */
   private deferredHardState: HardState | undefined;
   /** Term and vote as last written to storage; see sendsBeforePersist. */
@@ -306,49 +123,9 @@ export class RaftNode implements RaftInbound {
 
   /** Loads storage, restores the state machine, re-applies committed entries and starts ticking. */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
-    assertValidRaftId(options.id, "raft ID");
-    if (!((options.tickMs ?? 100) >= 1) || !((options.electionTicks ?? 10) >= 2) || !((options.heartbeatTicks ?? 1) >= 1)) {
-      throw new ShoalError("INVALID_ARGUMENT", "tickMs and heartbeatTicks must be at least 1 and electionTicks at least 2");
-    }
-    if ((options.heartbeatTicks ?? 1) >= (options.electionTicks ?? 10)) {
-      throw new ShoalError("INVALID_ARGUMENT", "heartbeatTicks must be smaller than electionTicks, or followers time out between heartbeats");
-    }
-    let log: DurableRaftLog;
-    if (options.log !== undefined) log = options.log;
-    else if (options.dataStore !== undefined) log = await RaftLogStorage.open(options.dataStore);
-    else throw new ShoalError("INVALID_ARGUMENT", "RaftNode.start needs a dataStore (or an opened log)");
-
-    let loaded = await log.load();
-    const fresh = loaded.hardState.term === 0 && loaded.snapshot === undefined && loaded.entries.length === 0;
-    if (fresh) {
-      if (options.bootstrap !== undefined) {
-        // A new cluster starts from a founding snapshot at index 1 (term 1) holding its voters and
-        // their addresses. Joiners are then always caught up by that snapshot first, so they learn
-        // the founding membership, which no log entry carries.
-        const members = options.bootstrap.members;
-        for (const m of members) assertValidRaftId(m.raftId, "member raft ID");
-        if (!members.some((m) => m.raftId === options.id)) {
-          throw new ShoalError("INVALID_ARGUMENT", `bootstrap members must include this node (raft ID ${options.id})`);
-        }
-        const founding = {
-          metadata: { index: 1, term: 1, confState: { voters: members.map((m) => m.raftId), learners: [] } },
-          data: encodeSnapshotEnvelope({ members, removedIds: [] }, undefined),
-        };
-        await log.save({ hardState: { term: 1, vote: NO_NODE, commit: 1 }, entries: [], snapshot: founding });
-      } else if (options.join !== undefined) {
-        // A joiner records what it was told at index 0; the leader's snapshot replaces it.
-        for (const m of options.join.members) assertValidRaftId(m.raftId, "member raft ID");
-        const seed = {
-          metadata: { index: 0, term: 0, confState: EMPTY_CONF },
-          data: encodeSnapshotEnvelope({ members: options.join.members, removedIds: options.join.removedIds ?? [] }, undefined),
-        };
-        await log.save({ entries: [], snapshot: seed });
-      } else {
-        throw new ShoalError("FAILED_PRECONDITION", "the data store holds no raft state: bootstrap a new cluster or join an existing one");
-      }
-      loaded = await log.load();
-    }
-    return new RaftNode(options, log, loaded);
+    validateStartOptions(options);
+    const log = await openDurableLog(options);
+    return new RaftNode(options, log, await loadOrFound(log, options));
   }
 
   private constructor(options: RaftNodeOptions, log: DurableRaftLog, loaded: Awaited<ReturnType<DurableRaftLog["load"]>>) {
@@ -358,6 +135,7 @@ export class RaftNode implements RaftInbound {
     this.sm = options.stateMachine;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger;
+    this.faults = options.faults ?? {};
     const tickMs = options.tickMs ?? 100;
     const electionTicks = options.electionTicks ?? 10;
     this.opts = {
@@ -375,28 +153,26 @@ export class RaftNode implements RaftInbound {
       maxPendingProposals: options.maxPendingProposals ?? 16_384,
       maxPendingReads: options.maxPendingReads ?? 4096,
     };
+    this.snapshots = new SnapshotPolicy({
+      intervalEntries: this.opts.snapshotIntervalEntries,
+      afterLogBytes: this.opts.snapshotAfterLogBytes,
+      keepEntries: this.opts.logEntriesForSlowFollowers,
+    });
 
     // Restore the state machine and the membership table from the last snapshot.
-    let restoredSnapshot: SnapshotMetadata | undefined;
-    let snapshotData: Uint8Array | undefined;
-    let initialConfState: ConfState = EMPTY_CONF;
-    if (loaded.snapshot !== undefined) {
-      const { image, appData } = decodeSnapshotEnvelope(loaded.snapshot.data);
-      for (const m of image.members) this.members.set(m.raftId, m);
-      for (const id of image.removedIds) this.removed.add(id);
-      const meta = loaded.snapshot.metadata;
-      if (meta.index > 0) {
-        if (appData !== undefined) this.sm.restore(appData);
-        restoredSnapshot = { ...meta, confState: withRemoved(meta.confState, this.removed) };
-        snapshotData = loaded.snapshot.data;
-        this.applied = meta.index;
-        this.appliedTerm = meta.term;
-        this.lastSnapshotIndex = meta.index;
-        this.lastSnapshotBytes = loaded.snapshot.data.length;
-      } else {
-        initialConfState = withRemoved(meta.confState, this.removed);
-      }
+    const restored = restoreFromSnapshot(loaded);
+    this.members = new MemberTable(options.id, this.transport);
+    this.members.load(restored.members, restored.removedIds);
+    if (restored.snapshot !== undefined) {
+      if (restored.appData !== undefined) this.sm.restore(restored.appData);
+      const meta = restored.snapshot;
+      this.applied = meta.index;
+      this.appliedTerm = meta.term;
+      this.snapshots.restored(meta.index, restored.snapshotData!.length);
     }
+    const restoredSnapshot = restored.snapshot;
+    const snapshotData = restored.snapshotData;
+    const initialConfState = restored.initialConfState;
 
     this.core = new RaftCore(
       {
@@ -410,19 +186,19 @@ export class RaftNode implements RaftInbound {
         maxSizePerMsgBytes: options.maxSizePerMsgBytes ?? 1024 * 1024,
         maxInflightMsgs: options.maxInflightMsgs ?? 256,
         maxUncommittedEntriesBytes: options.maxUncommittedEntriesBytes ?? 64 * 1024 * 1024,
+        ...(options.faults !== undefined ? { faults: options.faults } : {}),
       },
       { hardState: loaded.hardState, snapshot: restoredSnapshot, snapshotData, entries: loaded.entries, initialConfState },
     );
     const status = this.core.status();
-    this.confState = cloneConf(status.confState);
+    this.members.start(status.confState);
     this.currentTerm = status.hardState.term;
     this.commit = status.hardState.commit;
     this.persistedTerm = status.hardState.term;
     this.persistedVote = status.hardState.vote;
     this.noLeaderSinceMs = this.clock.nowMs();
-    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
 
-    this.ticker = setInterval(() => this.onTick(), tickMs);
+    this.ticker = this.clock.setInterval(() => this.onTick(), tickMs);
     // Committed entries after the snapshot (up to the persisted commit) come out of the first Ready.
     this.kick();
   }
@@ -457,14 +233,14 @@ export class RaftNode implements RaftInbound {
       term: this.currentTerm,
       commitIndex: this.commit,
       appliedIndex: this.applied,
-      members: describeMembers(this.confState, this.members),
-      removedIds: [...this.removed],
+      members: this.members.describe(),
+      removedIds: this.members.removedIds(),
     };
   }
 
   /** The address of a member, if known (used to forward to the leader). */
   memberAddr(id: RaftId): string | undefined {
-    return this.members.get(id)?.addr;
+    return this.members.addr(id);
   }
 
   on<K extends keyof RaftNodeEvents>(event: K, listener: (e: RaftNodeEvents[K]) => void): () => void {
@@ -497,8 +273,8 @@ export class RaftNode implements RaftInbound {
   async readIndex(options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
-    if (this.reads.size >= this.opts.maxPendingReads) {
-      return Promise.reject(new ShoalError("QUEUE_FULL", `${this.reads.size} linearizable reads are already waiting; retry shortly`));
+    if (this.requests.reads.size >= this.opts.maxPendingReads) {
+      return Promise.reject(new ShoalError("QUEUE_FULL", `${this.requests.reads.size} linearizable reads are already waiting; retry shortly`));
     }
     const fast = this.noQuorumNow();
     if (fast) return Promise.reject(fast);
@@ -508,8 +284,8 @@ export class RaftNode implements RaftInbound {
     view.setBigUint64(0, this.id);
     view.setBigUint64(8, this.readCounter);
     const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the linearizable read");
-    this.reads.set(hex(context), { waiter });
-    this.readRequests.push(context);
+    this.requests.reads.set(hex(context), { waiter });
+    this.requests.readRequests.push(context);
     this.kick();
     return waiter.promise;
   }
@@ -518,10 +294,10 @@ export class RaftNode implements RaftInbound {
   async addLearner(member: RaftMemberInfo, options: { timeoutMs?: number } = {}): Promise<ConfState> {
     try {
       assertValidRaftId(member.raftId, "raft ID");
-      if (this.removed.has(member.raftId)) {
+      if (this.members.isRemoved(member.raftId)) {
         throw new ShoalError("FAILED_PRECONDITION", `raft ID ${member.raftId} was removed from the cluster and is never reused; allocate a new one`);
       }
-      if (this.isMember(member.raftId)) throw new ShoalError("ALREADY_EXISTS", `raft ID ${member.raftId} is already a member`);
+      if (this.members.isMember(member.raftId)) throw new ShoalError("ALREADY_EXISTS", `raft ID ${member.raftId} is already a member`);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -533,7 +309,7 @@ export class RaftNode implements RaftInbound {
 
   /** Makes a learner a voter; resolves when applied. */
   async promote(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
-    if (!this.confState.learners.includes(raftId)) {
+    if (!this.members.confState.learners.includes(raftId)) {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${raftId} is not a learner, so it cannot be promoted`));
     }
     return this.proposeConfChange({ type: ConfChangeType.PromoteLearner, nodeId: raftId, context: new Uint8Array(0) }, options);
@@ -541,11 +317,11 @@ export class RaftNode implements RaftInbound {
 
   /** Removes a voter or learner; refused if the reachable voters left could not form a quorum. */
   async removeMember(raftId: RaftId, options: { timeoutMs?: number } = {}): Promise<ConfState> {
-    if (!this.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
+    if (!this.members.isMember(raftId)) return Promise.reject(new ShoalError("NOT_FOUND", `raft ID ${raftId} is not a member of this cluster`));
     if (this.isLeader) {
       const reachable = this.reachableVoters();
-      if (wouldBreakQuorum(this.confState.voters, reachable, raftId)) {
-        const left = this.confState.voters.filter((v) => v !== raftId);
+      if (wouldBreakQuorum(this.members.confState.voters, reachable, raftId)) {
+        const left = this.members.confState.voters.filter((v) => v !== raftId);
         return Promise.reject(
           new ShoalError(
             "FAILED_PRECONDITION",
@@ -565,30 +341,23 @@ export class RaftNode implements RaftInbound {
   async transferLeadership(to: RaftId, options: { timeoutMs?: number } = {}): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
-    if (!this.confState.voters.includes(to)) {
+    if (!this.members.confState.voters.includes(to)) {
       return Promise.reject(new ShoalError("FAILED_PRECONDITION", `raft ID ${to} is not a voter, so it cannot lead`));
     }
     if (this.leader === to) return Promise.resolve();
-    if (this.transfers.length >= MAX_PENDING_TRANSFERS) {
+    if (this.requests.transfers.length >= MAX_PENDING_TRANSFERS) {
       return Promise.reject(new ShoalError("QUEUE_FULL", "leadership transfers are already waiting; retry shortly"));
     }
     const waiter = new Waiter<void>(this.deadline(options.timeoutMs), "the leadership transfer");
-    this.transfers.push({ to, waiter });
-    this.transferRequests.push(to);
+    this.requests.transfers.push({ to, waiter });
+    this.requests.transferRequests.push(to);
     this.kick();
     return waiter.promise;
   }
 
   /** Voters this leader heard from within one maximum election timeout (itself included). */
   reachableVoters(): Set<RaftId> {
-    const nowMs = this.clock.nowMs();
-    const windowMs = 2 * this.opts.electionTicks * this.opts.tickMs;
-    const out = new Set<RaftId>([this.id]);
-    for (const v of this.confState.voters) {
-      const heard = this.lastHeardMs.get(v);
-      if (heard !== undefined && nowMs - heard <= windowMs) out.add(v);
-    }
-    return out;
+    return this.members.reachableVoters(this.clock.nowMs(), 2 * this.opts.electionTicks * this.opts.tickMs);
   }
 
   private proposeConfChange(change: ConfChange, options: { timeoutMs?: number }): Promise<ConfState> {
@@ -605,7 +374,7 @@ export class RaftNode implements RaftInbound {
       return false;
     }
     if (this.inbound.length >= this.opts.maxQueuedMessages) return false;
-    this.lastHeardMs.set(message.from, this.clock.nowMs());
+    this.members.heard(message.from, this.clock.nowMs());
     this.inbound.push({ kind: "message", message });
     this.kick();
     return true;
@@ -628,11 +397,11 @@ export class RaftNode implements RaftInbound {
   async stop(): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
-      if (this.ticker !== undefined) clearInterval(this.ticker);
+      this.ticker?.cancel();
       this.ticker = undefined;
     }
     await this.loopDone;
-    this.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
+    this.requests.rejectEverything(new ShoalError("UNAVAILABLE", "the raft node stopped before the request finished; its outcome is unknown"));
     const deferred = this.deferredHardState;
     if (deferred !== undefined && this.failure === undefined) {
       this.deferredHardState = undefined;
@@ -657,11 +426,11 @@ export class RaftNode implements RaftInbound {
       this.tickedToMs += elapsed * this.opts.tickMs;
       this.pendingTicks = Math.min(this.opts.electionTicks, this.pendingTicks + elapsed);
     }
-    this.expireDeadlines(nowMs);
+    this.requests.expire(nowMs);
     const noQuorum = this.noQuorumNow();
-    if (noQuorum) this.rejectWaiting(noQuorum);
+    if (noQuorum) this.requests.rejectWaiting(noQuorum);
     this.maybeAutoPromote();
-    this.jobs.push(...this.confAwaitingApply.splice(0));
+    this.requests.jobs.push(...this.requests.confAwaitingApply.splice(0));
     this.kick();
   }
 
@@ -696,10 +465,10 @@ export class RaftNode implements RaftInbound {
       else if (input.kind === "unreachable") this.core.reportUnreachable(input.id);
       else this.core.reportSnapshot(input.id, input.ok);
     }
-    for (const context of this.readRequests.splice(0)) {
-      if (!this.reads.has(hex(context))) continue; // timed out or rejected meanwhile
+    for (const context of this.requests.readRequests.splice(0)) {
+      if (!this.requests.reads.has(hex(context))) continue; // timed out or rejected meanwhile
       if (this.leader === NO_NODE) {
-        this.readsAwaitingLeader.push(context);
+        this.requests.readsAwaitingLeader.push(context);
         continue;
       }
       try {
@@ -707,21 +476,21 @@ export class RaftNode implements RaftInbound {
       } catch (err) {
         if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
         const key = hex(context);
-        const read = this.reads.get(key);
-        this.reads.delete(key);
+        const read = this.requests.reads.get(key);
+        this.requests.reads.delete(key);
         if (read === undefined) continue;
-        read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? "") : err);
+        read.waiter.reject(isShoalError(err, "NOT_LEADER") ? new NotLeaderError(this.leader, this.members.addr(this.leader) ?? "") : err);
       }
     }
-    for (const to of this.transferRequests.splice(0)) {
+    for (const to of this.requests.transferRequests.splice(0)) {
       try {
         this.core.transferLeadership(to);
       } catch (err) {
         if (!isShoalError(err) || err.code === "RAFT_INVARIANT" || err.code === "INTERNAL") throw err;
-        for (const t of this.transfers) if (t.to === to) t.waiter.reject(err);
+        for (const t of this.requests.transfers) if (t.to === to) t.waiter.reject(err);
       }
     }
-    for (const job of this.jobs.splice(0)) this.startJob(job);
+    for (const job of this.requests.jobs.splice(0)) this.startJob(job);
   }
 
   private stepMessage(message: Message): void {
@@ -741,20 +510,20 @@ export class RaftNode implements RaftInbound {
     if (this.leader === NO_NODE) {
       const noQuorum = this.noQuorumNow();
       if (noQuorum) job.waiter.reject(noQuorum);
-      else if (this.awaitingLeader.length >= this.opts.maxQueuedProposals) {
+      else if (this.requests.awaitingLeader.length >= this.opts.maxQueuedProposals) {
         job.waiter.reject(new ShoalError("QUEUE_FULL", "too many proposals are waiting for a raft leader; retry shortly"));
-      } else this.awaitingLeader.push(job);
+      } else this.requests.awaitingLeader.push(job);
       return;
     }
     if (!this.isLeader) {
-      job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
       return;
     }
-    if (this.pending.size >= this.opts.maxPendingProposals) {
-      job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.pending.size} proposals are already waiting to commit; retry shortly`));
+    if (this.requests.pending.size >= this.opts.maxPendingProposals) {
+      job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.requests.pending.size} proposals are already waiting to commit; retry shortly`));
       return;
     }
-    if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.confState.voters, this.reachableVoters(), job.change.nodeId)) {
+    if (job.kind === "conf" && job.change.type === ConfChangeType.RemoveNode && wouldBreakQuorum(this.members.confState.voters, this.reachableVoters(), job.change.nodeId)) {
       job.waiter.reject(new ShoalError("FAILED_PRECONDITION", `removing raft member ${job.change.nodeId} would leave fewer reachable voters than a quorum`));
       return;
     }
@@ -762,17 +531,17 @@ export class RaftNode implements RaftInbound {
     try {
       position = job.kind === "propose" ? this.core.propose(job.data) : this.core.proposeConfChange(job.change);
     } catch (err) {
-      if (job.kind === "conf" && isShoalError(err, "PROPOSAL_DROPPED") && this.confAwaitingApply.length < this.opts.maxQueuedProposals) {
-        this.confAwaitingApply.push(job);
+      if (job.kind === "conf" && isShoalError(err, "PROPOSAL_DROPPED") && this.requests.confAwaitingApply.length < this.opts.maxQueuedProposals) {
+        this.requests.confAwaitingApply.push(job);
         return;
       }
-      if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.get(this.leader)?.addr ?? ""));
+      if (isShoalError(err, "NOT_LEADER")) job.waiter.reject(new NotLeaderError(this.leader, this.members.addr(this.leader) ?? ""));
       else job.waiter.reject(err instanceof Error ? err : new ShoalError("INTERNAL", String(err)));
       return;
     }
     // An older proposal recorded at the same index was overwritten by this term's log: it is lost.
-    this.pending.get(position.index)?.waiter.reject(lostWithLeadership());
-    this.pending.set(position.index, { term: position.term, waiter: job.waiter });
+    this.requests.pending.get(position.index)?.waiter.reject(lostWithLeadership());
+    this.requests.pending.set(position.index, { term: position.term, waiter: job.waiter });
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -782,21 +551,15 @@ export class RaftNode implements RaftInbound {
     }
     if (rd.softState !== undefined) this.onSoftState(rd.softState);
 
-    // A hard state whose only change is the commit index need not be durable before anything
-    // (Raft re-learns commit from the leader), so it rides along with the next write instead of
-    // costing an fsync of its own: that takes one fsync off every proposal's critical path.
-    let hardState = rd.hardState;
-    if (hardState !== undefined && !rd.mustSync && rd.entries.length === 0 && rd.snapshot === undefined) {
-      this.deferredHardState = hardState;
-      hardState = undefined;
-    } else if (hardState === undefined && (rd.entries.length > 0 || rd.snapshot !== undefined)) {
-      hardState = this.deferredHardState;
-    }
+    // Persist, send and apply in the order ready-order.ts lays down.
+    const { save: hardState, deferred } = hardStateToSave(rd, this.deferredHardState, this.faults);
+    this.deferredHardState = deferred;
     let afterPersist = rd.messages;
-    if (this.sendsBeforePersist(rd)) {
-      const early = rd.messages.filter((m) => m.type === MessageType.Append || m.type === MessageType.Heartbeat);
+    const leavesEarly = earlyMessageFilter(rd, this.isLeader, { term: this.persistedTerm, vote: this.persistedVote }, this.faults);
+    if (leavesEarly !== undefined) {
+      const early = rd.messages.filter(leavesEarly);
       if (early.length > 0) {
-        afterPersist = rd.messages.filter((m) => m.type !== MessageType.Append && m.type !== MessageType.Heartbeat);
+        afterPersist = rd.messages.filter((m) => !leavesEarly(m));
         this.transport.send(early);
       }
     }
@@ -806,20 +569,8 @@ export class RaftNode implements RaftInbound {
       // Awaited below; this only keeps a failed save from counting as unhandled if apply throws first.
       saving.catch(() => undefined);
     }
-    // Committed entries this node already holds on disk (below the first entry of this Ready) are
-    // applied while the save runs, so their proposers are answered one fsync earlier (etcd applies
-    // in parallel with its WAL write the same way). They are committed, so a majority has them
-    // durably, and the local copy is durable too. Membership changes and anything at or above this
-    // Ready's entries wait for the save, as does everything when a snapshot is being installed.
-    let appliedEarly = 0;
-    if (rd.snapshot === undefined) {
-      const firstNewIndex = rd.entries.length > 0 ? rd.entries[0]!.index : Number.POSITIVE_INFINITY;
-      for (const entry of rd.committedEntries) {
-        if (entry.index >= firstNewIndex || entry.type === EntryType.ConfChange) break;
-        this.applyEntry(entry);
-        appliedEarly++;
-      }
-    }
+    const appliedEarly = appliedWhileSaving(rd);
+    for (let i = 0; i < appliedEarly; i++) this.applyEntry(rd.committedEntries[i]!);
     if (saving !== undefined) {
       await saving;
       if (hardState !== undefined) {
@@ -827,30 +578,19 @@ export class RaftNode implements RaftInbound {
         this.persistedTerm = hardState.term;
         this.persistedVote = hardState.vote;
       }
+      if (this.faults.answerProposalsBeforeApply === true) {
+        for (const e of rd.entries) this.requests.pending.get(e.index)?.waiter.resolve(undefined);
+      }
     }
     if (afterPersist.length > 0) this.transport.send(afterPersist);
     if (rd.snapshot !== undefined) this.restoreSnapshot(rd.snapshot);
     for (let i = appliedEarly; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     for (const rs of rd.readStates) {
-      const read = this.reads.get(hex(rs.context));
+      const read = this.requests.reads.get(hex(rs.context));
       if (read !== undefined) read.readIndex = rs.index;
     }
     this.core.advance();
-    this.settleReads();
-  }
-
-  /**
-   * A leader's appends and heartbeats may leave before its own fsync, so followers write in
-   * parallel with it instead of after it (Raft thesis §10.2.1; etcd's leader does the same): the
-   * core counts the leader's own entries toward commit only at advance(), after they are durable,
-   * so an entry still commits only once a majority holds it on disk. Not when this Ready changes
-   * term or vote (a message of a term this node could forget in a crash must not go out), nor for
-   * any other message: votes and append/heartbeat responses always wait for persistence.
-   */
-  private sendsBeforePersist(rd: Ready): boolean {
-    if (!this.isLeader || rd.snapshot !== undefined) return false;
-    const hs = rd.hardState;
-    return hs === undefined || (hs.term === this.persistedTerm && hs.vote === this.persistedVote);
+    this.requests.settleReads(this.applied, this.faults.serveReadsBeforeApply === true);
   }
 
   private onSoftState(soft: SoftState): void {
@@ -866,10 +606,10 @@ export class RaftNode implements RaftInbound {
     }
     if (soft.leader !== NO_NODE) {
       // Re-queued behind this Ready; fed to the core after advance().
-      this.jobs.unshift(...this.awaitingLeader.splice(0));
-      this.readRequests.unshift(...this.readsAwaitingLeader.splice(0));
-      for (const t of this.transfers) if (t.to === soft.leader) t.waiter.resolve();
-      removeSettled(this.transfers);
+      this.requests.jobs.unshift(...this.requests.awaitingLeader.splice(0));
+      this.requests.readRequests.unshift(...this.requests.readsAwaitingLeader.splice(0));
+      for (const t of this.requests.transfers) if (t.to === soft.leader) t.waiter.resolve();
+      removeSettledFrom(this.requests.transfers);
     }
   }
 
@@ -885,10 +625,10 @@ export class RaftNode implements RaftInbound {
     }
     this.applied = entry.index;
     this.appliedTerm = entry.term;
-    this.bytesSinceSnapshot += entry.data.length;
-    const pending = this.pending.get(entry.index);
+    this.snapshots.applied(entry.data.length);
+    const pending = this.requests.pending.get(entry.index);
     if (pending !== undefined) {
-      this.pending.delete(entry.index);
+      this.requests.pending.delete(entry.index);
       if (pending.term === entry.term) pending.waiter.resolve(result);
       else pending.waiter.reject(lostWithLeadership());
     }
@@ -897,28 +637,9 @@ export class RaftNode implements RaftInbound {
   private applyConfChange(entry: Entry): ConfState {
     const change = decodeConfChange(entry.data);
     const confState = this.core.applyConfChange(change);
-    this.confState = cloneConf(confState);
     // Fed to the core after advance(), when the next change may be proposed.
-    this.jobs.push(...this.confAwaitingApply.splice(0));
-    for (const id of confState.removed ?? []) this.removed.add(id);
-    if (change.type === ConfChangeType.AddLearner) {
-      const info = decodeMemberContext(change.context, change.nodeId);
-      if (info !== undefined) {
-        this.members.set(info.raftId, info);
-        if (info.raftId !== this.id) this.transport.addPeer(info.raftId, info.addr);
-      }
-    } else if (change.type === ConfChangeType.RemoveNode) {
-      this.members.delete(change.nodeId);
-      this.removed.add(change.nodeId);
-      this.lastHeardMs.delete(change.nodeId);
-      if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
-    }
-    this.emit("membership-changed", {
-      confState: cloneConf(this.confState),
-      members: describeMembers(this.confState, this.members),
-      change: { type: change.type, raftId: change.nodeId },
-      removedSelf: change.type === ConfChangeType.RemoveNode && change.nodeId === this.id,
-    });
+    this.requests.jobs.push(...this.requests.confAwaitingApply.splice(0));
+    this.emit("membership-changed", this.members.applied(change, confState));
     return cloneConf(confState);
   }
 
@@ -928,87 +649,44 @@ export class RaftNode implements RaftInbound {
     const index = snapshot.metadata.index;
     this.applied = index;
     this.appliedTerm = snapshot.metadata.term;
-    this.lastSnapshotIndex = index;
-    this.lastSnapshotBytes = snapshot.data.length;
-    this.bytesSinceSnapshot = 0;
-    if (this.heldSnapshot !== undefined && this.heldSnapshot.metadata.index <= index) this.heldSnapshot = undefined;
+    this.snapshots.restored(index, snapshot.data.length);
     // Proposals at or below the snapshot were overtaken: we cannot tell whether they committed.
-    for (const [at, pending] of this.pending) {
+    for (const [at, pending] of this.requests.pending) {
       if (at <= index) {
-        this.pending.delete(at);
+        this.requests.pending.delete(at);
         pending.waiter.reject(
           new ShoalError("OUTCOME_UNKNOWN", "a snapshot from the new leader replaced this log past the proposal, so whether it was applied is unknown; check the state before retrying"),
         );
       }
     }
-    const previous = new Set(this.members.keys());
-    this.members.clear();
-    for (const m of image.members) this.members.set(m.raftId, m);
-    for (const id of image.removedIds) this.removed.add(id);
-    for (const id of previous) if (!this.members.has(id) && id !== this.id) this.transport.removePeer(id);
-    for (const m of this.members.values()) if (m.raftId !== this.id) this.transport.addPeer(m.raftId, m.addr);
-    for (const id of snapshot.metadata.confState.removed ?? []) this.removed.add(id);
-    this.confState = cloneConf(snapshot.metadata.confState);
-    this.emit("membership-changed", {
-      confState: cloneConf(this.confState),
-      members: describeMembers(this.confState, this.members),
-      removedSelf: !this.isMember(this.id) && this.removed.has(this.id),
-    });
+    this.emit("membership-changed", this.members.restored(image, snapshot.metadata.confState));
   }
 
-  /**
-   * Every `snapshotIntervalEntries` applied entries (or `snapshotAfterLogBytes` of them), once they
-   * hold as many bytes as the last snapshot, the state machine is captured; the log is
-   * compacted to that capture only once `logEntriesForSlowFollowers` more entries were applied, so
-   * a follower that far behind still catches up from the log instead of a full snapshot.
-   */
+  /** Carries out the snapshot policy (see SnapshotPolicy): capture the state machine, compact the log. */
   private async maybeSnapshot(): Promise<void> {
-    if (
-      this.heldSnapshot === undefined &&
-      (this.applied - this.lastSnapshotIndex >= this.opts.snapshotIntervalEntries || this.bytesSinceSnapshot >= this.opts.snapshotAfterLogBytes) &&
-      this.bytesSinceSnapshot >= this.lastSnapshotBytes
-    ) {
-      const data = encodeSnapshotEnvelope({ members: [...this.members.values()], removedIds: [...this.removed] }, this.sm.snapshot());
-      this.heldSnapshot = { metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.confState) }, data };
-      this.lastSnapshotIndex = this.applied;
-      this.lastSnapshotBytes = data.length;
-      this.bytesSinceSnapshot = 0;
+    if (this.snapshots.captureDue(this.applied)) {
+      const data = encodeSnapshotEnvelope(this.members.image(), this.sm.snapshot());
+      this.snapshots.captured({ metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.members.confState) }, data });
     }
-    const held = this.heldSnapshot;
-    if (held !== undefined && this.applied >= held.metadata.index + this.opts.logEntriesForSlowFollowers) {
-      this.heldSnapshot = undefined;
+    const held = this.snapshots.takeCompaction(this.applied);
+    if (held !== undefined) {
       await this.log.compact(held);
       this.core.compact(held.metadata.index, held.data);
       this.logger?.debug({ index: held.metadata.index, bytes: held.data.length }, "raft log compacted to a snapshot");
     }
   }
 
-  private settleReads(): void {
-    for (const [key, read] of this.reads) {
-      if (read.waiter.settled) this.reads.delete(key);
-      else if (read.readIndex !== undefined && this.applied >= read.readIndex) {
-        this.reads.delete(key);
-        read.waiter.resolve();
-      }
-    }
-  }
-
   private maybeAutoPromote(): void {
-    if (!this.opts.autoPromote || !this.isLeader || this.promoting || this.confState.learners.length === 0) return;
-    const status = this.core.status();
-    for (const learner of this.confState.learners) {
-      const progress = status.progress.get(learner);
-      if (progress === undefined || progress.state === "snapshot" || progress.match === 0) continue;
-      if (progress.match + this.opts.promoteWithinEntries < status.lastIndex) continue;
-      this.promoting = true;
-      this.promote(learner)
-        .then(() => this.logger?.debug({ raftId: String(learner) }, "learner caught up and was promoted to voter"))
-        .catch((err: unknown) => this.logger?.debug({ err, raftId: String(learner) }, "automatic promotion did not go through; will retry"))
-        .finally(() => {
-          this.promoting = false;
-        });
-      return;
-    }
+    if (!this.opts.autoPromote || !this.isLeader || this.promoting || this.members.confState.learners.length === 0) return;
+    const learner = this.members.promotionCandidate(this.core.status(), this.opts.promoteWithinEntries);
+    if (learner === undefined) return;
+    this.promoting = true;
+    this.promote(learner)
+      .then(() => this.logger?.debug({ raftId: String(learner) }, "learner caught up and was promoted to voter"))
+      .catch((err: unknown) => this.logger?.debug({ err, raftId: String(learner) }, "automatic promotion did not go through; will retry"))
+      .finally(() => {
+        this.promoting = false;
+      });
   }
 
   // ---- failure paths ----
@@ -1022,10 +700,10 @@ export class RaftNode implements RaftInbound {
   private enqueueJob(job: Job): void {
     const refused = this.refusal();
     if (refused) return job.waiter.reject(refused);
-    if (this.jobs.length >= this.opts.maxQueuedProposals) {
-      return job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.jobs.length} proposals are already queued; retry shortly`));
+    if (this.requests.jobs.length >= this.opts.maxQueuedProposals) {
+      return job.waiter.reject(new ShoalError("QUEUE_FULL", `${this.requests.jobs.length} proposals are already queued; retry shortly`));
     }
-    this.jobs.push(job);
+    this.requests.jobs.push(job);
     this.kick();
   }
 
@@ -1045,51 +723,18 @@ export class RaftNode implements RaftInbound {
     );
   }
 
-  private expireDeadlines(nowMs: number): void {
-    for (const [index, p] of this.pending) if (p.waiter.expireIfDue(nowMs) || p.waiter.settled) this.pending.delete(index);
-    for (const [key, r] of this.reads) if (r.waiter.expireIfDue(nowMs) || r.waiter.settled) this.reads.delete(key);
-    for (const t of this.transfers) t.waiter.expireIfDue(nowMs);
-    removeSettled(this.transfers);
-    for (const list of [this.jobs, this.awaitingLeader, this.confAwaitingApply]) {
-      for (const job of list) job.waiter.expireIfDue(nowMs);
-      removeSettled(list);
-    }
-  }
-
-  /** Rejects everything a caller waits on (no leader for too long, stop, or failure). */
-  private rejectWaiting(err: Error): void {
-    for (const p of this.pending.values()) p.waiter.reject(err);
-    this.pending.clear();
-    for (const r of this.reads.values()) r.waiter.reject(err);
-    this.reads.clear();
-    for (const job of this.awaitingLeader.splice(0)) job.waiter.reject(err);
-    for (const job of this.confAwaitingApply.splice(0)) job.waiter.reject(err);
-    this.readsAwaitingLeader.length = 0;
-  }
-
-  private rejectEverything(err: Error): void {
-    this.rejectWaiting(err);
-    for (const job of this.jobs.splice(0)) job.waiter.reject(err);
-    for (const t of this.transfers.splice(0)) t.waiter.reject(err);
-    this.readRequests.length = 0;
-    this.transferRequests.length = 0;
-  }
-
+  /** Stops the node on an error it must not limp past, and rejects every waiting call. */
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
     this.stopped = true;
-    if (this.ticker !== undefined) clearInterval(this.ticker);
+    this.ticker?.cancel();
     this.ticker = undefined;
     this.logger?.error({ err }, "raft node stopped on an error it cannot continue past");
-    this.rejectEverything(
+    this.requests.rejectEverything(
       isShoalError(err) ? err : new ShoalError("INTERNAL", `the raft node stopped: ${err.message}`, { cause: err }),
     );
     this.emit("fatal", err);
-  }
-
-  private isMember(id: RaftId): boolean {
-    return this.confState.voters.includes(id) || this.confState.learners.includes(id);
   }
 }
 
@@ -1097,26 +742,7 @@ function lostWithLeadership(): ShoalError {
   return new ShoalError("PROPOSAL_DROPPED", "the proposal was lost with leadership: another entry was committed at its place; it is safe to retry");
 }
 
-function cloneConf(c: ConfState): ConfState {
-  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
-  if (c.removed !== undefined && c.removed.length > 0) out.removed = [...c.removed];
-  return out;
-}
-
-/** Storage may keep only voters and learners; the envelope's removed IDs are authoritative too. */
-function withRemoved(c: ConfState, removed: ReadonlySet<RaftId>): ConfState {
-  const all = new Set<RaftId>([...(c.removed ?? []), ...removed]);
-  const out: ConfState = { voters: [...c.voters], learners: [...c.learners] };
-  if (all.size > 0) out.removed = [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return out;
-}
-
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
-function removeSettled<T extends { waiter: { settled: boolean } }>(list: T[]): void {
-  let kept = 0;
-  for (const item of list) if (!item.waiter.settled) list[kept++] = item;
-  list.length = kept;
-}
