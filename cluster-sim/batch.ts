@@ -1,6 +1,6 @@
 // Runs a range of seeds and sums their results: shared by `npm run sim`, the CI test and the benchmark.
 import type { RaftNodeFaults } from "../src/raft/node/index.js";
-import { replayCommand, runSimulation, type SimResult } from "./simulation.js";
+import { replayCommand, runSimulation, type SimResult, type SimTiming } from "./simulation.js";
 
 export interface BatchOptions {
   firstSeed: number;
@@ -12,6 +12,8 @@ export interface BatchOptions {
   churn?: boolean;
   /** No faults (see SimOptions.calm). */
   calm?: boolean;
+  /** Raft timing of every node (see SimOptions.timing). */
+  timing?: SimTiming;
   /** Stop at the first failing seed (the planted-fault tests want the first catch). */
   stopOnFailure?: boolean;
   onResult?: (result: SimResult) => void;
@@ -46,6 +48,7 @@ export async function runSeeds(options: BatchOptions): Promise<BatchSummary> {
       ...(options.safetyPhaseMs !== undefined ? { safetyPhaseMs: options.safetyPhaseMs } : {}),
       ...(options.churn ? { churn: true } : {}),
       ...(options.calm ? { calm: true } : {}),
+      ...(options.timing ? { timing: options.timing } : {}),
     });
     summary.lastSeed = seed;
     summary.ops += result.stats.opsInvoked;

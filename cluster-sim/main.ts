@@ -6,7 +6,7 @@ import { performance } from "node:perf_hooks";
 import type { RaftNodeFaults } from "../src/raft/node/index.js";
 import { failureLines, runSeeds } from "./batch.js";
 import { figure8Scenario } from "./scenarios.js";
-import { runSimulation } from "./simulation.js";
+import { daemonSimTiming, runSimulation } from "./simulation.js";
 
 const SCENARIOS = { figure8: figure8Scenario } as const;
 
@@ -45,6 +45,7 @@ const { values } = parseArgs({
     trace: { type: "boolean" },
     churn: { type: "boolean" },
     calm: { type: "boolean" },
+    "daemon-timing": { type: "boolean" },
     scenario: { type: "string" },
     "no-commit-rule": { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -62,6 +63,7 @@ if (values.help) {
       "  --phase-ms MS virtual length of the fault phase (default 20000)",
       "  --churn       also change membership: add learners, promote them, remove voters",
       "  --calm        no faults at all (60 s of clients on a calm network); prints elections per simulated minute",
+      "  --daemon-timing  run the daemons' raft timing (10 ms ticks, elections over [800, 1200) ms) instead of RaftNode's defaults",
       `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
       "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
       "",
@@ -78,6 +80,7 @@ for (const name of values.planted ?? []) {
 const plantedFaults = Object.keys(faults).length > 0 ? faults : undefined;
 const churn = values.churn === true;
 const calm = values.calm === true;
+const timing = values["daemon-timing"] === true ? daemonSimTiming() : undefined;
 if (calm && (churn || values.planted !== undefined || values.scenario !== undefined)) fail("--calm runs without faults: it does not combine with --churn, --planted or --scenario");
 const safetyPhaseMs = values["phase-ms"] !== undefined ? positiveInt("phase-ms", values["phase-ms"], 0) : undefined;
 
@@ -95,6 +98,7 @@ if (values.seed !== undefined) {
     nodes,
     churn,
     calm,
+    ...(timing ? { timing } : {}),
     ...(scenario ? { scenario } : {}),
     ...(values["no-commit-rule"] ? { checkCommitRule: false } : {}),
     ...(plantedFaults ? { faults: plantedFaults } : {}),
@@ -108,7 +112,7 @@ if (values.seed !== undefined) {
         `${s.elections} elections, ${s.crashes} crashes, ${s.confChanges} membership changes, ${s.snapshotsSent} snapshots sent, ${s.events} events, ${s.virtualMs} virtual ms; trace ${result.traceHash.slice(0, 16)})\n`,
     );
   } else {
-    const extraFlags = `${values.scenario !== undefined ? ` --scenario ${values.scenario}` : ""}${values["no-commit-rule"] ? " --no-commit-rule" : ""}`;
+    const extraFlags = `${values.scenario !== undefined ? ` --scenario ${values.scenario}` : ""}${values["no-commit-rule"] ? " --no-commit-rule" : ""}${timing ? " --daemon-timing" : ""}`;
     process.stdout.write(failureLines(result, plantedFaults, safetyPhaseMs, churn, extraFlags).join("\n") + "\n");
     process.exitCode = 1;
   }
@@ -123,10 +127,11 @@ if (values.seed !== undefined) {
     nodeCounts,
     churn,
     calm,
+    ...(timing ? { timing } : {}),
     ...(plantedFaults ? { faults: plantedFaults } : {}),
     ...(safetyPhaseMs !== undefined ? { safetyPhaseMs } : {}),
     onResult: (r) => {
-      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults, safetyPhaseMs, churn).join("\n") + "\n");
+      if (!r.ok) process.stdout.write(failureLines(r, plantedFaults, safetyPhaseMs, churn, timing ? " --daemon-timing" : "").join("\n") + "\n");
     },
   });
   const minutes = (performance.now() - startedMs) / 60_000;

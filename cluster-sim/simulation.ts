@@ -6,7 +6,7 @@ import { createHash, type Hash } from "node:crypto";
 import { isShoalError, ShoalError } from "../src/base/errors.js";
 import { SeededRandom } from "../src/base/random.js";
 import { ConfChangeType, EntryType, MessageType, NO_NODE, Role, type ConfState, type Entry, type Message, type RaftId } from "../src/raft/core/types.js";
-import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeFaults, type RaftStateMachine } from "../src/raft/node/index.js";
+import { DEFAULT_RAFT_TIMING, electionJitterTicks, NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeFaults, type RaftStateMachine } from "../src/raft/node/index.js";
 import { entryFingerprint, SafetyCheckers } from "./checkers.js";
 import { cloneEntry, cloneSnapshot, entryAt, lastIndexOf, SimDisk, termAt } from "./disk.js";
 import { deriveSeed, EventQueue } from "./events.js";
@@ -86,6 +86,24 @@ export interface SimOptions {
   checkCommitRule?: boolean;
   /** Receives every event line (for replay debugging); the trace hash is computed either way. */
   trace?: (line: string) => void;
+  /**
+   * Raft timing of every node (default: RaftNode's defaults, 100 ms ticks, elections over [1, 2) s).
+   * `daemonSimTiming()` is what the daemons run. Election timeouts must stay within 2 s, which the
+   * liveness bound assumes.
+   */
+  timing?: SimTiming;
+}
+
+export interface SimTiming {
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  electionJitterTicks?: number;
+}
+
+/** The daemons' timing (DEFAULT_RAFT_TIMING with its jitter), for `--daemon-timing`. */
+export function daemonSimTiming(): SimTiming {
+  return { ...DEFAULT_RAFT_TIMING, electionJitterTicks: electionJitterTicks(DEFAULT_RAFT_TIMING) };
 }
 
 export interface SimStats {
@@ -484,6 +502,7 @@ export class Simulation {
       snapshotIntervalEntries: node.snapshotIntervalEntries,
       logEntriesForSlowFollowers: node.logEntriesForSlowFollowers,
       defaultTimeoutMs: CLIENT_TIMEOUT_MS,
+      ...(this.options.timing ?? {}),
       ...(this.options.faults ? { faults: { ...this.options.faults } } : {}),
     }).then(
       (raft) => {
