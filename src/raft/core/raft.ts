@@ -442,6 +442,15 @@ export class RaftCore implements RaftCoreApi {
       invariant(term > this.term, `term moving back from ${this.term} to ${term}`);
       this.term = term;
       this.vote = NO_NODE;
+      // Messages of an older term still waiting for this Ready may promise what the Ready will not
+      // persist: a follower that acknowledged a leader's entries and, before they were saved, heard
+      // a newer leader that truncates them would send an acknowledgement of entries it never stored
+      // (found by the simulator running RaftNode: seed 164 with the daemons' timing, a paused
+      // follower that woke with both Appends queued). Dropping them is a message loss, which Raft
+      // tolerates; pre-votes and their answers carry a future term and are kept, and so are the
+      // forwarded requests that carry no term (ReadIndex, TransferLeader).
+      const stale = (m: Message): boolean => m.term !== 0 && m.term < term;
+      if (this.msgs.some(stale)) this.msgs = this.msgs.filter((m) => !stale(m));
     }
     this.lead = NO_NODE;
     this.electionElapsed = 0;
