@@ -8,8 +8,8 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ProcessCluster, REPO_ROOT, waitFor } from "./cluster.js";
+import { LOG_BLOCK_BYTES, physicalRecords } from "../storage/leveldb-records.js";
 
-const BLOCK = 32 * 1024;
 const VALUES_BEFORE_RESTART = 10;
 const VALUES_IN_LOG = 40;
 const VALUE_BYTES = 2048;
@@ -18,21 +18,6 @@ function valueOf(i: number): Buffer {
   return Buffer.alloc(VALUE_BYTES, `value ${i};`);
 }
 
-/** Physical records of a LevelDB log file, walked by their 7-byte headers. */
-function physicalRecords(bytes: Buffer): Array<{ at: number; data: number; end: number }> {
-  const out: Array<{ at: number; data: number; end: number }> = [];
-  let at = 0;
-  while (at + 7 <= bytes.length) {
-    if (BLOCK - (at % BLOCK) < 7) {
-      at += BLOCK - (at % BLOCK);
-      continue;
-    }
-    const length = bytes.readUInt16LE(at + 4);
-    out.push({ at, data: at + 7, end: at + 7 + length });
-    at += 7 + length;
-  }
-  return out;
-}
 
 test("a manager with a flipped byte in the middle of its write-ahead log refuses to start, naming the file", { timeout: 120_000 }, async (t) => {
   const cluster = new ProcessCluster();
@@ -65,8 +50,8 @@ test("a manager with a flipped byte in the middle of its write-ahead log refuses
   // A record in the log's last 32 KiB block with records after it: LevelDB drops the rest of a
   // damaged block and resumes at the next one, so damage in the last block loses the newest writes
   // without a gap that the raft log's own recovery would notice (what the probe saw).
-  const lastBlock = Math.floor(records[records.length - 1]!.at / BLOCK);
-  const inLastBlock = records.filter((r) => Math.floor(r.at / BLOCK) === lastBlock);
+  const lastBlock = Math.floor(records[records.length - 1]!.at / LOG_BLOCK_BYTES);
+  const inLastBlock = records.filter((r) => Math.floor(r.at / LOG_BLOCK_BYTES) === lastBlock);
   assert.ok(inLastBlock.length >= 4, `the last block holds ${inLastBlock.length} records`);
   const victim = inLastBlock[Math.floor(inLastBlock.length / 2) - 1]!;
   const offset = victim.data + Math.floor((victim.end - victim.data) / 2);

@@ -4,14 +4,10 @@
 // the field); an accepted description is what `node inspect` then shows.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { pino } from "pino";
 import { ShoalError, isShoalError } from "../../src/base/errors.js";
-import { DaemonClient } from "../../src/cli/daemon-client.js";
-import { startDaemon } from "../../src/daemon/daemon.js";
 import { createNodeKeyAndCsr } from "../../src/ca/index.js";
 import { CAClient, type IssueNodeCertificateResponse } from "../../src/proto/shoal/v1/ca.js";
 import { createJoinChannel, unaryCall, type SecureChannel } from "../../src/transport/client.js";
@@ -25,11 +21,11 @@ import {
   checkNodeDescription,
   checkTaskStatusUpdates,
 } from "../../src/manager/dispatcher/limits.js";
-import { freePort, waitFor } from "../e2e/cluster.js";
+import { waitFor } from "../e2e/cluster.js";
 import { channelAs } from "../e2e/identity.js";
+import { singleManager } from "./single-manager.js";
 import { thrownCode } from "../state/fixtures.js";
 
-const silent = pino({ level: "silent" });
 
 /** `bytes` UTF-8 bytes, ending in a 2-byte character so that a char count would get it wrong. */
 function text(bytes: number): string {
@@ -71,17 +67,7 @@ test("the bounds as pure checks: at the bound and one byte past it", () => {
 });
 
 test("the dispatcher refuses over-long node descriptions and task status strings, and stores what it accepts", { timeout: 60_000 }, async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "shoal-dlimits-"));
-  const dir = join(root, "m1");
-  const addr = `127.0.0.1:${await freePort()}`;
-  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: silent, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
-  const client = new DaemonClient(daemon.socketPath);
-  t.after(async () => {
-    client.close();
-    await daemon.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
-  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  const { dir, addr, daemon, client, init } = await singleManager(t, "shoal-dlimits-");
   const identity = { certPem: readFileSync(join(dir, "certificates/node.crt"), "utf8"), keyPem: readFileSync(join(dir, "certificates/node.key"), "utf8") };
   const ch = channelAs(addr, readFileSync(join(dir, "certificates/root-ca.crt"), "utf8"), init.clusterId, identity);
   t.after(() => ch.close());
@@ -105,17 +91,7 @@ test("the dispatcher refuses over-long node descriptions and task status strings
 });
 
 test("control and bidi-control characters are refused in what a node reports, at the dispatcher and at join", { timeout: 60_000 }, async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "shoal-dctl-"));
-  const dir = join(root, "m1");
-  const addr = `127.0.0.1:${await freePort()}`;
-  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: silent, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
-  const client = new DaemonClient(daemon.socketPath);
-  t.after(async () => {
-    client.close();
-    await daemon.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
-  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  const { dir, addr, daemon, client, init } = await singleManager(t, "shoal-dctl-");
   const rootCaPem = readFileSync(join(dir, "certificates/root-ca.crt"), "utf8");
   const identity = { certPem: readFileSync(join(dir, "certificates/node.crt"), "utf8"), keyPem: readFileSync(join(dir, "certificates/node.key"), "utf8") };
   const ch = channelAs(addr, rootCaPem, init.clusterId, identity);

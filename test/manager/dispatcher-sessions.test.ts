@@ -3,24 +3,20 @@
 // node (or a stolen certificate) cannot pile up sessions on the leader; the newest one keeps working.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { pino } from "pino";
 import { isShoalError, type ShoalError } from "../../src/base/errors.js";
-import { DaemonClient } from "../../src/cli/daemon-client.js";
-import { startDaemon } from "../../src/daemon/daemon.js";
 import { createNodeKeyAndCsr } from "../../src/ca/index.js";
 import { CAClient, type IssueNodeCertificateResponse, type NodeCertificateStatusResponse } from "../../src/proto/shoal/v1/ca.js";
 import { CertificateStatus, NodeAvailability } from "../../src/proto/shoal/v1/objects.js";
 import { createJoinChannel, unaryCall, type SecureChannel } from "../../src/transport/client.js";
 import { fromGrpcError } from "../../src/transport/errors.js";
 import { DispatcherClient, type HeartbeatResponse, type SessionMessage } from "../../src/proto/shoal/v1/dispatcher.js";
-import { freePort } from "../e2e/cluster.js";
-import { channelAs } from "../e2e/identity.js";
 
-const silent = pino({ level: "silent" });
+import { channelAs } from "../e2e/identity.js";
+import { singleManager } from "./single-manager.js";
+
 /** Liveness guard: a replaced session ends within milliseconds; this only stops a hung test. */
 const END_GUARD_MS = 10_000;
 
@@ -81,17 +77,7 @@ function heartbeat(ch: SecureChannel, sessionId: string): Promise<HeartbeatRespo
 }
 
 test("a node's new session replaces its older one", { timeout: 60_000 }, async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "shoal-dsess-"));
-  const dir = join(root, "m1");
-  const addr = `127.0.0.1:${await freePort()}`;
-  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: silent, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
-  const client = new DaemonClient(daemon.socketPath);
-  t.after(async () => {
-    client.close();
-    await daemon.stop();
-    rmSync(root, { recursive: true, force: true });
-  });
-  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  const { dir, addr, daemon, client, init } = await singleManager(t, "shoal-dsess-");
   const rootCaPem = readFileSync(join(dir, "certificates/root-ca.crt"), "utf8");
   // Not the manager's own identity: its agent holds that node's session and would replace ours.
   const identity = await joinWorker(addr, rootCaPem, init.workerToken);

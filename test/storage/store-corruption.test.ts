@@ -12,10 +12,10 @@ import { DataKey } from "../../src/crypto/index.js";
 import { EncryptedStore, RaftLogStorage, type RaftLogEntry } from "../../src/storage/index.js";
 import { ShoalError, isShoalError } from "../../src/base/errors.js";
 import { tempDir } from "./temp-dir.js";
+import { LOG_BLOCK_BYTES, physicalRecords } from "./leveldb-records.js";
 
 const SAVES = 60;
 const ENTRIES_PER_SAVE = 4;
-const BLOCK = 32 * 1024;
 
 function entriesOf(save: number): RaftLogEntry[] {
   return Array.from({ length: ENTRIES_PER_SAVE }, (_, i) => {
@@ -60,21 +60,6 @@ function onlyFile(dir: string, suffix: string | RegExp): string {
   return files[0]!;
 }
 
-/** Physical records of a LevelDB log file (header offset, data start, data end), walked by their headers. */
-function physicalRecords(bytes: Buffer): Array<{ at: number; data: number; end: number }> {
-  const out: Array<{ at: number; data: number; end: number }> = [];
-  let at = 0;
-  while (at + 7 <= bytes.length) {
-    if (BLOCK - (at % BLOCK) < 7) {
-      at += BLOCK - (at % BLOCK);
-      continue;
-    }
-    const length = bytes.readUInt16LE(at + 4);
-    out.push({ at, data: at + 7, end: at + 7 + length });
-    at += 7 + length;
-  }
-  return out;
-}
 
 function flipByte(file: string, offset: number): void {
   const bytes = readFileSync(file);
@@ -106,7 +91,7 @@ test("a flipped byte in the middle of the write-ahead log is refused at open, na
   await writeStore(dir, key);
   const wal = onlyFile(dir, ".log");
   const bytes = readFileSync(wal);
-  assert.ok(bytes.length > 2 * BLOCK, `the log holds the writes (${bytes.length} bytes)`);
+  assert.ok(bytes.length > 2 * LOG_BLOCK_BYTES, `the log holds the writes (${bytes.length} bytes)`);
   const records = physicalRecords(bytes);
   const victim = records[Math.floor(records.length / 2)]!;
   flipByte(wal, victim.data + Math.floor((victim.end - victim.data) / 2));
@@ -123,7 +108,7 @@ test("a flipped byte in the last block of the log, with records after it, is ref
   const records = physicalRecords(readFileSync(wal));
   // Second-to-last record: no later block start holds a record, only the byte scan finds the last one.
   const victim = records[records.length - 2]!;
-  assert.equal(Math.floor(victim.at / BLOCK), Math.floor(records[records.length - 1]!.at / BLOCK));
+  assert.equal(Math.floor(victim.at / LOG_BLOCK_BYTES), Math.floor(records[records.length - 1]!.at / LOG_BLOCK_BYTES));
   flipByte(wal, victim.at + 5); // the length field: the record can no longer be skipped by its length
   await refusedNaming(t, dir, key, wal);
 });

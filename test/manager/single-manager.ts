@@ -1,0 +1,35 @@
+// A one-manager cluster in this process (a real daemon: TLS listener, raft, encrypted store in a temp
+// dir) with fast raft timing, for tests that talk to its dispatcher or CA over mutual TLS.
+import type { TestContext } from "node:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { DaemonClient } from "../../src/cli/daemon-client.js";
+import { startDaemon } from "../../src/daemon/daemon.js";
+import type { InitResponse } from "../../src/proto/shoal/v1/local.js";
+import { freePort } from "../e2e/cluster.js";
+
+export interface SingleManager {
+  dir: string;
+  addr: string;
+  daemon: Awaited<ReturnType<typeof startDaemon>>;
+  client: DaemonClient;
+  init: InitResponse;
+}
+
+/** Starts and inits the manager; stopped and its directory removed when the test ends. */
+export async function singleManager(t: TestContext, prefix: string): Promise<SingleManager> {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const dir = join(root, "m1");
+  const addr = `127.0.0.1:${await freePort()}`;
+  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: pino({ level: "silent" }), raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
+  const client = new DaemonClient(daemon.socketPath);
+  t.after(async () => {
+    client.close();
+    await daemon.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
+  return { dir, addr, daemon, client, init };
+}
