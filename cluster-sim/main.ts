@@ -63,7 +63,7 @@ if (values.help) {
       "  --phase-ms MS virtual length of the fault phase (default 20000)",
       "  --churn       also change membership: add learners, promote them, remove voters",
       "  --calm        no faults at all (60 s of clients on a calm network); prints elections per simulated minute",
-      "  --daemon-timing  run the daemons' raft timing (10 ms ticks, elections over [800, 1200) ms) instead of RaftNode's defaults",
+      "  --daemon-timing  run the daemons' raft timing (elections over [1.0, 1.5) s) instead of RaftNode's defaults ([1, 2) s)",
       `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
       "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
       "",

@@ -3,7 +3,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ShoalError } from "../base/errors.js";
-import { DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
+import { DEFAULT_RAFT_TIMING, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { createDaemonLogger } from "../daemon/logger.js";
 import { startDaemon } from "../daemon/daemon.js";
 import { DEFAULT_DATA_DIR } from "./daemon-client.js";
@@ -33,16 +33,16 @@ export function registerDaemonCommand(program: Command): void {
     .requiredOption("--listen-addr <host:port>", "address of the node's TLS listener (managers)")
     .option("--advertise-addr <host:port>", "address other nodes use to reach this node (default: the listen address)")
     .option("--peer-listen-addr <host:port>", "managers: an extra listener that requires a client certificate and checks the CRL at the handshake")
-    .option("--raft-tick-ms <ms>", "raft tick for a cluster this node creates or joins (default 100)")
-    .option("--raft-election-ticks <n>", "raft election timeout in ticks (default 10)")
+    .option("--raft-tick-ms <ms>", `raft tick for a cluster this node creates or joins (default ${DEFAULT_RAFT_TIMING.tickMs})`)
+    .option("--raft-election-ticks <n>", `raft election timeout in ticks (default ${DEFAULT_RAFT_TIMING.electionTicks})`)
     .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 1000)")
     .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
       const logger = createDaemonLogger();
-      const tickMs = flags.raftTickMs === undefined ? 100 : positiveInt(flags.raftTickMs, "--raft-tick-ms", 10_000);
-      const electionTicks = flags.raftElectionTicks === undefined ? 10 : positiveInt(flags.raftElectionTicks, "--raft-election-ticks", 1000);
+      const tickMs = flags.raftTickMs === undefined ? DEFAULT_RAFT_TIMING.tickMs : positiveInt(flags.raftTickMs, "--raft-tick-ms", 10_000);
+      const electionTicks = flags.raftElectionTicks === undefined ? DEFAULT_RAFT_TIMING.electionTicks : positiveInt(flags.raftElectionTicks, "--raft-election-ticks", 1000);
       const daemon = await startDaemon({
         dataDir,
         listenAddr: flags.listenAddr,
@@ -50,7 +50,7 @@ export function registerDaemonCommand(program: Command): void {
         peerListenAddr: flags.peerListenAddr,
         socketPath: flags.socket === undefined ? undefined : resolve(flags.socket),
         logger,
-        raftTiming: { tickMs, electionTicks, heartbeatTicks: 1 },
+        raftTiming: { tickMs, electionTicks, heartbeatTicks: DEFAULT_RAFT_TIMING.heartbeatTicks },
         heartbeatPeriodMs: flags.heartbeatPeriodMs === undefined ? undefined : positiveInt(flags.heartbeatPeriodMs, "--heartbeat-period-ms", 60_000),
         snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
       });
