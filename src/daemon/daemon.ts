@@ -9,7 +9,7 @@ import { hostname as osHostname } from "node:os";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import { ShoalError } from "../base/errors.js";
-import { systemClock, type Clock } from "../base/clock.js";
+import { systemClock, type Clock, type Timer } from "../base/clock.js";
 import { newId } from "../base/ids.js";
 import { systemRandom, type Random } from "../base/random.js";
 import {
@@ -88,6 +88,9 @@ export interface DaemonOptions {
 /** Largest message accepted on the control socket (a secret is at most 500 KiB). */
 export const MAX_SOCKET_MESSAGE_BYTES = 4 * 1024 * 1024;
 const JOIN_CALL_DEADLINE_MS = 20_000;
+/** How long a promoted node retries its raft join with backoff before retrying in the background. */
+const PROMOTION_JOIN_BUDGET_MS = 30_000;
+const PROMOTION_RETRY_MS = 10_000;
 
 function notInCluster(): ShoalError {
   return new ShoalError("NOT_IN_CLUSTER", "this node is not part of a cluster: run `shoal init` to create one or `shoal join` to join one");
@@ -121,6 +124,8 @@ export class Daemon {
   private socketServer: grpc.Server | undefined;
   private dataDirLock: DataDirLock | undefined;
   private stopping = false;
+  /** A background retry of the raft join after a promotion whose join kept failing. */
+  private promotionRetry: Timer | undefined;
   /** Set when the daemon stopped because of an error it must not limp past (the CLI exits non-zero). */
   fatalError: Error | undefined;
   private readonly log: Logger;
@@ -671,14 +676,46 @@ export class Daemon {
     this.certPem = renewed.certPem;
     this.keyPem = (renewed.privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
     this.manager?.updateIdentity({ certPem: this.certPem, keyPem: this.keyPem });
-    if (previousRole === renewed.role) return;
-    this.log.info({ from: previousRole, to: renewed.role }, "the certificate's role changed");
+    if (previousRole !== renewed.role) this.log.info({ from: previousRole, to: renewed.role }, "the certificate's role changed");
+    // Decided by what runs, not by the previous certificate: a promoted node whose raft join failed
+    // already holds its manager certificate, and a later renewal must still join it to raft.
     if (renewed.role === "swarm-manager" && this.manager === undefined) {
-      await this.joinRaftAndStart(this.agent?.knownManagers[0] ?? this.node!.managers[0] ?? "");
-      await writeNodeFile(this.opts.dataDir, this.node!);
-    } else if (renewed.role === "swarm-worker") {
+      await this.joinRaftAfterPromotion();
+    } else if (renewed.role === "swarm-worker" && previousRole !== renewed.role) {
       await this.stopManagerRole("demoted to worker");
       this.state = "worker";
+    }
+  }
+
+  /**
+   * Joins raft after a promotion, retrying a failed join (no leader during an election, a leader
+   * that just changed) with backoff for up to PROMOTION_JOIN_BUDGET_MS, then every
+   * PROMOTION_RETRY_MS in the background: without it a promoted worker whose one join attempt
+   * failed kept its manager certificate, never joined raft and was never asked again (seen in CI
+   * under load: "w1 to be a raft voter" timed out).
+   */
+  private async joinRaftAfterPromotion(): Promise<void> {
+    const deadlineMs = this.clock.nowMs() + PROMOTION_JOIN_BUDGET_MS;
+    for (let delayMs = 250; ; delayMs = Math.min(2000, 2 * delayMs)) {
+      if (this.stopping || this.manager !== undefined || roleOf(this.certPem) !== "swarm-manager") return;
+      try {
+        await this.joinRaftAndStart(this.agent?.knownManagers[0] ?? this.node!.managers[0] ?? "");
+        await writeNodeFile(this.opts.dataDir, this.node!);
+        return;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        if (this.clock.nowMs() + delayMs > deadlineMs) {
+          this.log.warn({ err: message, retryInMs: PROMOTION_RETRY_MS }, "promoted, but joining raft failed; trying again later");
+          this.promotionRetry?.cancel();
+          this.promotionRetry = this.clock.setTimeout(() => {
+            this.promotionRetry = undefined;
+            void this.serialize(() => this.joinRaftAfterPromotion()).catch(() => undefined);
+          }, PROMOTION_RETRY_MS);
+          return;
+        }
+        this.log.info({ err: message, retryInMs: delayMs }, "promoted, but joining raft failed; retrying");
+        await this.clock.sleep(delayMs);
+      }
     }
   }
 
@@ -759,6 +796,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return this.stopped;
     this.stopping = true;
+    this.promotionRetry?.cancel();
     this.log.info({}, "daemon stopping");
     await this.stopRoles().catch(() => undefined);
     const server = this.socketServer;

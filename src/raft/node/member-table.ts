@@ -98,13 +98,19 @@ export class MemberTable {
 
   /** A snapshot from the leader replaced the membership. */
   restored(image: MembershipImage, conf: ConfState): MembershipChange {
-    const previous = new Set(this.infos.keys());
+    const previous = new Map(this.infos);
     this.infos.clear();
     for (const m of image.members) this.infos.set(m.raftId, m);
     for (const id of image.removedIds) this.removed.add(id);
-    for (const id of previous) if (!this.infos.has(id) && id !== this.selfId) this.transport.removePeer(id);
-    for (const m of this.infos.values()) if (m.raftId !== this.selfId) this.transport.addPeer(m.raftId, m.addr);
     for (const id of conf.removed ?? []) this.removed.add(id);
+    // A snapshot can be older than what this node already knows: a joiner learns every member's
+    // address from the join answer and may then be sent the founding snapshot, which names only the
+    // first manager. Forgetting the others' addresses left it unable to answer a leader it was never
+    // told about again (its replies dropped as to an unknown peer: a learner that never caught up,
+    // seen as "w1 to be a raft voter" timing out in CI). An address goes only with a removal.
+    for (const [id, info] of previous) if (!this.infos.has(id) && !this.removed.has(id)) this.infos.set(id, info);
+    for (const id of previous.keys()) if (!this.infos.has(id) && id !== this.selfId) this.transport.removePeer(id);
+    for (const m of this.infos.values()) if (m.raftId !== this.selfId) this.transport.addPeer(m.raftId, m.addr);
     this.conf = cloneConf(conf);
     return {
       confState: cloneConf(this.conf),
