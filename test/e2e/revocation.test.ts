@@ -46,7 +46,11 @@ test("a removed worker is refused everywhere within 1 s; foreign, expired and wo
   for (const ch of warm) {
     await assert.rejects(heartbeat(ch), (err) => isShoalError(err) && (err.code === "NOT_FOUND" || err.code === "NOT_LEADER"));
   }
-  // A stream held open with w1's certificate on the leader.
+  // A stream held open with w1's certificate on the leader. One session per node: ours replaces w1's
+  // own agent's, and the agent reconnecting would replace ours in turn (under load, before the rm
+  // below: the stream then ended FAILED_PRECONDITION, not CERT_REVOKED). So w1 is frozen (SIGSTOP)
+  // while the test holds its session, and resumed once the revocation is checked.
+  w1!.pause();
   const leader = await cluster.leader();
   const streamChannel = channelAs(leader.addr, rootCaPem, clusterId, w1Identity);
   const session = openSession(streamChannel);
@@ -84,6 +88,7 @@ test("a removed worker is refused everywhere within 1 s; foreign, expired and wo
   assert.ok(ended !== undefined, "the removed node's open session stream was not ended (liveness guard: 10 s)");
   assert.equal(ended.code, "CERT_REVOKED");
   streamChannel.close();
+  w1!.resume();
 
   // Every RPC and renewal fail; on the CRL listener the handshake itself fails.
   for (const m of managers) {

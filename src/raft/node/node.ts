@@ -87,8 +87,6 @@ export class RaftNode implements RaftInbound {
 
   // Inputs queued for the loop; bounded.
   private pendingTicks = 0;
-  /** Clock time up to which ticks have been counted (see onTick). */
-  private tickedToMs = 0;
   private readonly inbound: Inbound[] = [];
   private readonly requests = new RequestQueues();
   private readCounter = 0n;
@@ -413,19 +411,12 @@ export class RaftNode implements RaftInbound {
 
   private onTick(): void {
     if (this.stopped) return;
-    // Ticks are time, counted from the clock rather than from timer callbacks: on a busy machine a
-    // 10 ms interval fires late and coalesces, and counting callbacks would stretch the election
-    // timeout with the load. A few may pile up behind a slow fsync, but not an unbounded number.
+    // One tick per timer callback, as before: on a machine so busy that a callback comes late, raft
+    // time slows with it rather than firing elections that the load alone would cause (counting
+    // ticks from the clock could make e2e clusters with 200 ms timeouts step down under a loaded CI). A
+    // few may pile up behind a slow fsync, but not an unbounded number.
+    if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
     const nowMs = this.clock.nowMs();
-    const elapsed = Math.floor((nowMs - this.tickedToMs) / this.opts.tickMs);
-    if (elapsed < 1 || elapsed > this.opts.electionTicks) {
-      // A clock step (or the first tick): count one tick and start counting from now.
-      this.tickedToMs = nowMs;
-      if (this.pendingTicks < this.opts.electionTicks) this.pendingTicks++;
-    } else {
-      this.tickedToMs += elapsed * this.opts.tickMs;
-      this.pendingTicks = Math.min(this.opts.electionTicks, this.pendingTicks + elapsed);
-    }
     this.requests.expire(nowMs);
     const noQuorum = this.noQuorumNow();
     if (noQuorum) this.requests.rejectWaiting(noQuorum);
