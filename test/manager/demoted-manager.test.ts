@@ -19,6 +19,7 @@ import { NodeAvailability, NodeRole, NodeState } from "../../src/proto/shoal/v1/
 import { RaftClient, RaftMembershipClient, RaftMessageType, type JoinRaftResponse, type RaftAck, RaftMessage } from "../../src/proto/shoal/v1/raft.js";
 import { freePort, waitFor, waitForVoters } from "../e2e/cluster.js";
 import { channelAs, heartbeat, listNodes, type ClientIdentity } from "../e2e/identity.js";
+import { retryOnVersionConflict } from "../../src/cli/retry.js";
 
 const silent = pino({ level: "silent" });
 const FAST = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 };
@@ -49,9 +50,12 @@ function serialOf(identity: ClientIdentity): string {
   return normalizeSerial(new X509Certificate(identity.certPem).serialNumber);
 }
 
+/** A read-modify-write, redone when the node changed in between (its status moves under load). */
 async function demote(via: Running, nodeId: string): Promise<void> {
-  const current = await via.client.getNode(nodeId);
-  await via.client.updateNode({ nodeId, nodeVersion: current.meta!.version, spec: { ...current.spec!, desiredRole: NodeRole.NODE_ROLE_WORKER } });
+  await retryOnVersionConflict(`demoting ${nodeId}`, async () => {
+    const current = await via.client.getNode(nodeId);
+    await via.client.updateNode({ nodeId, nodeVersion: current.meta!.version, spec: { ...current.spec!, desiredRole: NodeRole.NODE_ROLE_WORKER } });
+  });
 }
 
 test("a demoted manager's old certificate is refused on every manager-only RPC of every manager", { timeout: 90_000 }, async (t) => {
