@@ -712,7 +712,7 @@ export class Simulation {
     }
     this.stats.messagesDelivered++;
     // Duplicates must not share mutable state with the first copy.
-    const accepted = raft.receive(cloneMessage(m));
+    const accepted = raft.receive(cloneMessage(m), { addr: memberInfo(from).addr });
     if (m.type === MessageType.Snapshot) this.reportSnapshotLater(from, m.to, accepted);
   }
 

@@ -27,7 +27,7 @@ import { generateUnlockKey, kekFromUnlockKey, parseUnlockKey } from "../crypto/i
 import { allocateRaftId, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
-import { callWithLeaderRedirect } from "../transport/leader.js";
+import { callWithLeaderRedirect, retryWhileElecting } from "../transport/leader.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
@@ -90,6 +90,8 @@ export const MAX_SOCKET_MESSAGE_BYTES = 4 * 1024 * 1024;
 const JOIN_CALL_DEADLINE_MS = 20_000;
 /** How long a promoted node retries its raft join with backoff before retrying in the background. */
 const PROMOTION_JOIN_BUDGET_MS = 30_000;
+/** How long `shoal join` keeps retrying while the cluster has no leader (NOT_LEADER, NO_QUORUM). */
+const JOIN_ELECTION_BUDGET_MS = 15_000;
 const PROMOTION_RETRY_MS = 10_000;
 
 function notInCluster(): ShoalError {
@@ -472,19 +474,21 @@ export class Daemon {
     const rootCaPem = await fetchRootCA(req.remoteAddr, parsed.caDigest, { timeoutMs: JOIN_CALL_DEADLINE_MS });
     const rootCA = RootCA.fromCertOnly(rootCaPem);
     const { privateKey, csrPem } = await createNodeKeyAndCsr();
-    const issued = await callWithLeaderRedirect<SecureChannel, IssueNodeCertificateResponse>({
-      address: req.remoteAddr,
-      connect: (addr) => createJoinChannel(addr, rootCaPem),
-      call: (ch) =>
-        unaryCall<IssueNodeCertificateResponse>((cb) =>
-          ch.client(CAClient).issueNodeCertificate(
-            { csr: Buffer.from(csrPem), token: req.token, availability: req.availability, hostname: osHostname(), addr: advertiseAddr },
-            new grpc.Metadata(),
-            { deadline: Date.now() + JOIN_CALL_DEADLINE_MS },
-            cb,
+    const issued = await this.retryWhileElecting("the join", () =>
+      callWithLeaderRedirect<SecureChannel, IssueNodeCertificateResponse>({
+        address: req.remoteAddr,
+        connect: (addr) => createJoinChannel(addr, rootCaPem),
+        call: (ch) =>
+          unaryCall<IssueNodeCertificateResponse>((cb) =>
+            ch.client(CAClient).issueNodeCertificate(
+              { csr: Buffer.from(csrPem), token: req.token, availability: req.availability, hostname: osHostname(), addr: advertiseAddr },
+              new grpc.Metadata(),
+              { deadline: Date.now() + JOIN_CALL_DEADLINE_MS },
+              cb,
+            ),
           ),
-        ),
-    });
+      }),
+    );
     let certPem: string;
     try {
       const ca = issued.connection.client(CAClient);
@@ -527,7 +531,7 @@ export class Daemon {
     this.setLoggerNode(info.nodeId);
     try {
       if (info.role === "swarm-manager") {
-        await this.joinRaftAndStart(leaderAddr);
+        await this.retryWhileElecting("the raft join", () => this.joinRaftAndStart(leaderAddr));
       } else {
         this.state = "worker";
       }
@@ -540,6 +544,14 @@ export class Daemon {
     this.startAgent();
     this.log.info({ clusterId: info.clusterId, role: info.role }, "joined the cluster");
     return { nodeId: info.nodeId, role: protoRole(info.role), clusterId: info.clusterId };
+  }
+
+  /** Retries `attempt` for up to JOIN_ELECTION_BUDGET_MS while the cluster is electing a leader. */
+  private retryWhileElecting<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    return retryWhileElecting(
+      { clock: this.clock, budgetMs: JOIN_ELECTION_BUDGET_MS, onRetry: (err, delayMs) => this.log.info({ code: err.code, retryInMs: delayMs }, `${what} met an election; retrying`) },
+      attempt,
+    );
   }
 
   /** Asks the leader to add this manager to raft (as a learner), then starts the manager role. */

@@ -184,6 +184,7 @@ export class Manager {
       identity: () => identityRef.current,
       revocation,
       logger: opts.logger.child({ component: "raft-transport" }),
+      selfAddr: opts.advertiseAddr,
       clock,
     });
     const listeners = new Set<(changes: StoreChange[] | "reset") => void>([(changes) => access.applied(changes)]);

@@ -21,6 +21,7 @@ import type { RevocationState } from "../transport/revocation.js";
 import type { NodeIdentityPem, SecureServer } from "../transport/server.js";
 import { RaftClient, type RaftAck, type RaftMessage, type RaftMessageBatch, type RaftServer } from "../proto/shoal/v1/raft.js";
 import { handlerError, type HandlerLogger } from "./handlers.js";
+import { isHostPort } from "./membership.js";
 
 /** Messages waiting for one peer; beyond this they are dropped and the peer reported unreachable. */
 export const MAX_QUEUED_MESSAGES_PER_PEER = 4096;
@@ -38,6 +39,8 @@ export interface RaftTransportOptions {
   identity: () => NodeIdentityPem;
   revocation: RevocationState;
   logger: HandlerLogger & { debug(obj: object, msg: string): void };
+  /** The address this manager advertises for raft; every batch carries it (see RaftMessageBatch.sender_addr). */
+  selfAddr?: string;
   /** Call deadlines are computed from it. Default: the system clock. */
   clock?: Clock;
 }
@@ -166,7 +169,7 @@ class PeerLink {
   private nextBatch(): RaftMessageBatch | undefined {
     const batch = this.queue.splice(0, MAX_MESSAGES_PER_BATCH);
     try {
-      return { messages: batch.map((m) => messageToProto(m as unknown as WireMessage)) };
+      return { messages: batch.map((m) => messageToProto(m as unknown as WireMessage)), senderAddr: this.transport.opts.selfAddr ?? "" };
     } catch (err) {
       this.transport.opts.logger.error({ err: String(err), peer: String(this.id) }, "cannot encode raft messages");
       return undefined;
@@ -335,7 +338,9 @@ export function raftServiceHandlers(opts: RaftServiceOptions): RaftServer {
     }
     const decoded = batch.messages.map((p) => messageFromProto(p));
     checkSenders(peer.nodeId, decoded, node);
-    for (const m of decoded) node.receive(m as unknown as Message);
+    // A malformed address is ignored rather than refused: the messages themselves are good.
+    const sender = batch.senderAddr !== "" && isHostPort(batch.senderAddr) ? { addr: batch.senderAddr, nodeId: peer.nodeId } : undefined;
+    for (const m of decoded) node.receive(m as unknown as Message, sender);
   };
 
   return {

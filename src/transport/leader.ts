@@ -3,6 +3,7 @@
 // of hops and reconnect.
 import * as grpc from "@grpc/grpc-js";
 import { ShoalError } from "../base/errors.js";
+import type { Clock } from "../base/clock.js";
 import { fromGrpcError, LEADER_ADDR_METADATA, leaderAddrOf, toGrpcError } from "./errors.js";
 
 export const DEFAULT_MAX_LEADER_HOPS = 3;
@@ -53,6 +54,37 @@ export async function callWithLeaderRedirect<C extends Closable, T>(opts: Leader
         throw new ShoalError("NOT_LEADER", `gave up after following ${maxHops} leader redirects (last hint ${hint}); the cluster may be electing a leader, retry later`, { cause: err });
       }
       address = hint;
+    }
+  }
+}
+
+/** Codes that mean "the cluster is between leaders": worth retrying after a moment. */
+const ELECTION_CODES = new Set(["NOT_LEADER", "NO_QUORUM"]);
+
+export interface ElectionRetryOptions {
+  clock: Pick<Clock, "nowMs" | "sleep">;
+  /** How long to keep retrying before the last error is thrown. */
+  budgetMs: number;
+  /** Told about each retry (for a log line). */
+  onRetry?: (err: ShoalError, delayMs: number) => void;
+}
+
+/**
+ * Runs `attempt` again, with backoff from 250 ms to 2 s, while it fails with NOT_LEADER or NO_QUORUM
+ * and the budget lasts: a join (or any one-shot call an operator starts) that lands in a brief
+ * election then succeeds instead of failing (seen under load: a manager joining while the cluster
+ * re-elected). Any other error is thrown at once.
+ */
+export async function retryWhileElecting<T>(opts: ElectionRetryOptions, attempt: () => Promise<T>): Promise<T> {
+  const deadlineMs = opts.clock.nowMs() + opts.budgetMs;
+  for (let delayMs = 250; ; delayMs = Math.min(2000, 2 * delayMs)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const shoal = err instanceof ShoalError ? err : fromGrpcError(err);
+      if (!ELECTION_CODES.has(shoal.code) || opts.clock.nowMs() + delayMs > deadlineMs) throw err;
+      opts.onRetry?.(shoal, delayMs);
+      await opts.clock.sleep(delayMs);
     }
   }
 }

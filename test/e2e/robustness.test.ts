@@ -146,7 +146,7 @@ test("garbage, oversized and absurd input is refused clearly and the daemons sta
   await assert.rejects(
     unaryCall<RaftAck>((cb) =>
       raft.processRaftMessages(
-        { messages: [{ type: 99 as never, to: 1n, from: 2n, term: 2n ** 63n, logTerm: 0n, index: 0n, entries: [], commit: 0n, reject: false, rejectHint: 0n, context: Buffer.alloc(0), snapshot: undefined, snapshotOffset: 0n, snapshotChunk: Buffer.alloc(0), snapshotDone: false, snapshotTotalBytes: 0n }] },
+        { messages: [{ type: 99 as never, to: 1n, from: 2n, term: 2n ** 63n, logTerm: 0n, index: 0n, entries: [], commit: 0n, reject: false, rejectHint: 0n, context: Buffer.alloc(0), snapshot: undefined, snapshotOffset: 0n, snapshotChunk: Buffer.alloc(0), snapshotDone: false, snapshotTotalBytes: 0n }], senderAddr: "" },
         new grpc.Metadata(),
         {},
         cb,

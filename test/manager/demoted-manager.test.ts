@@ -38,7 +38,7 @@ function heartbeatMessage(from: bigint, to: bigint): RaftMessage {
 
 const deadline = (): Partial<grpc.CallOptions> => ({ deadline: Date.now() + 5000 });
 const raftCall = (ch: SecureChannel, from: bigint, to: bigint): Promise<RaftAck> =>
-  unaryCall<RaftAck>((cb) => ch.client(RaftClient).processRaftMessages({ messages: [heartbeatMessage(from, to)] }, new grpc.Metadata(), deadline(), cb));
+  unaryCall<RaftAck>((cb) => ch.client(RaftClient).processRaftMessages({ messages: [heartbeatMessage(from, to)], senderAddr: "" }, new grpc.Metadata(), deadline(), cb));
 const joinRaftCall = (ch: SecureChannel, addr: string): Promise<JoinRaftResponse> =>
   unaryCall<JoinRaftResponse>((cb) => ch.client(RaftMembershipClient).join({ addr }, new grpc.Metadata(), deadline(), cb));
 

@@ -54,7 +54,7 @@ test("raft service: manager certificates only, no speaking for another member, b
   const rootCaPem = readFileSync(join(m1.dir, "certificates/root-ca.crt"), "utf8");
   const identity = (d: { dir: string }) => ({ certPem: readFileSync(join(d.dir, "certificates/node.crt"), "utf8"), keyPem: readFileSync(join(d.dir, "certificates/node.key"), "utf8") });
   const send = (ch: ReturnType<typeof channelAs>, messages: RaftMessage[]): Promise<RaftAck> =>
-    unaryCall<RaftAck>((cb) => ch.client(RaftClient).processRaftMessages({ messages }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, cb));
+    unaryCall<RaftAck>((cb) => ch.client(RaftClient).processRaftMessages({ messages, senderAddr: "" }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, cb));
 
   // A worker certificate never reaches the raft service.
   const asWorker = channelAs(m1.addr, rootCaPem, init.clusterId, identity(w1));

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { GrpcRaftTransport, MAX_MESSAGES_PER_BATCH, raftServiceHandlers } from "../../src/manager/raft-transport.js";
 import { MessageType, type Message, type RaftId } from "../../src/raft/core/types.js";
+import type { RaftSender } from "../../src/raft/node/index.js";
 import { RaftService, type RaftAck, type RaftMessageBatch } from "../../src/proto/shoal/v1/raft.js";
 import { RevocationState } from "../../src/transport/revocation.js";
 import type { SecureServer } from "../../src/transport/server.js";
@@ -25,10 +26,12 @@ function heartbeat(from: RaftId, to: RaftId, seq: number): Message {
 /** The receiving node: records messages; its membership maps A to the test manager certificate. */
 class FakeNode {
   readonly received: Message[] = [];
+  readonly senders: (RaftSender | undefined)[] = [];
   readonly unreachable: RaftId[] = [];
   constructor(private readonly members: { raftId: bigint; nodeId: string }[]) {}
-  receive(m: Message): boolean {
+  receive(m: Message, sender?: RaftSender): boolean {
     this.received.push(m);
+    this.senders.push(sender);
     return true;
   }
   reportUnreachable(id: RaftId): void {
@@ -66,7 +69,7 @@ describe("raft message stream", () => {
   });
 
   /** A sender (raft ID A) with `cert`, whose own node records what the link reports. */
-  function sender(cert: NodeCert, targetPort = port): { transport: GrpcRaftTransport; self: FakeNode } {
+  function sender(cert: NodeCert, targetPort = port, selfAddr?: string): { transport: GrpcRaftTransport; self: FakeNode } {
     const self = new FakeNode([]);
     const transport = new GrpcRaftTransport({
       clusterId: pki.clusterId,
@@ -74,6 +77,7 @@ describe("raft message stream", () => {
       identity: () => ({ certPem: cert.certPem, keyPem: cert.keyPem }),
       revocation: new RevocationState(),
       logger: quiet,
+      ...(selfAddr === undefined ? {} : { selfAddr }),
     });
     transport.bind(self);
     transport.addPeer(B, `127.0.0.1:${targetPort}`);
@@ -112,6 +116,20 @@ describe("raft message stream", () => {
     transport.send([heartbeat(A, B, 3)]);
     await waitFor("delivery on a new stream", () => receiver.received.length === 2 || undefined);
     assert.equal(receiver.received[1]!.commit, 3);
+  });
+
+  test("each message comes with the sender's advertised address and certificate node ID; a malformed address is dropped", async () => {
+    receiver.received.length = 0;
+    receiver.senders.length = 0;
+    sender(pki.manager, port, "127.0.0.1:4242").transport.send([heartbeat(A, B, 1), heartbeat(A, B, 2)]);
+    await waitFor("both messages", () => receiver.received.length === 2 || undefined);
+    assert.deepEqual(receiver.senders, [
+      { addr: "127.0.0.1:4242", nodeId: pki.manager.nodeId },
+      { addr: "127.0.0.1:4242", nodeId: pki.manager.nodeId },
+    ]);
+    sender(pki.manager, port, "not an address\n").transport.send([heartbeat(A, B, 3)]);
+    await waitFor("the third message", () => receiver.received.length === 3 || undefined);
+    assert.equal(receiver.senders[2], undefined);
   });
 
   test("a worker certificate never delivers a raft message", async () => {

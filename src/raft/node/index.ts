@@ -16,7 +16,7 @@ export {
   type RaftNodeStatus,
   type RaftStateMachine,
 } from "./options.js";
-export { LoopbackNetwork, type LoopbackOptions, type RaftInbound, type RaftTransport } from "./transport.js";
+export { LoopbackNetwork, type LoopbackOptions, type RaftInbound, type RaftSender, type RaftTransport } from "./transport.js";
 export {
   allocateRaftId,
   decodeMemberContext,

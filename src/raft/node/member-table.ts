@@ -4,13 +4,21 @@
 import { ConfChangeType, type ConfChange, type ConfState, type RaftId, type Status } from "../core/types.js";
 import { decodeMemberContext, describeMembers, type MembershipImage, type RaftMemberInfo, type RaftMemberStatus } from "./membership.js";
 import type { MembershipChange } from "./options.js";
-import type { RaftTransport } from "./transport.js";
+import type { RaftSender, RaftTransport } from "./transport.js";
 
 export class MemberTable {
   private conf: ConfState = { voters: [], learners: [] };
   private readonly infos = new Map<RaftId, RaftMemberInfo>();
   private readonly removed = new Set<RaftId>();
   private readonly lastHeardMs = new Map<RaftId, number>();
+  /**
+   * Addresses of peers that are not (yet) members here, learned from their own messages: a member
+   * that lags behind the AddLearner of the node that now leads (or was restored from an older
+   * snapshot) must still be able to answer it, or it never catches up (the simulator's churn runs
+   * found this: replies dropped as to an unknown peer). Never for a removed ID; a member's own
+   * entry replaces it.
+   */
+  private readonly learned = new Map<RaftId, RaftSender>();
 
   constructor(
     private readonly selfId: RaftId,
@@ -34,7 +42,20 @@ export class MemberTable {
   }
 
   addr(id: RaftId): string | undefined {
-    return this.infos.get(id)?.addr;
+    return this.infos.get(id)?.addr ?? this.learned.get(id)?.addr;
+  }
+
+  /**
+   * A message arrived from `id`, which says it is reached at `addr`. Remembered (and the transport
+   * told) only when this node has no address for it and has not removed it. Returns whether the
+   * address was taken.
+   */
+  learn(id: RaftId, hint: RaftSender): boolean {
+    if (id === this.selfId || this.removed.has(id) || this.infos.has(id)) return false;
+    if (this.learned.get(id)?.addr === hint.addr) return false;
+    this.learned.set(id, { ...hint });
+    this.transport.addPeer(id, hint.addr);
+    return true;
   }
 
   isMember(id: RaftId): boolean {
@@ -79,11 +100,13 @@ export class MemberTable {
     if (change.type === ConfChangeType.AddLearner) {
       const info = decodeMemberContext(change.context, change.nodeId);
       if (info !== undefined) {
+        this.learned.delete(info.raftId);
         this.infos.set(info.raftId, info);
         if (info.raftId !== this.selfId) this.transport.addPeer(info.raftId, info.addr);
       }
     } else if (change.type === ConfChangeType.RemoveNode) {
       this.infos.delete(change.nodeId);
+      this.learned.delete(change.nodeId);
       this.removed.add(change.nodeId);
       this.lastHeardMs.delete(change.nodeId);
       if (change.nodeId !== this.selfId) this.transport.removePeer(change.nodeId);
@@ -111,6 +134,13 @@ export class MemberTable {
     for (const [id, info] of previous) if (!this.infos.has(id) && !this.removed.has(id)) this.infos.set(id, info);
     for (const id of previous.keys()) if (!this.infos.has(id) && id !== this.selfId) this.transport.removePeer(id);
     for (const m of this.infos.values()) if (m.raftId !== this.selfId) this.transport.addPeer(m.raftId, m.addr);
+    for (const id of [...this.learned.keys()]) {
+      if (this.infos.has(id)) this.learned.delete(id);
+      else if (this.removed.has(id)) {
+        this.learned.delete(id);
+        this.transport.removePeer(id);
+      }
+    }
     this.conf = cloneConf(conf);
     return {
       confState: cloneConf(this.conf),

@@ -30,7 +30,7 @@ import {
   wouldBreakQuorum,
   type RaftMemberInfo,
 } from "./membership.js";
-import type { RaftInbound, RaftTransport } from "./transport.js";
+import type { RaftInbound, RaftSender, RaftTransport } from "./transport.js";
 import {
   DEFAULT_SNAPSHOT_INTERVAL_ENTRIES,
   NotLeaderError,
@@ -365,13 +365,16 @@ export class RaftNode implements RaftInbound {
   }
 
   /** Inbound message from the transport; false when it was dropped (queue full or stopped). */
-  receive(message: Message): boolean {
+  receive(message: Message, sender?: RaftSender): boolean {
     if (this.stopped) return false;
     if (message.to !== this.id) {
       this.logger?.warn({ to: String(message.to), from: String(message.from) }, "dropped a raft message addressed to another member");
       return false;
     }
     if (this.inbound.length >= this.opts.maxQueuedMessages) return false;
+    if (sender !== undefined && sender.addr !== "" && this.members.learn(message.from, sender)) {
+      this.logger?.debug({ peer: String(message.from), addr: sender.addr }, "learned the address of a raft peer from its messages");
+    }
     this.members.heard(message.from, this.clock.nowMs());
     this.inbound.push({ kind: "message", message });
     this.kick();

@@ -11,10 +11,22 @@ export interface RaftTransport {
   removePeer(id: RaftId): void;
 }
 
+/**
+ * Who sent an inbound message, as the transport authenticated it: the address the sender advertises
+ * for itself and (over mutual TLS) the node ID of its certificate.
+ */
+export interface RaftSender {
+  addr: string;
+  nodeId?: string;
+}
+
 /** What a transport calls on the local node: delivery of inbound messages and delivery reports. */
 export interface RaftInbound {
-  /** An inbound message; returns false when the node's queue is full and the message was dropped. */
-  receive(message: Message): boolean;
+  /**
+   * An inbound message; returns false when the node's queue is full and the message was dropped.
+   * `sender` lets a member answer a peer whose AddLearner it has not applied yet.
+   */
+  receive(message: Message, sender?: RaftSender): boolean;
   reportUnreachable(id: RaftId): void;
   reportSnapshot(id: RaftId, ok: boolean): void;
 }
@@ -56,8 +68,9 @@ export class LoopbackNetwork {
     }
   }
 
-  transportFor(id: RaftId): RaftTransport {
-    return new LoopbackTransport(this, id);
+  /** `addr` is what the node's messages say it can be reached at (default: its raft ID). */
+  transportFor(id: RaftId, addr = String(id)): RaftTransport {
+    return new LoopbackTransport(this, id, addr);
   }
 
   /** @internal used by LoopbackTransport. */
@@ -80,6 +93,7 @@ class LoopbackTransport implements RaftTransport {
   constructor(
     private readonly network: LoopbackNetwork,
     private readonly selfId: RaftId,
+    private readonly selfAddr: string,
   ) {}
 
   addPeer(id: RaftId, addr: string): void {
@@ -129,7 +143,7 @@ class LoopbackTransport implements RaftTransport {
 
   private deliver(message: Message): void {
     const target = this.network.lookup(this.selfId, message.to);
-    if (target === undefined || !target.receive(message)) {
+    if (target === undefined || !target.receive(message, { addr: this.selfAddr })) {
       this.reportFailure(message);
       return;
     }

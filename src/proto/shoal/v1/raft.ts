@@ -222,6 +222,11 @@ export interface RaftMessage {
 
 export interface RaftMessageBatch {
   messages: RaftMessage[];
+  /**
+   * The sender's advertised raft address. A member that has not yet applied the sender's
+   * AddLearner (it lags, or was restored from an older snapshot) learns from it where to answer.
+   */
+  senderAddr: string;
 }
 
 export interface RaftAck {
@@ -1076,13 +1081,16 @@ export const RaftMessage: MessageFns<RaftMessage> = {
 };
 
 function createBaseRaftMessageBatch(): RaftMessageBatch {
-  return { messages: [] };
+  return { messages: [], senderAddr: "" };
 }
 
 export const RaftMessageBatch: MessageFns<RaftMessageBatch> = {
   encode(message: RaftMessageBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.messages) {
       RaftMessage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.senderAddr !== "") {
+      writer.uint32(18).string(message.senderAddr);
     }
     return writer;
   },
@@ -1108,6 +1116,14 @@ export const RaftMessageBatch: MessageFns<RaftMessageBatch> = {
             message.messages.push(RaftMessage.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.senderAddr = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1125,6 +1141,11 @@ export const RaftMessageBatch: MessageFns<RaftMessageBatch> = {
       messages: globalThis.Array.isArray(object?.messages)
         ? object.messages.map((e: any) => RaftMessage.fromJSON(e))
         : [],
+      senderAddr: isSet(object.senderAddr)
+        ? globalThis.String(object.senderAddr)
+        : isSet(object.sender_addr)
+        ? globalThis.String(object.sender_addr)
+        : "",
     };
   },
 
@@ -1132,6 +1153,9 @@ export const RaftMessageBatch: MessageFns<RaftMessageBatch> = {
     const obj: any = {};
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => RaftMessage.toJSON(e));
+    }
+    if (message.senderAddr !== "") {
+      obj.senderAddr = message.senderAddr;
     }
     return obj;
   },
@@ -1142,6 +1166,7 @@ export const RaftMessageBatch: MessageFns<RaftMessageBatch> = {
   fromPartial<I extends Exact<DeepPartial<RaftMessageBatch>, I>>(object: I): RaftMessageBatch {
     const message = createBaseRaftMessageBatch();
     message.messages = object.messages?.map((e) => RaftMessage.fromPartial(e)) || [];
+    message.senderAddr = object.senderAddr ?? "";
     return message;
   },
 };
