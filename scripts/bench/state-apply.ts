@@ -2,7 +2,7 @@
 // size and time of a snapshot (and restore) holding 10,000 tasks. Prints one JSON object.
 import { performance } from "node:perf_hooks";
 import { newId } from "../../src/base/ids.js";
-import { Task, TaskState } from "../../src/proto/shoal/v1/objects.js";
+import { Service, Task, TaskState } from "../../src/proto/shoal/v1/objects.js";
 import { StoreProposal } from "../../src/proto/shoal/v1/store.js";
 import { ObjectStore } from "../../src/state/index.js";
 
@@ -25,7 +25,7 @@ function makeTask(serviceId: string, slot: number): Task {
 function setup(tasks: number): { store: ObjectStore; serviceId: string; taskIds: string[] } {
   const store = new ObjectStore();
   const serviceId = newId();
-  store.apply(store.prepare((tx) => tx.createService({ id: serviceId, meta: undefined, spec: { name: "web", labels: {}, replicas: tasks, constraints: [], zone: "", container: undefined } }), { now: NOW }), { index: 1 });
+  store.apply(store.prepare((tx) => tx.createService(Service.fromPartial({ id: serviceId, spec: { name: "web", replicas: tasks } })), { now: NOW }), { index: 1 });
   const taskIds: string[] = [];
   for (let done = 0; done < tasks; done += 1000) {
     const batch = Array.from({ length: Math.min(1000, tasks - done) }, (_, i) => makeTask(serviceId, done + i));

@@ -231,7 +231,7 @@ export class Agent {
     const channel = this.openChannel(addr);
     const dispatcher = channel.client(DispatcherClient);
     return new Promise<void>((resolve, reject) => {
-      const stream = dispatcher.session({ description: { hostname: this.opts.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "" }, addr: this.opts.advertiseAddr });
+      const stream = dispatcher.session({ description: { hostname: this.opts.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "", engineLabels: {}, executors: [], resources: undefined }, addr: this.opts.advertiseAddr });
       this.stream = stream;
       let sessionId = "";
       let settled = false;

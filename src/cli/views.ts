@@ -221,7 +221,8 @@ export interface SecretView {
   id: string;
   name: string;
   zone: string;
-  digest: string;
+  /** HMAC-SHA256 of the data under the managers' key: tells versions apart, reveals nothing. */
+  dataMac: string;
   sizeBytes: number;
   labels: Record<string, string>;
   version: number;
@@ -235,7 +236,7 @@ export function secretView(secret: Secret): SecretView {
     id: secret.id,
     name: shown(secret.spec?.name ?? ""),
     zone: shown(secret.spec?.zone ?? ""),
-    digest: secret.digest,
+    dataMac: secret.dataMac,
     sizeBytes: secret.sizeBytes,
     labels: sortedLabels(secret.spec?.labels),
     version: Number(secret.meta?.version ?? 0n),

@@ -2,7 +2,7 @@
 // inactive → (init | join) → manager | worker, locked managers and unlock, role changes that follow
 // the certificate's OU, removal, and leave. Restart resumes the role from DIR/certificates/node.crt.
 import * as grpc from "@grpc/grpc-js";
-import type { KeyObject } from "node:crypto";
+import { randomBytes, type KeyObject } from "node:crypto";
 import { chmod, mkdir, readFile, rm, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import { hostname as osHostname } from "node:os";
@@ -418,12 +418,13 @@ export class Daemon {
       revocationList: { nodes: [] },
       unlockKey: unlockKey ?? "",
       removedRaftIds: [],
+      secretMacKey: randomBytes(32),
     };
     const node: Node = {
       id: nodeId,
       meta: undefined,
       spec: { desiredRole: ProtoNodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, labels: {} },
-      description: { hostname: osHostname(), platform: `${process.platform}/${process.arch}`, engineVersion: "" },
+      description: { hostname: osHostname(), platform: `${process.platform}/${process.arch}`, engineVersion: "", engineLabels: {}, executors: [], resources: undefined },
       status: { state: NodeState.NODE_STATE_READY, message: "", addr: advertiseAddr, lastHeartbeat: new Date(this.clock.nowMs()) },
       certificate: issuedCertificateRecord(issued, "swarm-manager", DEFAULT_ZONE),
       managerStatus: { raftId, addr: advertiseAddr, leader: true, reachability: ManagerStatus_Reachability.REACHABILITY_REACHABLE, voter: true },

@@ -1,9 +1,9 @@
 // Read views that strip what must never leave the manager (DESIGN rule 6): secret data, the CA
-// private key, the unlock key, and join tokens unless the caller asked for them.
+// private key, the unlock key, the secret MAC key, and join tokens unless the caller asked for them.
 import type { Cluster, Secret } from "../proto/shoal/v1/objects.js";
 import { deepCopy } from "./copies.js";
 
-/** A copy of the secret without its data (digest and size stay, so versions can be told apart). */
+/** A copy of the secret without its data (its keyed MAC and size stay, so versions can be told apart). */
 export function redactSecret(secret: Secret): Secret {
   const copy = deepCopy(secret);
   if (copy.spec !== undefined) copy.spec.data = Buffer.alloc(0);
@@ -17,6 +17,7 @@ export function redactSecret(secret: Secret): Secret {
 export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: boolean } = {}): Cluster {
   const copy = deepCopy(cluster);
   copy.unlockKey = "";
+  copy.secretMacKey = Buffer.alloc(0);
   if (copy.rootCa !== undefined) {
     copy.rootCa.caKeyPem = Buffer.alloc(0);
     if (copy.rootCa.joinTokens !== undefined && options.includeJoinTokens !== true) {

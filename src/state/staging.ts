@@ -1,7 +1,7 @@
 // The state tables and the copy-on-write overlay that one proposal's actions are checked against.
 // The same code checks a transaction when it is prepared and again when its Raft entry is applied,
 // so both decisions follow one set of rules and every manager decides alike.
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { ShoalError } from "../base/errors.js";
 import type { Cluster, Meta, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
 import { StoreActionKind, type KeyValue, type StoreAction } from "../proto/shoal/v1/store.js";
@@ -320,7 +320,10 @@ export class Staging {
       if (this.findIdByName("secrets", spec.name) !== undefined) {
         throw new ShoalError("ALREADY_EXISTS", `a secret named ${JSON.stringify(spec.name)} already exists; choose another name`);
       }
-      secret.digest = createHash("sha256").update(spec.data).digest("hex");
+      // A keyed MAC, never a plain hash: a hash of a short password gives the password away to
+      // anyone who can guess it. The key is the cluster's, sealed in the store (none: no MAC).
+      const key = [...this.all("clusters")][0]?.secretMacKey;
+      secret.dataMac = key !== undefined && key.length > 0 ? createHmac("sha256", key).update(spec.data).digest("hex") : "";
       secret.sizeBytes = spec.data.length;
       return;
     }
@@ -335,7 +338,7 @@ export class Staging {
     }
     validateSecret({ ...secret, spec: { ...spec, data: was.data } });
     spec.data = was.data;
-    secret.digest = current.digest;
+    secret.dataMac = current.dataMac;
     secret.sizeBytes = current.sizeBytes;
   }
 
@@ -362,6 +365,8 @@ export class Staging {
     if (current !== undefined && (current.rootCa?.caKeyPem.length ?? 0) > 0 && (cluster.rootCa?.caKeyPem.length ?? 0) === 0) {
       throw new ShoalError("INVALID_ARGUMENT", "cluster update would drop the CA key; update a full copy from getCluster(), not a redacted view");
     }
+    // The secret MAC key, like the CA key, never changes once set.
+    if (current !== undefined && current.secretMacKey.length > 0) cluster.secretMacKey = current.secretMacKey;
   }
 
   /**

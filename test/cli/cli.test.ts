@@ -260,7 +260,7 @@ test("secret create from a directory is a usage error naming the file, not a cra
 test("secret ls --format json never shows data even if the server sent some", async () => {
   fake.reset({
     listSecrets: () => ({
-      secrets: [{ id: id("sec"), spec: { name: "db-pass", data: Buffer.from("leaked-bytes"), zone: "pci" }, digest: "ab12", sizeBytes: 12 }],
+      secrets: [{ id: id("sec"), spec: { name: "db-pass", data: Buffer.from("leaked-bytes"), zone: "pci" }, dataMac: "ab12", sizeBytes: 12 }],
     }),
   });
   const [json, table] = await Promise.all([runShoal([...sock, "secret", "ls", "--format", "json"]), runShoal([...sock, "secret", "ls"])]);

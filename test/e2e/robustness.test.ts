@@ -13,7 +13,7 @@ import { fromGrpcError } from "../../src/transport/errors.js";
 import { CAClient, type IssueNodeCertificateResponse } from "../../src/proto/shoal/v1/ca.js";
 import { ControlClient, type UpdateClusterRequest_Autolock } from "../../src/proto/shoal/v1/control.js";
 import { RaftClient, type RaftAck } from "../../src/proto/shoal/v1/raft.js";
-import { NodeRole } from "../../src/proto/shoal/v1/objects.js";
+import { NodeRole, ServiceSpec } from "../../src/proto/shoal/v1/objects.js";
 import { ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 import { channelAs } from "./identity.js";
 
@@ -111,7 +111,7 @@ test("garbage, oversized and absurd input is refused clearly and the daemons sta
   );
   await assert.rejects(call((cb) => control.getJoinToken({ role: 77 as NodeRole, rotate: false, expiresInSeconds: 0n }, cb)), code("INVALID_ARGUMENT"));
   await assert.rejects(
-    call((cb) => control.createService({ spec: { name: "s", labels: {}, replicas: 2 ** 31, constraints: [], zone: "", container: undefined } }, cb)),
+    call((cb) => control.createService({ spec: ServiceSpec.fromPartial({ name: "s", replicas: 2 ** 31 }) }, cb)),
     code("INVALID_ARGUMENT"),
   );
   await assert.rejects(

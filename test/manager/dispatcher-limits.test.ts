@@ -52,7 +52,7 @@ function statusUpdate(ch: SecureChannel, sessionId: string, message: string, err
 }
 
 test("the bounds as pure checks: at the bound and one byte past it", () => {
-  const ok = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES) };
+  const ok = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), engineLabels: {}, executors: [], resources: undefined };
   assert.doesNotThrow(() => checkNodeDescription(ok));
   assert.doesNotThrow(() => checkNodeDescription(undefined));
   for (const field of ["hostname", "platform", "engineVersion"] as const) {
@@ -72,7 +72,7 @@ test("the dispatcher refuses over-long node descriptions and task status strings
   const ch = channelAs(addr, readFileSync(join(dir, "certificates/root-ca.crt"), "utf8"), init.clusterId, identity);
   t.after(() => ch.close());
 
-  const atBound = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: "linux/x64", engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES) };
+  const atBound = { hostname: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), platform: "linux/x64", engineVersion: text(MAX_NODE_DESCRIPTION_FIELD_BYTES), engineLabels: {}, executors: [], resources: undefined };
   for (const field of ["hostname", "platform", "engineVersion"] as const) {
     await assert.rejects(session(ch, { ...atBound, [field]: text(MAX_NODE_DESCRIPTION_FIELD_BYTES + 1) }), (e) => isShoalError(e, "INVALID_ARGUMENT") && e.message.includes(field), field);
   }
@@ -97,7 +97,7 @@ test("control and bidi-control characters are refused in what a node reports, at
   const ch = channelAs(addr, rootCaPem, init.clusterId, identity);
   t.after(() => ch.close());
 
-  const clean = { hostname: "web-1", platform: "linux/x64", engineVersion: "1.0" };
+  const clean = { hostname: "web-1", platform: "linux/x64", engineVersion: "1.0", engineLabels: {}, executors: [], resources: undefined };
   const hostile = ["\x1b[2J", "a\nb", "\r", "\x00", "\x7f", "\u009b", "\u202e", "\u2067"];
   for (const field of ["hostname", "platform", "engineVersion"] as const) {
     for (const bad of hostile) {

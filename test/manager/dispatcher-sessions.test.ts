@@ -27,7 +27,7 @@ interface OpenSession {
 }
 
 async function openSession(ch: SecureChannel): Promise<OpenSession> {
-  const stream = ch.client(DispatcherClient).session({ description: { hostname: "h", platform: "linux/x64", engineVersion: "" }, addr: "" });
+  const stream = ch.client(DispatcherClient).session({ description: { hostname: "h", platform: "linux/x64", engineVersion: "", engineLabels: {}, executors: [], resources: undefined }, addr: "" });
   let endedResolve!: (v: ShoalError | "still open") => void;
   const ended = new Promise<ShoalError | "still open">((r) => (endedResolve = r));
   const first = new Promise<SessionMessage>((resolve, reject) => {

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newId } from "../../src/base/ids.js";
-import { NodeRole } from "../../src/proto/shoal/v1/objects.js";
+import { ContainerSpec, NodeRole } from "../../src/proto/shoal/v1/objects.js";
 import { nodeMatches, nodeMatchesService, nodeZone, ObjectStore, parseConstraint, serviceZone } from "../../src/state/index.js";
 import { commit, makeNode, makeSecret, makeService, thrownCode } from "./fixtures.js";
 
@@ -41,7 +41,7 @@ test("parseConstraint refuses malformed input with INVALID_ARGUMENT and the acce
 });
 
 test("nodeMatches: labels, role, id, hostname; a missing label fails == and passes !=", () => {
-  const node = makeNode({ role: NodeRole.NODE_ROLE_MANAGER, description: { hostname: "db-1", platform: "", engineVersion: "" } }, { disk: "ssd" });
+  const node = makeNode({ role: NodeRole.NODE_ROLE_MANAGER, description: { hostname: "db-1", platform: "", engineVersion: "", engineLabels: {}, executors: [], resources: undefined } }, { disk: "ssd" });
   assert.equal(nodeMatches(node, ["node.labels.disk==ssd"]), true);
   assert.equal(nodeMatches(node, ["node.labels.disk!=ssd"]), false);
   assert.equal(nodeMatches(node, ["node.labels.gpu==yes"]), false);
@@ -86,7 +86,7 @@ test("a secret of zone A cannot be attached to a service of zone B, at prepare a
   const secretA = makeSecret("card-key", Buffer.from("k"), "a");
   const unzoned = makeSecret("shared", Buffer.from("s"));
   commit(store, (tx) => { tx.createSecret(secretA); tx.createSecret(unzoned); });
-  const refs = (id: string) => ({ image: "x", command: [], args: [], env: [], secrets: [{ secretId: id, secretName: "", target: "" }] });
+  const refs = (id: string) => ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: id, secretName: "", target: "" }] });
   assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("b", { zone: "b", container: refs(secretA.id) })))), "PERMISSION_DENIED");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("d", { container: refs(secretA.id) })))), "PERMISSION_DENIED");
   commit(store, (tx) => tx.createService(makeService("a", { constraints: ["node.labels.zone==a"], container: refs(secretA.id) })));

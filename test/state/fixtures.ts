@@ -38,6 +38,7 @@ export function makeSecret(name: string, data: Buffer, zone = ""): Secret {
 export const CA_KEY_MARKER = "CA-KEY-MARKER-7f3a9c";
 export const UNLOCK_MARKER = "SWMKEY-1-UNLOCKMARKERqq81";
 export const TOKEN_MARKER = "SWMTKN-1-TOKENMARKERzz55";
+export const SECRET_MAC_KEY_MARKER = "MACKEYMARKER-31d7";
 
 export function makeCluster(): Cluster {
   return Cluster.fromPartial({
@@ -57,6 +58,7 @@ export function makeCluster(): Cluster {
     },
     unlockKey: UNLOCK_MARKER,
     revocationList: { nodes: [] },
+    secretMacKey: Buffer.from(SECRET_MAC_KEY_MARKER.padEnd(32, "k")),
   });
 }
 

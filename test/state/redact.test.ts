@@ -2,7 +2,7 @@
 // serialized and searched for marker bytes planted in the stored objects.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Cluster, Secret } from "../../src/proto/shoal/v1/objects.js";
+import { Cluster, ContainerSpec, Secret } from "../../src/proto/shoal/v1/objects.js";
 import { ObjectStore, redactCluster, redactSecret } from "../../src/state/index.js";
 import { CA_KEY_MARKER, commit, makeCluster, makeSecret, makeService, TOKEN_MARKER, UNLOCK_MARKER } from "./fixtures.js";
 
@@ -71,7 +71,7 @@ test("a service referencing a secret carries only its ID and name, never its dat
   const store = new ObjectStore();
   const secret = makeSecret("db", Buffer.from(SECRET_MARKER));
   commit(store, (tx) => tx.createSecret(secret));
-  commit(store, (tx) => tx.createService(makeService("app", { container: { image: "x", command: [], args: [], env: [], secrets: [{ secretId: secret.id, secretName: "", target: "" }] } })));
+  commit(store, (tx) => tx.createService(makeService("app", { container: ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) })));
   assertAbsent([serialized(store.listServices())], SECRET_MARKER);
 });
 

@@ -2,9 +2,10 @@
 import { ManualClock } from "../../src/base/clock.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { newId } from "../../src/base/ids.js";
 import { isShoalError } from "../../src/base/errors.js";
+import { ContainerSpec, Secret } from "../../src/proto/shoal/v1/objects.js";
 import { StoreAction, StoreActionKind, StoreProposal } from "../../src/proto/shoal/v1/store.js";
 import { ObjectStore } from "../../src/state/index.js";
 import { commit, makeCluster, makeNode, makeSecret, makeService, makeTask, T0, thrownCode } from "./fixtures.js";
@@ -144,14 +145,18 @@ test("remove with a version is compare-and-set; without one it is unconditional"
   assert.equal(store.getNode(node.id), undefined);
 });
 
-test("secrets: data immutable, digest and size computed, in-use secrets cannot be removed", () => {
+test("secrets: data immutable, keyed MAC (never a plain hash) and size computed, in-use secrets cannot be removed", () => {
   const store = new ObjectStore();
+  const cluster = makeCluster();
+  commit(store, (tx) => tx.createCluster(cluster));
   const secret = makeSecret("api-key", Buffer.from("s3cr3t"));
   commit(store, (tx) => tx.createSecret(secret));
   const read = store.getSecret(secret.id)!;
   assert.equal(read.sizeBytes, 6);
-  assert.equal(read.digest, createHash("sha256").update("s3cr3t").digest("hex"));
-  assert.match(read.digest, /^[0-9a-f]{64}$/);
+  // A plain SHA-256 of a short password gives it away to a guesser; the MAC needs the cluster's key.
+  assert.notEqual(read.dataMac, createHash("sha256").update("s3cr3t").digest("hex"));
+  assert.equal(read.dataMac, createHmac("sha256", cluster.secretMacKey).update("s3cr3t").digest("hex"));
+  assert.equal(JSON.stringify(Secret.toJSON(read)).includes(createHash("sha256").update("s3cr3t").digest("hex")), false);
   // Label update through the redacted read keeps the data.
   read.spec!.labels = { team: "a" };
   commit(store, (tx) => tx.updateSecret(read));
@@ -160,7 +165,7 @@ test("secrets: data immutable, digest and size computed, in-use secrets cannot b
   const changed = store.getSecret(secret.id)!;
   changed.spec!.data = Buffer.from("other");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.updateSecret(changed))), "INVALID_ARGUMENT");
-  const service = makeService("app", { container: { image: "x", command: [], args: [], env: [], secrets: [{ secretId: secret.id, secretName: "", target: "" }] } });
+  const service = makeService("app", { container: ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) });
   commit(store, (tx) => tx.createService(service));
   assert.equal(store.getService(service.id)!.spec!.container!.secrets[0]!.secretName, "api-key", "the store fills in the secret's name");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.removeSecret(secret.id))), "FAILED_PRECONDITION");

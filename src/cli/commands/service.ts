@@ -2,8 +2,8 @@
 import { Command } from "commander";
 import { ShoalError } from "../../base/errors.js";
 import { MAX_REPLICAS } from "../../state/limits.js";
-import type { Secret, SecretReference, Service, ServiceSpec } from "../../proto/shoal/v1/objects.js";
-import { TaskState } from "../../proto/shoal/v1/objects.js";
+import type { Secret, SecretReference, Service } from "../../proto/shoal/v1/objects.js";
+import { ServiceSpec, TaskState } from "../../proto/shoal/v1/objects.js";
 import { collect, formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
 import { pickSecret, resolveService } from "../resolve.js";
@@ -54,23 +54,9 @@ function parseScale(text: string): [string, number] {
   return [text.slice(0, eq), parseReplicas(text.slice(eq + 1))];
 }
 
+/** A deep copy of the service's spec (fromPartial copies every nested message, list and map). */
 function cloneSpec(service: Service): ServiceSpec {
-  const spec = service.spec;
-  const container = spec?.container;
-  return {
-    name: spec?.name ?? "",
-    labels: { ...(spec?.labels ?? {}) },
-    replicas: spec?.replicas ?? 0,
-    constraints: [...(spec?.constraints ?? [])],
-    zone: spec?.zone ?? "",
-    container: {
-      image: container?.image ?? "",
-      command: [...(container?.command ?? [])],
-      args: [...(container?.args ?? [])],
-      env: [...(container?.env ?? [])],
-      secrets: (container?.secrets ?? []).map((s) => ({ ...s })),
-    },
-  };
+  return ServiceSpec.fromPartial(service.spec ?? {});
 }
 
 async function updateServiceSpec(daemon: DaemonClient, ref: string, change: (spec: ServiceSpec) => void | Promise<void>): Promise<Service> {
@@ -78,7 +64,7 @@ async function updateServiceSpec(daemon: DaemonClient, ref: string, change: (spe
     const service = await resolveService(daemon, ref);
     const spec = cloneSpec(service);
     await change(spec);
-    return daemon.updateService({ serviceId: service.id, serviceVersion: service.meta?.version ?? 0n, spec });
+    return daemon.updateService({ serviceId: service.id, serviceVersion: service.meta?.version ?? 0n, spec, rollback: false });
   });
 }
 
@@ -125,14 +111,14 @@ export function registerServiceCommands(program: Command, ctx: CommandContext): 
         const daemon = ctx.daemon();
         const secrets = opts.secret.length === 0 ? [] : secretReferences(opts.secret, await daemon.listSecrets());
         const created = await daemon.createService({
-          spec: {
+          spec: ServiceSpec.fromPartial({
             name: opts.name,
             labels,
             replicas,
             constraints: opts.constraint,
             zone: opts.zone ?? "",
             container: { image: opts.image ?? "", command: command.slice(0, 1), args: command.slice(1), env, secrets },
-          },
+          }),
         });
         ctx.io.stdout(`${created.id}\n`);
       },

@@ -179,7 +179,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
         meta: undefined,
         managerStatus: undefined,
         spec: { desiredRole: protoRole(role), availability: req.availability, labels: {} },
-        description: { hostname: req.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "" },
+        description: { hostname: req.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "", engineLabels: {}, executors: [], resources: undefined },
         status: { state: NodeState.NODE_STATE_UNKNOWN, message: "joined", addr: req.addr, lastHeartbeat: undefined },
         certificate: issuedCertificateRecord(issued, role, zone),
         role: protoRole(role),

@@ -11,6 +11,7 @@ import {
   ManagerStatus_Reachability,
   NodeRole,
   NodeState,
+  Service,
   type Cluster,
   type Node,
 } from "../../proto/shoal/v1/objects.js";
@@ -198,7 +199,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     createService: async (req: CreateServiceRequest): Promise<CreateServiceResponse> => {
       if (req.spec === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
       const id = newId();
-      await ctx.propose((tx) => tx.createService({ id, meta: undefined, spec: req.spec }));
+      await ctx.propose((tx) => tx.createService(Service.fromPartial({ id, spec: req.spec })));
       return { service: ctx.store.getService(id) };
     },
     getService: async (req: GetServiceRequest): Promise<GetServiceResponse> => {
@@ -210,7 +211,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       checkId(req.serviceId, "service_id");
       const current = mustGet(ctx.store.getService(req.serviceId), "service", req.serviceId);
       if (req.spec === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
-      await ctx.propose((tx) => tx.updateService({ id: current.id, meta: { ...current.meta!, version: req.serviceVersion }, spec: req.spec }));
+      await ctx.propose((tx) => tx.updateService({ ...current, meta: { ...current.meta!, version: req.serviceVersion }, spec: req.spec }));
       return { service: ctx.store.getService(req.serviceId) };
     },
     removeService: async (req: RemoveServiceRequest) => {
@@ -227,7 +228,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     createSecret: async (req: CreateSecretRequest): Promise<CreateSecretResponse> => {
       if (req.spec === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
       const id = newId();
-      await ctx.propose((tx) => tx.createSecret({ id, meta: undefined, spec: req.spec, digest: "", sizeBytes: 0 }));
+      await ctx.propose((tx) => tx.createSecret({ id, meta: undefined, spec: req.spec, dataMac: "", sizeBytes: 0 }));
       const secret = ctx.store.getSecret(id);
       return { secret: secret === undefined ? undefined : redactSecret(secret) };
     },

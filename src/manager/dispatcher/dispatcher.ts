@@ -215,7 +215,7 @@ export class Dispatcher {
       if (node === undefined) return;
       const current = node.description;
       if (current?.hostname === description.hostname && current.platform === description.platform && current.engineVersion === description.engineVersion) return;
-      const updated: Node = { ...node, description: { hostname: description.hostname, platform: description.platform, engineVersion: description.engineVersion } };
+      const updated: Node = { ...node, description: { hostname: description.hostname, platform: description.platform, engineVersion: description.engineVersion, engineLabels: {}, executors: [], resources: undefined } };
       try {
         await this.ctx.propose((tx) => tx.updateNode(updated), { term });
         return;

@@ -101,7 +101,11 @@ export interface ListServicesResponse {
 export interface UpdateServiceRequest {
   serviceId: string;
   serviceVersion: bigint;
-  spec: ServiceSpec | undefined;
+  spec:
+    | ServiceSpec
+    | undefined;
+  /** Return to the service's previous spec (spec is then ignored). */
+  rollback: boolean;
 }
 
 export interface UpdateServiceResponse {
@@ -1247,7 +1251,7 @@ export const ListServicesResponse: MessageFns<ListServicesResponse> = {
 };
 
 function createBaseUpdateServiceRequest(): UpdateServiceRequest {
-  return { serviceId: "", serviceVersion: 0n, spec: undefined };
+  return { serviceId: "", serviceVersion: 0n, spec: undefined, rollback: false };
 }
 
 export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
@@ -1263,6 +1267,9 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
     }
     if (message.spec !== undefined) {
       ServiceSpec.encode(message.spec, writer.uint32(26).fork()).join();
+    }
+    if (message.rollback !== false) {
+      writer.uint32(32).bool(message.rollback);
     }
     return writer;
   },
@@ -1304,6 +1311,14 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
             message.spec = ServiceSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rollback = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1329,6 +1344,7 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
         ? BigInt(object.service_version)
         : 0n,
       spec: isSet(object.spec) ? ServiceSpec.fromJSON(object.spec) : undefined,
+      rollback: isSet(object.rollback) ? globalThis.Boolean(object.rollback) : false,
     };
   },
 
@@ -1342,6 +1358,9 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
     }
     if (message.spec !== undefined) {
       obj.spec = ServiceSpec.toJSON(message.spec);
+    }
+    if (message.rollback !== false) {
+      obj.rollback = message.rollback;
     }
     return obj;
   },
@@ -1358,6 +1377,7 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
     message.spec = (object.spec !== undefined && object.spec !== null)
       ? ServiceSpec.fromPartial(object.spec)
       : undefined;
+    message.rollback = object.rollback ?? false;
     return message;
   },
 };

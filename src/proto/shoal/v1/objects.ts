@@ -191,6 +191,215 @@ export function certificateStatusToJSON(object: CertificateStatus): string {
   }
 }
 
+export enum NetworkMode {
+  /** NETWORK_MODE_ISOLATED - The task's own network namespace: loopback only. */
+  NETWORK_MODE_ISOLATED = 0,
+  /** NETWORK_MODE_HOST - The host's network (an explicit, visible opt-in). */
+  NETWORK_MODE_HOST = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function networkModeFromJSON(object: any): NetworkMode {
+  switch (object) {
+    case 0:
+    case "NETWORK_MODE_ISOLATED":
+      return NetworkMode.NETWORK_MODE_ISOLATED;
+    case 1:
+    case "NETWORK_MODE_HOST":
+      return NetworkMode.NETWORK_MODE_HOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NetworkMode.UNRECOGNIZED;
+  }
+}
+
+export function networkModeToJSON(object: NetworkMode): string {
+  switch (object) {
+    case NetworkMode.NETWORK_MODE_ISOLATED:
+      return "NETWORK_MODE_ISOLATED";
+    case NetworkMode.NETWORK_MODE_HOST:
+      return "NETWORK_MODE_HOST";
+    case NetworkMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum ServiceMode {
+  SERVICE_MODE_REPLICATED = 0,
+  SERVICE_MODE_GLOBAL = 1,
+  UNRECOGNIZED = -1,
+}
+
+export function serviceModeFromJSON(object: any): ServiceMode {
+  switch (object) {
+    case 0:
+    case "SERVICE_MODE_REPLICATED":
+      return ServiceMode.SERVICE_MODE_REPLICATED;
+    case 1:
+    case "SERVICE_MODE_GLOBAL":
+      return ServiceMode.SERVICE_MODE_GLOBAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ServiceMode.UNRECOGNIZED;
+  }
+}
+
+export function serviceModeToJSON(object: ServiceMode): string {
+  switch (object) {
+    case ServiceMode.SERVICE_MODE_REPLICATED:
+      return "SERVICE_MODE_REPLICATED";
+    case ServiceMode.SERVICE_MODE_GLOBAL:
+      return "SERVICE_MODE_GLOBAL";
+    case ServiceMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum RestartCondition {
+  RESTART_CONDITION_ANY = 0,
+  RESTART_CONDITION_ON_FAILURE = 1,
+  RESTART_CONDITION_NONE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function restartConditionFromJSON(object: any): RestartCondition {
+  switch (object) {
+    case 0:
+    case "RESTART_CONDITION_ANY":
+      return RestartCondition.RESTART_CONDITION_ANY;
+    case 1:
+    case "RESTART_CONDITION_ON_FAILURE":
+      return RestartCondition.RESTART_CONDITION_ON_FAILURE;
+    case 2:
+    case "RESTART_CONDITION_NONE":
+      return RestartCondition.RESTART_CONDITION_NONE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RestartCondition.UNRECOGNIZED;
+  }
+}
+
+export function restartConditionToJSON(object: RestartCondition): string {
+  switch (object) {
+    case RestartCondition.RESTART_CONDITION_ANY:
+      return "RESTART_CONDITION_ANY";
+    case RestartCondition.RESTART_CONDITION_ON_FAILURE:
+      return "RESTART_CONDITION_ON_FAILURE";
+    case RestartCondition.RESTART_CONDITION_NONE:
+      return "RESTART_CONDITION_NONE";
+    case RestartCondition.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum UpdateFailureAction {
+  UPDATE_FAILURE_ACTION_PAUSE = 0,
+  UPDATE_FAILURE_ACTION_ROLLBACK = 1,
+  UPDATE_FAILURE_ACTION_CONTINUE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function updateFailureActionFromJSON(object: any): UpdateFailureAction {
+  switch (object) {
+    case 0:
+    case "UPDATE_FAILURE_ACTION_PAUSE":
+      return UpdateFailureAction.UPDATE_FAILURE_ACTION_PAUSE;
+    case 1:
+    case "UPDATE_FAILURE_ACTION_ROLLBACK":
+      return UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK;
+    case 2:
+    case "UPDATE_FAILURE_ACTION_CONTINUE":
+      return UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UpdateFailureAction.UNRECOGNIZED;
+  }
+}
+
+export function updateFailureActionToJSON(object: UpdateFailureAction): string {
+  switch (object) {
+    case UpdateFailureAction.UPDATE_FAILURE_ACTION_PAUSE:
+      return "UPDATE_FAILURE_ACTION_PAUSE";
+    case UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK:
+      return "UPDATE_FAILURE_ACTION_ROLLBACK";
+    case UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE:
+      return "UPDATE_FAILURE_ACTION_CONTINUE";
+    case UpdateFailureAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum UpdateState {
+  UPDATE_STATE_NONE = 0,
+  UPDATE_STATE_UPDATING = 1,
+  UPDATE_STATE_PAUSED = 2,
+  UPDATE_STATE_COMPLETED = 3,
+  UPDATE_STATE_ROLLBACK_STARTED = 4,
+  UPDATE_STATE_ROLLBACK_PAUSED = 5,
+  UPDATE_STATE_ROLLBACK_COMPLETED = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function updateStateFromJSON(object: any): UpdateState {
+  switch (object) {
+    case 0:
+    case "UPDATE_STATE_NONE":
+      return UpdateState.UPDATE_STATE_NONE;
+    case 1:
+    case "UPDATE_STATE_UPDATING":
+      return UpdateState.UPDATE_STATE_UPDATING;
+    case 2:
+    case "UPDATE_STATE_PAUSED":
+      return UpdateState.UPDATE_STATE_PAUSED;
+    case 3:
+    case "UPDATE_STATE_COMPLETED":
+      return UpdateState.UPDATE_STATE_COMPLETED;
+    case 4:
+    case "UPDATE_STATE_ROLLBACK_STARTED":
+      return UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
+    case 5:
+    case "UPDATE_STATE_ROLLBACK_PAUSED":
+      return UpdateState.UPDATE_STATE_ROLLBACK_PAUSED;
+    case 6:
+    case "UPDATE_STATE_ROLLBACK_COMPLETED":
+      return UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return UpdateState.UNRECOGNIZED;
+  }
+}
+
+export function updateStateToJSON(object: UpdateState): string {
+  switch (object) {
+    case UpdateState.UPDATE_STATE_NONE:
+      return "UPDATE_STATE_NONE";
+    case UpdateState.UPDATE_STATE_UPDATING:
+      return "UPDATE_STATE_UPDATING";
+    case UpdateState.UPDATE_STATE_PAUSED:
+      return "UPDATE_STATE_PAUSED";
+    case UpdateState.UPDATE_STATE_COMPLETED:
+      return "UPDATE_STATE_COMPLETED";
+    case UpdateState.UPDATE_STATE_ROLLBACK_STARTED:
+      return "UPDATE_STATE_ROLLBACK_STARTED";
+    case UpdateState.UPDATE_STATE_ROLLBACK_PAUSED:
+      return "UPDATE_STATE_ROLLBACK_PAUSED";
+    case UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED:
+      return "UPDATE_STATE_ROLLBACK_COMPLETED";
+    case UpdateState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum TaskState {
   TASK_STATE_NEW = 0,
   TASK_STATE_PENDING = 1,
@@ -313,6 +522,24 @@ export interface NodeDescription {
   hostname: string;
   platform: string;
   engineVersion: string;
+  /** Node-reported labels: untrusted, usable in constraints (engine.labels.K) but never for a zone. */
+  engineLabels: { [key: string]: string };
+  /** The executors this node can run tasks with: "runc" (OCI images) and/or "process". */
+  executors: string[];
+  resources: Resources | undefined;
+}
+
+export interface NodeDescription_EngineLabelsEntry {
+  key: string;
+  value: string;
+}
+
+/** Resource amounts: a node's capacity, or a task's limits. 0 means unset / unlimited. */
+export interface Resources {
+  /** CPU in billionths of a core (1.5 cores = 1500000000). */
+  nanoCpus: bigint;
+  memoryBytes: bigint;
+  pids: bigint;
 }
 
 export interface NodeStatus {
@@ -407,11 +634,45 @@ export interface SecretReference {
 }
 
 export interface ContainerSpec {
+  /** Image reference as the operator gave it ("" for a process task). */
   image: string;
   command: string[];
   args: string[];
   env: string[];
   secrets: SecretReference[];
+  /** The manifest digest the leader resolved `image` to (set on tasks, never by the operator). */
+  imageDigest: string;
+  limits: Resources | undefined;
+  network: NetworkMode;
+  /** "UID" or "UID:GID"; "" runs as the image's user. */
+  user: string;
+  readOnly: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  /** SIGTERM, then SIGKILL after this long (0: the default, 10 s). */
+  stopGracePeriodMs: bigint;
+  dir: string;
+}
+
+export interface RestartPolicy {
+  condition: RestartCondition;
+  /** Wait between a task's end and its replacement's start (0: the default, 5 s). */
+  delayMs: bigint;
+  /** Restarts allowed within `window_ms` (0: unlimited). */
+  maxAttempts: number;
+  /** 0: the attempts count over the service's life. */
+  windowMs: bigint;
+}
+
+export interface UpdateConfig {
+  /** Tasks replaced at once (0: the default, 1). */
+  parallelism: number;
+  delayMs: bigint;
+  failureAction: UpdateFailureAction;
+  /** How long a new task is watched for failure (0: the default, 5 s). */
+  monitorMs: bigint;
+  /** Fraction of updated tasks that may fail before the failure action (0 to 1). */
+  maxFailureRatio: number;
 }
 
 export interface ServiceSpec {
@@ -423,6 +684,10 @@ export interface ServiceSpec {
   /** Security zone; equivalent to the constraint node.labels.zone==zone. */
   zone: string;
   container: ContainerSpec | undefined;
+  mode: ServiceMode;
+  restartPolicy: RestartPolicy | undefined;
+  updateConfig: UpdateConfig | undefined;
+  rollbackConfig: UpdateConfig | undefined;
 }
 
 export interface ServiceSpec_LabelsEntry {
@@ -430,10 +695,28 @@ export interface ServiceSpec_LabelsEntry {
   value: string;
 }
 
+export interface UpdateStatus {
+  state: UpdateState;
+  message: string;
+  startedAt: Date | undefined;
+  completedAt: Date | undefined;
+}
+
 export interface Service {
   id: string;
   meta: Meta | undefined;
-  spec: ServiceSpec | undefined;
+  spec:
+    | ServiceSpec
+    | undefined;
+  /** The spec before the last update (what `rollback` returns to). */
+  previousSpec: ServiceSpec | undefined;
+  updateStatus:
+    | UpdateStatus
+    | undefined;
+  /** Bumped on every spec change; a task records the version it was made from. */
+  specVersion: bigint;
+  /** Set by `service rm`: tasks are shut down, and the service is deleted once they are terminal. */
+  pendingDelete: boolean;
 }
 
 export interface TaskStatus {
@@ -456,6 +739,18 @@ export interface Task {
   spec: ContainerSpec | undefined;
   zone: string;
   serviceName: string;
+  /** The service's spec_version this task was made from. */
+  specVersion: bigint;
+  /** The executor the task needs: "runc" (it has an image) or "process". */
+  executor: string;
+  /** The agent does not start the task before this time (restart delay). */
+  startAfter:
+    | Date
+    | undefined;
+  /** Constraints copied from the service (the scheduler and the enforcer check them). */
+  constraints: string[];
+  /** How many tasks of this slot (or node, for a global service) came before this one. */
+  restartCount: number;
 }
 
 export interface SecretSpec {
@@ -474,12 +769,10 @@ export interface SecretSpec_LabelsEntry {
 export interface Secret {
   id: string;
   meta: Meta | undefined;
-  spec:
-    | SecretSpec
-    | undefined;
-  /** SHA-256 of the data (hex), so operators can tell versions apart without reading them. */
-  digest: string;
+  spec: SecretSpec | undefined;
   sizeBytes: number;
+  /** HMAC-SHA256 of the data under a key only managers hold (hex): tells versions apart, reveals nothing. */
+  dataMac: string;
 }
 
 export interface JoinTokens {
@@ -560,6 +853,8 @@ export interface Cluster {
   unlockKey: string;
   /** Raft member IDs that were removed and must never be reused. */
   removedRaftIds: bigint[];
+  /** Key of Secret.data_mac (32 bytes), sealed in the store like a secret; never in a read API. */
+  secretMacKey: Buffer;
 }
 
 function createBaseMeta(): Meta {
@@ -895,7 +1190,7 @@ export const NodeSpec_LabelsEntry: MessageFns<NodeSpec_LabelsEntry> = {
 };
 
 function createBaseNodeDescription(): NodeDescription {
-  return { hostname: "", platform: "", engineVersion: "" };
+  return { hostname: "", platform: "", engineVersion: "", engineLabels: {}, executors: [], resources: undefined };
 }
 
 export const NodeDescription: MessageFns<NodeDescription> = {
@@ -908,6 +1203,15 @@ export const NodeDescription: MessageFns<NodeDescription> = {
     }
     if (message.engineVersion !== "") {
       writer.uint32(26).string(message.engineVersion);
+    }
+    globalThis.Object.entries(message.engineLabels).forEach(([key, value]: [string, string]) => {
+      NodeDescription_EngineLabelsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    for (const v of message.executors) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -949,6 +1253,33 @@ export const NodeDescription: MessageFns<NodeDescription> = {
             message.engineVersion = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = NodeDescription_EngineLabelsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.engineLabels[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.executors.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -970,6 +1301,37 @@ export const NodeDescription: MessageFns<NodeDescription> = {
         : isSet(object.engine_version)
         ? globalThis.String(object.engine_version)
         : "",
+      engineLabels: isObject(object.engineLabels)
+        ? (globalThis.Object.entries(object.engineLabels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.engine_labels)
+        ? (globalThis.Object.entries(object.engine_labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      executors: globalThis.Array.isArray(object?.executors)
+        ? object.executors.map((e: any) => globalThis.String(e))
+        : [],
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
     };
   },
 
@@ -984,6 +1346,21 @@ export const NodeDescription: MessageFns<NodeDescription> = {
     if (message.engineVersion !== "") {
       obj.engineVersion = message.engineVersion;
     }
+    if (message.engineLabels) {
+      const entries = globalThis.Object.entries(message.engineLabels) as [string, string][];
+      if (entries.length > 0) {
+        obj.engineLabels = {};
+        entries.forEach(([k, v]) => {
+          obj.engineLabels[k] = v;
+        });
+      }
+    }
+    if (message.executors?.length) {
+      obj.executors = message.executors;
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
+    }
     return obj;
   },
 
@@ -995,6 +1372,228 @@ export const NodeDescription: MessageFns<NodeDescription> = {
     message.hostname = object.hostname ?? "";
     message.platform = object.platform ?? "";
     message.engineVersion = object.engineVersion ?? "";
+    message.engineLabels = (globalThis.Object.entries(object.engineLabels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.executors = object.executors?.map((e) => e) || [];
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseNodeDescription_EngineLabelsEntry(): NodeDescription_EngineLabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const NodeDescription_EngineLabelsEntry: MessageFns<NodeDescription_EngineLabelsEntry> = {
+  encode(message: NodeDescription_EngineLabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeDescription_EngineLabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeDescription_EngineLabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeDescription_EngineLabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: NodeDescription_EngineLabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeDescription_EngineLabelsEntry>, I>>(
+    base?: I,
+  ): NodeDescription_EngineLabelsEntry {
+    return NodeDescription_EngineLabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeDescription_EngineLabelsEntry>, I>>(
+    object: I,
+  ): NodeDescription_EngineLabelsEntry {
+    const message = createBaseNodeDescription_EngineLabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseResources(): Resources {
+  return { nanoCpus: 0n, memoryBytes: 0n, pids: 0n };
+}
+
+export const Resources: MessageFns<Resources> = {
+  encode(message: Resources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nanoCpus !== 0n) {
+      if (BigInt.asIntN(64, message.nanoCpus) !== message.nanoCpus) {
+        throw new globalThis.Error("value provided for field message.nanoCpus of type int64 too large");
+      }
+      writer.uint32(8).int64(message.nanoCpus);
+    }
+    if (message.memoryBytes !== 0n) {
+      if (BigInt.asIntN(64, message.memoryBytes) !== message.memoryBytes) {
+        throw new globalThis.Error("value provided for field message.memoryBytes of type int64 too large");
+      }
+      writer.uint32(16).int64(message.memoryBytes);
+    }
+    if (message.pids !== 0n) {
+      if (BigInt.asIntN(64, message.pids) !== message.pids) {
+        throw new globalThis.Error("value provided for field message.pids of type int64 too large");
+      }
+      writer.uint32(24).int64(message.pids);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Resources {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResources();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nanoCpus = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.memoryBytes = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pids = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Resources {
+    return {
+      nanoCpus: isSet(object.nanoCpus)
+        ? BigInt(object.nanoCpus)
+        : isSet(object.nano_cpus)
+        ? BigInt(object.nano_cpus)
+        : 0n,
+      memoryBytes: isSet(object.memoryBytes)
+        ? BigInt(object.memoryBytes)
+        : isSet(object.memory_bytes)
+        ? BigInt(object.memory_bytes)
+        : 0n,
+      pids: isSet(object.pids) ? BigInt(object.pids) : 0n,
+    };
+  },
+
+  toJSON(message: Resources): unknown {
+    const obj: any = {};
+    if (message.nanoCpus !== 0n) {
+      obj.nanoCpus = message.nanoCpus.toString();
+    }
+    if (message.memoryBytes !== 0n) {
+      obj.memoryBytes = message.memoryBytes.toString();
+    }
+    if (message.pids !== 0n) {
+      obj.pids = message.pids.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Resources>, I>>(base?: I): Resources {
+    return Resources.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Resources>, I>>(object: I): Resources {
+    const message = createBaseResources();
+    message.nanoCpus = (object.nanoCpus !== undefined && object.nanoCpus !== null) ? BigInt(object.nanoCpus) : 0n;
+    message.memoryBytes = (object.memoryBytes !== undefined && object.memoryBytes !== null)
+      ? BigInt(object.memoryBytes)
+      : 0n;
+    message.pids = (object.pids !== undefined && object.pids !== null) ? BigInt(object.pids) : 0n;
     return message;
   },
 };
@@ -1787,7 +2386,22 @@ export const SecretReference: MessageFns<SecretReference> = {
 };
 
 function createBaseContainerSpec(): ContainerSpec {
-  return { image: "", command: [], args: [], env: [], secrets: [] };
+  return {
+    image: "",
+    command: [],
+    args: [],
+    env: [],
+    secrets: [],
+    imageDigest: "",
+    limits: undefined,
+    network: 0,
+    user: "",
+    readOnly: false,
+    capAdd: [],
+    capDrop: [],
+    stopGracePeriodMs: 0n,
+    dir: "",
+  };
 }
 
 export const ContainerSpec: MessageFns<ContainerSpec> = {
@@ -1806,6 +2420,36 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     }
     for (const v of message.secrets) {
       SecretReference.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.imageDigest !== "") {
+      writer.uint32(50).string(message.imageDigest);
+    }
+    if (message.limits !== undefined) {
+      Resources.encode(message.limits, writer.uint32(58).fork()).join();
+    }
+    if (message.network !== 0) {
+      writer.uint32(64).int32(message.network);
+    }
+    if (message.user !== "") {
+      writer.uint32(74).string(message.user);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(80).bool(message.readOnly);
+    }
+    for (const v of message.capAdd) {
+      writer.uint32(90).string(v!);
+    }
+    for (const v of message.capDrop) {
+      writer.uint32(98).string(v!);
+    }
+    if (message.stopGracePeriodMs !== 0n) {
+      if (BigInt.asUintN(64, message.stopGracePeriodMs) !== message.stopGracePeriodMs) {
+        throw new globalThis.Error("value provided for field message.stopGracePeriodMs of type uint64 too large");
+      }
+      writer.uint32(104).uint64(message.stopGracePeriodMs);
+    }
+    if (message.dir !== "") {
+      writer.uint32(114).string(message.dir);
     }
     return writer;
   },
@@ -1863,6 +2507,78 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
             message.secrets.push(SecretReference.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.imageDigest = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.limits = Resources.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.network = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.capAdd.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.capDrop.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.stopGracePeriodMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1884,6 +2600,35 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
       secrets: globalThis.Array.isArray(object?.secrets)
         ? object.secrets.map((e: any) => SecretReference.fromJSON(e))
         : [],
+      imageDigest: isSet(object.imageDigest)
+        ? globalThis.String(object.imageDigest)
+        : isSet(object.image_digest)
+        ? globalThis.String(object.image_digest)
+        : "",
+      limits: isSet(object.limits) ? Resources.fromJSON(object.limits) : undefined,
+      network: isSet(object.network) ? networkModeFromJSON(object.network) : 0,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+      capAdd: globalThis.Array.isArray(object?.capAdd)
+        ? object.capAdd.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_add)
+        ? object.cap_add.map((e: any) => globalThis.String(e))
+        : [],
+      capDrop: globalThis.Array.isArray(object?.capDrop)
+        ? object.capDrop.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_drop)
+        ? object.cap_drop.map((e: any) => globalThis.String(e))
+        : [],
+      stopGracePeriodMs: isSet(object.stopGracePeriodMs)
+        ? BigInt(object.stopGracePeriodMs)
+        : isSet(object.stop_grace_period_ms)
+        ? BigInt(object.stop_grace_period_ms)
+        : 0n,
+      dir: isSet(object.dir) ? globalThis.String(object.dir) : "",
     };
   },
 
@@ -1904,6 +2649,33 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     if (message.secrets?.length) {
       obj.secrets = message.secrets.map((e) => SecretReference.toJSON(e));
     }
+    if (message.imageDigest !== "") {
+      obj.imageDigest = message.imageDigest;
+    }
+    if (message.limits !== undefined) {
+      obj.limits = Resources.toJSON(message.limits);
+    }
+    if (message.network !== 0) {
+      obj.network = networkModeToJSON(message.network);
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    if (message.capAdd?.length) {
+      obj.capAdd = message.capAdd;
+    }
+    if (message.capDrop?.length) {
+      obj.capDrop = message.capDrop;
+    }
+    if (message.stopGracePeriodMs !== 0n) {
+      obj.stopGracePeriodMs = message.stopGracePeriodMs.toString();
+    }
+    if (message.dir !== "") {
+      obj.dir = message.dir;
+    }
     return obj;
   },
 
@@ -1917,12 +2689,318 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     message.args = object.args?.map((e) => e) || [];
     message.env = object.env?.map((e) => e) || [];
     message.secrets = object.secrets?.map((e) => SecretReference.fromPartial(e)) || [];
+    message.imageDigest = object.imageDigest ?? "";
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? Resources.fromPartial(object.limits)
+      : undefined;
+    message.network = object.network ?? 0;
+    message.user = object.user ?? "";
+    message.readOnly = object.readOnly ?? false;
+    message.capAdd = object.capAdd?.map((e) => e) || [];
+    message.capDrop = object.capDrop?.map((e) => e) || [];
+    message.stopGracePeriodMs = (object.stopGracePeriodMs !== undefined && object.stopGracePeriodMs !== null)
+      ? BigInt(object.stopGracePeriodMs)
+      : 0n;
+    message.dir = object.dir ?? "";
+    return message;
+  },
+};
+
+function createBaseRestartPolicy(): RestartPolicy {
+  return { condition: 0, delayMs: 0n, maxAttempts: 0, windowMs: 0n };
+}
+
+export const RestartPolicy: MessageFns<RestartPolicy> = {
+  encode(message: RestartPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.condition !== 0) {
+      writer.uint32(8).int32(message.condition);
+    }
+    if (message.delayMs !== 0n) {
+      if (BigInt.asUintN(64, message.delayMs) !== message.delayMs) {
+        throw new globalThis.Error("value provided for field message.delayMs of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.delayMs);
+    }
+    if (message.maxAttempts !== 0) {
+      writer.uint32(24).uint32(message.maxAttempts);
+    }
+    if (message.windowMs !== 0n) {
+      if (BigInt.asUintN(64, message.windowMs) !== message.windowMs) {
+        throw new globalThis.Error("value provided for field message.windowMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.windowMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestartPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestartPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.condition = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.delayMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxAttempts = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.windowMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestartPolicy {
+    return {
+      condition: isSet(object.condition) ? restartConditionFromJSON(object.condition) : 0,
+      delayMs: isSet(object.delayMs) ? BigInt(object.delayMs) : isSet(object.delay_ms) ? BigInt(object.delay_ms) : 0n,
+      maxAttempts: isSet(object.maxAttempts)
+        ? globalThis.Number(object.maxAttempts)
+        : isSet(object.max_attempts)
+        ? globalThis.Number(object.max_attempts)
+        : 0,
+      windowMs: isSet(object.windowMs)
+        ? BigInt(object.windowMs)
+        : isSet(object.window_ms)
+        ? BigInt(object.window_ms)
+        : 0n,
+    };
+  },
+
+  toJSON(message: RestartPolicy): unknown {
+    const obj: any = {};
+    if (message.condition !== 0) {
+      obj.condition = restartConditionToJSON(message.condition);
+    }
+    if (message.delayMs !== 0n) {
+      obj.delayMs = message.delayMs.toString();
+    }
+    if (message.maxAttempts !== 0) {
+      obj.maxAttempts = Math.round(message.maxAttempts);
+    }
+    if (message.windowMs !== 0n) {
+      obj.windowMs = message.windowMs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestartPolicy>, I>>(base?: I): RestartPolicy {
+    return RestartPolicy.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestartPolicy>, I>>(object: I): RestartPolicy {
+    const message = createBaseRestartPolicy();
+    message.condition = object.condition ?? 0;
+    message.delayMs = (object.delayMs !== undefined && object.delayMs !== null) ? BigInt(object.delayMs) : 0n;
+    message.maxAttempts = object.maxAttempts ?? 0;
+    message.windowMs = (object.windowMs !== undefined && object.windowMs !== null) ? BigInt(object.windowMs) : 0n;
+    return message;
+  },
+};
+
+function createBaseUpdateConfig(): UpdateConfig {
+  return { parallelism: 0, delayMs: 0n, failureAction: 0, monitorMs: 0n, maxFailureRatio: 0 };
+}
+
+export const UpdateConfig: MessageFns<UpdateConfig> = {
+  encode(message: UpdateConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.parallelism !== 0) {
+      writer.uint32(8).uint32(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      if (BigInt.asUintN(64, message.delayMs) !== message.delayMs) {
+        throw new globalThis.Error("value provided for field message.delayMs of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.delayMs);
+    }
+    if (message.failureAction !== 0) {
+      writer.uint32(24).int32(message.failureAction);
+    }
+    if (message.monitorMs !== 0n) {
+      if (BigInt.asUintN(64, message.monitorMs) !== message.monitorMs) {
+        throw new globalThis.Error("value provided for field message.monitorMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.monitorMs);
+    }
+    if (message.maxFailureRatio !== 0) {
+      writer.uint32(45).float(message.maxFailureRatio);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.parallelism = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.delayMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failureAction = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.monitorMs = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 45) {
+              break;
+            }
+
+            message.maxFailureRatio = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateConfig {
+    return {
+      parallelism: isSet(object.parallelism) ? globalThis.Number(object.parallelism) : 0,
+      delayMs: isSet(object.delayMs) ? BigInt(object.delayMs) : isSet(object.delay_ms) ? BigInt(object.delay_ms) : 0n,
+      failureAction: isSet(object.failureAction)
+        ? updateFailureActionFromJSON(object.failureAction)
+        : isSet(object.failure_action)
+        ? updateFailureActionFromJSON(object.failure_action)
+        : 0,
+      monitorMs: isSet(object.monitorMs)
+        ? BigInt(object.monitorMs)
+        : isSet(object.monitor_ms)
+        ? BigInt(object.monitor_ms)
+        : 0n,
+      maxFailureRatio: isSet(object.maxFailureRatio)
+        ? globalThis.Number(object.maxFailureRatio)
+        : isSet(object.max_failure_ratio)
+        ? globalThis.Number(object.max_failure_ratio)
+        : 0,
+    };
+  },
+
+  toJSON(message: UpdateConfig): unknown {
+    const obj: any = {};
+    if (message.parallelism !== 0) {
+      obj.parallelism = Math.round(message.parallelism);
+    }
+    if (message.delayMs !== 0n) {
+      obj.delayMs = message.delayMs.toString();
+    }
+    if (message.failureAction !== 0) {
+      obj.failureAction = updateFailureActionToJSON(message.failureAction);
+    }
+    if (message.monitorMs !== 0n) {
+      obj.monitorMs = message.monitorMs.toString();
+    }
+    if (message.maxFailureRatio !== 0) {
+      obj.maxFailureRatio = floatToJson(message.maxFailureRatio);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateConfig>, I>>(base?: I): UpdateConfig {
+    return UpdateConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateConfig>, I>>(object: I): UpdateConfig {
+    const message = createBaseUpdateConfig();
+    message.parallelism = object.parallelism ?? 0;
+    message.delayMs = (object.delayMs !== undefined && object.delayMs !== null) ? BigInt(object.delayMs) : 0n;
+    message.failureAction = object.failureAction ?? 0;
+    message.monitorMs = (object.monitorMs !== undefined && object.monitorMs !== null) ? BigInt(object.monitorMs) : 0n;
+    message.maxFailureRatio = object.maxFailureRatio ?? 0;
     return message;
   },
 };
 
 function createBaseServiceSpec(): ServiceSpec {
-  return { name: "", labels: {}, replicas: 0, constraints: [], zone: "", container: undefined };
+  return {
+    name: "",
+    labels: {},
+    replicas: 0,
+    constraints: [],
+    zone: "",
+    container: undefined,
+    mode: 0,
+    restartPolicy: undefined,
+    updateConfig: undefined,
+    rollbackConfig: undefined,
+  };
 }
 
 export const ServiceSpec: MessageFns<ServiceSpec> = {
@@ -1944,6 +3022,18 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
     }
     if (message.container !== undefined) {
       ContainerSpec.encode(message.container, writer.uint32(50).fork()).join();
+    }
+    if (message.mode !== 0) {
+      writer.uint32(56).int32(message.mode);
+    }
+    if (message.restartPolicy !== undefined) {
+      RestartPolicy.encode(message.restartPolicy, writer.uint32(66).fork()).join();
+    }
+    if (message.updateConfig !== undefined) {
+      UpdateConfig.encode(message.updateConfig, writer.uint32(74).fork()).join();
+    }
+    if (message.rollbackConfig !== undefined) {
+      UpdateConfig.encode(message.rollbackConfig, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2012,6 +3102,38 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
             message.container = ContainerSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.restartPolicy = RestartPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updateConfig = UpdateConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.rollbackConfig = UpdateConfig.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2047,6 +3169,22 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
         : [],
       zone: isSet(object.zone) ? globalThis.String(object.zone) : "",
       container: isSet(object.container) ? ContainerSpec.fromJSON(object.container) : undefined,
+      mode: isSet(object.mode) ? serviceModeFromJSON(object.mode) : 0,
+      restartPolicy: isSet(object.restartPolicy)
+        ? RestartPolicy.fromJSON(object.restartPolicy)
+        : isSet(object.restart_policy)
+        ? RestartPolicy.fromJSON(object.restart_policy)
+        : undefined,
+      updateConfig: isSet(object.updateConfig)
+        ? UpdateConfig.fromJSON(object.updateConfig)
+        : isSet(object.update_config)
+        ? UpdateConfig.fromJSON(object.update_config)
+        : undefined,
+      rollbackConfig: isSet(object.rollbackConfig)
+        ? UpdateConfig.fromJSON(object.rollbackConfig)
+        : isSet(object.rollback_config)
+        ? UpdateConfig.fromJSON(object.rollback_config)
+        : undefined,
     };
   },
 
@@ -2076,6 +3214,18 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
     if (message.container !== undefined) {
       obj.container = ContainerSpec.toJSON(message.container);
     }
+    if (message.mode !== 0) {
+      obj.mode = serviceModeToJSON(message.mode);
+    }
+    if (message.restartPolicy !== undefined) {
+      obj.restartPolicy = RestartPolicy.toJSON(message.restartPolicy);
+    }
+    if (message.updateConfig !== undefined) {
+      obj.updateConfig = UpdateConfig.toJSON(message.updateConfig);
+    }
+    if (message.rollbackConfig !== undefined) {
+      obj.rollbackConfig = UpdateConfig.toJSON(message.rollbackConfig);
+    }
     return obj;
   },
 
@@ -2099,6 +3249,16 @@ export const ServiceSpec: MessageFns<ServiceSpec> = {
     message.zone = object.zone ?? "";
     message.container = (object.container !== undefined && object.container !== null)
       ? ContainerSpec.fromPartial(object.container)
+      : undefined;
+    message.mode = object.mode ?? 0;
+    message.restartPolicy = (object.restartPolicy !== undefined && object.restartPolicy !== null)
+      ? RestartPolicy.fromPartial(object.restartPolicy)
+      : undefined;
+    message.updateConfig = (object.updateConfig !== undefined && object.updateConfig !== null)
+      ? UpdateConfig.fromPartial(object.updateConfig)
+      : undefined;
+    message.rollbackConfig = (object.rollbackConfig !== undefined && object.rollbackConfig !== null)
+      ? UpdateConfig.fromPartial(object.rollbackConfig)
       : undefined;
     return message;
   },
@@ -2189,8 +3349,141 @@ export const ServiceSpec_LabelsEntry: MessageFns<ServiceSpec_LabelsEntry> = {
   },
 };
 
+function createBaseUpdateStatus(): UpdateStatus {
+  return { state: 0, message: "", startedAt: undefined, completedAt: undefined };
+}
+
+export const UpdateStatus: MessageFns<UpdateStatus> = {
+  encode(message: UpdateStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.completedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.completedAt), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.completedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateStatus {
+    return {
+      state: isSet(object.state) ? updateStateFromJSON(object.state) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      completedAt: isSet(object.completedAt)
+        ? fromJsonTimestamp(object.completedAt)
+        : isSet(object.completed_at)
+        ? fromJsonTimestamp(object.completed_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateStatus): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = updateStateToJSON(message.state);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.completedAt !== undefined) {
+      obj.completedAt = message.completedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateStatus>, I>>(base?: I): UpdateStatus {
+    return UpdateStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateStatus>, I>>(object: I): UpdateStatus {
+    const message = createBaseUpdateStatus();
+    message.state = object.state ?? 0;
+    message.message = object.message ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.completedAt = object.completedAt ?? undefined;
+    return message;
+  },
+};
+
 function createBaseService(): Service {
-  return { id: "", meta: undefined, spec: undefined };
+  return {
+    id: "",
+    meta: undefined,
+    spec: undefined,
+    previousSpec: undefined,
+    updateStatus: undefined,
+    specVersion: 0n,
+    pendingDelete: false,
+  };
 }
 
 export const Service: MessageFns<Service> = {
@@ -2203,6 +3496,21 @@ export const Service: MessageFns<Service> = {
     }
     if (message.spec !== undefined) {
       ServiceSpec.encode(message.spec, writer.uint32(26).fork()).join();
+    }
+    if (message.previousSpec !== undefined) {
+      ServiceSpec.encode(message.previousSpec, writer.uint32(34).fork()).join();
+    }
+    if (message.updateStatus !== undefined) {
+      UpdateStatus.encode(message.updateStatus, writer.uint32(42).fork()).join();
+    }
+    if (message.specVersion !== 0n) {
+      if (BigInt.asUintN(64, message.specVersion) !== message.specVersion) {
+        throw new globalThis.Error("value provided for field message.specVersion of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.specVersion);
+    }
+    if (message.pendingDelete !== false) {
+      writer.uint32(56).bool(message.pendingDelete);
     }
     return writer;
   },
@@ -2244,6 +3552,38 @@ export const Service: MessageFns<Service> = {
             message.spec = ServiceSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.previousSpec = ServiceSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updateStatus = UpdateStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.specVersion = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.pendingDelete = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2261,6 +3601,26 @@ export const Service: MessageFns<Service> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       meta: isSet(object.meta) ? Meta.fromJSON(object.meta) : undefined,
       spec: isSet(object.spec) ? ServiceSpec.fromJSON(object.spec) : undefined,
+      previousSpec: isSet(object.previousSpec)
+        ? ServiceSpec.fromJSON(object.previousSpec)
+        : isSet(object.previous_spec)
+        ? ServiceSpec.fromJSON(object.previous_spec)
+        : undefined,
+      updateStatus: isSet(object.updateStatus)
+        ? UpdateStatus.fromJSON(object.updateStatus)
+        : isSet(object.update_status)
+        ? UpdateStatus.fromJSON(object.update_status)
+        : undefined,
+      specVersion: isSet(object.specVersion)
+        ? BigInt(object.specVersion)
+        : isSet(object.spec_version)
+        ? BigInt(object.spec_version)
+        : 0n,
+      pendingDelete: isSet(object.pendingDelete)
+        ? globalThis.Boolean(object.pendingDelete)
+        : isSet(object.pending_delete)
+        ? globalThis.Boolean(object.pending_delete)
+        : false,
     };
   },
 
@@ -2275,6 +3635,18 @@ export const Service: MessageFns<Service> = {
     if (message.spec !== undefined) {
       obj.spec = ServiceSpec.toJSON(message.spec);
     }
+    if (message.previousSpec !== undefined) {
+      obj.previousSpec = ServiceSpec.toJSON(message.previousSpec);
+    }
+    if (message.updateStatus !== undefined) {
+      obj.updateStatus = UpdateStatus.toJSON(message.updateStatus);
+    }
+    if (message.specVersion !== 0n) {
+      obj.specVersion = message.specVersion.toString();
+    }
+    if (message.pendingDelete !== false) {
+      obj.pendingDelete = message.pendingDelete;
+    }
     return obj;
   },
 
@@ -2288,6 +3660,16 @@ export const Service: MessageFns<Service> = {
     message.spec = (object.spec !== undefined && object.spec !== null)
       ? ServiceSpec.fromPartial(object.spec)
       : undefined;
+    message.previousSpec = (object.previousSpec !== undefined && object.previousSpec !== null)
+      ? ServiceSpec.fromPartial(object.previousSpec)
+      : undefined;
+    message.updateStatus = (object.updateStatus !== undefined && object.updateStatus !== null)
+      ? UpdateStatus.fromPartial(object.updateStatus)
+      : undefined;
+    message.specVersion = (object.specVersion !== undefined && object.specVersion !== null)
+      ? BigInt(object.specVersion)
+      : 0n;
+    message.pendingDelete = object.pendingDelete ?? false;
     return message;
   },
 };
@@ -2457,6 +3839,11 @@ function createBaseTask(): Task {
     spec: undefined,
     zone: "",
     serviceName: "",
+    specVersion: 0n,
+    executor: "",
+    startAfter: undefined,
+    constraints: [],
+    restartCount: 0,
   };
 }
 
@@ -2491,6 +3878,24 @@ export const Task: MessageFns<Task> = {
     }
     if (message.serviceName !== "") {
       writer.uint32(82).string(message.serviceName);
+    }
+    if (message.specVersion !== 0n) {
+      if (BigInt.asUintN(64, message.specVersion) !== message.specVersion) {
+        throw new globalThis.Error("value provided for field message.specVersion of type uint64 too large");
+      }
+      writer.uint32(88).uint64(message.specVersion);
+    }
+    if (message.executor !== "") {
+      writer.uint32(98).string(message.executor);
+    }
+    if (message.startAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.startAfter), writer.uint32(106).fork()).join();
+    }
+    for (const v of message.constraints) {
+      writer.uint32(114).string(v!);
+    }
+    if (message.restartCount !== 0) {
+      writer.uint32(120).uint32(message.restartCount);
     }
     return writer;
   },
@@ -2588,6 +3993,46 @@ export const Task: MessageFns<Task> = {
             message.serviceName = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.specVersion = reader.uint64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.executor = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.startAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.constraints.push(reader.string());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.restartCount = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2628,6 +4073,25 @@ export const Task: MessageFns<Task> = {
         : isSet(object.service_name)
         ? globalThis.String(object.service_name)
         : "",
+      specVersion: isSet(object.specVersion)
+        ? BigInt(object.specVersion)
+        : isSet(object.spec_version)
+        ? BigInt(object.spec_version)
+        : 0n,
+      executor: isSet(object.executor) ? globalThis.String(object.executor) : "",
+      startAfter: isSet(object.startAfter)
+        ? fromJsonTimestamp(object.startAfter)
+        : isSet(object.start_after)
+        ? fromJsonTimestamp(object.start_after)
+        : undefined,
+      constraints: globalThis.Array.isArray(object?.constraints)
+        ? object.constraints.map((e: any) => globalThis.String(e))
+        : [],
+      restartCount: isSet(object.restartCount)
+        ? globalThis.Number(object.restartCount)
+        : isSet(object.restart_count)
+        ? globalThis.Number(object.restart_count)
+        : 0,
     };
   },
 
@@ -2663,6 +4127,21 @@ export const Task: MessageFns<Task> = {
     if (message.serviceName !== "") {
       obj.serviceName = message.serviceName;
     }
+    if (message.specVersion !== 0n) {
+      obj.specVersion = message.specVersion.toString();
+    }
+    if (message.executor !== "") {
+      obj.executor = message.executor;
+    }
+    if (message.startAfter !== undefined) {
+      obj.startAfter = message.startAfter.toISOString();
+    }
+    if (message.constraints?.length) {
+      obj.constraints = message.constraints;
+    }
+    if (message.restartCount !== 0) {
+      obj.restartCount = Math.round(message.restartCount);
+    }
     return obj;
   },
 
@@ -2685,6 +4164,13 @@ export const Task: MessageFns<Task> = {
       : undefined;
     message.zone = object.zone ?? "";
     message.serviceName = object.serviceName ?? "";
+    message.specVersion = (object.specVersion !== undefined && object.specVersion !== null)
+      ? BigInt(object.specVersion)
+      : 0n;
+    message.executor = object.executor ?? "";
+    message.startAfter = object.startAfter ?? undefined;
+    message.constraints = object.constraints?.map((e) => e) || [];
+    message.restartCount = object.restartCount ?? 0;
     return message;
   },
 };
@@ -2922,7 +4408,7 @@ export const SecretSpec_LabelsEntry: MessageFns<SecretSpec_LabelsEntry> = {
 };
 
 function createBaseSecret(): Secret {
-  return { id: "", meta: undefined, spec: undefined, digest: "", sizeBytes: 0 };
+  return { id: "", meta: undefined, spec: undefined, sizeBytes: 0, dataMac: "" };
 }
 
 export const Secret: MessageFns<Secret> = {
@@ -2936,11 +4422,11 @@ export const Secret: MessageFns<Secret> = {
     if (message.spec !== undefined) {
       SecretSpec.encode(message.spec, writer.uint32(26).fork()).join();
     }
-    if (message.digest !== "") {
-      writer.uint32(34).string(message.digest);
-    }
     if (message.sizeBytes !== 0) {
       writer.uint32(40).uint32(message.sizeBytes);
+    }
+    if (message.dataMac !== "") {
+      writer.uint32(50).string(message.dataMac);
     }
     return writer;
   },
@@ -2982,20 +4468,20 @@ export const Secret: MessageFns<Secret> = {
             message.spec = SecretSpec.decode(reader, reader.uint32());
             continue;
           }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.digest = reader.string();
-            continue;
-          }
           case 5: {
             if (tag !== 40) {
               break;
             }
 
             message.sizeBytes = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.dataMac = reader.string();
             continue;
           }
         }
@@ -3015,12 +4501,16 @@ export const Secret: MessageFns<Secret> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       meta: isSet(object.meta) ? Meta.fromJSON(object.meta) : undefined,
       spec: isSet(object.spec) ? SecretSpec.fromJSON(object.spec) : undefined,
-      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
       sizeBytes: isSet(object.sizeBytes)
         ? globalThis.Number(object.sizeBytes)
         : isSet(object.size_bytes)
         ? globalThis.Number(object.size_bytes)
         : 0,
+      dataMac: isSet(object.dataMac)
+        ? globalThis.String(object.dataMac)
+        : isSet(object.data_mac)
+        ? globalThis.String(object.data_mac)
+        : "",
     };
   },
 
@@ -3035,11 +4525,11 @@ export const Secret: MessageFns<Secret> = {
     if (message.spec !== undefined) {
       obj.spec = SecretSpec.toJSON(message.spec);
     }
-    if (message.digest !== "") {
-      obj.digest = message.digest;
-    }
     if (message.sizeBytes !== 0) {
       obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.dataMac !== "") {
+      obj.dataMac = message.dataMac;
     }
     return obj;
   },
@@ -3054,8 +4544,8 @@ export const Secret: MessageFns<Secret> = {
     message.spec = (object.spec !== undefined && object.spec !== null)
       ? SecretSpec.fromPartial(object.spec)
       : undefined;
-    message.digest = object.digest ?? "";
     message.sizeBytes = object.sizeBytes ?? 0;
+    message.dataMac = object.dataMac ?? "";
     return message;
   },
 };
@@ -4034,6 +5524,7 @@ function createBaseCluster(): Cluster {
     revocationList: undefined,
     unlockKey: "",
     removedRaftIds: [],
+    secretMacKey: Buffer.alloc(0),
   };
 }
 
@@ -4066,6 +5557,9 @@ export const Cluster: MessageFns<Cluster> = {
         writer.fixed64(v);
       }
       writer.join();
+    }
+    if (message.secretMacKey.length !== 0) {
+      writer.uint32(66).bytes(message.secretMacKey);
     }
     return writer;
   },
@@ -4149,6 +5643,14 @@ export const Cluster: MessageFns<Cluster> = {
 
             break;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.secretMacKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4186,6 +5688,11 @@ export const Cluster: MessageFns<Cluster> = {
         : globalThis.Array.isArray(object?.removed_raft_ids)
         ? object.removed_raft_ids.map((e: any) => BigInt(e))
         : [],
+      secretMacKey: isSet(object.secretMacKey)
+        ? Buffer.from(bytesFromBase64(object.secretMacKey))
+        : isSet(object.secret_mac_key)
+        ? Buffer.from(bytesFromBase64(object.secret_mac_key))
+        : Buffer.alloc(0),
     };
   },
 
@@ -4212,6 +5719,9 @@ export const Cluster: MessageFns<Cluster> = {
     if (message.removedRaftIds?.length) {
       obj.removedRaftIds = message.removedRaftIds.map((e) => e.toString());
     }
+    if (message.secretMacKey.length !== 0) {
+      obj.secretMacKey = base64FromBytes(message.secretMacKey);
+    }
     return obj;
   },
 
@@ -4233,6 +5743,7 @@ export const Cluster: MessageFns<Cluster> = {
       : undefined;
     message.unlockKey = object.unlockKey ?? "";
     message.removedRaftIds = object.removedRaftIds?.map((e) => BigInt(e)) || [];
+    message.secretMacKey = object.secretMacKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -4243,6 +5754,10 @@ function bytesFromBase64(b64: string): Uint8Array {
 
 function base64FromBytes(arr: Uint8Array): string {
   return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
