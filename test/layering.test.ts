@@ -15,6 +15,7 @@ export const LAYERS: Record<string, number> = {
   crypto: 0,
   ca: 1,
   storage: 1,
+  oci: 1,
   raft: 2,
   transport: 2,
   state: 3,

@@ -1,0 +1,142 @@
+// The worker's ImageProvider (common.md): make a task's root filesystem from an image manifest
+// digest. What the content store lacks (manifest, config, layers) is pulled from the registry the
+// image reference names, verified against its digest on the way in; the layers are then applied
+// in order into a fresh rootfs directory, and the image config is returned for the executor.
+import { mkdir, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+import { systemClock, type Clock } from "../../base/clock.js";
+import { ShoalError } from "../../base/errors.js";
+import { parseDigest } from "../../oci/digest.js";
+import { unpackLayerBlob, type UnpackOptions } from "../../oci/layer-unpack.js";
+import { hostPlatform, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parseImageConfig, parseManifestOrIndex, selectPlatform, type Descriptor, type ImageConfig, type ImageManifest, type Platform } from "../../oci/manifest.js";
+import { formatImageReference, parseImageReference, type ImageReference } from "../../oci/reference.js";
+import type { RegistryClient } from "../../oci/registry-client.js";
+import type { ContentStore } from "./content-store.js";
+
+export type { ImageConfig } from "../../oci/manifest.js";
+
+export interface RegistryImageProviderOptions {
+  store: ContentStore;
+  client: RegistryClient;
+  platform?: Platform;
+  unpack?: UnpackOptions;
+  /** Only for the timings in `lastTimings`. */
+  clock?: Clock;
+  /** Layers downloaded at once. */
+  maxParallelDownloads?: number;
+}
+
+/** Timings of the last prepareRootfs, for benchmarks and diagnostics. */
+export interface PrepareTimings {
+  pullMs: number;
+  unpackMs: number;
+  bytesPulled: number;
+}
+
+export class RegistryImageProvider {
+  private readonly platform: Platform;
+  lastTimings: PrepareTimings | undefined;
+
+  constructor(private readonly opts: RegistryImageProviderOptions) {
+    this.platform = opts.platform ?? hostPlatform();
+  }
+
+  async prepareRootfs(req: { image: string; digest: string; rootfsDir: string }): Promise<ImageConfig> {
+    const ref = parseImageReference(req.image);
+    const digest = parseDigest(req.digest);
+    const what = `image ${formatImageReference({ registry: ref.registry, repository: ref.repository, digest })}`;
+    const clock = this.opts.clock ?? systemClock;
+    const started = clock.nowMs();
+    let bytesPulled = 0;
+    const pull = async (blob: Descriptor): Promise<string> =>
+      this.opts.store.ensure(
+        blob.digest,
+        blob.size,
+        async () => {
+          bytesPulled += blob.size;
+          return this.opts.client.openBlob(ref, blob);
+        },
+        what,
+      );
+
+    const manifest = await withUnavailable(what, () => this.manifestOf(ref, digest, what));
+    const configBytes = await withUnavailable(what, async () => {
+      await pull(manifest.config);
+      return this.opts.store.readVerified(manifest.config.digest, MAX_CONFIG_BYTES, what);
+    });
+    const image = parseImageConfig(configBytes, `${what}: config`);
+    if (image.diffIds.length !== 0 && image.diffIds.length !== manifest.layers.length) {
+      throw new ShoalError("INVALID_ARGUMENT", `${what}: the config lists ${image.diffIds.length} layers, the manifest ${manifest.layers.length}`);
+    }
+    const layerPaths = await withUnavailable(what, () => inBatches(manifest.layers, this.opts.maxParallelDownloads ?? 3, pull));
+    const pulled = clock.nowMs();
+
+    await mkdir(dirname(req.rootfsDir), { recursive: true });
+    try {
+      await mkdir(req.rootfsDir, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new ShoalError("FAILED_PRECONDITION", `rootfs directory ${req.rootfsDir} already exists`);
+      throw err;
+    }
+    try {
+      for (const [i, layer] of manifest.layers.entries()) {
+        const diffId = image.diffIds[i];
+        await unpackLayerBlob(req.rootfsDir, layerPaths[i]!, { mediaType: layer.mediaType, digest: layer.digest, ...(diffId !== undefined ? { diffId } : {}) }, what, this.opts.unpack);
+      }
+    } catch (err) {
+      await rm(req.rootfsDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.lastTimings = { pullMs: pulled - started, unpackMs: clock.nowMs() - pulled, bytesPulled };
+    return image.config;
+  }
+
+  /** The manifest `digest` (from the store, else the registry); an index is narrowed to this platform. */
+  private async manifestOf(ref: ImageReference, digest: string, what: string, depth = 0): Promise<ImageManifest> {
+    let bytes: Buffer;
+    let contentType: string | undefined;
+    if (await this.opts.store.has(digest)) {
+      bytes = await this.opts.store.readVerified(digest, MAX_MANIFEST_BYTES, what);
+    } else {
+      const fetched = await this.opts.client.fetchManifest(ref, digest); // verified against `digest`
+      bytes = fetched.bytes;
+      contentType = fetched.contentType;
+      await this.opts.store.ensure(digest, bytes.length, async () => oneChunk(bytes), what);
+    }
+    const doc = parseManifestOrIndex(bytes, contentType, `${what}: manifest`);
+    if (doc.kind === "manifest") return doc;
+    if (depth > 0) throw new ShoalError("INVALID_ARGUMENT", `${what}: an index points to another index`);
+    return this.manifestOf(ref, selectPlatform(doc, this.platform, what).digest, what, depth + 1);
+  }
+}
+
+async function* oneChunk(bytes: Buffer): AsyncGenerator<Buffer> {
+  yield bytes;
+}
+
+/** Network failures in the middle of a body arrive as plain errors: they mean the registry went away. */
+async function withUnavailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ShoalError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ECONNRESET" || code === "EPIPE" || (err as Error).message === "aborted") {
+      throw new ShoalError("REGISTRY_UNAVAILABLE", `${what}: the registry connection broke during a download (${code ?? "aborted"})`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function inBatches<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, width), items.length) }, worker));
+  return out;
+}

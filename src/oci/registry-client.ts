@@ -1,0 +1,197 @@
+// The OCI distribution client: `GET /v2/`, manifests by tag or digest, blobs, with anonymous,
+// Basic or Bearer auth, redirects for blobs, and every status mapped to a stable error code whose
+// message names the image and the registry (never a credential).
+import type { Readable } from "node:stream";
+import { ShoalError } from "../base/errors.js";
+import { basicAuthorization, fetchBearerToken, parseChallenge, type RegistryCredentials } from "./auth.js";
+import { checkDigest, sha256Digest } from "./digest.js";
+import { discardBody, isLoopbackHost, readBody, sendRequest, type HttpResponse } from "./http.js";
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, type Descriptor } from "./manifest.js";
+import { formatImageReference, type ImageReference } from "./reference.js";
+
+/** How to reach one registry: its CA (then HTTPS even on loopback) and its credentials. */
+export interface RegistryAccess {
+  ca?: string | Buffer;
+  credentials?: RegistryCredentials;
+}
+
+export interface RegistryClientOptions {
+  /** Per registry (`host[:port]`); nothing = anonymous, HTTPS unless the host is loopback. */
+  access?: (registry: string) => RegistryAccess | undefined;
+  /** A request fails when the registry is silent this long. */
+  idleTimeoutMs?: number;
+}
+
+export interface FetchedManifest {
+  bytes: Buffer;
+  /** sha256 of `bytes`: checked against the digest asked for, or the registry's Docker-Content-Digest. */
+  digest: string;
+  contentType: string | undefined;
+}
+
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+const MAX_REDIRECTS = 5;
+const MAX_ERROR_BODY_BYTES = 16 * 1024;
+
+export class RegistryClient {
+  private readonly idleTimeoutMs: number;
+  /** Authorization header per `registry/repository`, learned from the last challenge. */
+  private readonly authorizations = new Map<string, string>();
+
+  constructor(private readonly options: RegistryClientOptions = {}) {
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  }
+
+  /** `GET /v2/`: resolves when the registry answers and accepts us. */
+  async ping(registry: string): Promise<void> {
+    const res = await this.send(registry, undefined, "/v2/", "GET", {});
+    discardBody(res);
+    if (res.status !== 200) throw await this.statusError(res, `registry ${registry}`, registry);
+  }
+
+  /** The manifest or index `reference` (a tag or a digest) of `image`, its bytes verified. */
+  async fetchManifest(image: ImageReference, reference: string): Promise<FetchedManifest> {
+    const what = `image ${formatImageReference(image)}`;
+    const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/manifests/${encodeURIComponent(reference)}`, "GET", {
+      accept: MANIFEST_ACCEPT,
+    });
+    if (res.status !== 200) {
+      throw await this.statusError(res, `${what}: manifest '${reference}'`, image.registry, `registry ${image.registry} has no manifest '${reference}' in repository ${image.repository}`);
+    }
+    const bytes = await readBody(res, MAX_MANIFEST_BYTES, `${what}: the manifest`);
+    const digest = sha256Digest(bytes);
+    if (reference.startsWith("sha256:")) checkDigest(reference, digest, `${what}: manifest from registry ${image.registry}`);
+    const announced = header(res, "docker-content-digest");
+    if (announced !== undefined && announced.startsWith("sha256:")) checkDigest(announced, digest, `${what}: manifest from registry ${image.registry} (its Docker-Content-Digest)`);
+    return { bytes, digest, contentType: header(res, "content-type") };
+  }
+
+  /**
+   * A stream of the blob's bytes. The caller verifies them (the content store hashes as it
+   * writes); the stream ends early with DIGEST_MISMATCH when more bytes arrive than `blob.size`.
+   */
+  async openBlob(image: ImageReference, blob: Descriptor): Promise<Readable> {
+    const what = `image ${formatImageReference(image)}: blob ${blob.digest}`;
+    const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/blobs/${blob.digest}`, "GET", {}, true);
+    if (res.status !== 200) {
+      throw await this.statusError(res, what, image.registry, `registry ${image.registry} has no blob ${blob.digest} in repository ${image.repository}`);
+    }
+    const declared = Number(res.headers["content-length"] ?? NaN);
+    if (Number.isFinite(declared) && declared !== blob.size) {
+      res.body.destroy();
+      throw new ShoalError("DIGEST_MISMATCH", `${what}: registry ${image.registry} announced ${declared} bytes, the manifest says ${blob.size}`);
+    }
+    return res.body;
+  }
+
+  private accessOf(registry: string): RegistryAccess {
+    return this.options.access?.(registry) ?? {};
+  }
+
+  private baseUrl(registry: string): URL {
+    const access = this.accessOf(registry);
+    const hostname = registry.replace(/:\d+$/, "");
+    // A loopback registry without a CA speaks plain HTTP (as the test registry does); anything
+    // else is HTTPS, and http.ts refuses plain HTTP to a non-loopback host however we got there.
+    const scheme = access.ca === undefined && isLoopbackHost(hostname) ? "http" : "https";
+    return new URL(`${scheme}://${registry}`);
+  }
+
+  /**
+   * One request with auth: try with what we learned last time; on a 401, answer its challenge
+   * once and retry. `followRedirects` is for blobs, which registries may serve from elsewhere; the
+   * Authorization header is not sent to another origin.
+   */
+  private async send(registry: string, repository: string | undefined, path: string, method: "GET" | "HEAD", headers: Record<string, string>, followRedirects = false): Promise<HttpResponse> {
+    const access = this.accessOf(registry);
+    const peer = `registry ${registry}`;
+    const authKey = `${registry}/${repository ?? ""}`;
+    let authorization = this.authorizations.get(authKey);
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.sendFollowing(new URL(path, this.baseUrl(registry)), method, headers, authorization, access, peer, followRedirects);
+      if (res.status !== 401) return res;
+      discardBody(res);
+      const challenge = parseChallenge(header(res, "www-authenticate"));
+      if (attempt > 0 || challenge === undefined) {
+        throw new ShoalError(
+          "UNAUTHENTICATED",
+          access.credentials === undefined
+            ? `${peer} requires a login for ${repository !== undefined ? `repository ${repository}` : "access"} (shoal registry login ${registry})`
+            : `${peer} refused the credentials of user '${access.credentials.username}' for ${repository !== undefined ? `repository ${repository}` : "access"}`,
+        );
+      }
+      if (challenge.scheme === "basic") {
+        if (access.credentials === undefined) throw new ShoalError("UNAUTHENTICATED", `${peer} requires a login (shoal registry login ${registry})`);
+        authorization = basicAuthorization(access.credentials);
+      } else {
+        authorization = await fetchBearerToken({
+          challenge,
+          defaultScope: repository !== undefined ? `repository:${repository}:pull` : "",
+          idleTimeoutMs: this.idleTimeoutMs,
+          peer,
+          ...(access.credentials !== undefined ? { credentials: access.credentials } : {}),
+          ...(access.ca !== undefined ? { ca: access.ca } : {}),
+        });
+      }
+      this.authorizations.set(authKey, authorization);
+    }
+  }
+
+  private async sendFollowing(
+    first: URL,
+    method: "GET" | "HEAD",
+    headers: Record<string, string>,
+    authorization: string | undefined,
+    access: RegistryAccess,
+    peer: string,
+    followRedirects: boolean,
+  ): Promise<HttpResponse> {
+    let url = first;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = url.origin === first.origin;
+      const res = await sendRequest({
+        method,
+        url,
+        headers: { ...headers, ...(authorization !== undefined && sameOrigin ? { authorization } : {}) },
+        idleTimeoutMs: this.idleTimeoutMs,
+        peer,
+        ...(access.ca !== undefined ? { ca: access.ca } : {}),
+      });
+      const location = header(res, "location");
+      if (!followRedirects || ![301, 302, 303, 307, 308].includes(res.status) || location === undefined) return res;
+      discardBody(res);
+      if (hop >= MAX_REDIRECTS) throw new ShoalError("REGISTRY_UNAVAILABLE", `${peer} redirected more than ${MAX_REDIRECTS} times`);
+      url = new URL(location, url);
+    }
+  }
+
+  /** The error for a non-success status; `notFound` is the sentence for a 404. */
+  private async statusError(res: HttpResponse, what: string, registry: string, notFound?: string): Promise<ShoalError> {
+    const detail = await registryErrorDetail(res);
+    const suffix = detail !== "" ? ` (${detail})` : "";
+    if (res.status === 404) return new ShoalError("IMAGE_NOT_FOUND", `${what}: ${notFound ?? `not found at registry ${registry}`}${suffix}`);
+    if (res.status === 403) return new ShoalError("UNAUTHENTICATED", `${what}: registry ${registry} denied access${suffix}`);
+    if (res.status === 401) return new ShoalError("UNAUTHENTICATED", `${what}: registry ${registry} requires a login${suffix}`);
+    if (res.status === 429 || res.status >= 500) return new ShoalError("REGISTRY_UNAVAILABLE", `${what}: registry ${registry} answered HTTP ${res.status}${suffix}`);
+    return new ShoalError("REGISTRY_UNAVAILABLE", `${what}: registry ${registry} answered HTTP ${res.status} unexpectedly${suffix}`);
+  }
+}
+
+function header(res: HttpResponse, name: string): string | undefined {
+  const value = res.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** `errors[0].code` of a registry's JSON error body, if any (bounded, best effort). */
+async function registryErrorDetail(res: HttpResponse): Promise<string> {
+  if (res.body.readableEnded || res.body.destroyed) return "";
+  try {
+    const body = await readBody(res, MAX_ERROR_BODY_BYTES, "an error body");
+    const doc = JSON.parse(body.toString("utf8")) as { errors?: Array<{ code?: unknown }> };
+    const code = doc.errors?.[0]?.code;
+    return typeof code === "string" && /^[A-Z_]{1,64}$/.test(code) ? code : "";
+  } catch {
+    res.body.destroy();
+    return "";
+  }
+}
