@@ -4,8 +4,9 @@
 // signs ES256 JWTs the registry verifies against the server's certificate.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createPrivateKey, randomBytes, sign, X509Certificate } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
+import https from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +30,8 @@ export interface StartRegistryOptions {
   token?: TokenServer;
   /** Fixed port (a restart on the same address); default: a free one. */
   port?: number;
+  /** Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (its PEM is `caPem`). */
+  tls?: boolean;
 }
 
 export interface LocalRegistry {
@@ -36,6 +39,8 @@ export interface LocalRegistry {
   readonly host: string;
   readonly dataDir: string;
   readonly port: number;
+  /** With `tls`: the certificate to trust (it is its own CA). */
+  readonly caPem?: string;
   /** SIGTERM, wait for exit; removes its temp files, and its data dir (when it made it) unless `keepData`. */
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
@@ -55,6 +60,14 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
     const t = opts.token;
     lines.push(`auth: { token: { realm: ${JSON.stringify(t.realm)}, service: ${JSON.stringify(t.service)}, issuer: ${JSON.stringify(t.issuer)}, rootcertbundle: ${JSON.stringify(t.certPath)} } }`);
   }
+  let caPem: string | undefined;
+  if (opts.tls === true) {
+    const keyPath = join(workDir, "tls.key");
+    const certPath = join(workDir, "tls.crt");
+    await execFileAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]);
+    caPem = await readFile(certPath, "utf8");
+    lines[3] = `http: { addr: 127.0.0.1:${port}, tls: { certificate: ${JSON.stringify(certPath)}, key: ${JSON.stringify(keyPath)} } }`;
+  }
   const configPath = join(workDir, "config.yml");
   await writeFile(configPath, lines.join("\n") + "\n");
   const child = spawn(findExecutable("docker-registry") ?? "docker-registry", ["serve", configPath], { stdio: ["ignore", "ignore", "pipe"] });
@@ -63,7 +76,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const host = `127.0.0.1:${port}`;
   try {
-    await waitForV2(host, child, () => stderr);
+    await waitForV2(host, opts.tls === true, child, () => stderr);
   } catch (err) {
     child.kill("SIGKILL");
     await exited;
@@ -76,6 +89,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
     host,
     dataDir,
     port,
+    ...(caPem !== undefined ? { caPem } : {}),
     async stop(stopOpts = {}) {
       if (!stopped) {
         stopped = true;
@@ -90,12 +104,13 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
   };
 }
 
-async function waitForV2(host: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitForV2(host: string, tls: boolean, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
     const status = await new Promise<number>((resolve) => {
-      const req = http.get(`http://${host}/v2/`, (res) => {
+      // Readiness only: the certificate is checked by the clients under test, not here.
+      const req = (tls ? https : http).get(`${tls ? "https" : "http"}://${host}/v2/`, { rejectUnauthorized: false }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });
@@ -147,7 +162,6 @@ export async function startTokenServer(opts: StartTokenServerOptions): Promise<T
   const keyPath = join(workDir, "token.key");
   const certPath = join(workDir, "token.crt");
   await execFileAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", keyPath, "-out", certPath, "-days", "2", "-subj", "/CN=shoal-test-token-issuer"]);
-  const { readFile } = await import("node:fs/promises");
   const key = createPrivateKey(await readFile(keyPath));
   const certDer = new X509Certificate(await readFile(certPath)).raw;
   const service = "shoal-test-registry";

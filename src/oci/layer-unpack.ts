@@ -60,10 +60,10 @@ async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
 
 /**
  * The host path of `components` under `root`, following symlinks found on the way as if `root`
- * were `/`. The last component is followed only with `followLast`. Missing parents are created
- * when `createParents`, else the result may not exist.
+ * were `/`. As `directory`, every component must be (or is made) a directory; otherwise the last
+ * component is neither followed nor created, and a missing parent means the path does not exist.
  */
-async function resolveInRoot(root: string, components: string[], opts: { createParents: boolean; followLast: boolean }, what: string, entryPath: string): Promise<string> {
+async function resolveInRoot(root: string, components: string[], opts: { directory: boolean }, what: string, entryPath: string): Promise<string> {
   let resolved: string[] = [];
   let todo = [...components];
   let hops = 0;
@@ -74,10 +74,10 @@ async function resolveInRoot(root: string, components: string[], opts: { createP
       resolved.pop(); // at the root, `..` is the root
       continue;
     }
-    const isLast = todo.length === 0;
+    const isLast = todo.length === 0 && !opts.directory;
     const hostPath = join(root, ...resolved, component);
     const st = await lstatOrUndefined(hostPath);
-    if (st?.isSymbolicLink() && (!isLast || opts.followLast)) {
+    if (st?.isSymbolicLink() && !isLast) {
       if (++hops > MAX_SYMLINK_HOPS) throw refuse(what, entryPath, `goes through more than ${MAX_SYMLINK_HOPS} symlinks`);
       const target = await readlink(hostPath);
       if (target.startsWith("/")) resolved = [];
@@ -86,7 +86,7 @@ async function resolveInRoot(root: string, components: string[], opts: { createP
     }
     if (!isLast) {
       if (st === undefined) {
-        if (!opts.createParents) return join(root, ...resolved, component, ...todo);
+        if (!opts.directory) return join(root, ...resolved, component, ...todo);
         await mkdir(hostPath, { mode: 0o755 });
       } else if (!st.isDirectory()) {
         throw refuse(what, entryPath, `needs '${[...resolved, component].join("/")}' to be a directory, and a lower layer made it something else`);
@@ -106,7 +106,7 @@ export async function applyTarLayer(rootfs: string, tar: AsyncIterable<Buffer>, 
     const components = entryComponents(entry.path, what);
     if (components.length === 0) continue; // the archive's "./": the rootfs itself stays as made
     const name = components[components.length - 1]!;
-    const parent = await resolveInRoot(rootfs, components.slice(0, -1), { createParents: true, followLast: true }, what, entry.path);
+    const parent = await resolveInRoot(rootfs, components.slice(0, -1), { directory: true }, what, entry.path);
     if (name === OPAQUE_WHITEOUT) {
       for (const child of await readdir(parent)) {
         const childPath = join(parent, child);
@@ -157,7 +157,7 @@ async function writeEntry(rootfs: string, target: string, entry: TarEntry, body:
       await symlink(entry.linkTarget, target);
       break;
     case "hardlink": {
-      const source = await resolveInRoot(rootfs, entryComponents(entry.linkTarget, what), { createParents: false, followLast: false }, what, entry.path);
+      const source = await resolveInRoot(rootfs, entryComponents(entry.linkTarget, what), { directory: false }, what, entry.path);
       const st = await lstatOrUndefined(source);
       if (st === undefined) throw refuse(what, entry.path, `is a hard link to '${entry.linkTarget.slice(0, 200)}', which does not exist in the rootfs`);
       if (st.isDirectory()) throw refuse(what, entry.path, "is a hard link to a directory");

@@ -56,7 +56,7 @@ export class RegistryClient {
       accept: MANIFEST_ACCEPT,
     });
     if (res.status !== 200) {
-      throw await this.statusError(res, `${what}: manifest '${reference}'`, image.registry, `registry ${image.registry} has no manifest '${reference}' in repository ${image.repository}`);
+      throw await this.statusError(res, `${what} (manifest '${reference}')`, image.registry, `${what}: registry ${image.registry} has no manifest '${reference}' in repository ${image.repository}`);
     }
     const bytes = await readBody(res, MAX_MANIFEST_BYTES, `${what}: the manifest`);
     const digest = sha256Digest(bytes);
@@ -74,7 +74,7 @@ export class RegistryClient {
     const what = `image ${formatImageReference(image)}: blob ${blob.digest}`;
     const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/blobs/${blob.digest}`, "GET", {}, true);
     if (res.status !== 200) {
-      throw await this.statusError(res, what, image.registry, `registry ${image.registry} has no blob ${blob.digest} in repository ${image.repository}`);
+      throw await this.statusError(res, what, image.registry, `${what}: registry ${image.registry} has no such blob in repository ${image.repository}`);
     }
     const declared = Number(res.headers["content-length"] ?? NaN);
     if (Number.isFinite(declared) && declared !== blob.size) {
@@ -165,14 +165,16 @@ export class RegistryClient {
     }
   }
 
-  /** The error for a non-success status; `notFound` is the sentence for a 404. */
+  /** The error for a non-success status; `notFound` is the whole sentence for a 404. */
   private async statusError(res: HttpResponse, what: string, registry: string, notFound?: string): Promise<ShoalError> {
     const detail = await registryErrorDetail(res);
-    const suffix = detail !== "" ? ` (${detail})` : "";
-    if (res.status === 404) return new ShoalError("IMAGE_NOT_FOUND", `${what}: ${notFound ?? `not found at registry ${registry}`}${suffix}`);
+    let suffix = detail !== "" ? ` (${detail})` : "";
+    if (res.status === 404) return new ShoalError("IMAGE_NOT_FOUND", `${notFound ?? `${what}: not found at registry ${registry}`}${suffix}`);
     if (res.status === 403) return new ShoalError("UNAUTHENTICATED", `${what}: registry ${registry} denied access${suffix}`);
     if (res.status === 401) return new ShoalError("UNAUTHENTICATED", `${what}: registry ${registry} requires a login${suffix}`);
     if (res.status === 429 || res.status >= 500) return new ShoalError("REGISTRY_UNAVAILABLE", `${what}: registry ${registry} answered HTTP ${res.status}${suffix}`);
+    // A TLS port asked in plain HTTP answers 400: the registry is on loopback but serves HTTPS.
+    if (res.status === 400 && this.baseUrl(registry).protocol === "http:") suffix += "; if it serves HTTPS, give its CA file";
     return new ShoalError("REGISTRY_UNAVAILABLE", `${what}: registry ${registry} answered HTTP ${res.status} unexpectedly${suffix}`);
   }
 }
