@@ -124,7 +124,16 @@ test("a header with a wrong checksum or an archive cut short is refused", async 
   const bad = Buffer.from(tar);
   bad[0] = "b".charCodeAt(0);
   await assert.rejects(applyTarLayer(rootfs, chunksOf(bad), "layer", { asRoot: false }), (err: unknown) => isShoalError(err, "INVALID_ARGUMENT") && /checksum/.test((err as Error).message));
-  await assert.rejects(applyTarLayer(rootfs, chunksOf(tar.subarray(0, 600)), "layer", { asRoot: false }), (err: unknown) => isShoalError(err, "INVALID_ARGUMENT") && /ends/.test((err as Error).message));
+  const big = buildTar([{ path: "big", content: Buffer.alloc(2000, 7) }]);
+  await assert.rejects(applyTarLayer(rootfs, chunksOf(big.subarray(0, 1500)), "layer", { asRoot: false }), (err: unknown) => isShoalError(err, "INVALID_ARGUMENT") && /ends inside an entry's data/.test((err as Error).message));
+  await assert.rejects(applyTarLayer(rootfs, chunksOf(big.subarray(0, 300)), "layer", { asRoot: false }), (err: unknown) => isShoalError(err, "INVALID_ARGUMENT") && /middle of a block/.test((err as Error).message));
+});
+
+test("a layer that ends right after its last entry's data (no padding, no end blocks, as umoci 0.4.7 writes) is complete", async (t) => {
+  const { rootfs } = await scratch(t);
+  const tar = buildTar([{ path: "a", content: "first" }, { path: "b", content: "hello" }]);
+  await applyTarLayer(rootfs, chunksOf(tar.subarray(0, 512 * 3 + 5)), "layer", { asRoot: false });
+  assert.equal(readFileSync(join(rootfs, "b"), "utf8"), "hello");
 });
 
 test("a gzip layer blob is unpacked and its uncompressed bytes are checked against the diff_id", async (t) => {

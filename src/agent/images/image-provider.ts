@@ -128,15 +128,26 @@ async function withUnavailable<T>(what: string, fn: () => Promise<T>): Promise<T
   }
 }
 
+/**
+ * `fn` over `items`, `width` at a time. After a failure nothing new starts, and the call returns
+ * (with the first error) only once the running ones have settled, so no download is still
+ * writing a temp file when the caller reports the failure.
+ */
 async function inBatches<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
+  let failure: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const i = next++;
-      out[i] = await fn(items[i]!);
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failure ??= { err };
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(Math.max(1, width), items.length) }, worker));
+  if (failure !== undefined) throw failure.err;
   return out;
 }
