@@ -17,7 +17,7 @@ import { RegistryImageProvider } from "../../src/agent/images/image-provider.js"
 import { parseManifestOrIndex } from "../../src/oci/manifest.js";
 import { parseImageReference } from "../../src/oci/reference.js";
 import { RegistryClient } from "../../src/oci/registry-client.js";
-import { ensureContainerTools } from "../../scripts/lib/container-tools.js";
+import { ensureContainerTools, findExecutable } from "../../scripts/lib/container-tools.js";
 import { startRegistry, type LocalRegistry } from "../../scripts/lib/registry.js";
 import { buildTestImage, type TestImage } from "../../scripts/lib/test-image.js";
 
@@ -93,6 +93,32 @@ test("prepareRootfs gives a rootfs with a working bin/busybox, whiteouts and opa
   }
   assert.deepEqual(await store.ingesting(), []);
   await assert.rejects(images.prepareRootfs({ image: layered.reference, digest: layered.digest, rootfsDir }), rejectsWith("FAILED_PRECONDITION", /already exists/));
+});
+
+test("the prepared rootfs runs as a runc container (the image's bytes and symlinks are what the runtime needs)", async () => {
+  const { images, dir } = await provider("runc");
+  const bundle = join(dir, "bundle");
+  const rootfsDir = join(bundle, "rootfs");
+  const config = await images.prepareRootfs({ image: layered.reference, digest: layered.digest, rootfsDir });
+  execFileSync(findExecutable("runc")!, ["spec", "-b", bundle]);
+  const spec = JSON.parse(await readFile(join(bundle, "config.json"), "utf8")) as { process: { terminal: boolean; args: string[]; cwd: string; env: string[] }; root: { path: string; readonly: boolean } };
+  spec.process.terminal = false;
+  spec.process.args = config.cmd;
+  spec.process.cwd = config.workingDir;
+  spec.process.env = config.env;
+  spec.root = { path: rootfsDir, readonly: true };
+  await writeFile(join(bundle, "config.json"), JSON.stringify(spec));
+  const id = `shoal-oci-test-${process.pid}`;
+  try {
+    const out = execFileSync(findExecutable("runc")!, ["run", "-b", bundle, id], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
+    assert.equal(out, "kept", "the container ran the image's cmd and read a file of an upper layer");
+  } finally {
+    try {
+      execFileSync(findExecutable("runc")!, ["delete", "-f", id], { stdio: "ignore" });
+    } catch {
+      // already gone
+    }
+  }
 });
 
 async function namesUnder(root: string): Promise<string[]> {

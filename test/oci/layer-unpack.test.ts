@@ -118,6 +118,21 @@ test("a device node is refused when the agent is not root", async (t) => {
   assert.equal(existsSync(join(rootfs, "dev/kmem")), false);
 });
 
+test("as root, device nodes and fifos are made with their numbers, and ownership is applied", { skip: process.getuid?.() !== 0 ? "needs root (the non-root refusal is tested above)" : false }, async (t) => {
+  const { rootfs } = await scratch(t);
+  await apply(rootfs, [
+    { path: "dev/null", type: "char", mode: 0o666 },
+    { path: "run/pipe", type: "fifo", mode: 0o600 },
+    { path: "home/owned", content: "x", uid: 1234, gid: 4321 },
+  ], true);
+  const dev = statSync(join(rootfs, "dev/null"));
+  assert.ok(dev.isCharacterDevice());
+  assert.equal(dev.rdev, (1 << 8) | 3, "major 1, minor 3 as the tar writer sets");
+  assert.ok(lstatSync(join(rootfs, "run/pipe")).isFIFO());
+  const owned = statSync(join(rootfs, "home/owned"));
+  assert.deepEqual([owned.uid, owned.gid], [1234, 4321]);
+});
+
 test("a header with a wrong checksum or an archive cut short is refused", async (t) => {
   const { rootfs } = await scratch(t);
   const tar = buildTar([{ path: "a", content: "hello" }]);

@@ -10,8 +10,8 @@ import { parseDigest } from "../../oci/digest.js";
 import { unpackLayerBlob, type UnpackOptions } from "../../oci/layer-unpack.js";
 import { hostPlatform, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parseImageConfig, parseManifestOrIndex, selectPlatform, type Descriptor, type ImageConfig, type ImageManifest, type Platform } from "../../oci/manifest.js";
 import { formatImageReference, parseImageReference, type ImageReference } from "../../oci/reference.js";
-import type { RegistryClient } from "../../oci/registry-client.js";
-import type { ContentStore } from "./content-store.js";
+import { RegistryClient, type RegistryClientOptions } from "../../oci/registry-client.js";
+import { ContentStore } from "./content-store.js";
 
 export type { ImageConfig } from "../../oci/manifest.js";
 
@@ -36,6 +36,13 @@ export interface PrepareTimings {
 export class RegistryImageProvider {
   private readonly platform: Platform;
   lastTimings: PrepareTimings | undefined;
+
+  /** The agent's wiring: a content store in `contentDir` (DIR/content), opened, and a client. */
+  static async open(opts: { contentDir: string } & RegistryClientOptions & Omit<RegistryImageProviderOptions, "store" | "client">): Promise<RegistryImageProvider> {
+    const store = new ContentStore(opts.contentDir);
+    await store.open();
+    return new RegistryImageProvider({ ...opts, store, client: new RegistryClient(opts) });
+  }
 
   constructor(private readonly opts: RegistryImageProviderOptions) {
     this.platform = opts.platform ?? hostPlatform();
