@@ -55,11 +55,16 @@ export function sendRequest(req: HttpRequest): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const options: https.RequestOptions = { method: req.method, headers: req.headers };
     if (req.ca !== undefined) options.ca = req.ca;
+    let response: IncomingMessage | undefined;
     const outgoing = transport.request(req.url, options, (res) => {
-      res.setTimeout(req.idleTimeoutMs, () => res.destroy(unavailable(req, `stopped sending for ${req.idleTimeoutMs} ms`)));
+      response = res;
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
     });
-    outgoing.setTimeout(req.idleTimeoutMs, () => outgoing.destroy(unavailable(req, `did not answer within ${req.idleTimeoutMs} ms`)));
+    // One socket idle timer covers connect, waiting for headers, and every gap in the body.
+    outgoing.setTimeout(req.idleTimeoutMs, () => {
+      if (response === undefined) outgoing.destroy(unavailable(req, `did not answer within ${req.idleTimeoutMs} ms`));
+      else if (!response.complete) response.destroy(unavailable(req, `stopped sending for ${req.idleTimeoutMs} ms`));
+    });
     outgoing.on("error", (err: NodeJS.ErrnoException) => reject(err instanceof ShoalError ? err : unavailable(req, describeNetworkError(err))));
     outgoing.end();
   });

@@ -1,7 +1,8 @@
 // Blob redirects and size limits, against small in-process HTTP servers that behave as the
 // distribution spec allows but the Debian registry does not do by default: a blob GET answered
 // with 307 to storage elsewhere must not carry the registry's credentials there, nor go over plain
-// HTTP off this machine; a blob that is longer than its descriptor stops the download.
+// HTTP off this machine; a blob that is longer than its descriptor stops the download; a registry
+// that goes silent (before answering, or in the middle of a body) is REGISTRY_UNAVAILABLE.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -91,4 +92,30 @@ test("a blob longer than its descriptor stops the download with DIGEST_MISMATCH 
   const lying = await serve((_req, res) => res.writeHead(200, { "content-length": BLOB.length + 1 }).end(Buffer.concat([BLOB, Buffer.from("x")])));
   t.after(lying.close);
   await assert.rejects(client.openBlob(parseImageReference(`127.0.0.1:${lying.port}/app:1`), DESCRIPTOR), (err: unknown) => isShoalError(err, "DIGEST_MISMATCH") && /announced/.test((err as Error).message));
+});
+
+test("a registry that stays silent before answering or in the middle of a blob is REGISTRY_UNAVAILABLE", async (t) => {
+  const silent = await serve(() => {
+    // never answers
+  });
+  t.after(silent.close);
+  const client = new RegistryClient({ idleTimeoutMs: 300 });
+  await assert.rejects(client.ping(`127.0.0.1:${silent.port}`), (err: unknown) => isShoalError(err, "REGISTRY_UNAVAILABLE") && /did not answer within 300 ms/.test((err as Error).message));
+
+  const stalling = await serve((_req, res) => {
+    res.writeHead(200, { "content-length": BLOB.length });
+    res.write(BLOB.subarray(0, 5)); // and then nothing
+  });
+  t.after(stalling.close);
+  const dir = await mkdtemp(join(tmpdir(), "shoal-stall-test-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new ContentStore(join(dir, "content"));
+  await store.open();
+  const ref = parseImageReference(`127.0.0.1:${stalling.port}/app:1`);
+  await assert.rejects(
+    store.ensure(DESCRIPTOR.digest, DESCRIPTOR.size, () => client.openBlob(ref, DESCRIPTOR), "image x"),
+    (err: unknown) => isShoalError(err, "REGISTRY_UNAVAILABLE") && /stopped sending for 300 ms/.test((err as Error).message),
+  );
+  assert.deepEqual(await store.ingesting(), []);
+  assert.equal(await store.has(DESCRIPTOR.digest), false);
 });
