@@ -61,7 +61,7 @@ async function install(log: (line: string) => void): Promise<void> {
   if (process.getuid?.() !== 0) {
     throw new Error(`missing container tools: ${missing.join(", ")} (packages ${packages.join(", ")}); install them as root with: ${command}`);
   }
-  log(`# installing container tools (missing: ${missing.join(", ")}): ${command}`);
+  log(`# installing container tools (missing: ${missing.join(", ")}): apt-get update && apt-get install -y --no-install-recommends ${Object.values(CONTAINER_TOOLS).join(" ")}`);
   // flock(1) serialises installers across processes; inside, re-check: another one may have finished.
   const script = [
     `missing=0; for t in ${Object.keys(CONTAINER_TOOLS).join(" ")}; do command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || missing=1; done`,
