@@ -320,6 +320,8 @@ export interface ServiceInspectView {
   /** What `service rollback` returns to (null: never updated). */
   previousSpec: ServiceSpecView | null;
   specVersion: number;
+  /** The manifest digests the leader resolved the image to, as the tasks meant to run carry them. */
+  taskImageDigests: string[];
   updateStatus: { state: string; message: string; startedAt: string; completedAt: string };
   pendingDelete: boolean;
   desiredTasks: number;
@@ -337,6 +339,9 @@ export function serviceInspectView(service: Service, tasks: readonly Task[]): Se
     spec: serviceSpecView(service.spec),
     previousSpec: service.previousSpec === undefined ? null : serviceSpecView(service.previousSpec),
     specVersion: Number(service.specVersion),
+    taskImageDigests: [
+      ...new Set(tasks.filter((t) => t.serviceId === service.id && t.desiredState === TaskState.TASK_STATE_RUNNING && t.spec?.imageDigest).map((t) => shown(t.spec!.imageDigest))),
+    ].sort(),
     updateStatus: { state: updateStateName(status?.state), message: shown(status?.message ?? ""), startedAt: iso(status?.startedAt), completedAt: iso(status?.completedAt) },
     pendingDelete: service.pendingDelete,
     desiredTasks: desired,

@@ -276,3 +276,12 @@ test("service update --replicas and scale refuse a global service; rollback send
   assert.equal(rb.code, 0, rb.stderr);
   assert.deepEqual(fake.callsTo("updateService"), [{ serviceId: id("glob"), serviceVersion: 3n, spec: undefined, rollback: true }]);
 });
+
+test("service create --help says overlay networks and published ports are out of scope", async () => {
+  fake.reset();
+  const r = await shoal(["service", "create", "--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout.replace(/\s+/g, " "), /Overlay networks and published ports are out of scope/);
+  assert.match(r.stdout, /--network <mode>/);
+  assert.deepEqual(fake.calls, []);
+});

@@ -34,14 +34,18 @@ function requireService(ctx: ServiceWriteContext, serviceId: string): Service {
  * ID; the image digest is refused because only the leader resolves it (so every node runs the
  * bytes the leader checked).
  */
-function operatorSpec(ctx: ServiceWriteContext, given: ServiceSpec | undefined): ServiceSpec {
+function operatorSpec(ctx: ServiceWriteContext, given: ServiceSpec | undefined, current?: ServiceSpec): ServiceSpec {
   if (given === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
   const spec = ServiceSpec.fromPartial(given);
   const container = spec.container;
   if (container === undefined) return spec;
-  if (container.imageDigest !== "") {
+  // A client that read the service and sends its spec back may carry what the managers stored;
+  // anything else is the operator trying to pick the bytes every node will run.
+  const stored = current?.container;
+  if (container.imageDigest !== "" && container.imageDigest !== stored?.imageDigest) {
     throw new ShoalError("INVALID_ARGUMENT", "image_digest is set by the managers when they resolve the image; give the digest in the image reference (NAME@sha256:...) instead");
   }
+  if (container.imageDigest !== "" && container.image !== stored?.image) container.imageDigest = "";
   for (const ref of container.secrets) {
     if (ref.secretId !== "" || ref.secretName === "") continue;
     const secret = ctx.store.findSecretByName(ref.secretName);
@@ -84,7 +88,7 @@ export async function updateService(ctx: ServiceWriteContext, req: UpdateService
     next.previousSpec = current.spec;
     next.updateStatus = { state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED, message: "manually requested rollback", startedAt: new Date(ctx.clock.nowMs()), completedAt: undefined };
   } else {
-    const spec = operatorSpec(ctx, req.spec);
+    const spec = operatorSpec(ctx, req.spec, current.spec);
     if (spec.mode !== current.spec?.mode) {
       throw new ShoalError("INVALID_ARGUMENT", `the mode of service ${name} cannot change; create a new service with the other mode`);
     }
