@@ -14,6 +14,7 @@ import {
   type UpdateConfig,
 } from "../proto/shoal/v1/objects.js";
 import { ALL_CAPABILITIES, normalizeCapability } from "../state/capabilities.js";
+import { isValidZone, parseConstraint } from "../state/constraints.js";
 import {
   MAX_MEMORY_LIMIT_BYTES,
   MAX_NANO_CPUS,
@@ -128,6 +129,17 @@ export function parseFailureRatio(text: string, flag: string): number {
   const ratio = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!(ratio >= 0 && ratio <= 1)) throw invalid(`${flag} "${text}" is not a fraction from 0 to 1, e.g. 0.2`);
   return ratio;
+}
+
+/** `--constraint EXPR`, checked with the server's own parser so the user hears of a typo at once. */
+export function parseConstraintFlag(text: string): string {
+  parseConstraint(text);
+  return text;
+}
+
+export function parseZone(text: string): string {
+  if (!isValidZone(text)) throw invalid(`--zone "${text}" is not a zone name: letters, digits, . _ - starting with a letter or digit, at most 63 characters`);
+  return text;
 }
 
 export function parseEnv(text: string, flag = "--env"): string {
@@ -271,7 +283,7 @@ export function parseWorkloadFlags(v: WorkloadFlagValues): WorkloadPatch {
     });
   const patch: WorkloadPatch = {
     replicas: map(v.replicas, parseReplicas),
-    zone: v.zone,
+    zone: map(v.zone, parseZone),
     container: withoutUndefined({
       image: v.image,
       dir: map(v.workdir, parseWorkdir),

@@ -187,6 +187,9 @@ test("service create: each bad value is exit 2 naming the flag, and the daemon i
     [["--env", "NOEQUALS"], /--env "NOEQUALS" is not NAME=VALUE/],
     [["--secret", "db,target=../../etc/passwd"], /plain file name/],
     [["--label", "=x"], /--label/],
+    [["--constraint", "node.colour==red"], /constraint "node.colour==red" is invalid: unknown attribute/],
+    [["--constraint", "engine.labels.disk"], /no == or != operator/],
+    [["--zone", "-a"], /--zone "-a" is not a zone name/],
   ];
   for (const [flags, pattern] of cases) {
     fake.reset();
@@ -254,7 +257,7 @@ test("service update: the same flags plus add/rm lists change only what they nam
   assert.equal(req.spec.updateConfig.failureAction, UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK);
 
   // Nothing named: a usage error before any call. A bad value: the same.
-  for (const [args, pattern] of [[["service", "update", "web"], /nothing to update/], [["service", "update", "web", "--limit-cpu", "lots"], /--limit-cpu/], [["service", "update", "web", "--mode", "global"], /unknown option '--mode'/]] as const) {
+  for (const [args, pattern] of [[["service", "update", "web"], /nothing to update/], [["service", "update", "web", "--limit-cpu", "lots"], /--limit-cpu/], [["service", "update", "web", "--constraint-add", "node.role==boss"], /node.role must be manager or worker/], [["service", "update", "web", "--mode", "global"], /unknown option '--mode'/]] as const) {
     fake.reset();
     const bad = await shoal([...args]);
     assert.equal(bad.code, 2, bad.stderr);

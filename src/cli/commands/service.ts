@@ -10,6 +10,7 @@ import { retryOnVersionConflict } from "../retry.js";
 import {
   addWorkloadOptions,
   applyWorkloadPatch,
+  parseConstraintFlag,
   parseEnv,
   parseMode,
   parseReplicas,
@@ -107,6 +108,7 @@ function registerCreate(service: Command, ctx: CommandContext): void {
       const env = opts.env.map((e) => parseEnv(e));
       const labels = parseLabels(opts.label);
       const secretFlags = opts.secret.map((text) => parseSecretFlag(text, "--secret"));
+      opts.constraint.forEach(parseConstraintFlag);
       const spec = ServiceSpec.fromPartial({ name: opts.name, labels, mode, replicas: 1, constraints: opts.constraint, zone: "", container: { env } });
       if (spec.mode === ServiceMode.SERVICE_MODE_GLOBAL) spec.replicas = 0;
       applyWorkloadPatch(spec, patch);
@@ -147,6 +149,7 @@ function registerUpdate(service: Command, ctx: CommandContext): void {
       const patch = parseWorkloadFlags(opts);
       const envAdd = opts.envAdd.map((e) => parseEnv(e, "--env-add"));
       const secretAdd = opts.secretAdd.map((text) => parseSecretFlag(text, "--secret-add"));
+      opts.constraintAdd.forEach(parseConstraintFlag);
       const changes =
         patch.count + command.length + opts.constraintAdd.length + opts.constraintRm.length + opts.secretAdd.length + opts.secretRm.length + envAdd.length + opts.envRm.length;
       if (changes === 0) throw new ShoalError("INVALID_ARGUMENT", "nothing to update: give a flag such as --replicas or --image, or a command after --");
