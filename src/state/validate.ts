@@ -238,9 +238,6 @@ export function validateServiceSpec(spec: ServiceSpec | undefined): string {
   if (spec.mode !== ServiceMode.SERVICE_MODE_REPLICATED && spec.mode !== ServiceMode.SERVICE_MODE_GLOBAL) {
     throw invalid("service mode must be replicated or global");
   }
-  if (spec.mode === ServiceMode.SERVICE_MODE_GLOBAL && spec.replicas !== 0) {
-    throw invalid("a global service runs one task per eligible node: replicas apply only to replicated services");
-  }
   if (spec.constraints.length > MAX_CONSTRAINTS) throw invalid(`service has more than ${MAX_CONSTRAINTS} constraints`);
   const zone = serviceZone(spec); // parses every constraint
   validateContainerSpec(spec.container, "service");

@@ -83,7 +83,7 @@ test("user, workdir, env, network, stop grace period, capabilities", () => {
 
 test("mode, restart policy, update and rollback config", () => {
   accepts({ mode: ServiceMode.SERVICE_MODE_GLOBAL, replicas: 0 });
-  refuses({ mode: ServiceMode.SERVICE_MODE_GLOBAL, replicas: 1 }, /replicas apply only/);
+  accepts({ mode: ServiceMode.SERVICE_MODE_GLOBAL, replicas: 1 }); // meaningless, refused by the control API only
   refuses({ mode: 2 as ServiceMode }, /mode/);
   accepts(restart({ condition: RestartCondition.RESTART_CONDITION_NONE, delayMs: MAX_WORKLOAD_DELAY_MS, maxAttempts: 1_000_000, windowMs: MAX_RESTART_WINDOW_MS }));
   refuses(restart({ condition: 3 as RestartCondition }), /restart condition/);

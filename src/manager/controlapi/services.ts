@@ -4,7 +4,7 @@
 // and the store checks them again (with the zone rule for attached secrets) on every write.
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
-import { Service, ServiceSpec, UpdateState } from "../../proto/shoal/v1/objects.js";
+import { Service, ServiceMode, ServiceSpec, UpdateState } from "../../proto/shoal/v1/objects.js";
 import type { CreateServiceRequest, UpdateServiceRequest } from "../../proto/shoal/v1/control.js";
 import type { ObjectStore, StoreTransaction } from "../../state/index.js";
 import type { Clock } from "../../base/clock.js";
@@ -37,6 +37,10 @@ function requireService(ctx: ServiceWriteContext, serviceId: string): Service {
 function operatorSpec(ctx: ServiceWriteContext, given: ServiceSpec | undefined, current?: ServiceSpec): ServiceSpec {
   if (given === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
   const spec = ServiceSpec.fromPartial(given);
+  // Meaningless rather than harmful, so the store lets the orchestrator ignore it; an operator hears of it.
+  if (spec.mode === ServiceMode.SERVICE_MODE_GLOBAL && spec.replicas !== 0) {
+    throw new ShoalError("INVALID_ARGUMENT", "a global service runs one task per eligible node: replicas apply only to replicated services");
+  }
   const container = spec.container;
   if (container === undefined) return spec;
   // A client that read the service and sends its spec back may carry what the managers stored;
