@@ -40,3 +40,29 @@ export function parseCertExpirySeconds(text: string): number {
   }
   return seconds;
 }
+
+const MS_PER_UNIT: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const GO_DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+
+/**
+ * Milliseconds in a workload duration as Docker writes them (Go's syntax): "5s", "1m30s", "500ms",
+ * "1.5h", or "0". Units ms, s, m, h; a sub-millisecond remainder is refused rather than rounded.
+ */
+export function parseDurationMs(text: string, flag: string): bigint {
+  const trimmed = text.trim();
+  const form = `use a number with a unit (ms, s, m, h), e.g. 500ms, 5s, 1m30s or 0`;
+  if (trimmed === "0") return 0n;
+  let totalMs = 0;
+  let at = 0;
+  GO_DURATION_PART.lastIndex = 0;
+  for (let m = GO_DURATION_PART.exec(trimmed); m !== null; m = GO_DURATION_PART.exec(trimmed)) {
+    totalMs += Number(m[1]) * MS_PER_UNIT[m[2]!]!;
+    at = GO_DURATION_PART.lastIndex;
+  }
+  if (trimmed.length === 0 || at !== trimmed.length) throw new ShoalError("INVALID_ARGUMENT", `${flag} "${text}" is not a duration: ${form}`);
+  if (!Number.isSafeInteger(Math.round(totalMs)) || totalMs > MAX_DURATION_SECONDS * 1000) {
+    throw new ShoalError("INVALID_ARGUMENT", `${flag} "${text}" is too long: use at most 100 years`);
+  }
+  if (Math.abs(totalMs - Math.round(totalMs)) > 1e-6) throw new ShoalError("INVALID_ARGUMENT", `${flag} "${text}" is not a whole number of milliseconds`);
+  return BigInt(Math.round(totalMs));
+}

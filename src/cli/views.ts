@@ -6,14 +6,21 @@
 import { escapeUnsafeChars as shown } from "../base/text.js";
 import {
   ManagerStatus_Reachability,
+  NetworkMode,
   NodeAvailability,
   NodeRole,
   NodeState,
+  RestartCondition,
+  ServiceMode,
   TaskState,
+  UpdateFailureAction,
+  UpdateState,
   type Node,
   type Secret,
   type Service,
+  type ServiceSpec,
   type Task,
+  type UpdateConfig,
 } from "../proto/shoal/v1/objects.js";
 import type { InfoResponse } from "../proto/shoal/v1/local.js";
 
@@ -141,40 +148,204 @@ export function nodeView(node: Node, localNodeId: string): NodeView {
   };
 }
 
+const CPU_NANOS = 1_000_000_000n;
+
+/** Nano-CPUs as a decimal number of cores: 500000000 → "0.5". */
+export function cpusText(nanoCpus: bigint): string {
+  const whole = nanoCpus / CPU_NANOS;
+  const fraction = (nanoCpus % CPU_NANOS).toString().padStart(9, "0").replace(/0+$/, "");
+  return fraction === "" ? whole.toString() : `${whole}.${fraction}`;
+}
+
+/** Milliseconds the way the flags take them: 90000 → "1m30s", 500 → "500ms", 0 → "0s". */
+export function durationText(ms: bigint | number): string {
+  let rest = BigInt(ms);
+  if (rest === 0n) return "0s";
+  const parts: string[] = [];
+  for (const [unit, size] of [["h", 3_600_000n], ["m", 60_000n], ["s", 1_000n], ["ms", 1n]] as const) {
+    if (rest >= size) {
+      parts.push(`${rest / size}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join("");
+}
+
+export function serviceModeName(mode: ServiceMode | undefined): string {
+  return mode === ServiceMode.SERVICE_MODE_GLOBAL ? "global" : "replicated";
+}
+
+/** "host" (the host's network, an explicit opt-in) or "isolated" (the task's own loopback only). */
+export function networkName(mode: NetworkMode | undefined): string {
+  return mode === NetworkMode.NETWORK_MODE_HOST ? "host" : "isolated";
+}
+
+function restartConditionName(condition: RestartCondition | undefined): string {
+  if (condition === RestartCondition.RESTART_CONDITION_NONE) return "none";
+  if (condition === RestartCondition.RESTART_CONDITION_ON_FAILURE) return "on-failure";
+  return "any";
+}
+
+function failureActionName(action: UpdateFailureAction | undefined): string {
+  if (action === UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK) return "rollback";
+  if (action === UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE) return "continue";
+  return "pause";
+}
+
+export function updateStateName(state: UpdateState | undefined): string {
+  if (state === undefined || state === UpdateState.UNRECOGNIZED) return "";
+  return UpdateState[state].replace(/^UPDATE_STATE_/, "").toLowerCase().replace(/_/g, "-").replace(/^none$/, "");
+}
+
+function updateConfigView(config: UpdateConfig | undefined) {
+  return {
+    parallelism: config?.parallelism ?? 0,
+    delay: durationText(config?.delayMs ?? 0n),
+    failureAction: failureActionName(config?.failureAction),
+    monitor: durationText(config?.monitorMs ?? 0n),
+    maxFailureRatio: config?.maxFailureRatio ?? 0,
+  };
+}
+
+/** A service spec as `service inspect` shows it: every field, units in the flags' own forms, no secret data. */
+export function serviceSpecView(spec: ServiceSpec | undefined) {
+  const container = spec?.container;
+  const limits = container?.limits;
+  return {
+    name: shown(spec?.name ?? ""),
+    mode: serviceModeName(spec?.mode),
+    replicas: spec?.replicas ?? 0,
+    zone: shown(spec?.zone ?? ""),
+    constraints: shownAll(spec?.constraints),
+    labels: sortedLabels(spec?.labels),
+    image: shown(container?.image ?? ""),
+    command: shownAll(container?.command),
+    args: shownAll(container?.args),
+    env: shownAll(container?.env),
+    workdir: shown(container?.dir ?? ""),
+    user: shown(container?.user ?? ""),
+    readOnly: container?.readOnly ?? false,
+    capAdd: shownAll(container?.capAdd),
+    capDrop: shownAll(container?.capDrop),
+    network: networkName(container?.network),
+    limits: {
+      memoryBytes: Number(limits?.memoryBytes ?? 0n),
+      cpus: cpusText(limits?.nanoCpus ?? 0n),
+      pids: Number(limits?.pids ?? 0n),
+    },
+    secrets: (container?.secrets ?? []).map((s) => ({ secretId: shown(s.secretId), secretName: shown(s.secretName), target: shown(s.target || s.secretName) })),
+    stopGracePeriod: durationText(container?.stopGracePeriodMs ?? 0n),
+    restartPolicy: {
+      condition: restartConditionName(spec?.restartPolicy?.condition),
+      delay: durationText(spec?.restartPolicy?.delayMs ?? 0n),
+      maxAttempts: spec?.restartPolicy?.maxAttempts ?? 0,
+      window: durationText(spec?.restartPolicy?.windowMs ?? 0n),
+    },
+    updateConfig: updateConfigView(spec?.updateConfig),
+    rollbackConfig: updateConfigView(spec?.rollbackConfig),
+  };
+}
+export type ServiceSpecView = ReturnType<typeof serviceSpecView>;
+
+/** Tasks that count for a service's REPLICAS column: running = RUNNING and meant to be. */
+export function replicaCounts(service: Service, tasks: readonly Task[]): { running: number; desired: number } {
+  const own = tasks.filter((t) => t.serviceId === service.id && t.desiredState === TaskState.TASK_STATE_RUNNING);
+  const running = own.filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING).length;
+  // A global service's desired count is its eligible nodes, which the orchestrator knows: one task each.
+  const desired = service.pendingDelete ? 0 : service.spec?.mode === ServiceMode.SERVICE_MODE_GLOBAL ? own.length : (service.spec?.replicas ?? 0);
+  return { running, desired };
+}
+
 export interface ServiceView {
   id: string;
   name: string;
+  mode: string;
   replicas: number;
+  desiredTasks: number;
   runningTasks: number;
   image: string;
   command: string[];
   args: string[];
   env: string[];
   zone: string;
+  network: string;
   constraints: string[];
   secrets: { secretId: string; secretName: string; target: string }[];
   labels: Record<string, string>;
+  /** `service rm` was given: the tasks are stopping and the service goes when they have. */
+  pendingDelete: boolean;
+  updateState: string;
   version: number;
   createdAt: string;
   updatedAt: string;
 }
 
-export function serviceView(service: Service, runningTasks: number): ServiceView {
-  const spec = service.spec;
-  const container = spec?.container;
+export function serviceView(service: Service, tasks: readonly Task[]): ServiceView {
+  const spec = serviceSpecView(service.spec);
+  const { running, desired } = replicaCounts(service, tasks);
   return {
     id: service.id,
-    name: shown(spec?.name ?? ""),
-    replicas: spec?.replicas ?? 0,
-    runningTasks,
-    image: shown(container?.image ?? ""),
-    command: shownAll(container?.command),
-    args: shownAll(container?.args),
-    env: shownAll(container?.env),
-    zone: shown(spec?.zone ?? ""),
-    constraints: shownAll(spec?.constraints),
-    secrets: (container?.secrets ?? []).map((s) => ({ secretId: shown(s.secretId), secretName: shown(s.secretName), target: shown(s.target) })),
-    labels: sortedLabels(spec?.labels),
+    name: spec.name,
+    mode: spec.mode,
+    replicas: spec.replicas,
+    desiredTasks: desired,
+    runningTasks: running,
+    image: spec.image,
+    command: spec.command,
+    args: spec.args,
+    env: spec.env,
+    zone: spec.zone,
+    network: spec.network,
+    constraints: spec.constraints,
+    secrets: spec.secrets,
+    labels: spec.labels,
+    pendingDelete: service.pendingDelete,
+    updateState: updateStateName(service.updateStatus?.state),
+    version: Number(service.meta?.version ?? 0n),
+    createdAt: iso(service.meta?.createdAt),
+    updatedAt: iso(service.meta?.updatedAt),
+  };
+}
+
+/** `service ls`: the REPLICAS cell says running/desired, and marks a service being removed. */
+export function serviceRow(v: ServiceView): string[] {
+  const replicas = `${v.runningTasks}/${v.desiredTasks}${v.pendingDelete ? " (removing)" : ""}`;
+  return [v.id, v.name, v.mode, replicas, v.image || "(process)", v.zone || "default"];
+}
+export const SERVICE_HEADERS = ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "ZONE"];
+
+export interface ServiceInspectView {
+  id: string;
+  spec: ServiceSpecView;
+  /** What `service rollback` returns to (null: never updated). */
+  previousSpec: ServiceSpecView | null;
+  specVersion: number;
+  /** The manifest digests the leader resolved the image to, as the tasks meant to run carry them. */
+  taskImageDigests: string[];
+  updateStatus: { state: string; message: string; startedAt: string; completedAt: string };
+  pendingDelete: boolean;
+  desiredTasks: number;
+  runningTasks: number;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function serviceInspectView(service: Service, tasks: readonly Task[]): ServiceInspectView {
+  const { running, desired } = replicaCounts(service, tasks);
+  const status = service.updateStatus;
+  return {
+    id: service.id,
+    spec: serviceSpecView(service.spec),
+    previousSpec: service.previousSpec === undefined ? null : serviceSpecView(service.previousSpec),
+    specVersion: Number(service.specVersion),
+    taskImageDigests: [
+      ...new Set(tasks.filter((t) => t.serviceId === service.id && t.desiredState === TaskState.TASK_STATE_RUNNING && t.spec?.imageDigest).map((t) => shown(t.spec!.imageDigest))),
+    ].sort(),
+    updateStatus: { state: updateStateName(status?.state), message: shown(status?.message ?? ""), startedAt: iso(status?.startedAt), completedAt: iso(status?.completedAt) },
+    pendingDelete: service.pendingDelete,
+    desiredTasks: desired,
+    runningTasks: running,
     version: Number(service.meta?.version ?? 0n),
     createdAt: iso(service.meta?.createdAt),
     updatedAt: iso(service.meta?.updatedAt),
@@ -183,39 +354,101 @@ export function serviceView(service: Service, runningTasks: number): ServiceView
 
 export interface TaskView {
   id: string;
+  /** `service.slot` (replicated) or `service.nodeID` (global), as Docker names tasks. */
   name: string;
   serviceId: string;
   serviceName: string;
   slot: number;
   nodeId: string;
   nodeHostname: string;
+  image: string;
+  imageDigest: string;
+  network: string;
   desiredState: string;
   state: string;
   message: string;
+  /** Why the task is pending, failed or rejected ("" when it is fine). */
   error: string;
   exitCode: number;
   zone: string;
+  specVersion: number;
   updatedAt: string;
 }
 
+const EXPLAINED_STATES = new Set([TaskState.TASK_STATE_PENDING, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_REJECTED, TaskState.TASK_STATE_ORPHANED]);
+
 export function taskView(task: Task, hostnameOf: (nodeId: string) => string): TaskView {
+  const state = task.status?.state;
+  const message = task.status?.message ?? "";
+  const err = task.status?.err ?? "";
   return {
     id: task.id,
-    name: shown(`${task.serviceName}.${task.slot}`),
+    name: shown(task.slot > 0 || task.nodeId === "" ? `${task.serviceName}.${task.slot}` : `${task.serviceName}.${task.nodeId}`),
     serviceId: task.serviceId,
     serviceName: shown(task.serviceName),
     slot: task.slot,
     nodeId: task.nodeId,
     nodeHostname: task.nodeId === "" ? "" : shown(hostnameOf(task.nodeId)),
+    image: shown(task.spec?.image ?? ""),
+    imageDigest: shown(task.spec?.imageDigest ?? ""),
+    network: networkName(task.spec?.network),
     desiredState: taskStateName(task.desiredState),
-    state: taskStateName(task.status?.state),
-    message: shown(task.status?.message ?? ""),
-    error: shown(task.status?.err ?? ""),
+    state: taskStateName(state),
+    message: shown(message),
+    error: shown(err !== "" ? err : state !== undefined && EXPLAINED_STATES.has(state) ? message : ""),
     exitCode: task.status?.exitCode ?? 0,
     zone: shown(task.zone),
+    specVersion: Number(task.specVersion),
     updatedAt: iso(task.status?.timestamp ?? task.meta?.updatedAt),
   };
 }
+
+/** "5 seconds ago", "3 minutes ago", as Docker's CURRENT STATE column says it. */
+export function ago(thenIso: string, nowMs: number): string {
+  if (thenIso === "") return "";
+  const seconds = Math.max(0, Math.floor((nowMs - Date.parse(thenIso)) / 1000));
+  const say = (n: number, unit: string): string => `${n} ${unit}${n === 1 ? "" : "s"} ago`;
+  if (seconds < 1) return "less than a second ago";
+  if (seconds < 60) return say(seconds, "second");
+  if (seconds < 3600) return say(Math.floor(seconds / 60), "minute");
+  if (seconds < 86_400) return say(Math.floor(seconds / 3600), "hour");
+  return say(Math.floor(seconds / 86_400), "day");
+}
+
+/**
+ * Rows of `service ps` / `node ps`: tasks grouped by slot (or node, for global services), the
+ * current one first and its predecessors under it marked `\_`, as Docker shows the history.
+ */
+export function taskRows(views: readonly TaskView[], opts: { nowMs: number; noTrunc: boolean }): string[][] {
+  const groupOf = (v: TaskView): string => `${v.serviceName}\u0000${v.slot > 0 ? String(v.slot).padStart(10, "0") : v.nodeId}`;
+  const sorted = [...views].sort(
+    (a, b) =>
+      groupOf(a).localeCompare(groupOf(b)) ||
+      Number(b.desiredState === "running") - Number(a.desiredState === "running") ||
+      b.updatedAt.localeCompare(a.updatedAt) ||
+      a.id.localeCompare(b.id),
+  );
+  const cut = (text: string, max: number): string => (opts.noTrunc || text.length <= max ? text : `${text.slice(0, max - 1)}…`);
+  // IDs are cut to 12 characters, as Docker does: a unique prefix that every command accepts.
+  const shortId = (text: string): string => (opts.noTrunc ? text : text.slice(0, 12));
+  return sorted.map((v, i) => {
+    const follows = i > 0 && groupOf(sorted[i - 1]!) === groupOf(v);
+    const name = opts.noTrunc || v.slot > 0 || v.nodeId === "" ? v.name : `${v.serviceName}.${v.nodeId.slice(0, 12)}`;
+    const current = `${capitalize(v.state)} ${ago(v.updatedAt, opts.nowMs)}`.trim();
+    return [
+      shortId(v.id),
+      follows ? ` \\_ ${name}` : name,
+      cut(v.image || "(process)", 40),
+      v.nodeHostname || shortId(v.nodeId),
+      v.zone || "default",
+      v.network,
+      capitalize(v.desiredState),
+      current,
+      cut(v.error, 60),
+    ];
+  });
+}
+export const TASK_HEADERS = ["ID", "NAME", "IMAGE", "NODE", "ZONE", "NETWORK", "DESIRED STATE", "CURRENT STATE", "ERROR"];
 
 export interface SecretView {
   id: string;

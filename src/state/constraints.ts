@@ -13,6 +13,8 @@ export const ZONE_LABEL = "zone";
 
 export type Constraint =
   | { field: "label"; key: string; op: "==" | "!="; value: string }
+  // Node-reported (untrusted): usable for placement, never for a zone or any security decision.
+  | { field: "engineLabel"; key: string; op: "==" | "!="; value: string }
   | { field: "role"; op: "==" | "!="; value: "manager" | "worker" }
   | { field: "id"; op: "==" | "!="; value: string }
   | { field: "hostname"; op: "==" | "!="; value: string };
@@ -21,7 +23,7 @@ function bad(expr: string, why: string): ShoalError {
   return new ShoalError(
     "INVALID_ARGUMENT",
     `constraint ${JSON.stringify(expr.slice(0, MAX_CONSTRAINT_CHARS))} is invalid: ${why}; ` +
-      `use node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.role==manager|worker, node.id==ID or node.hostname==NAME`,
+      `use node.labels.KEY==VALUE, node.labels.KEY!=VALUE, engine.labels.KEY==VALUE, node.role==manager|worker, node.id==ID or node.hostname==NAME`,
   );
 }
 
@@ -47,6 +49,7 @@ export function parseConstraint(expr: string): Constraint {
     if (key === ZONE_LABEL && !isValidZone(value)) throw bad(expr, "a zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
     return { field: "label", key, op, value };
   }
+  if (lhs.startsWith("engine.labels.")) return parseEngineLabelConstraint(expr, lhs.slice("engine.labels.".length), op, value);
   switch (lhs) {
     case "node.role":
       if (value !== "manager" && value !== "worker") throw bad(expr, "node.role must be manager or worker");
@@ -59,6 +62,14 @@ export function parseConstraint(expr: string): Constraint {
     default:
       throw bad(expr, `unknown attribute ${JSON.stringify(lhs.slice(0, 64))}`);
   }
+}
+
+/** `engine.labels.KEY op VALUE`: a label the node reports about itself (`shoal daemon --engine-label`). */
+export function parseEngineLabelConstraint(expr: string, key: string, op: "==" | "!=", value: string): Constraint {
+  if (key === "" || /\s/.test(key)) throw bad(expr, "the engine label key is empty or contains whitespace");
+  if (Buffer.byteLength(key) > MAX_LABEL_KEY_BYTES) throw bad(expr, `the label key is longer than ${MAX_LABEL_KEY_BYTES} bytes`);
+  if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
+  return { field: "engineLabel", key, op, value };
 }
 
 /** A node's security zone: its manager-set `zone` label, or "default". */
@@ -78,6 +89,9 @@ function matchOne(node: Node, c: Constraint): boolean {
   switch (c.field) {
     case "label":
       actual = node.spec?.labels?.[c.key];
+      break;
+    case "engineLabel":
+      actual = node.description?.engineLabels?.[c.key];
       break;
     case "role":
       actual = nodeRoleName(node);

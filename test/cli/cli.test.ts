@@ -392,9 +392,9 @@ test("service scale, ls and ps", async () => {
   assert.equal(listed[0].name, "web");
   assert.equal(listed[0].replicas, 3);
   assert.equal(listed[0].runningTasks, 1);
-  assert.match(ps.stdout, /^ID +NAME +NODE +DESIRED STATE +CURRENT STATE +ERROR$/m);
-  assert.match(ps.stdout, new RegExp(`^${id("t1")} +web\\.1 +web-1 +running +running$`, "m"));
-  assert.match(ps.stdout, /web\.2 +running +pending +no suitable node$/m);
+  assert.match(ps.stdout, /^ID +NAME +IMAGE +NODE +ZONE +NETWORK +DESIRED STATE +CURRENT STATE +ERROR$/m);
+  assert.match(ps.stdout, new RegExp(`^${id("t1").slice(0, 12)} +web\\.1 +\\(process\\) +web-1 +default +isolated +Running +Running$`, "m"));
+  assert.match(ps.stdout, /web\.2 +\(process\) +default +isolated +Running +Pending +no suitable node$/m);
 });
 
 test("update --autolock=false --cert-expiry 48h sends a compare-and-set UpdateCluster", async () => {

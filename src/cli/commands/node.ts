@@ -6,7 +6,7 @@ import { collect, formatOption, printJson, type CommandContext, type OutputForma
 import type { DaemonClient } from "../daemon-client.js";
 import { resolveNode } from "../resolve.js";
 import { retryOnVersionConflict } from "../retry.js";
-import { capitalize, nodeView, parseAvailability, renderTable } from "../views.js";
+import { capitalize, nodeView, parseAvailability, renderTable, TASK_HEADERS, taskRows, taskView } from "../views.js";
 
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
 
@@ -72,6 +72,23 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
       const daemon = ctx.daemon();
       const found = await resolveNode(daemon, ref);
       printJson(ctx.io, nodeView(found, await localNodeId(daemon)));
+    });
+
+  node
+    .command("ps")
+    .description("list the tasks of a node (default: this node), with the reason a task is pending or failed")
+    .argument("[node]", "node ID, unique ID prefix or hostname")
+    .option("--no-trunc", "do not truncate IDs and errors")
+    .addOption(formatOption())
+    .action(async (ref: string | undefined, opts: { format: OutputFormat; trunc: boolean }) => {
+      const daemon = ctx.daemon();
+      const nodes = await daemon.listNodes();
+      const nodeId = ref === undefined ? await localNodeId(daemon) : (await resolveNode(daemon, ref)).id;
+      if (nodeId === "") throw new ShoalError("UNAVAILABLE", "cannot tell which node this is: name the node, e.g. shoal node ps NODE");
+      const hostnameOf = (id: string): string => nodes.find((n) => n.id === id)?.description?.hostname ?? "";
+      const views = (await daemon.listTasks({ serviceId: "", nodeId })).map((t) => taskView(t, hostnameOf));
+      if (opts.format === "json") printJson(ctx.io, views);
+      else ctx.io.stdout(renderTable(TASK_HEADERS, taskRows(views, { nowMs: Date.now(), noTrunc: !opts.trunc })));
     });
 
   node

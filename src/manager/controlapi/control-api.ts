@@ -11,7 +11,6 @@ import {
   ManagerStatus_Reachability,
   NodeRole,
   NodeState,
-  Service,
   type Cluster,
   type Node,
 } from "../../proto/shoal/v1/objects.js";
@@ -58,6 +57,7 @@ import { redactCluster, redactSecret } from "../../state/index.js";
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
+import { createService, removeService, updateService } from "./services.js";
 
 /** Longest join token expiry accepted (10 years): anything above is a typo. */
 export const MAX_TOKEN_EXPIRY_SECONDS = 10n * 365n * 24n * 3600n;
@@ -196,27 +196,15 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       return {};
     },
 
-    createService: async (req: CreateServiceRequest): Promise<CreateServiceResponse> => {
-      if (req.spec === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
-      const id = newId();
-      await ctx.propose((tx) => tx.createService(Service.fromPartial({ id, spec: req.spec })));
-      return { service: ctx.store.getService(id) };
-    },
+    createService: async (req: CreateServiceRequest): Promise<CreateServiceResponse> => ({ service: await createService(ctx, req) }),
     getService: async (req: GetServiceRequest): Promise<GetServiceResponse> => {
       checkId(req.serviceId, "service_id");
       return { service: mustGet(ctx.store.getService(req.serviceId), "service", req.serviceId) };
     },
     listServices: async (): Promise<ListServicesResponse> => ({ services: ctx.store.listServices() }),
-    updateService: async (req: UpdateServiceRequest): Promise<UpdateServiceResponse> => {
-      checkId(req.serviceId, "service_id");
-      const current = mustGet(ctx.store.getService(req.serviceId), "service", req.serviceId);
-      if (req.spec === undefined) throw new ShoalError("INVALID_ARGUMENT", "spec is required");
-      await ctx.propose((tx) => tx.updateService({ ...current, meta: { ...current.meta!, version: req.serviceVersion }, spec: req.spec }));
-      return { service: ctx.store.getService(req.serviceId) };
-    },
+    updateService: async (req: UpdateServiceRequest): Promise<UpdateServiceResponse> => ({ service: await updateService(ctx, req) }),
     removeService: async (req: RemoveServiceRequest) => {
-      checkId(req.serviceId, "service_id");
-      await ctx.propose((tx) => tx.removeService(req.serviceId));
+      await removeService(ctx, req.serviceId);
       return {};
     },
     listTasks: async (req: ListTasksRequest): Promise<ListTasksResponse> => {
