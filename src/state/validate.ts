@@ -2,6 +2,7 @@
 // zones of attached secrets) are in the transaction code. Every failure is INVALID_ARGUMENT.
 import { ShoalError } from "../base/errors.js";
 import { isValidId } from "../base/ids.js";
+import { parseImageReference } from "../oci/reference.js";
 import {
   NetworkMode,
   RestartCondition,
@@ -194,6 +195,14 @@ export function validateContainerSpec(spec: ContainerSpec | undefined, what: str
   validateStrings(spec.env, MAX_CONTAINER_ENV, `${what} env`);
   validateEnv(spec.env, what);
   if (/[\s\0]/.test(spec.image)) throw invalid(`${what} image reference contains whitespace or a NUL character`);
+  // One home for the reference rule: the OCI client's parser (a reference it cannot pull is refused here).
+  if (spec.image !== "") {
+    try {
+      parseImageReference(spec.image);
+    } catch (err) {
+      throw invalid(`${what} image: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   validateLimits(spec.limits, what);
   if (![NetworkMode.NETWORK_MODE_ISOLATED, NetworkMode.NETWORK_MODE_HOST].includes(spec.network)) {
     throw invalid(`${what} network must be isolated (none) or host`);

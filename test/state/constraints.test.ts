@@ -86,7 +86,7 @@ test("a secret of zone A cannot be attached to a service of zone B, at prepare a
   const secretA = makeSecret("card-key", Buffer.from("k"), "a");
   const unzoned = makeSecret("shared", Buffer.from("s"));
   commit(store, (tx) => { tx.createSecret(secretA); tx.createSecret(unzoned); });
-  const refs = (id: string) => ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: id, secretName: "", target: "" }] });
+  const refs = (id: string) => ContainerSpec.fromPartial({ image: "127.0.0.1:5000/x:1", secrets: [{ secretId: id, secretName: "", target: "" }] });
   assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("b", { zone: "b", container: refs(secretA.id) })))), "PERMISSION_DENIED");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.createService(makeService("d", { container: refs(secretA.id) })))), "PERMISSION_DENIED");
   commit(store, (tx) => tx.createService(makeService("a", { constraints: ["node.labels.zone==a"], container: refs(secretA.id) })));

@@ -17,7 +17,7 @@ export function makeNode(overrides: Partial<Node> = {}, labels: Record<string, s
 }
 
 export function makeService(name: string, spec: Partial<Service["spec"]> = {}, id = newId()): Service {
-  return Service.fromPartial({ id, spec: { name, replicas: 1, container: { image: "busybox", command: ["sleep", "1"] }, ...spec } });
+  return Service.fromPartial({ id, spec: { name, replicas: 1, container: { image: "127.0.0.1:5000/busybox:1", command: ["sleep", "1"] }, ...spec } });
 }
 
 export function makeTask(serviceId: string, overrides: Partial<Task> = {}): Task {

@@ -71,7 +71,7 @@ test("a service referencing a secret carries only its ID and name, never its dat
   const store = new ObjectStore();
   const secret = makeSecret("db", Buffer.from(SECRET_MARKER));
   commit(store, (tx) => tx.createSecret(secret));
-  commit(store, (tx) => tx.createService(makeService("app", { container: ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) })));
+  commit(store, (tx) => tx.createService(makeService("app", { container: ContainerSpec.fromPartial({ image: "127.0.0.1:5000/x:1", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) })));
   assertAbsent([serialized(store.listServices())], SECRET_MARKER);
 });
 

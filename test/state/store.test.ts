@@ -165,7 +165,7 @@ test("secrets: data immutable, keyed MAC (never a plain hash) and size computed,
   const changed = store.getSecret(secret.id)!;
   changed.spec!.data = Buffer.from("other");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.updateSecret(changed))), "INVALID_ARGUMENT");
-  const service = makeService("app", { container: ContainerSpec.fromPartial({ image: "x", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) });
+  const service = makeService("app", { container: ContainerSpec.fromPartial({ image: "127.0.0.1:5000/x:1", secrets: [{ secretId: secret.id, secretName: "", target: "" }] }) });
   commit(store, (tx) => tx.createService(service));
   assert.equal(store.getService(service.id)!.spec!.container!.secrets[0]!.secretName, "api-key", "the store fills in the secret's name");
   assert.equal(thrownCode(() => store.prepare((tx) => tx.removeSecret(secret.id))), "FAILED_PRECONDITION");
