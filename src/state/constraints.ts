@@ -13,6 +13,8 @@ export const ZONE_LABEL = "zone";
 
 export type Constraint =
   | { field: "label"; key: string; op: "==" | "!="; value: string }
+  /** A node-reported engine label: untrusted, so it never decides a zone (serviceZone ignores it). */
+  | { field: "engine_label"; key: string; op: "==" | "!="; value: string }
   | { field: "role"; op: "==" | "!="; value: "manager" | "worker" }
   | { field: "id"; op: "==" | "!="; value: string }
   | { field: "hostname"; op: "==" | "!="; value: string };
@@ -21,7 +23,7 @@ function bad(expr: string, why: string): ShoalError {
   return new ShoalError(
     "INVALID_ARGUMENT",
     `constraint ${JSON.stringify(expr.slice(0, MAX_CONSTRAINT_CHARS))} is invalid: ${why}; ` +
-      `use node.labels.KEY==VALUE, node.labels.KEY!=VALUE, node.role==manager|worker, node.id==ID or node.hostname==NAME`,
+      `use node.labels.KEY==VALUE, node.labels.KEY!=VALUE, engine.labels.KEY==VALUE, node.role==manager|worker, node.id==ID or node.hostname==NAME`,
   );
 }
 
@@ -46,6 +48,13 @@ export function parseConstraint(expr: string): Constraint {
     if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
     if (key === ZONE_LABEL && !isValidZone(value)) throw bad(expr, "a zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
     return { field: "label", key, op, value };
+  }
+  if (lhs.startsWith("engine.labels.")) {
+    const key = lhs.slice("engine.labels.".length);
+    if (key === "" || /\s/.test(key)) throw bad(expr, "the label key is empty or contains whitespace");
+    if (Buffer.byteLength(key) > MAX_LABEL_KEY_BYTES) throw bad(expr, `the label key is longer than ${MAX_LABEL_KEY_BYTES} bytes`);
+    if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
+    return { field: "engine_label", key, op, value };
   }
   switch (lhs) {
     case "node.role":
@@ -73,11 +82,24 @@ function nodeRoleName(node: Node): "manager" | "worker" | "" {
   return role === NodeRole.NODE_ROLE_MANAGER ? "manager" : role === NodeRole.NODE_ROLE_WORKER ? "worker" : "";
 }
 
+// A label named "constructor" or "__proto__" must not find Object.prototype's members.
+function ownValue(map: { [key: string]: string } | undefined, key: string): string | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/** Whether one node satisfies one parsed constraint. */
+export function matchConstraint(node: Node, c: Constraint): boolean {
+  return matchOne(node, c);
+}
+
 function matchOne(node: Node, c: Constraint): boolean {
   let actual: string | undefined;
   switch (c.field) {
     case "label":
-      actual = node.spec?.labels?.[c.key];
+      actual = ownValue(node.spec?.labels, c.key);
+      break;
+    case "engine_label":
+      actual = ownValue(node.description?.engineLabels, c.key);
       break;
     case "role":
       actual = nodeRoleName(node);
