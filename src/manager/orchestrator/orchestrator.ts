@@ -1,0 +1,181 @@
+// Leader loop: services become tasks. Every pass reconciles each service against the store
+// (reconcile.ts, removal.ts) and commits the plan in proposals of at most ORCHESTRATOR_BATCH_ACTIONS
+// actions, re-planning inside each transaction so a retry after a conflict works on fresh state.
+import type { Timer } from "../../base/clock.js";
+import { isShoalError } from "../../base/errors.js";
+import { TaskState, type Node, type Service, type Task } from "../../proto/shoal/v1/objects.js";
+import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext, type StoreTransaction } from "../../state/index.js";
+import { ImageDigests, type ImageResolver } from "./image-digests.js";
+import { unitSize, type ServicePlan } from "./plan.js";
+import { reconcileService } from "./reconcile.js";
+import { planRemoval } from "./removal.js";
+
+export { pinnedDigestResolver, type ImageResolver } from "./image-digests.js";
+
+/** Actions per proposal: tasks encode to well under 1 KiB each, far below the proposal limit. */
+export const ORCHESTRATOR_BATCH_ACTIONS = 500;
+/** Proposals one service may take in one pass (10,000 replicas need 20). */
+const MAX_ROUNDS_PER_SERVICE = 64;
+
+export interface OrchestratorOptions {
+  resolveImage: ImageResolver;
+  batchActions?: number;
+}
+
+export function orchestratorLoop(options: OrchestratorOptions): LeaderLoopFactory {
+  return { name: "orchestrator", start: (ctx) => new Orchestrator(ctx, options) };
+}
+
+class Orchestrator implements LeaderLoop {
+  private readonly trigger: ReconcileTrigger;
+  private readonly images: ImageDigests;
+  /** When this leader first saw each task RUNNING (update delays and monitor windows). */
+  private readonly runningSince = new Map<string, number>();
+  private wakeTimer: Timer | undefined;
+  private wakeAtMs: number | undefined;
+  private readonly batchActions: number;
+
+  constructor(
+    private readonly ctx: LoopContext,
+    options: OrchestratorOptions,
+  ) {
+    this.images = new ImageDigests(options.resolveImage, ctx.clock);
+    this.batchActions = options.batchActions ?? ORCHESTRATOR_BATCH_ACTIONS;
+    this.trigger = new ReconcileTrigger(() => this.pass(), {
+      clock: ctx.clock,
+      onError: (err) => ctx.logger.warn({ err: String(err) }, "orchestrator pass failed; retrying"),
+    });
+    ctx.watch({ tables: ["services", "tasks", "nodes"] }, (event) => {
+      if (event.kind !== "reset" && event.table === "tasks") {
+        const task = event.object as Task;
+        if (event.kind === "remove") this.runningSince.delete(task.id);
+        else if (task.status?.state === TaskState.TASK_STATE_RUNNING && !this.runningSince.has(task.id)) this.runningSince.set(task.id, ctx.clock.nowMs());
+      }
+      if (event.kind !== "reset" && event.table === "services" && event.kind === "remove") this.images.forget((event.object as Service).id);
+      this.trigger.request();
+    });
+    this.trigger.request();
+  }
+
+  get busy(): boolean {
+    return this.trigger.busy;
+  }
+
+  idle(): Promise<void> {
+    return this.trigger.idle();
+  }
+
+  stop(): void {
+    this.trigger.close();
+    this.wakeTimer?.cancel();
+  }
+
+  private async pass(): Promise<void> {
+    const nodes = new Map(this.ctx.store.listNodes().map((n) => [n.id, n] as const));
+    const services = this.ctx.store.listServices();
+    const known = new Set(services.map((s) => s.id));
+    const orphans = new Set<string>();
+    for (const task of this.ctx.store.listTasks()) if (!known.has(task.serviceId)) orphans.add(task.serviceId);
+    let wake: number | undefined;
+    for (const serviceId of orphans) await this.reconcile(serviceId, nodes);
+    for (const service of services) {
+      if (this.ctx.stopped) return;
+      try {
+        const at = await this.reconcile(service.id, nodes);
+        if (at !== undefined && (wake === undefined || at < wake)) wake = at;
+      } catch (err) {
+        if (isShoalError(err, "NOT_LEADER") || this.ctx.stopped) throw err;
+        // One service's trouble must not hold up the others; the retry comes with the next pass.
+        this.ctx.logger.warn({ serviceId: service.id, err: String(err) }, "cannot reconcile a service");
+        const retry = this.ctx.clock.nowMs() + 1000;
+        if (wake === undefined || retry < wake) wake = retry;
+      }
+    }
+    this.scheduleWake(wake);
+  }
+
+  private scheduleWake(atMs: number | undefined): void {
+    if (atMs === undefined || (this.wakeAtMs !== undefined && this.wakeAtMs <= atMs && this.wakeAtMs > this.ctx.clock.nowMs())) return;
+    this.wakeTimer?.cancel();
+    this.wakeAtMs = atMs;
+    this.wakeTimer = this.ctx.timer(() => {
+      this.wakeAtMs = undefined;
+      this.trigger.request();
+    }, Math.max(0, atMs - this.ctx.clock.nowMs()));
+  }
+
+  /** Commits the service's plan, a batch per proposal; returns when to look again. */
+  private async reconcile(serviceId: string, nodes: ReadonlyMap<string, Node>): Promise<number | undefined> {
+    let wake: number | undefined;
+    for (let round = 0; round < MAX_ROUNDS_PER_SERVICE && !this.ctx.stopped; round++) {
+      let needsImage: Service | undefined;
+      let more = false;
+      let usedFailure = false;
+      await this.ctx.update((tx) => {
+        // The same state the transaction starts from: prepare runs synchronously on it.
+        const service = this.ctx.store.getService(serviceId);
+        const tasks = this.ctx.store.listTasks({ serviceId });
+        const plan = this.plan(service, tasks, nodes);
+        wake = plan.wakeAtMs;
+        if (plan.needsImage && service !== undefined) {
+          needsImage = service;
+          return false;
+        }
+        usedFailure = service !== undefined && this.images.state(service, tasks).kind === "failed";
+        const result = this.write(tx, plan);
+        more = result.more;
+        return result.wrote;
+      });
+      if (usedFailure) this.images.failureUsed(serviceId);
+      if (needsImage !== undefined) {
+        await this.images.resolveFor(needsImage);
+        continue;
+      }
+      if (!more) break;
+    }
+    return wake;
+  }
+
+  private plan(service: Service | undefined, tasks: Task[], nodes: ReadonlyMap<string, Node>): ServicePlan {
+    if (service === undefined || service.pendingDelete) return planRemoval(service, tasks, nodes);
+    const nowMs = this.ctx.clock.nowMs();
+    return reconcileService({
+      service,
+      tasks,
+      nodes,
+      nowMs,
+      image: this.images.state(service, tasks),
+      runningSince: (task) => {
+        let at = this.runningSince.get(task.id);
+        if (at === undefined) this.runningSince.set(task.id, (at = nowMs));
+        return at;
+      },
+      seenRunningAt: (task) => this.runningSince.get(task.id),
+    });
+  }
+
+  private write(tx: StoreTransaction, plan: ServicePlan): { wrote: boolean; more: boolean } {
+    let actions = 0;
+    let wrote = false;
+    if (plan.service !== undefined) {
+      tx.updateService(plan.service);
+      actions++;
+      wrote = true;
+    }
+    let i = 0;
+    for (; i < plan.units.length; i++) {
+      const unit = plan.units[i]!;
+      if (actions > 0 && actions + unitSize(unit) > this.batchActions) break;
+      for (const t of unit.updates) tx.updateTask(t);
+      for (const t of unit.creates) tx.createTask(t);
+      for (const t of unit.removes) tx.removeTask(t.id, { version: t.meta?.version });
+      if (unit.removeServiceId !== undefined) {
+        tx.removeService(unit.removeServiceId);
+        this.images.forget(unit.removeServiceId);
+      }
+      actions += unitSize(unit);
+      wrote = true;
+    }
+    return { wrote, more: i < plan.units.length };
+  }
+}
