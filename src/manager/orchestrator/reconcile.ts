@@ -51,9 +51,9 @@ function createdMs(task: Task): number {
   return task.meta?.createdAt?.getTime() ?? 0;
 }
 
-/** Newest first: by creation time, then ID (one proposal never makes two tasks of a slot). */
+/** Newest first: by creation time, then restart count (a slot's line of restarts counts up), then ID. */
 function newestFirst(a: Task, b: Task): number {
-  return createdMs(b) - createdMs(a) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+  return createdMs(b) - createdMs(a) || b.restartCount - a.restartCount || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 }
 
 export function reconcileService(input: ReconcileInput): ServicePlan {
@@ -152,13 +152,18 @@ export function reconcileService(input: ReconcileInput): ServicePlan {
       if (dirty(cur)) dirtyKeys.push(key);
       continue;
     }
-    const last = slotTasks[0];
     if (where.eligibility === "keep") continue; // a paused node gets no new task
-    if (last !== undefined && last.restartDeclined && !dirty(last)) continue;
-    // Empty slot, or its last task was stopped by a manager (constraint enforcer, a lost replacement).
-    const restartCount = last === undefined || last.restartDeclined || dirty(last) ? 0 : last.restartCount;
+    // At most one task of a slot is marked declined: the slot's last (a new task clears the mark).
+    const declined = slotTasks.find((t) => t.restartDeclined);
+    if (declined !== undefined && !dirty(declined)) continue;
+    // Empty slot, its last task was stopped by a manager (constraint enforcer), or a new spec after a
+    // declined restart. The restart count carries over within one spec.
+    const restartCount = Math.max(0, ...slotTasks.filter((t) => !dirty(t) && !t.restartDeclined).map((t) => t.restartCount));
     const created = make(where, restartCount);
-    if (created !== undefined) plan.units.push({ creates: [created], updates: [], removes: [] });
+    if (created === undefined) continue;
+    const unit: WriteUnit = { creates: [created], updates: [], removes: [] };
+    if (declined !== undefined) unit.updates.push({ ...declined, restartDeclined: false });
+    plan.units.push(unit);
   }
 
   planRollingUpdate(input, plan, slots, dirtyKeys, make, dirty);
