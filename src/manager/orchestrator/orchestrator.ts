@@ -14,6 +14,8 @@ export { pinnedDigestResolver, type ImageResolver } from "./image-digests.js";
 
 /** Actions per proposal: tasks encode to well under 1 KiB each, far below the proposal limit. */
 export const ORCHESTRATOR_BATCH_ACTIONS = 500;
+/** Services reconciled side by side in one pass. */
+const SERVICES_IN_FLIGHT = 16;
 /** Proposals one service may take in one pass (10,000 replicas need 20). */
 const MAX_ROUNDS_PER_SERVICE = 64;
 
@@ -77,20 +79,27 @@ class Orchestrator implements LeaderLoop {
     const orphans = new Set<string>();
     for (const task of this.ctx.store.listTasks()) if (!known.has(task.serviceId)) orphans.add(task.serviceId);
     let wake: number | undefined;
-    for (const serviceId of orphans) await this.reconcile(serviceId, nodes);
-    for (const service of services) {
-      if (this.ctx.stopped) return;
-      try {
-        const at = await this.reconcile(service.id, nodes);
-        if (at !== undefined && (wake === undefined || at < wake)) wake = at;
-      } catch (err) {
-        if (isShoalError(err, "NOT_LEADER") || this.ctx.stopped) throw err;
-        // One service's trouble must not hold up the others; the retry comes with the next pass.
-        this.ctx.logger.warn({ serviceId: service.id, err: String(err) }, "cannot reconcile a service");
-        const retry = this.ctx.clock.nowMs() + 1000;
-        if (wake === undefined || retry < wake) wake = retry;
+    const noteWake = (at: number | undefined): void => {
+      if (at !== undefined && (wake === undefined || at < wake)) wake = at;
+    };
+    const ids = [...orphans, ...services.map((s) => s.id)];
+    // Services are independent (disjoint tasks), so their proposals go through raft side by side and
+    // share its disk writes; one service's own batches stay in order (each plans on the last's result).
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < ids.length && !this.ctx.stopped) {
+        const serviceId = ids[next++]!;
+        try {
+          noteWake(await this.reconcile(serviceId, nodes));
+        } catch (err) {
+          if (isShoalError(err, "NOT_LEADER") || this.ctx.stopped) throw err;
+          // One service's trouble must not hold up the others; it is tried again shortly.
+          this.ctx.logger.warn({ serviceId, err: String(err) }, "cannot reconcile a service");
+          noteWake(this.ctx.clock.nowMs() + 1000);
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(SERVICES_IN_FLIGHT, ids.length) }, worker));
     this.scheduleWake(wake);
   }
 

@@ -25,10 +25,10 @@ function startScheduler(ctx: LoopContext, batchTasks: number): LeaderLoop {
     if (event.kind === "reset" || event.table === "nodes") return trigger.request();
     if (event.table !== "tasks") return;
     const task = event.object as Task;
-    // New pending work, or a task that left a node (spread counts and room changed).
-    if (isSchedulable(task) || event.kind === "remove" || (event.oldObject !== undefined && occupiesNode(event.oldObject as Task) !== occupiesNode(task))) {
-      trigger.request();
-    }
+    // New pending work, or a task that left a node (room for waiting tasks). A task this loop just
+    // placed is neither, so its own commits do not cost another pass.
+    const left = event.kind === "remove" ? occupiesNode(task) : event.oldObject !== undefined && occupiesNode(event.oldObject as Task) && !occupiesNode(task);
+    if ((event.kind !== "remove" && isSchedulable(task)) || left) trigger.request();
   });
   trigger.request();
   return {
@@ -52,10 +52,15 @@ async function pass(ctx: LoopContext, batchTasks: number): Promise<void> {
     ...result.assignments.map((a) => ({ kind: "assign" as const, a })),
     ...reasons.map((p) => ({ kind: "reason" as const, p })),
   ];
+  // The batches touch disjoint tasks: proposed side by side, raft writes them to disk together.
+  const batches: Promise<unknown>[] = [];
   for (let start = 0; start < writes.length && !ctx.stopped; start += batchTasks) {
     const batch = writes.slice(start, start + batchTasks);
-    await ctx.update((tx) => writeBatch(ctx, tx, batch));
+    batches.push(ctx.update((tx) => writeBatch(ctx, tx, batch)));
   }
+  const results = await Promise.allSettled(batches);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed !== undefined) throw failed.reason;
   if (result.assignments.length > 0) ctx.logger.debug({ assigned: result.assignments.length, pending: result.pending.length }, "scheduler pass");
 }
 
