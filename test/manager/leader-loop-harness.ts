@@ -102,7 +102,8 @@ export class Harness {
   }
 
   async write(build: (tx: StoreTransaction) => void): Promise<void> {
-    this.store.apply(this.store.prepare(build, { now: new Date(this.clock.nowMs()) }), { index: this.store.lastAppliedIndex + 1 });
+    const result = this.store.apply(this.store.prepare(build, { now: new Date(this.clock.nowMs()) }), { index: this.store.lastAppliedIndex + 1 });
+    if (!result.ok) throw result.error;
     await this.settle();
   }
 
@@ -163,14 +164,19 @@ export class Harness {
       return node?.status?.state === NodeState.NODE_STATE_READY && state >= TaskState.TASK_STATE_ASSIGNED && state < TaskState.TASK_STATE_RUNNING;
     });
     if (changes.length === 0) return;
-    await this.write((tx) => {
-      for (const c of changes) {
-        const t = tx.getTask(c.id)!;
-        const state = t.desiredState >= TaskState.TASK_STATE_SHUTDOWN ? TaskState.TASK_STATE_SHUTDOWN : TaskState.TASK_STATE_RUNNING;
-        t.status = { ...t.status!, state, message: "", timestamp: new Date(this.clock.nowMs()) };
-        tx.updateTask(t);
-      }
-    });
+    // One proposal per task, as separate agents' reports would be.
+    for (const c of changes) {
+      this.store.apply(
+        this.store.prepare((tx) => {
+          const t = tx.getTask(c.id)!;
+          const state = t.desiredState >= TaskState.TASK_STATE_SHUTDOWN ? TaskState.TASK_STATE_SHUTDOWN : TaskState.TASK_STATE_RUNNING;
+          t.status = { ...t.status!, state, message: "", timestamp: new Date(this.clock.nowMs()) };
+          tx.updateTask(t);
+        }),
+        { index: this.store.lastAppliedIndex + 1 },
+      );
+    }
+    await this.settle();
   }
 
   stop(): void {

@@ -6,7 +6,8 @@ import { isShoalError } from "../../base/errors.js";
 import { TaskState, type Node, type Service, type Task } from "../../proto/shoal/v1/objects.js";
 import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext, type StoreTransaction } from "../../state/index.js";
 import { ImageDigests, type ImageResolver } from "./image-digests.js";
-import { unitSize, type ServicePlan } from "./plan.js";
+import { MAX_PROPOSAL_BYTES } from "../../state/index.js";
+import { unitBytes, unitSize, type ServicePlan } from "./plan.js";
 import { reconcileService } from "./reconcile.js";
 import { planRemoval } from "./removal.js";
 
@@ -14,6 +15,8 @@ export { pinnedDigestResolver, type ImageResolver } from "./image-digests.js";
 
 /** Actions per proposal: tasks encode to well under 1 KiB each, far below the proposal limit. */
 export const ORCHESTRATOR_BATCH_ACTIONS = 500;
+/** Bytes of tasks per proposal: half the store's limit leaves room for framing and the service. */
+const BATCH_BYTES = MAX_PROPOSAL_BYTES / 2;
 /** Services reconciled side by side in one pass. */
 const SERVICES_IN_FLIGHT = 16;
 /** Proposals one service may take in one pass (10,000 replicas need 20). */
@@ -171,19 +174,29 @@ class Orchestrator implements LeaderLoop {
       actions++;
       wrote = true;
     }
+    let bytes = 0;
     let i = 0;
     for (; i < plan.units.length; i++) {
       const unit = plan.units[i]!;
-      if (actions > 0 && actions + unitSize(unit) > this.batchActions) break;
+      const size = unitBytes(unit);
+      if (actions > 0 && (actions + unitSize(unit) > this.batchActions || bytes + size > BATCH_BYTES)) break;
+      // A unit too big for any proposal (tasks of a huge spec): the stop goes first, alone; the next
+      // round sees the slot without a live task and makes the replacement in a proposal of its own.
+      const split = size > BATCH_BYTES && unit.creates.length > 0 && unit.updates.length + unit.removes.length > 0;
       for (const t of unit.updates) tx.updateTask(t);
-      for (const t of unit.creates) tx.createTask(t);
+      if (!split) for (const t of unit.creates) tx.createTask(t);
       for (const t of unit.removes) tx.removeTask(t.id, { version: t.meta?.version });
       if (unit.removeServiceId !== undefined) {
         tx.removeService(unit.removeServiceId);
         this.images.forget(unit.removeServiceId);
       }
       actions += unitSize(unit);
+      bytes += size;
       wrote = true;
+      if (split) {
+        i++;
+        break;
+      }
     }
     return { wrote, more: i < plan.units.length };
   }

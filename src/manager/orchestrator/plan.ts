@@ -1,7 +1,7 @@
 // What one reconcile pass wants written for one service: units of writes that must commit together
 // (a task shut down and its replacement created in one proposal, so a slot is never left empty or
 // doubled), the service object's own update, and when to look again.
-import type { Service, Task } from "../../proto/shoal/v1/objects.js";
+import { Task, type Service } from "../../proto/shoal/v1/objects.js";
 
 export interface WriteUnit {
   creates: Task[];
@@ -32,4 +32,13 @@ export function unitSize(unit: WriteUnit): number {
 
 export function wakeAt(plan: ServicePlan, ms: number): void {
   if (plan.wakeAtMs === undefined || ms < plan.wakeAtMs) plan.wakeAtMs = ms;
+}
+
+/** Bytes the unit adds to a proposal (its tasks' encodings plus framing), for the proposal budget. */
+export function unitBytes(unit: WriteUnit): number {
+  let bytes = 64;
+  for (const t of unit.creates) bytes += Task.encode(t).finish().length + 16;
+  for (const t of unit.updates) bytes += Task.encode(t).finish().length + 16;
+  bytes += unit.removes.length * 48;
+  return bytes;
 }

@@ -2,6 +2,7 @@
 // tasks per proposal. Every pass re-reads the store, so a lost proposal or a conflict is repaired by
 // the next pass; each task is re-read inside the transaction and skipped if it changed meanwhile.
 import { TaskState, type Task } from "../../proto/shoal/v1/objects.js";
+import { isShoalError } from "../../base/errors.js";
 import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext, type StoreTransaction } from "../../state/index.js";
 import { isSchedulable, occupiesNode, schedule, type Assignment, type PendingReason } from "./placement.js";
 
@@ -17,7 +18,7 @@ export function schedulerLoop(options: SchedulerOptions = {}): LeaderLoopFactory
 }
 
 function startScheduler(ctx: LoopContext, batchTasks: number): LeaderLoop {
-  const trigger = new ReconcileTrigger(() => pass(ctx, batchTasks), {
+  const trigger: ReconcileTrigger = new ReconcileTrigger(() => pass(ctx, batchTasks, () => trigger.request()), {
     clock: ctx.clock,
     onError: (err) => ctx.logger.warn({ err: String(err) }, "scheduler pass failed; retrying"),
   });
@@ -40,7 +41,7 @@ function startScheduler(ctx: LoopContext, batchTasks: number): LeaderLoop {
   };
 }
 
-async function pass(ctx: LoopContext, batchTasks: number): Promise<void> {
+async function pass(ctx: LoopContext, batchTasks: number, again: () => void): Promise<void> {
   const tasks = ctx.store.listTasks();
   const pendingTasks = tasks.filter(isSchedulable);
   if (pendingTasks.length === 0) return;
@@ -56,7 +57,7 @@ async function pass(ctx: LoopContext, batchTasks: number): Promise<void> {
   const batches: Promise<unknown>[] = [];
   for (let start = 0; start < writes.length && !ctx.stopped; start += batchTasks) {
     const batch = writes.slice(start, start + batchTasks);
-    batches.push(ctx.update((tx) => writeBatch(ctx, tx, batch)));
+    batches.push(ctx.update((tx) => writeBatch(ctx, tx, batch, again)));
   }
   const results = await Promise.allSettled(batches);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -64,7 +65,12 @@ async function pass(ctx: LoopContext, batchTasks: number): Promise<void> {
   if (result.assignments.length > 0) ctx.logger.debug({ assigned: result.assignments.length, pending: result.pending.length }, "scheduler pass");
 }
 
-function writeBatch(ctx: LoopContext, tx: StoreTransaction, batch: ({ kind: "assign"; a: Assignment } | { kind: "reason"; p: PendingReason })[]): boolean {
+function writeBatch(
+  ctx: LoopContext,
+  tx: StoreTransaction,
+  batch: ({ kind: "assign"; a: Assignment } | { kind: "reason"; p: PendingReason })[],
+  again: () => void,
+): boolean {
   const now = new Date(ctx.clock.nowMs());
   let wrote = false;
   for (const w of batch) {
@@ -80,7 +86,14 @@ function writeBatch(ctx: LoopContext, tx: StoreTransaction, batch: ({ kind: "ass
       if (task.status!.message === w.p.reason) continue;
       task.status = { ...task.status!, message: w.p.reason, timestamp: now };
     }
-    tx.updateTask(task);
+    try {
+      tx.updateTask(task);
+    } catch (err) {
+      // Tasks of a huge spec fill the proposal early: commit what fits, the next pass does the rest.
+      if (!isShoalError(err, "PROPOSAL_TOO_LARGE") || !wrote) throw err;
+      again();
+      break;
+    }
     wrote = true;
   }
   return wrote;
