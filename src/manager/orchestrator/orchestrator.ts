@@ -4,7 +4,7 @@
 import type { Timer } from "../../base/clock.js";
 import { isShoalError } from "../../base/errors.js";
 import { TaskState, type Node, type Service, type Task } from "../../proto/shoal/v1/objects.js";
-import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext, type StoreTransaction } from "../../state/index.js";
+import { isTerminalState, ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext, type StoreTransaction } from "../../state/index.js";
 import { ImageDigests, type ImageResolver } from "./image-digests.js";
 import { MAX_PROPOSAL_BYTES } from "../../state/index.js";
 import { unitBytes, unitSize, type ServicePlan } from "./plan.js";
@@ -17,6 +17,8 @@ export { pinnedDigestResolver, type ImageResolver } from "./image-digests.js";
 export const ORCHESTRATOR_BATCH_ACTIONS = 500;
 /** Bytes of tasks per proposal: half the store's limit leaves room for framing and the service. */
 const BATCH_BYTES = MAX_PROPOSAL_BYTES / 2;
+/** Services remembered as changed; beyond this a pass looks at every service. */
+const MAX_DIRTY_SERVICES = 10_000;
 /** Services reconciled side by side in one pass. */
 const SERVICES_IN_FLIGHT = 16;
 /** Proposals one service may take in one pass (10,000 replicas need 20). */
@@ -37,6 +39,11 @@ class Orchestrator implements LeaderLoop {
   /** When this leader first saw each task RUNNING (update delays and monitor windows). */
   private readonly runningSince = new Map<string, number>();
   private wakeTimer: Timer | undefined;
+  /** Services to reconcile in the next pass; every service (and orphaned tasks) when set. */
+  private dirty = new Set<string>();
+  private everyService = true;
+  /** When each service wants to be looked at again (restart windows, update delays, image retries). */
+  private readonly wakes = new Map<string, number>();
   private wakeAtMs: number | undefined;
   private readonly batchActions: number;
 
@@ -48,18 +55,35 @@ class Orchestrator implements LeaderLoop {
     this.batchActions = options.batchActions ?? ORCHESTRATOR_BATCH_ACTIONS;
     this.trigger = new ReconcileTrigger(() => this.pass(), {
       clock: ctx.clock,
-      onError: (err) => ctx.logger.warn({ err: String(err) }, "orchestrator pass failed; retrying"),
+      onError: (err) => {
+        this.everyService = true;
+        ctx.logger.warn({ err: String(err) }, "orchestrator pass failed; retrying");
+      },
     });
     ctx.watch({ tables: ["services", "tasks", "nodes"] }, (event) => {
-      if (event.kind !== "reset" && event.table === "tasks") {
+      if (event.kind === "reset" || event.table === "nodes") {
+        // A node change can concern every service (DOWN, drained, global eligibility).
+        this.everyService = true;
+      } else if (event.table === "services") {
+        if (event.kind === "remove") this.images.forget((event.object as Service).id);
+        this.markDirty((event.object as Service).id);
+      } else if (event.table === "tasks") {
         const task = event.object as Task;
         if (event.kind === "remove") this.runningSince.delete(task.id);
         else if (task.status?.state === TaskState.TASK_STATE_RUNNING && !this.runningSince.has(task.id)) this.runningSince.set(task.id, ctx.clock.nowMs());
+        if (!concernsOrchestrator(event.kind, event.oldObject as Task | undefined, task)) return;
+        this.markDirty(task.serviceId);
+      } else {
+        return;
       }
-      if (event.kind !== "reset" && event.table === "services" && event.kind === "remove") this.images.forget((event.object as Service).id);
       this.trigger.request();
     });
     this.trigger.request();
+  }
+
+  private markDirty(serviceId: string): void {
+    if (this.dirty.size >= MAX_DIRTY_SERVICES) this.everyService = true;
+    else this.dirty.add(serviceId);
   }
 
   get busy(): boolean {
@@ -77,41 +101,52 @@ class Orchestrator implements LeaderLoop {
 
   private async pass(): Promise<void> {
     const nodes = new Map(this.ctx.store.listNodes().map((n) => [n.id, n] as const));
-    const services = this.ctx.store.listServices();
-    const known = new Set(services.map((s) => s.id));
-    const orphans = new Set<string>();
-    for (const task of this.ctx.store.listTasks()) if (!known.has(task.serviceId)) orphans.add(task.serviceId);
-    let wake: number | undefined;
-    const noteWake = (at: number | undefined): void => {
-      if (at !== undefined && (wake === undefined || at < wake)) wake = at;
-    };
-    const ids = [...orphans, ...services.map((s) => s.id)];
+    let ids: string[];
+    if (this.everyService) {
+      this.everyService = false;
+      this.dirty = new Set();
+      const services = this.ctx.store.listServices().map((s) => s.id);
+      const known = new Set(services);
+      const orphans = new Set<string>();
+      for (const task of this.ctx.store.listTasks()) if (!known.has(task.serviceId)) orphans.add(task.serviceId);
+      ids = [...orphans, ...services];
+    } else {
+      ids = [...this.dirty].sort();
+      this.dirty = new Set();
+    }
     // Services are independent (disjoint tasks), so their proposals go through raft side by side and
     // share its disk writes; one service's own batches stay in order (each plans on the last's result).
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < ids.length && !this.ctx.stopped) {
         const serviceId = ids[next++]!;
+        let at: number | undefined;
         try {
-          noteWake(await this.reconcile(serviceId, nodes));
+          at = await this.reconcile(serviceId, nodes);
         } catch (err) {
           if (isShoalError(err, "NOT_LEADER") || this.ctx.stopped) throw err;
           // One service's trouble must not hold up the others; it is tried again shortly.
           this.ctx.logger.warn({ serviceId, err: String(err) }, "cannot reconcile a service");
-          noteWake(this.ctx.clock.nowMs() + 1000);
+          at = this.ctx.clock.nowMs() + 1000;
         }
+        if (at === undefined) this.wakes.delete(serviceId);
+        else this.wakes.set(serviceId, at);
       }
     };
     await Promise.all(Array.from({ length: Math.min(SERVICES_IN_FLIGHT, ids.length) }, worker));
-    this.scheduleWake(wake);
+    this.scheduleWake();
   }
 
-  private scheduleWake(atMs: number | undefined): void {
+  private scheduleWake(): void {
+    let atMs: number | undefined;
+    for (const at of this.wakes.values()) if (atMs === undefined || at < atMs) atMs = at;
     if (atMs === undefined || (this.wakeAtMs !== undefined && this.wakeAtMs <= atMs && this.wakeAtMs > this.ctx.clock.nowMs())) return;
     this.wakeTimer?.cancel();
     this.wakeAtMs = atMs;
     this.wakeTimer = this.ctx.timer(() => {
       this.wakeAtMs = undefined;
+      const now = this.ctx.clock.nowMs();
+      for (const [serviceId, at] of this.wakes) if (at <= now) this.markDirty(serviceId);
       this.trigger.request();
     }, Math.max(0, atMs - this.ctx.clock.nowMs()));
   }
@@ -200,4 +235,21 @@ class Orchestrator implements LeaderLoop {
     }
     return { wrote, more: i < plan.units.length };
   }
+}
+
+/**
+ * Whether a task change can change the orchestrator's plan: tasks made or deleted, a desired state
+ * that moved, a task that ended or began RUNNING (update progress). Placement steps (ASSIGNED …
+ * STARTING) cannot, so the scheduler's and agents' progress reports cost no pass.
+ */
+function concernsOrchestrator(kind: "create" | "update" | "remove", before: Task | undefined, after: Task): boolean {
+  if (kind !== "update" || before === undefined) return true;
+  const was = before.status?.state ?? TaskState.TASK_STATE_NEW;
+  const now = after.status?.state ?? TaskState.TASK_STATE_NEW;
+  return (
+    before.desiredState !== after.desiredState ||
+    before.restartDeclined !== after.restartDeclined ||
+    isTerminalState(was) !== isTerminalState(now) ||
+    (now === TaskState.TASK_STATE_RUNNING) !== (was === TaskState.TASK_STATE_RUNNING)
+  );
 }
