@@ -5,7 +5,10 @@
 //              in-memory store (proposals applied at once),
 //   raft:      a real single-manager daemon in this process (raft over the encrypted LevelDB store):
 //              100 `service create` calls through the control API -> all 10,000 tasks ASSIGNED
-//              (orchestrator + scheduler + every raft commit).
+//              (orchestrator + scheduler + every raft commit);
+//   raftPlace: the same daemon set-up with every node paused while the 10,000 tasks are made; then
+//              one proposal makes the nodes active -> all tasks ASSIGNED (the scheduler's place and
+//              commit through raft, with the orchestrator's no-op pass over the node change).
 // Target (issue 9): place and commit 10,000 tasks in <= 1 s.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,7 +25,7 @@ import type { Manager } from "../../src/manager/manager.js";
 import { newTask } from "../../src/manager/orchestrator/task-template.js";
 import { schedule } from "../../src/manager/scheduler/placement.js";
 import { schedulerLoop } from "../../src/manager/scheduler/scheduler.js";
-import { Node, NodeRole, NodeState, Service, ServiceSpec, TaskState, type Task } from "../../src/proto/shoal/v1/objects.js";
+import { Node, NodeAvailability, NodeRole, NodeState, Service, ServiceSpec, TaskState, type Task } from "../../src/proto/shoal/v1/objects.js";
 import { ObjectStore, type StoreTransaction } from "../../src/state/index.js";
 import { freePort } from "../lib/process-cluster.js";
 import { waitFor } from "../lib/wait.js";
@@ -36,11 +39,11 @@ function id(prefix: string, i: number): string {
   return (prefix + i.toString().padStart(10, "0")).padEnd(25, "x").slice(0, 25);
 }
 
-function makeNodes(): Node[] {
+function makeNodes(availability = NodeAvailability.NODE_AVAILABILITY_ACTIVE): Node[] {
   return Array.from({ length: NODES }, (_, i) =>
     Node.fromPartial({
       id: id("n", i),
-      spec: { labels: { zone: ZONES[i % ZONES.length]!, disk: i % 3 === 0 ? "hdd" : "ssd" }, desiredRole: NodeRole.NODE_ROLE_WORKER },
+      spec: { labels: { zone: ZONES[i % ZONES.length]!, disk: i % 3 === 0 ? "hdd" : "ssd" }, desiredRole: NodeRole.NODE_ROLE_WORKER, availability },
       role: NodeRole.NODE_ROLE_WORKER,
       description: { hostname: `host-${i}`, executors: ["runc", "process"], engineLabels: { arch: i % 2 === 0 ? "amd64" : "arm64" } },
       status: { state: NodeState.NODE_STATE_READY },
@@ -99,7 +102,7 @@ async function inMemory(): Promise<Record<string, number>> {
   return { tasks: tasks.length, assigned, proposals: direct.proposals - before, placeAndCommitMs: round(ms) };
 }
 
-async function raft(): Promise<Record<string, number>> {
+async function raft(placeOnly: boolean): Promise<Record<string, number>> {
   const root = mkdtempSync(join(tmpdir(), "shoal-bench-sched-"));
   const daemon = await startDaemon({
     dataDir: join(root, "m1"),
@@ -115,7 +118,8 @@ async function raft(): Promise<Record<string, number>> {
     // through the control API (they join), and this keeps 1,000 joins out of the measurement.
     const manager = (daemon as unknown as { manager: Manager }).manager;
     await waitFor("the manager to lead", () => manager.isLeader, 15_000);
-    for (const chunk of chunks(makeNodes(), 500)) await manager.ctx.propose((tx) => chunk.forEach((n) => tx.createNode(n)));
+    const availability = placeOnly ? NodeAvailability.NODE_AVAILABILITY_PAUSE : NodeAvailability.NODE_AVAILABILITY_ACTIVE;
+    for (const chunk of chunks(makeNodes(availability), 500)) await manager.ctx.propose((tx) => chunk.forEach((n) => tx.createNode(n)));
     const total = SERVICES * REPLICAS;
     let assigned = 0;
     let doneAt = 0;
@@ -131,18 +135,33 @@ async function raft(): Promise<Record<string, number>> {
         },
       },
     );
-    const indexBefore = manager.store.lastAppliedIndex;
-    const t0 = performance.now();
+    let indexBefore = manager.store.lastAppliedIndex;
+    let t0 = performance.now();
     await Promise.all(Array.from({ length: SERVICES }, (_, s) => client.createService({ spec: serviceSpec(s) })));
     const createdMs = performance.now() - t0;
+    if (placeOnly) {
+      // Every task made (and pending with its reason) before the nodes open.
+      await waitFor("every task to be made and pending", () => {
+        const tasks = manager.store.listTasks();
+        return tasks.length === total && tasks.every((t) => t.status?.message.includes("paused")) ? true : undefined;
+      }, 120_000, 50);
+      indexBefore = manager.store.lastAppliedIndex;
+      t0 = performance.now();
+      await manager.ctx.propose((tx) => {
+        for (const n of manager.store.listNodes()) {
+          if (n.spec?.availability !== NodeAvailability.NODE_AVAILABILITY_PAUSE) continue;
+          n.spec.availability = NodeAvailability.NODE_AVAILABILITY_ACTIVE;
+          tx.updateNode(n);
+        }
+      });
+    }
     await waitFor("every task to be assigned", () => doneAt > 0, 120_000, 5);
     watch.close();
     return {
       services: SERVICES,
       tasks: total,
       assigned,
-      serviceCreateCallsMs: round(createdMs),
-      createToAllAssignedMs: round(doneAt - t0),
+      ...(placeOnly ? { nodesActiveToAllAssignedMs: round(doneAt - t0) } : { serviceCreateCallsMs: round(createdMs), createToAllAssignedMs: round(doneAt - t0) }),
       raftEntries: manager.store.lastAppliedIndex - indexBefore,
     };
   } finally {
@@ -162,6 +181,14 @@ function round(ms: number): number {
   return Number(ms.toFixed(1));
 }
 
-const result = { bench: "scheduler", targetMs: 1000, pure: pure(), inMemory: await inMemory(), raft: process.env.BENCH_SKIP_RAFT === "1" ? undefined : await raft() };
+const skipRaft = process.env.BENCH_SKIP_RAFT === "1";
+const result = {
+  bench: "scheduler",
+  targetMs: 1000,
+  pure: pure(),
+  inMemory: await inMemory(),
+  raft: skipRaft ? undefined : await raft(false),
+  raftPlace: skipRaft ? undefined : await raft(true),
+};
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -57,7 +57,10 @@ async function pass(ctx: LoopContext, batchTasks: number, again: () => void): Pr
   const batches: Promise<unknown>[] = [];
   for (let start = 0; start < writes.length && !ctx.stopped; start += batchTasks) {
     const batch = writes.slice(start, start + batchTasks);
-    batches.push(ctx.update((tx) => writeBatch(ctx, tx, batch, again)));
+    let attempt = 0;
+    // First try with the copies this pass read (the store refuses any that changed since: compare-
+    // and-set); a retry re-reads every task inside the transaction.
+    batches.push(ctx.update((tx) => writeBatch(ctx, tx, batch, again, attempt++ === 0 ? byId : undefined)));
   }
   const results = await Promise.allSettled(batches);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -70,12 +73,14 @@ function writeBatch(
   tx: StoreTransaction,
   batch: ({ kind: "assign"; a: Assignment } | { kind: "reason"; p: PendingReason })[],
   again: () => void,
+  readCopies: Map<string, Task> | undefined,
 ): boolean {
   const now = new Date(ctx.clock.nowMs());
   let wrote = false;
   for (const w of batch) {
     const id = w.kind === "assign" ? w.a.taskId : w.p.taskId;
-    const task = tx.getTask(id);
+    const copy = readCopies?.get(id);
+    const task = copy !== undefined ? { ...copy } : tx.getTask(id);
     // Changed since the pass read it (shut down, placed, removed): the next pass sees it anew.
     if (task === undefined || !isSchedulable(task)) continue;
     if (w.kind === "assign") {
