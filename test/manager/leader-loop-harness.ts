@@ -24,7 +24,7 @@ import { ObjectStore, type StoreTransaction } from "../../src/state/index.js";
 /** A valid 25-character ID that reads as its name in failures. */
 export function idOf(name: string): string {
   const clean = name.toLowerCase().replace(/[^0-9a-z]/g, "");
-  return (clean + "0".repeat(25)).slice(0, 25);
+  return (clean + "z".repeat(25)).slice(0, 25);
 }
 
 export interface NodeOptions {
