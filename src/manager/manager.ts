@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { mkdir } from "node:fs/promises";
 import type { Logger } from "pino";
 import { ShoalError, isShoalError } from "../base/errors.js";
-import { systemClock, type Clock, type Timer } from "../base/clock.js";
+import { systemClock, type Clock } from "../base/clock.js";
 import { systemRandom, type Random } from "../base/random.js";
 import { loadRootCA, RevocationList, renderCrl, type RootCA } from "../ca/index.js";
 import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
@@ -41,9 +41,13 @@ import { revocationSets } from "./revocation-view.js";
 import { membershipHandlers } from "./membership.js";
 import { GrpcRaftTransport, raftServiceHandlers } from "./raft-transport.js";
 import { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../raft/node/index.js";
+import { LeaderLoops } from "./leadership/leader-loops.js";
+import { revocationGcLoop } from "./leadership/revocation-gc.js";
+import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
+import { schedulerLoop } from "./scheduler/scheduler.js";
+import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
 
 export { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../raft/node/index.js";
-const REVOCATION_GC_INTERVAL_MS = 10 * 60 * 1000;
 
 export interface ManagerOptions {
   dataDir: string;
@@ -65,6 +69,8 @@ export interface ManagerOptions {
   raftTiming?: RaftTiming;
   snapshotIntervalEntries?: number;
   heartbeatPeriodMs?: number;
+  /** Tag to digest for service images (src/oci); without one, only digest-pinned references resolve. */
+  resolveImage?: ImageResolver;
   logger: Logger;
   clock?: Clock;
   random?: Random;
@@ -115,7 +121,7 @@ export class Manager {
   private readonly appliedListeners = new Set<(changes: StoreChange[] | "reset") => void>();
   private wrapKey: string | undefined;
   private keyWork: Promise<void> = Promise.resolve();
-  private revocationGcTimer: Timer | undefined;
+  private readonly leaderLoops: LeaderLoops;
   private readonly forwarder: ControlForwarder;
   private stopped = false;
   private lastRevocationKey = "";
@@ -137,6 +143,14 @@ export class Manager {
     this.ctx = ctx;
     this.wrapKey = opts.unlockKey;
     this.control = control;
+    this.leaderLoops = new LeaderLoops({
+      store,
+      propose: (build, options) => ctx.propose(build, options),
+      clock: ctx.clock,
+      random: ctx.random,
+      logger: opts.logger.child({ component: "leader-loops" }),
+      loops: [revocationGcLoop, orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop],
+    });
     const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
     this.forwarder = new ControlForwarder({
       clock: ctx.clock,
@@ -347,17 +361,7 @@ export class Manager {
   private leaderChanged(isLeader: boolean, term: number): void {
     this.ctx.logger.info({ isLeader, term, leader: String(this.raft.leaderId) }, "raft leader changed");
     this.dispatcher.leadershipChanged(isLeader, term);
-    this.revocationGcTimer?.cancel();
-    this.revocationGcTimer = undefined;
-    if (isLeader) {
-      this.revocationGcTimer = this.ctx.clock.setInterval(() => {
-        if (!this.raft.isLeader || this.raft.term !== term) return;
-        const now = new Date(this.ctx.clock.nowMs());
-        const list = RevocationList.fromProto(this.store.getCluster()?.revocationList);
-        if (list.entries().every((e) => now.getTime() < e.lastCertNotAfter.getTime() + 7 * 24 * 3600 * 1000)) return;
-        this.ctx.propose((tx) => void tx.gcRevocations(now), { term }).catch(() => undefined);
-      }, REVOCATION_GC_INTERVAL_MS);
-    }
+    this.leaderLoops.leaderChanged(isLeader, term);
   }
 
   /** Revocation propagation and key protection, after every apply (cheap when nothing changed). */
@@ -461,7 +465,7 @@ export class Manager {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.revocationGcTimer?.cancel();
+    this.leaderLoops.stop();
     this.dispatcher.close();
     this.forwarder.close();
     await this.server.shutdown(500);

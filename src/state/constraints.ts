@@ -13,8 +13,8 @@ export const ZONE_LABEL = "zone";
 
 export type Constraint =
   | { field: "label"; key: string; op: "==" | "!="; value: string }
-  // Node-reported (untrusted): usable for placement, never for a zone or any security decision.
-  | { field: "engineLabel"; key: string; op: "==" | "!="; value: string }
+  /** A node-reported engine label: untrusted, so it never decides a zone (serviceZone ignores it). */
+  | { field: "engine_label"; key: string; op: "==" | "!="; value: string }
   | { field: "role"; op: "==" | "!="; value: "manager" | "worker" }
   | { field: "id"; op: "==" | "!="; value: string }
   | { field: "hostname"; op: "==" | "!="; value: string };
@@ -49,7 +49,13 @@ export function parseConstraint(expr: string): Constraint {
     if (key === ZONE_LABEL && !isValidZone(value)) throw bad(expr, "a zone must be a name of [a-zA-Z0-9_.-] starting with a letter or digit, at most 63 characters");
     return { field: "label", key, op, value };
   }
-  if (lhs.startsWith("engine.labels.")) return parseEngineLabelConstraint(expr, lhs.slice("engine.labels.".length), op, value);
+  if (lhs.startsWith("engine.labels.")) {
+    const key = lhs.slice("engine.labels.".length);
+    if (key === "" || /\s/.test(key)) throw bad(expr, "the label key is empty or contains whitespace");
+    if (Buffer.byteLength(key) > MAX_LABEL_KEY_BYTES) throw bad(expr, `the label key is longer than ${MAX_LABEL_KEY_BYTES} bytes`);
+    if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
+    return { field: "engine_label", key, op, value };
+  }
   switch (lhs) {
     case "node.role":
       if (value !== "manager" && value !== "worker") throw bad(expr, "node.role must be manager or worker");
@@ -64,14 +70,6 @@ export function parseConstraint(expr: string): Constraint {
   }
 }
 
-/** `engine.labels.KEY op VALUE`: a label the node reports about itself (`shoal daemon --engine-label`). */
-export function parseEngineLabelConstraint(expr: string, key: string, op: "==" | "!=", value: string): Constraint {
-  if (key === "" || /\s/.test(key)) throw bad(expr, "the engine label key is empty or contains whitespace");
-  if (Buffer.byteLength(key) > MAX_LABEL_KEY_BYTES) throw bad(expr, `the label key is longer than ${MAX_LABEL_KEY_BYTES} bytes`);
-  if (Buffer.byteLength(value) > MAX_LABEL_VALUE_BYTES) throw bad(expr, `the value is longer than ${MAX_LABEL_VALUE_BYTES} bytes`);
-  return { field: "engineLabel", key, op, value };
-}
-
 /** A node's security zone: its manager-set `zone` label, or "default". */
 export function nodeZone(node: Pick<Node, "spec">): string {
   const zone = node.spec?.labels?.[ZONE_LABEL];
@@ -84,14 +82,24 @@ function nodeRoleName(node: Node): "manager" | "worker" | "" {
   return role === NodeRole.NODE_ROLE_MANAGER ? "manager" : role === NodeRole.NODE_ROLE_WORKER ? "worker" : "";
 }
 
+// A label named "constructor" or "__proto__" must not find Object.prototype's members.
+function ownValue(map: { [key: string]: string } | undefined, key: string): string | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/** Whether one node satisfies one parsed constraint. */
+export function matchConstraint(node: Node, c: Constraint): boolean {
+  return matchOne(node, c);
+}
+
 function matchOne(node: Node, c: Constraint): boolean {
   let actual: string | undefined;
   switch (c.field) {
     case "label":
-      actual = node.spec?.labels?.[c.key];
+      actual = ownValue(node.spec?.labels, c.key);
       break;
-    case "engineLabel":
-      actual = node.description?.engineLabels?.[c.key];
+    case "engine_label":
+      actual = ownValue(node.description?.engineLabels, c.key);
       break;
     case "role":
       actual = nodeRoleName(node);

@@ -2,7 +2,7 @@
 export { ObjectStore, StoreTransaction, SNAPSHOT_FORMAT } from "./store.js";
 export type { ApplyContext, ApplyResult, ObjectStoreOptions, PrepareOptions, ValueEntry } from "./store.js";
 export type { ChangeKind, StoreChange, StoreEvent, StoreTable, StoreWatch, TableObjects, WatchFilter, WatchOptions } from "./watch.js";
-export { parseConstraint, nodeMatches, nodeMatchesService, nodeZone, serviceZone, isValidZone, DEFAULT_ZONE, ZONE_LABEL } from "./constraints.js";
+export { parseConstraint, matchConstraint, nodeMatches, nodeMatchesService, nodeZone, serviceZone, isValidZone, DEFAULT_ZONE, ZONE_LABEL } from "./constraints.js";
 export type { Constraint } from "./constraints.js";
 export { redactCluster, redactSecret } from "./redact.js";
 export {
@@ -14,3 +14,9 @@ export {
   withRevokedNode,
 } from "./revocation.js";
 export * from "./limits.js";
+export { nodeOffersExecutor, nodeStateName, nodeTakesNewTasks, placementFits, taskFitsNode, taskPlacement, taskZone } from "./placement.js";
+export type { PlacementFit, TaskPlacement } from "./placement.js";
+export { endedByItself, isTerminalState, taskStateName } from "./task-state.js";
+export type { LeaderLoop, LeaderLoopFactory, LoopContext, LoopLogger, LoopProposal, StoreView } from "./loop-context.js";
+export { ReconcileTrigger } from "./reconcile-trigger.js";
+export type { ReconcileTriggerOptions } from "./reconcile-trigger.js";

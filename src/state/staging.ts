@@ -3,7 +3,7 @@
 // so both decisions follow one set of rules and every manager decides alike.
 import { createHmac } from "node:crypto";
 import { ShoalError } from "../base/errors.js";
-import type { Cluster, Meta, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
+import { ServiceSpec, type Cluster, type Meta, type Node, type Secret, type Service, type Task } from "../proto/shoal/v1/objects.js";
 import { StoreActionKind, type KeyValue, type StoreAction } from "../proto/shoal/v1/store.js";
 import { deepCopy, deepFreeze, sortedMap } from "./copies.js";
 import { redactCluster, redactSecret } from "./redact.js";
@@ -289,6 +289,7 @@ export class Staging {
     if (sameName !== undefined && sameName !== service.id) {
       throw new ShoalError("ALREADY_EXISTS", `a service named ${JSON.stringify(spec.name)} already exists; choose another name`);
     }
+    versionSpec(service, current);
     for (const ref of spec.container?.secrets ?? []) {
       const secret = this.get("secrets", ref.secretId);
       if (secret === undefined) throw new ShoalError("NOT_FOUND", `secret ${JSON.stringify(ref.secretId)} does not exist; create it first`);
@@ -423,6 +424,28 @@ export function changeView(change: StoreChange): StoreChange {
     Object.defineProperty(out, "oldObject", { enumerable: true, get: () => (oldObject ??= view(previous)) });
   }
   return out;
+}
+
+/**
+ * The store owns a service's spec history, so that every writer (control API, orchestrator rollback)
+ * gets the same rule: a new service starts at spec_version 1; an update whose spec differs bumps
+ * spec_version and keeps the spec it replaced as previous_spec (what `rollback` returns to); an update
+ * that leaves the spec alone keeps both as they were, whatever the writer sent.
+ */
+function versionSpec(service: Service, current: Service | undefined): void {
+  if (current === undefined) {
+    service.specVersion = 1n;
+    service.previousSpec = undefined;
+    return;
+  }
+  const canonical = (spec: ServiceSpec): Uint8Array => ServiceSpec.encode({ ...spec, labels: sortedMap(spec.labels) }).finish();
+  if (Buffer.from(canonical(service.spec!)).equals(canonical(current.spec!))) {
+    service.specVersion = current.specVersion;
+    service.previousSpec = current.previousSpec === undefined ? undefined : deepCopy(current.previousSpec);
+    return;
+  }
+  service.specVersion = current.specVersion + 1n;
+  service.previousSpec = deepCopy(current.spec!);
 }
 
 function notFound(noun: string, key: string): ShoalError {

@@ -76,7 +76,7 @@ test("the pending-delete mark is retried when another writer changed the service
     // The orchestrator writes the service (an update status, say) just before each of our proposals.
     if (interfere-- <= 0) return;
     const service = store.listServices()[0]!;
-    const result = store.apply(store.prepare((tx) => tx.updateService({ ...service, updateStatus: { state: UpdateState.UPDATE_STATE_UPDATING, message: "", startedAt: undefined, completedAt: undefined } })), { index: store.lastAppliedIndex + 1 });
+    const result = store.apply(store.prepare((tx) => tx.updateService({ ...service, updateStatus: { state: UpdateState.UPDATE_STATE_UPDATING, message: "", startedAt: undefined, completedAt: undefined, specVersion: service.specVersion } })), { index: store.lastAppliedIndex + 1 });
     assert.ok(result.ok);
   });
   interfere = 0;

@@ -112,8 +112,8 @@ test("the store checks the workload rules again when a refused spec arrives in a
 });
 
 test("engine.labels constraints: parsed, matched on node-reported labels, never a zone", () => {
-  assert.deepEqual(parseConstraint("engine.labels.disk==ssd"), { field: "engineLabel", key: "disk", op: "==", value: "ssd" });
-  assert.deepEqual(parseConstraint("engine.labels.os != windows"), { field: "engineLabel", key: "os", op: "!=", value: "windows" });
+  assert.deepEqual(parseConstraint("engine.labels.disk==ssd"), { field: "engine_label", key: "disk", op: "==", value: "ssd" });
+  assert.deepEqual(parseConstraint("engine.labels.os != windows"), { field: "engine_label", key: "os", op: "!=", value: "windows" });
   for (const bad of ["engine.labels.==x", "engine.labels.a b==x", "engine.labels.disk==", "engine.disk==ssd"]) {
     assert.throws(() => parseConstraint(bad), (err: unknown) => isShoalError(err, "INVALID_ARGUMENT"), bad);
   }

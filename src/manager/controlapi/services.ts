@@ -90,7 +90,8 @@ export async function updateService(ctx: ServiceWriteContext, req: UpdateService
     }
     next.spec = current.previousSpec;
     next.previousSpec = current.spec;
-    next.updateStatus = { state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED, message: "manually requested rollback", startedAt: new Date(ctx.clock.nowMs()), completedAt: undefined };
+    // The store bumps spec_version for the new spec: the rollback is the update to that version.
+    next.updateStatus = { state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED, message: "manually requested rollback", startedAt: new Date(ctx.clock.nowMs()), completedAt: undefined, specVersion: current.specVersion + 1n };
   } else {
     const spec = operatorSpec(ctx, req.spec, current.spec);
     if (spec.mode !== current.spec?.mode) {

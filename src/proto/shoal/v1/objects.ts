@@ -699,7 +699,14 @@ export interface UpdateStatus {
   state: UpdateState;
   message: string;
   startedAt: Date | undefined;
-  completedAt: Date | undefined;
+  completedAt:
+    | Date
+    | undefined;
+  /**
+   * The service spec_version this update (or rollback) rolls out; a new spec version starts a new
+   * update, also out of PAUSED.
+   */
+  specVersion: bigint;
 }
 
 export interface Service {
@@ -749,8 +756,16 @@ export interface Task {
     | undefined;
   /** Constraints copied from the service (the scheduler and the enforcer check them). */
   constraints: string[];
-  /** How many tasks of this slot (or node, for a global service) came before this one. */
+  /**
+   * Restarts by the restart policy in this slot's (or node's, for a global service) line of tasks
+   * since the last rolling update; moves (node down, drain, constraints) carry it unchanged.
+   */
   restartCount: number;
+  /**
+   * Set by the orchestrator on an ended task whose restart policy declined a replacement: the slot
+   * stays empty (until the spec changes) instead of being refilled as if a manager had stopped it.
+   */
+  restartDeclined: boolean;
 }
 
 export interface SecretSpec {
@@ -3350,7 +3365,7 @@ export const ServiceSpec_LabelsEntry: MessageFns<ServiceSpec_LabelsEntry> = {
 };
 
 function createBaseUpdateStatus(): UpdateStatus {
-  return { state: 0, message: "", startedAt: undefined, completedAt: undefined };
+  return { state: 0, message: "", startedAt: undefined, completedAt: undefined, specVersion: 0n };
 }
 
 export const UpdateStatus: MessageFns<UpdateStatus> = {
@@ -3366,6 +3381,12 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
     }
     if (message.completedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.completedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.specVersion !== 0n) {
+      if (BigInt.asUintN(64, message.specVersion) !== message.specVersion) {
+        throw new globalThis.Error("value provided for field message.specVersion of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.specVersion);
     }
     return writer;
   },
@@ -3415,6 +3436,14 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
             message.completedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.specVersion = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3441,6 +3470,11 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
         : isSet(object.completed_at)
         ? fromJsonTimestamp(object.completed_at)
         : undefined,
+      specVersion: isSet(object.specVersion)
+        ? BigInt(object.specVersion)
+        : isSet(object.spec_version)
+        ? BigInt(object.spec_version)
+        : 0n,
     };
   },
 
@@ -3458,6 +3492,9 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
     if (message.completedAt !== undefined) {
       obj.completedAt = message.completedAt.toISOString();
     }
+    if (message.specVersion !== 0n) {
+      obj.specVersion = message.specVersion.toString();
+    }
     return obj;
   },
 
@@ -3470,6 +3507,9 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
     message.message = object.message ?? "";
     message.startedAt = object.startedAt ?? undefined;
     message.completedAt = object.completedAt ?? undefined;
+    message.specVersion = (object.specVersion !== undefined && object.specVersion !== null)
+      ? BigInt(object.specVersion)
+      : 0n;
     return message;
   },
 };
@@ -3844,6 +3884,7 @@ function createBaseTask(): Task {
     startAfter: undefined,
     constraints: [],
     restartCount: 0,
+    restartDeclined: false,
   };
 }
 
@@ -3896,6 +3937,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.restartCount !== 0) {
       writer.uint32(120).uint32(message.restartCount);
+    }
+    if (message.restartDeclined !== false) {
+      writer.uint32(128).bool(message.restartDeclined);
     }
     return writer;
   },
@@ -4033,6 +4077,14 @@ export const Task: MessageFns<Task> = {
             message.restartCount = reader.uint32();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.restartDeclined = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4092,6 +4144,11 @@ export const Task: MessageFns<Task> = {
         : isSet(object.restart_count)
         ? globalThis.Number(object.restart_count)
         : 0,
+      restartDeclined: isSet(object.restartDeclined)
+        ? globalThis.Boolean(object.restartDeclined)
+        : isSet(object.restart_declined)
+        ? globalThis.Boolean(object.restart_declined)
+        : false,
     };
   },
 
@@ -4142,6 +4199,9 @@ export const Task: MessageFns<Task> = {
     if (message.restartCount !== 0) {
       obj.restartCount = Math.round(message.restartCount);
     }
+    if (message.restartDeclined !== false) {
+      obj.restartDeclined = message.restartDeclined;
+    }
     return obj;
   },
 
@@ -4171,6 +4231,7 @@ export const Task: MessageFns<Task> = {
     message.startAfter = object.startAfter ?? undefined;
     message.constraints = object.constraints?.map((e) => e) || [];
     message.restartCount = object.restartCount ?? 0;
+    message.restartDeclined = object.restartDeclined ?? false;
     return message;
   },
 };
