@@ -28,6 +28,7 @@ import { allocateRaftId, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/
 import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAtomic, writeNodeKey } from "../storage/index.js";
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect, retryWhileElecting } from "../transport/leader.js";
+import { createImageResolver } from "../oci/resolver.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
@@ -619,6 +620,8 @@ export class Daemon {
       raftTiming: node.raftTiming,
       heartbeatPeriodMs: this.opts.heartbeatPeriodMs,
       snapshotIntervalEntries: this.opts.snapshotIntervalEntries,
+      // The leader resolves each service's image once into a manifest digest that its tasks carry.
+      resolveImage: createImageResolver(),
       logger: this.childLogger(),
       clock: this.clock,
       random: this.random,
