@@ -14,3 +14,5 @@ export {
   withRevokedNode,
 } from "./revocation.js";
 export * from "./limits.js";
+export { checkSecretZoneForTask, checkTaskZoneForNode, effectiveZone, isTaskPushed, isTerminalTaskState, taskHoldsSecrets } from "./zone-check.js";
+export type { ZoneCheck } from "./zone-check.js";

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
 import { ManualClock } from "../../src/base/clock.js";
+import { SeededRandom } from "../../src/base/random.js";
 import { Dispatcher, HEARTBEAT_TTL_PERIODS } from "../../src/manager/dispatcher/dispatcher.js";
 import type { ManagerContext } from "../../src/manager/context.js";
 import { NodeState, type Node } from "../../src/proto/shoal/v1/objects.js";
@@ -28,6 +29,7 @@ test("the dispatcher marks a silent node DOWN on the injected clock's schedule",
   const proposed: Node[] = [];
   const ctx = {
     clock,
+    random: new SeededRandom(1),
     logger: pino({ level: "silent" }),
     raft: { isLeader: true, term: 7, status: () => ({ members: [] }) },
     store: { listNodes: () => [node], getNode: () => node },
