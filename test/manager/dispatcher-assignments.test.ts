@@ -6,7 +6,10 @@
 // a reopened stream starting with a COMPLETE set again).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TaskState } from "../../src/proto/shoal/v1/objects.js";
+import { MAX_ASSIGNMENTS_MESSAGE_BYTES } from "../../src/manager/dispatcher/assignments.js";
+import { AssignmentsMessage } from "../../src/proto/shoal/v1/dispatcher.js";
+import { TaskState, type Secret } from "../../src/proto/shoal/v1/objects.js";
+import { MAX_SECRET_BYTES } from "../../src/state/index.js";
 import { waitFor } from "../e2e/cluster.js";
 import {
   ARRIVAL_GUARD_MS,
@@ -128,4 +131,27 @@ test("a secret goes only with a task that holds it, and is removed when no task 
   assert.deepEqual([...again.secrets.keys()], [s.id]);
   const replaced = await Promise.race([r.ended, new Promise<"open">((res) => setTimeout(() => res("open"), ARRIVAL_GUARD_MS))]);
   assert.ok(replaced !== "open" && replaced.code === "FAILED_PRECONDITION", "the older stream of the session is ended");
+});
+
+test("a set larger than one message goes out as a COMPLETE message and incrementals, secrets before the task that uses them", { timeout: 90_000 }, async (t) => {
+  const m = await loggedManager(t, "shoal-dchunk-");
+  const a = await zonedWorker(m, "wa", "a");
+  const secrets: Secret[] = [];
+  for (let i = 0; i < 5; i++) secrets.push(await createSecret(m, `big-${i}`, Buffer.alloc(MAX_SECRET_BYTES, 0x30 + i), "a"));
+  const web = await createService(m, "web", "a", secrets.map((s) => s.id));
+  const task = await assignTask(m, { service: web, nodeId: a.nodeId, zone: "a", secrets });
+  const link = await connect(m, a);
+  t.after(() => link.close());
+  const r = link.assignments;
+  await waitFor("the task and its five secrets", () => r.tasks.has(task.id) && secrets.every((s) => r.secrets.has(s.id)), ARRIVAL_GUARD_MS);
+  assert.ok(r.messages.length >= 2, `${r.messages.length} messages`);
+  assert.equal(r.messages[0]!.type, 0, "the first is COMPLETE");
+  assertNoGap(r, "a");
+  for (const msg of r.messages) {
+    assert.ok(AssignmentsMessage.encode(msg).finish().length <= MAX_ASSIGNMENTS_MESSAGE_BYTES + 1024, "each message within the bound");
+  }
+  const indexOf = (pred: (c: AssignmentsMessage["changes"][number]) => boolean): number => r.messages.findIndex((msg) => msg.changes.some(pred));
+  const taskAt = indexOf((c) => c.assignment?.task?.id === task.id);
+  for (const s of secrets) assert.ok(indexOf((c) => c.assignment?.secret?.id === s.id) <= taskAt, "each secret arrives no later than the task");
+  for (const s of secrets) assert.equal(Buffer.from(r.secrets.get(s.id)!.spec!.data).length, MAX_SECRET_BYTES);
 });

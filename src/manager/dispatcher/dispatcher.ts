@@ -45,6 +45,11 @@ export class Dispatcher {
   private readonly statuses: TaskStatusWriter;
   private readonly log: ManagerContext["logger"];
   private leaderTerm = 0;
+  /**
+   * Nodes READY in the store, kept from the applied changes so that a heartbeat (hundreds a second
+   * with thousands of nodes) and the DOWN check read no node object.
+   */
+  private readonly readyNodes = new Set<string>();
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -56,13 +61,14 @@ export class Dispatcher {
       periodMs: options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS,
       clock: ctx.clock,
       random: ctx.random,
-      readyNodes: () => ctx.store.listNodes().filter((n) => n.status?.state === NodeState.NODE_STATE_READY).map((n) => n.id),
+      readyNodes: () => [...this.readyNodes],
       onExpired: (nodeIds) => this.markDown(nodeIds),
     });
     this.reports = new NodeReports(ctx);
     this.statuses = new TaskStatusWriter(ctx, this.log);
     this.assignments = new AssignmentStreams({ store: ctx.store, logger: this.log });
     this.sessions.onEnd((session, why) => this.assignments.endSession(session, why));
+    this.reloadReadyNodes();
     this.unsubscribe = ctx.onApplied((changes) => this.onApplied(changes));
   }
 
@@ -121,7 +127,26 @@ export class Dispatcher {
     session.call.write(this.message(session, node));
   }
 
+  private reloadReadyNodes(): void {
+    this.readyNodes.clear();
+    for (const node of this.ctx.store.listNodes()) if (node.status?.state === NodeState.NODE_STATE_READY) this.readyNodes.add(node.id);
+  }
+
+  private trackReadyNodes(changes: StoreChange[] | "reset"): void {
+    if (changes === "reset") {
+      this.reloadReadyNodes();
+      return;
+    }
+    for (const change of changes) {
+      if (change.table !== "nodes") continue;
+      const node = change.object as Node;
+      if (change.kind !== "remove" && node.status?.state === NodeState.NODE_STATE_READY) this.readyNodes.add(node.id);
+      else this.readyNodes.delete(node.id);
+    }
+  }
+
   private onApplied(changes: StoreChange[] | "reset"): void {
+    this.trackReadyNodes(changes);
     this.assignments.applied(changes);
     if (this.sessions.size === 0) return;
     let all = changes === "reset";
@@ -197,10 +222,7 @@ export class Dispatcher {
     this.bind(req.sessionId, peer, "Heartbeat");
     const periodMs = this.heartbeats.choosePeriodMs();
     this.heartbeats.beat(peer.nodeId, periodMs);
-    const node = this.ctx.store.getNode(peer.nodeId);
-    if (node !== undefined && node.status?.state !== NodeState.NODE_STATE_READY) {
-      void this.reports.setState(peer.nodeId, NodeState.NODE_STATE_READY, undefined, this.ctx.raft.term);
-    }
+    if (!this.readyNodes.has(peer.nodeId)) void this.reports.setState(peer.nodeId, NodeState.NODE_STATE_READY, undefined, this.ctx.raft.term);
     return { periodMs };
   }
 
