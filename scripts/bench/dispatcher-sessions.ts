@@ -5,6 +5,8 @@
 // core, from /proc utime+stime) and RSS over a steady window. Targets (issue 9): ≤ 25 % of one core,
 // ≤ 500 MB RSS at 2,000 sessions. Prints one JSON object.
 // Run: node --import tsx scripts/bench/dispatcher-sessions.ts [--sessions 2000] [--window-s 60] [--warmup-s 10]
+// Profile the manager over the window: SHOAL_CPU_PROF_DIR=DIR NODE_OPTIONS="--import tsx --import
+// ./scripts/bench/profile-cpu-hook.ts" (SIGUSR2 starts and stops the profile; see that file).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -149,6 +151,8 @@ async function main(): Promise<void> {
   const connectMs = performance.now() - connectStart;
   await sleep(warmupS * 1000);
 
+  const profiling = process.env["SHOAL_CPU_PROF_DIR"] !== undefined;
+  if (profiling) process.kill(pid, "SIGUSR2");
   const cpu0 = processCpuMs(pid);
   const self0 = process.cpuUsage();
   const beats0 = stats.heartbeats;
@@ -160,6 +164,10 @@ async function main(): Promise<void> {
   }
   const wallMs = performance.now() - t0;
   const cpuMs = processCpuMs(pid) - cpu0;
+  if (profiling) {
+    process.kill(pid, "SIGUSR2");
+    await sleep(2000);
+  }
   const self = process.cpuUsage(self0);
   const beats = stats.heartbeats - beats0;
   const down = (await manager.client.listNodes()).filter((n) => n.status?.state === NodeState.NODE_STATE_DOWN).length;
