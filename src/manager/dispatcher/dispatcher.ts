@@ -198,6 +198,7 @@ export class Dispatcher {
     call.on("close", forget);
     call.on("error", forget);
     this.heartbeats.beat(peer.nodeId, this.heartbeats.maxPeriodMs);
+    this.log.info({ nodeId: peer.nodeId, sessionId: session.id, certSerial: peer.serial, certZone: peer.zone, replaced: previous !== undefined }, "agent session opened");
     this.push(session);
     const term = ctx.raft.term;
     void this.reports.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, term);
