@@ -161,12 +161,15 @@ export interface Received {
   gap: string | undefined;
   ended: Promise<ShoalError>;
   cancel(): void;
+  /** Stops reading (flow control backs up to the manager) and starts again. */
+  pause(): void;
+  resume(): void;
 }
 
 /** An agent's view of one Assignments stream: applies COMPLETE and INCREMENTAL messages as the contract says. */
 export function openAssignments(ch: SecureChannel, sessionId: string): Received {
   const stream = ch.client(DispatcherClient).assignments({ sessionId });
-  const r: Received = { messages: [], tasks: new Map(), secrets: new Map(), everTasks: new Set(), everSecrets: new Set(), gap: undefined, ended: undefined as unknown as Promise<ShoalError>, cancel: () => stream.cancel() };
+  const r: Received = { messages: [], tasks: new Map(), secrets: new Map(), everTasks: new Set(), everSecrets: new Set(), gap: undefined, ended: undefined as unknown as Promise<ShoalError>, cancel: () => stream.cancel(), pause: () => stream.pause(), resume: () => stream.resume() };
   r.ended = new Promise<ShoalError>((resolve) => {
     stream.on("error", (err) => resolve(fromGrpcError(err)));
     stream.on("end", () => resolve(new ShoalError("UNAVAILABLE", "stream ended without a status")));

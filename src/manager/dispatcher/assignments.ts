@@ -27,8 +27,8 @@ import type { Session } from "./sessions.js";
 export const MAX_ASSIGNMENTS_MESSAGE_BYTES = 2 * 1024 * 1024;
 /**
  * Bytes written to one stream that the connection has not taken yet. An agent that reads slower
- * than its assignments change is cut off (QUEUE_FULL) and starts over with a COMPLETE set, instead
- * of the leader buffering without bound.
+ * than its assignments change is cut off (QUEUE_FULL) at its next change and starts over with a
+ * COMPLETE set, instead of the leader buffering without bound (at most this plus one set per node).
  */
 export const MAX_UNSENT_ASSIGNMENT_BYTES = 16 * 1024 * 1024;
 
@@ -203,35 +203,38 @@ export class AssignmentStreams {
   }
 
   private write(stream: AssignmentStream, changes: AssignmentChange[], complete: boolean): void {
-    const chunks: AssignmentChange[][] = [[]];
-    let bytes = 0;
+    // The backlog left by earlier writes decides, not this set's size: a node whose set is large but
+    // that reads promptly must never be cut off (it would reopen, get the same COMPLETE set, forever).
+    if (stream.unsentBytes > MAX_UNSENT_ASSIGNMENT_BYTES) {
+      this.deps.logger.warn({ nodeId: stream.session.nodeId, unsentBytes: stream.unsentBytes }, "an agent reads its assignments too slowly; ending its stream so it starts over with a complete set");
+      this.end(stream, new ShoalError("QUEUE_FULL", "this node reads its assignments slower than they change; reopen the stream for a complete set"));
+      return;
+    }
+    const chunks: { changes: AssignmentChange[]; bytes: number }[] = [{ changes: [], bytes: 0 }];
     for (const change of changes) {
+      // Each change is a length-delimited field of the message: its bytes plus a few of framing.
       const size = AssignmentChange.encode(change).finish().length + 8;
-      if (bytes + size > MAX_ASSIGNMENTS_MESSAGE_BYTES && chunks.at(-1)!.length > 0) {
-        chunks.push([]);
-        bytes = 0;
+      let last = chunks.at(-1)!;
+      if (last.bytes + size > MAX_ASSIGNMENTS_MESSAGE_BYTES && last.changes.length > 0) {
+        last = { changes: [], bytes: 0 };
+        chunks.push(last);
       }
-      chunks.at(-1)!.push(change);
-      bytes += size;
+      last.changes.push(change);
+      last.bytes += size;
     }
     for (const [i, chunk] of chunks.entries()) {
-      const appliesTo = complete && i === 0 ? "" : String(stream.sequence);
+      const first = complete && i === 0;
+      const appliesTo = first ? "" : String(stream.sequence);
       stream.sequence++;
       const message: AssignmentsMessage = {
-        type: complete && i === 0 ? AssignmentsMessage_Type.TYPE_COMPLETE : AssignmentsMessage_Type.TYPE_INCREMENTAL,
+        type: first ? AssignmentsMessage_Type.TYPE_COMPLETE : AssignmentsMessage_Type.TYPE_INCREMENTAL,
         appliesTo,
         resultsIn: String(stream.sequence),
-        changes: chunk,
+        changes: chunk.changes,
       };
-      const size = chunk.reduce((n, c) => n + AssignmentChange.encode(c).finish().length, 0);
-      if (stream.unsentBytes + size > MAX_UNSENT_ASSIGNMENT_BYTES) {
-        this.deps.logger.warn({ nodeId: stream.session.nodeId, unsentBytes: stream.unsentBytes }, "an agent reads its assignments too slowly; ending its stream so it starts over with a complete set");
-        this.end(stream, new ShoalError("QUEUE_FULL", "this node reads its assignments slower than they change; reopen the stream for a complete set"));
-        return;
-      }
-      stream.unsentBytes += size;
+      stream.unsentBytes += chunk.bytes;
       stream.call.write(message, () => {
-        stream.unsentBytes -= size;
+        stream.unsentBytes -= chunk.bytes;
       });
     }
   }
