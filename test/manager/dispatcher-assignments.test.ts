@@ -45,8 +45,9 @@ test("a zone-b worker never receives a zone-a task or secret, even when the stor
   const good = await assignTask(m, { service: webA, nodeId: a.nodeId, zone: "a", secrets: [sA] });
   // The store assigns a zone-a task (with its zone-a secret) to the zone-b worker: the dispatcher must not follow it.
   const misplaced = await assignTask(m, { service: webA, nodeId: b.nodeId, zone: "a", secrets: [sA] });
-  // Then a task that does belong on b, so b's stream provably carries changes after the misplaced one.
-  const sentinel = await assignTask(m, { service: webB, nodeId: b.nodeId, zone: "b", secrets: [sFree] });
+  // Then a task that does belong on b, so b's stream provably carries changes after the misplaced one;
+  // it also references the zone-a secret (the store checks services, not tasks): the task goes, that secret does not.
+  const sentinel = await assignTask(m, { service: webB, nodeId: b.nodeId, zone: "b", secrets: [sFree, sA] });
 
   await waitFor("worker a to hold its task and the zone-a secret", () => linkA.assignments.tasks.has(good.id) && linkA.assignments.secrets.has(sA.id), ARRIVAL_GUARD_MS);
   await waitFor("worker b to hold its zone-b task and the unzoned secret", () => linkB.assignments.tasks.has(sentinel.id) && linkB.assignments.secrets.has(sFree.id), ARRIVAL_GUARD_MS);
@@ -70,6 +71,9 @@ test("a zone-b worker never receives a zone-a task or secret, even when the stor
   assert.equal(entry["nodeId"], b.nodeId);
   assert.equal(entry["taskZone"], "a");
   assert.match(String(entry["reason"]), /zone a.*zone b/);
+  const secretRefusal = m.logLines.find((l) => l.includes("refused to send a secret") && l.includes(sentinel.id));
+  assert.ok(secretRefusal !== undefined, "the withheld secret is a security event too");
+  assert.equal((JSON.parse(secretRefusal) as Record<string, unknown>)["secretName"], "db-a");
   const log = m.logLines.join("");
   assert.ok(!log.includes(secretBytes.toString()) && !log.includes(secretBytes.toString("base64")), "no secret bytes in the log");
 });

@@ -63,10 +63,6 @@ export class HeartbeatMonitor {
     this.deadlineMs.set(nodeId, this.opts.clock.nowMs() + toldPeriodMs * HEARTBEAT_TTL_PERIODS);
   }
 
-  forget(nodeId: string): void {
-    this.deadlineMs.delete(nodeId);
-  }
-
   /** Whether `nodeId`'s deadline has passed at `nowMs`. */
   expired(nodeId: string, nowMs: number): boolean {
     const deadline = this.deadlineMs.get(nodeId) ?? this.sinceMs + this.maxPeriodMs * HEARTBEAT_TTL_PERIODS;
