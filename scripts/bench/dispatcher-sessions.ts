@@ -5,6 +5,7 @@
 // core, from /proc utime+stime) and RSS over a steady window. Targets (issue 9): ≤ 25 % of one core,
 // ≤ 500 MB RSS at 2,000 sessions. Prints one JSON object.
 // Run: node --import tsx scripts/bench/dispatcher-sessions.ts [--sessions 2000] [--window-s 60] [--warmup-s 10]
+//        [--keepalive-ms 10000]   (the client keepalive ping interval; the real agent's is 10 s)
 // Profile the manager over the window: SHOAL_CPU_PROF_DIR=DIR NODE_OPTIONS="--import tsx --import
 // ./scripts/bench/profile-cpu-hook.ts" (SIGUSR2 starts and stops the profile; see that file).
 import { readFileSync } from "node:fs";
@@ -82,8 +83,8 @@ interface SimAgent {
 const stats = { heartbeats: 0, heartbeatErrors: 0, sessionErrors: 0, assignmentMessages: 0, periodsMs: new Set<number>() };
 
 /** One simulated agent: a session, its assignments stream, heartbeats at the told period (as the real agent does). */
-function startAgent(addr: string, rootCaPem: string, clusterId: string, id: Identity): Promise<SimAgent> {
-  const ch = createSecureChannel(addr, { rootCaPem, certPem: id.certPem, keyPem: id.keyPem, expectServerRole: "swarm-manager", clusterId, keepalive: { timeMs: 10_000, timeoutMs: 5_000 } });
+function startAgent(addr: string, rootCaPem: string, clusterId: string, id: Identity, keepaliveMs: number): Promise<SimAgent> {
+  const ch = createSecureChannel(addr, { rootCaPem, certPem: id.certPem, keyPem: id.keyPem, expectServerRole: "swarm-manager", clusterId, keepalive: { timeMs: keepaliveMs, timeoutMs: 5_000 } });
   const dispatcher = ch.client(DispatcherClient);
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
   const sessions = argNumber("--sessions", 2000);
   const windowS = argNumber("--window-s", 60);
   const warmupS = argNumber("--warmup-s", 10);
+  const keepaliveMs = argNumber("--keepalive-ms", 10_000);
   const startedAt = performance.now();
   const cluster = await formCluster({ managers: 1, workers: 0 });
   const manager = cluster.managers[0]!;
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
   const idleRssMB = rssMB(pid);
 
   const connectStart = performance.now();
-  const agents = await pool(sessions, CONNECT_CONCURRENCY, (i) => startAgent(manager.addr, rootCaPem, clusterId, identities[i]!));
+  const agents = await pool(sessions, CONNECT_CONCURRENCY, (i) => startAgent(manager.addr, rootCaPem, clusterId, identities[i]!, keepaliveMs));
   await waitFor(
     `all ${sessions} nodes READY`,
     async () => (await manager.client.listNodes()).filter((n) => n.status?.state === NodeState.NODE_STATE_READY).length >= sessions + 1 || undefined,
@@ -181,6 +183,7 @@ async function main(): Promise<void> {
       bench: "dispatcher-sessions",
       node: process.version,
       sessions,
+      clientKeepaliveMs: keepaliveMs,
       heartbeatPeriodMs: { min: periods[0], max: periods.at(-1) },
       windowS: Math.round(wallMs / 100) / 10,
       managerCpuPercentOfOneCore: managerCpuPercent,
