@@ -81,6 +81,8 @@ export interface DaemonOptions {
   /** Raft timing for a cluster this node creates or joins (DESIGN.md §4 defaults otherwise). */
   raftTiming?: RaftTiming;
   heartbeatPeriodMs?: number;
+  /** See ManagerOptions.workloadLoops (tests only). */
+  workloadLoops?: boolean;
   snapshotIntervalEntries?: number;
   clock?: Clock;
   random?: Random;
@@ -619,6 +621,7 @@ export class Daemon {
       join: seed?.join,
       raftTiming: node.raftTiming,
       heartbeatPeriodMs: this.opts.heartbeatPeriodMs,
+      workloadLoops: this.opts.workloadLoops,
       snapshotIntervalEntries: this.opts.snapshotIntervalEntries,
       // The leader resolves each service's image once into a manifest digest that its tasks carry.
       resolveImage: createImageResolver(),

@@ -71,6 +71,11 @@ export interface ManagerOptions {
   heartbeatPeriodMs?: number;
   /** Tag to digest for service images (src/oci); without one, only digest-pinned references resolve. */
   resolveImage?: ImageResolver;
+  /**
+   * Run the workload loops (orchestrator, scheduler, constraint enforcer) on the leader. Default
+   * true; false only for tests that write tasks into the store themselves (the dispatcher's).
+   */
+  workloadLoops?: boolean;
   logger: Logger;
   clock?: Clock;
   random?: Random;
@@ -149,7 +154,10 @@ export class Manager {
       clock: ctx.clock,
       random: ctx.random,
       logger: opts.logger.child({ component: "leader-loops" }),
-      loops: [revocationGcLoop, orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop],
+      loops: [
+        revocationGcLoop,
+        ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop]),
+      ],
     });
     const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
     this.forwarder = new ControlForwarder({

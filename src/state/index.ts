@@ -20,3 +20,5 @@ export { endedByItself, isTerminalState, taskStateName } from "./task-state.js";
 export type { LeaderLoop, LeaderLoopFactory, LoopContext, LoopLogger, LoopProposal, StoreView } from "./loop-context.js";
 export { ReconcileTrigger } from "./reconcile-trigger.js";
 export type { ReconcileTriggerOptions } from "./reconcile-trigger.js";
+export { checkSecretZoneForTask, checkTaskZoneForNode, effectiveZone, isTaskPushed, taskHoldsSecrets } from "./zone-check.js";
+export type { ZoneCheck } from "./zone-check.js";

@@ -94,7 +94,8 @@ test("a node's new session replaces its older one", { timeout: 60_000 }, async (
     assert.ok(isShoalError(end, "FAILED_PRECONDITION") && end.message.includes("newer session"), String(end));
     await assert.rejects(heartbeat(ch, old.id), (e) => isShoalError(e, "NOT_FOUND"), `the replaced session ${i} no longer heartbeats`);
   }
-  assert.equal((await heartbeat(ch, newest.id)).periodMs, 300, "the newest session heartbeats");
+  const { periodMs } = await heartbeat(ch, newest.id);
+  assert.ok(periodMs >= 270 && periodMs <= 330, `the newest session heartbeats and is told the 300 ms period ± 10 % (${periodMs})`);
   const raced = await Promise.race([newest.ended, new Promise<"open">((r) => setTimeout(() => r("open"), 500))]);
   assert.equal(raced, "open", "the newest session stays open");
 });

@@ -4,7 +4,7 @@ import type { TestContext } from "node:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon } from "../../src/daemon/daemon.js";
 import type { InitResponse } from "../../src/proto/shoal/v1/local.js";
@@ -19,11 +19,11 @@ export interface SingleManager {
 }
 
 /** Starts and inits the manager; stopped and its directory removed when the test ends. */
-export async function singleManager(t: TestContext, prefix: string): Promise<SingleManager> {
+export async function singleManager(t: TestContext, prefix: string, options: { logger?: Logger; workloadLoops?: boolean } = {}): Promise<SingleManager> {
   const root = mkdtempSync(join(tmpdir(), prefix));
   const dir = join(root, "m1");
   const addr = `127.0.0.1:${await freePort()}`;
-  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: pino({ level: "silent" }), raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300 });
+  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger: options.logger ?? pino({ level: "silent" }), raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300, workloadLoops: options.workloadLoops });
   const client = new DaemonClient(daemon.socketPath);
   t.after(async () => {
     client.close();

@@ -15,6 +15,14 @@ export const MAX_STATUS_MESSAGE_BYTES = 1024;
 /** Task status updates in one UpdateTaskStatus call. */
 export const MAX_TASK_STATUS_UPDATES = 256;
 
+/** NodeDescription.executors: how many, and the form of a name ("runc", "process"). */
+export const MAX_EXECUTORS = 8;
+export const EXECUTOR_NAME_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
+/** NodeDescription.engine_labels (untrusted, shown in `node inspect`, usable as engine.labels.K). */
+export const MAX_ENGINE_LABELS = 64;
+export const MAX_ENGINE_LABEL_KEY_BYTES = 128;
+export const MAX_ENGINE_LABEL_VALUE_BYTES = 256;
+
 /** NodeStatus.addr as a session reports it (HOST:PORT, or empty). */
 export const MAX_REPORTED_ADDR_BYTES = 300;
 
@@ -36,6 +44,27 @@ export function checkNodeDescription(description: NodeDescription | undefined): 
   checkReportedText(description.hostname, MAX_NODE_DESCRIPTION_FIELD_BYTES, "description.hostname");
   checkReportedText(description.platform, MAX_NODE_DESCRIPTION_FIELD_BYTES, "description.platform");
   checkReportedText(description.engineVersion, MAX_NODE_DESCRIPTION_FIELD_BYTES, "description.engineVersion");
+  if (description.executors.length > MAX_EXECUTORS) {
+    throw new ShoalError("INVALID_ARGUMENT", `description.executors has ${description.executors.length} entries, more than ${MAX_EXECUTORS}`);
+  }
+  for (const [i, name] of description.executors.entries()) {
+    if (!EXECUTOR_NAME_PATTERN.test(name)) {
+      throw new ShoalError("INVALID_ARGUMENT", `description.executors[${i}] must be a name of [a-z0-9-] starting with a letter, at most 32 characters (e.g. runc, process)`);
+    }
+  }
+  const labels = Object.entries(description.engineLabels);
+  if (labels.length > MAX_ENGINE_LABELS) {
+    throw new ShoalError("INVALID_ARGUMENT", `description.engineLabels has ${labels.length} labels, more than ${MAX_ENGINE_LABELS}`);
+  }
+  for (const [key, value] of labels) {
+    if (key === "") throw new ShoalError("INVALID_ARGUMENT", "description.engineLabels has a label with an empty key");
+    checkReportedText(key, MAX_ENGINE_LABEL_KEY_BYTES, "description.engineLabels key");
+    checkReportedText(value, MAX_ENGINE_LABEL_VALUE_BYTES, `description.engineLabels value`);
+  }
+  const r = description.resources;
+  if (r !== undefined && (r.nanoCpus < 0n || r.memoryBytes < 0n || r.pids < 0n)) {
+    throw new ShoalError("INVALID_ARGUMENT", "description.resources must not be negative");
+  }
 }
 
 export function checkTaskStatusUpdates(updates: readonly TaskStatusUpdate[]): void {

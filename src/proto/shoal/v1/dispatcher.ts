@@ -161,7 +161,20 @@ export interface UpdateTaskStatusRequest {
   updates: TaskStatusUpdate[];
 }
 
+/** An update the dispatcher did not apply (nothing of it was applied); the others were. */
+export interface TaskStatusRefusal {
+  taskId: string;
+  /**
+   * A stable ShoalError code: NOT_FOUND (no such task), PERMISSION_DENIED (another node's task),
+   * FAILED_PRECONDITION (the status would move backwards or the task already ended),
+   * INVALID_ARGUMENT (a state a node may not report).
+   */
+  code: string;
+  message: string;
+}
+
 export interface UpdateTaskStatusResponse {
+  refused: TaskStatusRefusal[];
 }
 
 export interface LeaderHint {
@@ -1194,12 +1207,120 @@ export const UpdateTaskStatusRequest: MessageFns<UpdateTaskStatusRequest> = {
   },
 };
 
+function createBaseTaskStatusRefusal(): TaskStatusRefusal {
+  return { taskId: "", code: "", message: "" };
+}
+
+export const TaskStatusRefusal: MessageFns<TaskStatusRefusal> = {
+  encode(message: TaskStatusRefusal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.code !== "") {
+      writer.uint32(18).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskStatusRefusal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskStatusRefusal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskStatusRefusal {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: TaskStatusRefusal): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskStatusRefusal>, I>>(base?: I): TaskStatusRefusal {
+    return TaskStatusRefusal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskStatusRefusal>, I>>(object: I): TaskStatusRefusal {
+    const message = createBaseTaskStatusRefusal();
+    message.taskId = object.taskId ?? "";
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
 function createBaseUpdateTaskStatusResponse(): UpdateTaskStatusResponse {
-  return {};
+  return { refused: [] };
 }
 
 export const UpdateTaskStatusResponse: MessageFns<UpdateTaskStatusResponse> = {
-  encode(_: UpdateTaskStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: UpdateTaskStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.refused) {
+      TaskStatusRefusal.encode(v!, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
@@ -1216,6 +1337,14 @@ export const UpdateTaskStatusResponse: MessageFns<UpdateTaskStatusResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.refused.push(TaskStatusRefusal.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1228,20 +1357,28 @@ export const UpdateTaskStatusResponse: MessageFns<UpdateTaskStatusResponse> = {
     }
   },
 
-  fromJSON(_: any): UpdateTaskStatusResponse {
-    return {};
+  fromJSON(object: any): UpdateTaskStatusResponse {
+    return {
+      refused: globalThis.Array.isArray(object?.refused)
+        ? object.refused.map((e: any) => TaskStatusRefusal.fromJSON(e))
+        : [],
+    };
   },
 
-  toJSON(_: UpdateTaskStatusResponse): unknown {
+  toJSON(message: UpdateTaskStatusResponse): unknown {
     const obj: any = {};
+    if (message.refused?.length) {
+      obj.refused = message.refused.map((e) => TaskStatusRefusal.toJSON(e));
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<UpdateTaskStatusResponse>, I>>(base?: I): UpdateTaskStatusResponse {
     return UpdateTaskStatusResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<UpdateTaskStatusResponse>, I>>(_: I): UpdateTaskStatusResponse {
+  fromPartial<I extends Exact<DeepPartial<UpdateTaskStatusResponse>, I>>(object: I): UpdateTaskStatusResponse {
     const message = createBaseUpdateTaskStatusResponse();
+    message.refused = object.refused?.map((e) => TaskStatusRefusal.fromPartial(e)) || [];
     return message;
   },
 };
