@@ -55,6 +55,13 @@ export const SHOAL_ERROR_CODES = [
   "ALREADY_IN_CLUSTER",
   "MESSAGE_TOO_LARGE",
   "UNAVAILABLE",
+  // images (src/oci, src/agent/images)
+  /** The registry has no such repository, tag, manifest or blob. */
+  "IMAGE_NOT_FOUND",
+  /** The registry could not be reached or answered 5xx/429, or too slowly. */
+  "REGISTRY_UNAVAILABLE",
+  /** Bytes that arrived do not hash to the digest they were asked for by. */
+  "DIGEST_MISMATCH",
   "INTERNAL",
 ] as const;
 
