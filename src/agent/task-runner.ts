@@ -12,7 +12,7 @@ import { TaskState, type Task, type TaskStatus } from "../proto/shoal/v1/objects
 import type { AssignmentSet } from "./assignment-set.js";
 import { DEFAULT_STOP_GRACE_MS, type ExecTask, type Executor, type StartedTask } from "./executor/executor.js";
 import type { SecretFile, SecretFiles } from "./secrets/secret-files.js";
-import { isTerminal, stateRank, type StatusReporter } from "./status-reporter.js";
+import { isTerminal, stateRank } from "./status-reporter.js";
 import { TaskLog } from "./task-log.js";
 import type { WorkerState } from "./worker-state.js";
 
@@ -29,10 +29,17 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Where task states go (the StatusReporter in the agent). */
+export interface TaskStatusSink {
+  report(taskId: string, status: TaskStatus): void;
+  /** The task left the assignments: its bookkeeping can go. */
+  forget(taskId: string): void;
+}
+
 export interface TaskRunnerOptions {
   executors: readonly Executor[];
   secrets: SecretFiles;
-  reporter: StatusReporter;
+  reporter: TaskStatusSink;
   state: WorkerState;
   clock: Clock;
   logger: Logger;

@@ -16,6 +16,7 @@ import { buildOciConfig, resolveUser } from "./oci-config.js";
 const execFileAsync = promisify(execFile);
 const CGROUP_ROOT = "/sys/fs/cgroup";
 const RUNC_CALL_TIMEOUT_MS = 30_000;
+const STATE_POLL_MS = 20;
 
 export interface RuncExecutorOptions {
   /** `<worker dir>`: bundles go in `tasks/`, runc's state in `runc/`. */
@@ -108,7 +109,25 @@ export class RuncExecutor implements Executor {
     const entry: Running = { exited, done: false };
     void exited.then(() => (entry.done = true));
     this.running.set(task.id, entry);
-    return { pid: child.pid ?? 0, record: { containerId: task.id, bundle }, exited };
+    // RUNNING means the container runs: wait for runc to have created and started it (or for it to end).
+    const pid = await this.waitUntilStarted(task.id, entry);
+    return { pid, record: { containerId: task.id, bundle }, exited };
+  }
+
+  /** Polls `runc state` until the container runs (its init's PID) or `runc run` ended (0). */
+  private async waitUntilStarted(taskId: string, entry: Running): Promise<number> {
+    const deadlineMs = this.opts.clock.nowMs() + RUNC_CALL_TIMEOUT_MS;
+    while (!entry.done && this.opts.clock.nowMs() < deadlineMs) {
+      try {
+        const { stdout } = await this.call(["state", taskId]);
+        const state = JSON.parse(stdout) as { status?: string; pid?: number };
+        if (state.status === "running" || state.status === "stopped") return state.pid ?? 0;
+      } catch {
+        // not created yet
+      }
+      await Promise.race([this.opts.clock.sleep(STATE_POLL_MS), entry.exited]);
+    }
+    return 0;
   }
 
   async stop(taskId: string, graceMs: number): Promise<void> {
