@@ -70,6 +70,7 @@ class TaskController {
 
   private report(state: TaskState, message: string, extra: Partial<TaskStatus> = {}): void {
     if (!this.reportEnd && isTerminal(state)) return;
+    this.opts.logger.debug({ taskId: this.task.id, state: TaskState[state], exitCode: extra.exitCode }, "task state");
     this.opts.reporter.report(this.task.id, { state, message: cleanMessage(message), err: extra.err !== undefined ? cleanMessage(extra.err) : "", timestamp: new Date(this.opts.clock.nowMs()), exitCode: extra.exitCode ?? 0, pid: extra.pid ?? 0 });
   }
 
@@ -94,14 +95,17 @@ class TaskController {
     if (this.started !== undefined) void this.executor.stop(this.task.id, this.graceMs);
   }
 
-  private waitForStartAfter(): Promise<void> {
-    const at = this.task.startAfter?.getTime();
-    const waitMs = at === undefined ? 0 : at - this.opts.clock.nowMs();
-    if (waitMs <= 0 || this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.wake = resolve;
-      this.startTimer = this.opts.clock.setTimeout(resolve, waitMs);
-    });
+  private async waitForStartAfter(): Promise<void> {
+    // Re-checked after each wake: a timer may fire a millisecond before the wall clock reaches it.
+    for (;;) {
+      const at = this.task.startAfter?.getTime();
+      const waitMs = at === undefined ? 0 : at - this.opts.clock.nowMs();
+      if (waitMs <= 0 || this.stopping) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.startTimer = this.opts.clock.setTimeout(resolve, waitMs + 1);
+      });
+    }
   }
 
   private execTask(): ExecTask {
