@@ -43,7 +43,8 @@ export class AssignmentsStream {
   private async loop(link: SessionLink): Promise<void> {
     let delayMs = REOPEN_MIN_MS;
     while (this.link === link) {
-      const outcome = await this.runOnce(link);
+      // A channel closed under the link (a renewal reconnects) throws at the call: the session ends too.
+      const outcome = await this.runOnce(link).catch(() => "ended" as const);
       if (this.link !== link) return;
       if (outcome === "gap") {
         delayMs = REOPEN_MIN_MS;

@@ -92,7 +92,7 @@ class TaskController {
     this.stopping = true;
     this.startTimer?.cancel();
     this.wake?.();
-    if (this.started !== undefined) void this.executor.stop(this.task.id, this.graceMs);
+    if (this.started !== undefined) void this.executor.stop(this.task.id, this.graceMs).catch(() => undefined);
   }
 
   private async waitForStartAfter(): Promise<void> {
@@ -152,7 +152,7 @@ class TaskController {
       }
       await this.opts.state.set({ taskId: id, executor: this.executor.name, state: TaskState[TaskState.TASK_STATE_RUNNING], record: this.started.record }).catch((err) => log.warn({ err: errorText(err) }, "cannot record the task's state"));
       this.report(TaskState.TASK_STATE_RUNNING, "running", { pid: this.started.pid });
-      if (this.stopping) void this.executor.stop(id, this.graceMs);
+      if (this.stopping) void this.executor.stop(id, this.graceMs).catch(() => undefined);
       const exit = await this.started.exited;
       if (this.stopping) this.report(TaskState.TASK_STATE_SHUTDOWN, `shut down (${exit.message})`, { exitCode: exit.exitCode });
       else if (exit.exitCode === 0) this.report(TaskState.TASK_STATE_COMPLETE, "finished", { exitCode: 0 });
@@ -238,7 +238,7 @@ export class TaskRunner {
   /** Reconciles with the assignments after each applied message. */
   sync(set: AssignmentSet): void {
     this.set = set;
-    void this.ready.then(() => this.reconcile(set));
+    void this.ready.catch(() => undefined).then(() => this.reconcile(set));
   }
 
   private reconcile(set: AssignmentSet): void {
