@@ -6,7 +6,7 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -73,8 +73,8 @@ function output(w: Worker, task: Task): string {
 test("runc tasks: secrets read-only at /run/secrets, memory limit, loopback only, cleanup", { timeout: 120_000 }, async (t) => {
   requireContainerTools();
   const root = mkdtempSync(join(tmpdir(), "shoal-runc-"));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
   const w = await worker(t, join(root, "worker"), `${process.pid}`);
+  t.after(() => rmSync(root, { recursive: true, force: true })); // after the runner stopped (hooks run in order)
 
   await t.test("the secret is readable at /run/secrets/s and cannot be written or removed", async () => {
     const secretBytes = Buffer.from(`s3cr3t-${process.pid}-value`);
@@ -144,7 +144,6 @@ test("runc tasks: secrets read-only at /run/secrets, memory limit, loopback only
 test("a restarted agent removes the container an earlier agent process left running", { timeout: 60_000 }, async (t) => {
   requireContainerTools();
   const root = mkdtempSync(join(tmpdir(), "shoal-runc-restart-"));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
   const dir = join(root, "worker");
   const tag = `r${process.pid}`;
   const first = await worker(t, dir, tag);
@@ -155,7 +154,12 @@ test("a restarted agent removes the container an earlier agent process left runn
   assert.ok(cgroupDirs(first, task.id).length > 0);
   // The first agent process is gone without stopping its task (as after a crash): a new one starts
   // on the same data dir with no assignments yet.
+  // A secret file the first process wrote is still on tmpfs.
+  const stale = join(first.secrets.rootDir, task.id, "secrets");
+  mkdirSync(stale, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stale, "s"), "stale secret", { mode: 0o400 });
   const second = await worker(t, dir, tag);
+  assert.equal(existsSync(first.secrets.rootDir), false, "the agent start wiped the secrets directory");
   assert.deepEqual(runcList(dir), [], "the leftover container was deleted");
   assert.equal(cgroupDirs(second, task.id).length, 0, "and its cgroup directories removed");
   assert.equal(existsSync(second.executor.bundleDir(task.id)), false, "and its bundle");
@@ -166,4 +170,5 @@ test("a restarted agent removes the container an earlier agent process left runn
   second.feed.push([{ ...task, status: { ...task.status!, state: TaskState.TASK_STATE_RUNNING } }]);
   const lost = await second.sink.waitFor(task.id, TaskState.TASK_STATE_FAILED);
   assert.match(lost.message, /lost when the agent restarted/);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
 });
