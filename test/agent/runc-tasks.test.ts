@@ -130,6 +130,32 @@ test("runc tasks: secrets read-only at /run/secrets, memory limit, loopback only
     assert.ok(hostIfaces.length > 1, "this machine has more than loopback");
   });
 
+  await t.test("least privilege: Docker's capabilities, no new privileges, --read-only, --user with its secret readable", async () => {
+    const secret = makeSecret("tok", Buffer.from(`user-secret-${process.pid}`));
+    const asRoot = makeTask({ ...IMAGE, command: ["sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status"] });
+    const asUser = makeTask({
+      ...IMAGE,
+      user: "1000",
+      readOnly: true,
+      secrets: [{ secretId: secret.id, secretName: "tok", target: "t" }],
+      command: ["sh", "-c", "echo uid=$(id -u); cat /run/secrets/t; echo; touch /etc/x && echo WROTE-ROOTFS; touch /tmp/ok && echo TMP-OK"],
+    });
+    const started = Date.now();
+    w.feed.push([asRoot, asUser], [secret]);
+    await w.sink.waitFor(asRoot.id, TaskState.TASK_STATE_COMPLETE);
+    t.diagnostic(`two busybox containers prepared, run and finished in ${Date.now() - started} ms`);
+    const status = output(w, asRoot);
+    assert.match(status, /CapEff:\s+00000000a80425fb/, status);
+    assert.match(status, /CapBnd:\s+00000000a80425fb/, status);
+    assert.match(status, /NoNewPrivs:\s+1/, status);
+    await w.sink.waitFor(asUser.id, TaskState.TASK_STATE_COMPLETE);
+    const out = output(w, asUser);
+    assert.match(out, /uid=1000/);
+    assert.ok(out.includes(`user-secret-${process.pid}`), `the non-root user reads its secret (output: ${out})`);
+    assert.ok(!out.includes("WROTE-ROOTFS"), `the root filesystem is read-only (output: ${out})`);
+    assert.ok(out.includes("TMP-OK"), `/tmp stays writable (output: ${out})`);
+  });
+
   await t.test("a command the image cannot run: REJECTED before anything starts", async () => {
     const task = makeTask({ ...IMAGE, command: [], args: [] });
     // busybox's provider gives cmd ["sh"], so use a user the image does not have instead.
