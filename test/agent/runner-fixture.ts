@@ -1,7 +1,7 @@
 // Test parts for the worker's task runner: a busybox root filesystem made from /bin/busybox with
 // symlinks (no registry: an ImageProvider that copies it), a status sink that records every report,
 // and assignments fed to the runner as the Assignments stream would.
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ImageConfig, ImageProvider } from "../../src/agent/executor/executor.js";
 import { AssignmentSet } from "../../src/agent/assignment-set.js";
@@ -27,8 +27,8 @@ export function busyboxProvider(calls: { image: string; digest: string }[] = [])
     async prepareRootfs({ image, digest, rootfsDir }): Promise<ImageConfig> {
       calls.push({ image, digest });
       if (existsSync(rootfsDir)) throw new Error(`${rootfsDir} exists already`);
-      for (const d of ["bin", "etc", "tmp", "proc", "sys", "dev", "run"]) mkdirSync(join(rootfsDir, d), { recursive: true });
-      chmodSync(join(rootfsDir, "tmp"), 0o1777); // runc keeps a mount point's mode for the tmpfs on it
+      // No /tmp, as in minimal images: the executor makes the mount point (1777) for its tmpfs.
+      for (const d of ["bin", "etc", "proc", "sys", "dev", "run"]) mkdirSync(join(rootfsDir, d), { recursive: true });
       copyFileSync(BUSYBOX, join(rootfsDir, "bin/busybox"));
       for (const applet of APPLETS) symlinkSync("busybox", join(rootfsDir, "bin", applet));
       writeFileSync(join(rootfsDir, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n");

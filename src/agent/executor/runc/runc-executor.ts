@@ -4,7 +4,7 @@
 // this agent's containers apart from any other's on the machine. Stop: `runc kill TERM`, the grace,
 // `runc kill KILL`. Remove: `runc delete -f`, the bundle, and the cgroup directories runc leaves.
 import { spawn, execFile } from "node:child_process";
-import { mkdir, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
@@ -72,6 +72,11 @@ export class RuncExecutor implements Executor {
     await mkdir(bundle, { recursive: true, mode: 0o700 });
     const rootfs = join(bundle, "rootfs");
     const image = await this.opts.images.prepareRootfs({ image: spec.image, digest: spec.imageDigest, rootfsDir: rootfs });
+    // runc gives the /tmp tmpfs the mode of its mount point: one it has to create would be 0755.
+    await mkdir(join(rootfs, "tmp"), { mode: 0o1777 }).then(
+      () => chmod(join(rootfs, "tmp"), 0o1777),
+      () => undefined,
+    );
     const user = resolveUser(spec.user !== "" ? spec.user : image.user, await readOptional(join(rootfs, "etc/passwd")), await readOptional(join(rootfs, "etc/group")));
     // Builds the config once now, so a bad command or capability rejects the task before it starts.
     buildOciConfig({ taskId: task.id, spec, image, rootfsPath: rootfs, cgroupsPath: this.cgroupsPath(task.id), secretsDir: undefined, ...user });
