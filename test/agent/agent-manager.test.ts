@@ -69,6 +69,7 @@ test("tasks written into a real manager's store run on its agent and their statu
   const ok = task(["sh", "-c", "sleep 0.3"]);
   const bad = task(["sh", "-c", "exit 4"]);
   const withSecret = task(["sh", "-c", 'test -s "$SHOAL_SECRETS_DIR/s" || exit 9; sleep 30'], true);
+  const proposedAt = Date.now();
   await ctx.propose((tx) => {
     for (const t of [ok, bad, withSecret]) tx.createTask(t);
   });
@@ -81,6 +82,7 @@ test("tasks written into a real manager's store run on its agent and their statu
   assert.equal(ctx.store.getTask(bad.id)!.status!.exitCode, 4);
 
   await until(withSecret.id, TaskState.TASK_STATE_RUNNING);
+  t.diagnostic(`three process tasks written to the store: the last RUNNING in the store after ${Date.now() - proposedAt} ms`);
   const secretDir = join(secretsRoot, withSecret.id, "secrets");
   assert.equal(statSync(secretDir).mode & 0o777, 0o700);
   assert.equal(statSync(join(secretDir, "s")).mode & 0o777, 0o400);
