@@ -3,7 +3,7 @@
 // its exit code is the task's (CONTAINERS.md: `runc state` has none). Its own runc state root keeps
 // this agent's containers apart from any other's on the machine. Stop: `runc kill TERM`, the grace,
 // `runc kill KILL`. Remove: `runc delete -f`, the bundle, and the cgroup directories runc leaves.
-import { spawn, execFile } from "node:child_process";
+import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { chmod, mkdir, readFile, readdir, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -17,6 +17,8 @@ const execFileAsync = promisify(execFile);
 const CGROUP_ROOT = "/sys/fs/cgroup";
 const RUNC_CALL_TIMEOUT_MS = 30_000;
 const STATE_POLL_MS = 20;
+/** The root filesystem is ready before the start: creating and starting the container takes well under a second. */
+const START_TIMEOUT_MS = 15_000;
 
 export interface RuncExecutorOptions {
   /** `<worker dir>`: bundles go in `tasks/`, runc's state in `runc/`. */
@@ -115,20 +117,32 @@ export class RuncExecutor implements Executor {
     void exited.then(() => (entry.done = true));
     this.running.set(task.id, entry);
     // RUNNING means the container runs: wait for runc to have created and started it (or for it to end).
-    const pid = await this.waitUntilStarted(task.id, entry);
+    const pid = await this.waitUntilStarted(task.id, entry, child);
     return { pid, record: { containerId: task.id, bundle }, exited };
   }
 
-  /** Polls `runc state` until the container runs (its init's PID) or `runc run` ended (0). */
-  private async waitUntilStarted(taskId: string, entry: Running): Promise<number> {
-    const deadlineMs = this.opts.clock.nowMs() + RUNC_CALL_TIMEOUT_MS;
-    while (!entry.done && this.opts.clock.nowMs() < deadlineMs) {
+  /**
+   * Polls `runc state` until the container runs (its init's PID) or `runc run` ended (0). A container
+   * that is not running within START_TIMEOUT_MS is killed and the start fails, rather than the task
+   * sitting in STARTING with no reason given.
+   */
+  private async waitUntilStarted(taskId: string, entry: Running, child: ChildProcess): Promise<number> {
+    const deadlineMs = this.opts.clock.nowMs() + START_TIMEOUT_MS;
+    let last = "not created";
+    while (!entry.done) {
       try {
         const { stdout } = await this.call(["state", taskId]);
         const state = JSON.parse(stdout) as { status?: string; pid?: number };
         if (state.status === "running" || state.status === "stopped") return state.pid ?? 0;
+        last = state.status ?? "unknown";
       } catch {
         // not created yet
+      }
+      if (this.opts.clock.nowMs() >= deadlineMs) {
+        child.kill("SIGKILL");
+        await this.call(["delete", "--force", taskId]).catch(() => undefined);
+        await entry.exited;
+        throw new ShoalError("TIMEOUT", `runc did not start the container within ${START_TIMEOUT_MS / 1000} s (its state stayed "${last}")`);
       }
       await Promise.race([this.opts.clock.sleep(STATE_POLL_MS), entry.exited]);
     }
