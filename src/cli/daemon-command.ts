@@ -19,7 +19,8 @@ const MAX_ENGINE_LABELS = 64;
 const ENGINE_LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const MAX_ENGINE_LABEL_VALUE_BYTES = 256;
 
-function collectEngineLabel(text: string, previous: Record<string, string> = {}): Record<string, string> {
+/** One `--engine-label K=V` added to the ones before it (commander's collector). */
+export function collectEngineLabel(text: string, previous: Record<string, string> = {}): Record<string, string> {
   const eq = text.indexOf("=");
   const key = eq < 0 ? text : text.slice(0, eq);
   const value = eq < 0 ? "" : text.slice(eq + 1);
