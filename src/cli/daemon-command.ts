@@ -14,6 +14,25 @@ function positiveInt(text: string, flag: string, max: number): number {
   return value;
 }
 
+/** Node-reported label limits (they travel in every session request). */
+const MAX_ENGINE_LABELS = 64;
+const ENGINE_LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const MAX_ENGINE_LABEL_VALUE_BYTES = 256;
+
+/** One `--engine-label K=V` added to the ones before it (commander's collector). */
+export function collectEngineLabel(text: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = text.indexOf("=");
+  const key = eq < 0 ? text : text.slice(0, eq);
+  const value = eq < 0 ? "" : text.slice(eq + 1);
+  if (!ENGINE_LABEL_KEY.test(key)) throw new ShoalError("INVALID_ARGUMENT", `--engine-label ${JSON.stringify(text)}: the key must be letters, digits, '.', '_' or '-' (up to 63), as in --engine-label disk=ssd`);
+  if (Buffer.byteLength(value) > MAX_ENGINE_LABEL_VALUE_BYTES || /[\u0000-\u001f\u007f]/.test(value)) {
+    throw new ShoalError("INVALID_ARGUMENT", `--engine-label ${key}: the value must be at most ${MAX_ENGINE_LABEL_VALUE_BYTES} bytes with no control characters`);
+  }
+  const labels = { ...previous, [key]: value };
+  if (Object.keys(labels).length > MAX_ENGINE_LABELS) throw new ShoalError("INVALID_ARGUMENT", `at most ${MAX_ENGINE_LABELS} --engine-label flags`);
+  return labels;
+}
+
 interface DaemonFlags {
   dataDir?: string;
   socket?: string;
@@ -24,6 +43,8 @@ interface DaemonFlags {
   raftElectionTicks?: string;
   heartbeatPeriodMs?: string;
   snapshotInterval?: string;
+  engineLabel?: Record<string, string>;
+  secretsDir?: string;
 }
 
 export function registerDaemonCommand(program: Command): void {
@@ -36,6 +57,8 @@ export function registerDaemonCommand(program: Command): void {
     .option("--raft-tick-ms <ms>", `raft tick for a cluster this node creates or joins (default ${DEFAULT_RAFT_TIMING.tickMs})`)
     .option("--raft-election-ticks <n>", `raft election timeout in ticks (default ${DEFAULT_RAFT_TIMING.electionTicks})`)
     .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 1000)")
+    .option("--engine-label <key=value>", "a label this node reports about itself (repeatable; untrusted: usable in constraints as engine.labels.KEY, never for a zone)", collectEngineLabel)
+    .option("--secrets-dir <path>", "tmpfs directory for task secret files, wiped at start (default /dev/shm/shoal; give each node on one machine its own)")
     .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
@@ -52,6 +75,8 @@ export function registerDaemonCommand(program: Command): void {
         logger,
         raftTiming: { tickMs, electionTicks, heartbeatTicks: DEFAULT_RAFT_TIMING.heartbeatTicks },
         heartbeatPeriodMs: flags.heartbeatPeriodMs === undefined ? undefined : positiveInt(flags.heartbeatPeriodMs, "--heartbeat-period-ms", 60_000),
+        engineLabels: flags.engineLabel ?? {},
+        secretsRoot: flags.secretsDir === undefined ? undefined : resolve(flags.secretsDir),
         snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
       });
       const onSignal = (): void => {

@@ -6,7 +6,7 @@ import { randomBytes, type KeyObject } from "node:crypto";
 import { chmod, mkdir, readFile, rm, unlink } from "node:fs/promises";
 import { connect } from "node:net";
 import { hostname as osHostname } from "node:os";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { ShoalError } from "../base/errors.js";
 import { systemClock, type Clock, type Timer } from "../base/clock.js";
@@ -34,6 +34,10 @@ import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
 import { FailureLimiter } from "../transport/failure-limiter.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
+import type { Executor, ImageProvider } from "../agent/executor/executor.js";
+import { ProcessExecutor } from "../agent/executor/process/process-executor.js";
+import { RuncExecutor } from "../agent/executor/runc/runc-executor.js";
+import { availableExecutors } from "../agent/node-description.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
 import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
@@ -86,6 +90,14 @@ export interface DaemonOptions {
   snapshotIntervalEntries?: number;
   clock?: Clock;
   random?: Random;
+  /** `--engine-label K=V`: node-reported labels (untrusted). */
+  engineLabels?: Record<string, string>;
+  /** Where task secret files go (tmpfs; default /dev/shm/shoal). Tests running several nodes give each its own. */
+  secretsRoot?: string;
+  /** Runs image tasks (default: none yet, every image task is REJECTED with IMAGE_NOT_FOUND). */
+  imageProvider?: ImageProvider;
+  /** First component of the runc tasks' cgroup paths (default "shoal"). */
+  cgroupParent?: string;
 }
 
 /** Largest message accepted on the control socket (a secret is at most 500 KiB). */
@@ -112,6 +124,13 @@ function socketAnswers(path: string): Promise<boolean> {
     socket.once("error", () => resolve(false));
   });
 }
+
+/** Until the image store is wired: every image task is REJECTED with a message saying why. */
+const noImageProvider: ImageProvider = {
+  prepareRootfs: async ({ image }) => {
+    throw new ShoalError("IMAGE_NOT_FOUND", `this node cannot pull images yet: ${image} is not available here`);
+  },
+};
 
 function roleOf(certPem: string): NodeRole {
   return parseNodeCertificate(certPem).role;
@@ -167,6 +186,11 @@ export class Daemon {
   /** The revocation list this node's agent received from the managers (undefined without an agent). */
   get agentRevocation(): RevocationState | undefined {
     return this.agent?.revocation;
+  }
+
+  /** This node's agent (undefined while it has none): its assignments and task runner, for tests and diagnostics. */
+  get nodeAgent(): Agent | undefined {
+    return this.agent;
   }
 
   /** The agent's verifier for P2P peers (undefined without an agent). */
@@ -660,8 +684,19 @@ export class Daemon {
     if (this.state === "manager") this.state = "worker";
   }
 
+  /** The executors this node can run tasks with (runc only where it is installed and we are root). */
+  private workerExecutors(workerDir: string): Executor[] {
+    const executors: Executor[] = [new ProcessExecutor({ clock: this.clock, defaultDir: workerDir })];
+    if (availableExecutors().includes("runc")) {
+      const images = this.opts.imageProvider ?? noImageProvider;
+      executors.unshift(new RuncExecutor({ workerDir, images, clock: this.clock, logger: this.childLogger(), cgroupParent: this.opts.cgroupParent }));
+    }
+    return executors;
+  }
+
   private startAgent(): void {
     const node = this.node!;
+    const workerDir = join(this.opts.dataDir, "worker");
     const agent = new Agent({
       nodeId: node.nodeId,
       clusterId: node.clusterId,
@@ -670,6 +705,8 @@ export class Daemon {
       identity: () => ({ certPem: this.certPem, keyPem: this.keyPem }),
       advertiseAddr: node.advertiseAddr,
       hostname: osHostname(),
+      engineLabels: this.opts.engineLabels,
+      worker: { workerDir, executors: this.workerExecutors(workerDir), secretsRoot: this.opts.secretsRoot },
       clock: this.clock,
       random: this.random,
       logger: this.childLogger(),
