@@ -29,6 +29,7 @@ import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAt
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect, retryWhileElecting } from "../transport/leader.js";
 import { createImageResolver } from "../oci/resolver.js";
+import { RegistryImageProvider } from "../agent/images/image-provider.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
@@ -125,12 +126,22 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-/** Until the image store is wired: every image task is REJECTED with a message saying why. */
-const noImageProvider: ImageProvider = {
-  prepareRootfs: async ({ image }) => {
-    throw new ShoalError("IMAGE_NOT_FOUND", `this node cannot pull images yet: ${image} is not available here`);
-  },
-};
+/**
+ * The node's image store (DIR/content) and registry client, opened on first use: the agent starts
+ * synchronously, and a node that never runs an image task never opens it.
+ */
+function lazyRegistryImages(contentDir: string): ImageProvider {
+  let opened: Promise<RegistryImageProvider> | undefined;
+  return {
+    prepareRootfs: async (req) => {
+      opened ??= RegistryImageProvider.open({ contentDir }).catch((err: unknown) => {
+        opened = undefined; // tried again by the next task
+        throw err;
+      });
+      return (await opened).prepareRootfs(req);
+    },
+  };
+}
 
 function roleOf(certPem: string): NodeRole {
   return parseNodeCertificate(certPem).role;
@@ -688,7 +699,7 @@ export class Daemon {
   private workerExecutors(workerDir: string): Executor[] {
     const executors: Executor[] = [new ProcessExecutor({ clock: this.clock, defaultDir: workerDir })];
     if (availableExecutors().includes("runc")) {
-      const images = this.opts.imageProvider ?? noImageProvider;
+      const images = this.opts.imageProvider ?? lazyRegistryImages(join(this.opts.dataDir, "content"));
       executors.unshift(new RuncExecutor({ workerDir, images, clock: this.clock, logger: this.childLogger(), cgroupParent: this.opts.cgroupParent }));
     }
     return executors;
