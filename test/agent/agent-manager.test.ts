@@ -30,7 +30,8 @@ test("tasks written into a real manager's store run on its agent and their statu
   const logLines: string[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) });
   const addr = `127.0.0.1:${await freePort()}`;
-  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300, secretsRoot });
+  // The test writes tasks into the store itself: no orchestrator or scheduler to rewrite them.
+  const daemon = await startDaemon({ dataDir: dir, listenAddr: addr, logger, raftTiming: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 }, heartbeatPeriodMs: 300, secretsRoot, workloadLoops: false });
   const client = new DaemonClient(daemon.socketPath);
   t.after(async () => {
     client.close();

@@ -94,7 +94,7 @@ export class ScriptedDispatcher {
       const task = this.store.tasks.get(update.taskId);
       if (task !== undefined) this.store.tasks.set(task.id, { ...task, status: update.status });
     }
-    cb(null, {});
+    cb(null, { refused: [] });
   }
 
   private allChanges(): AssignmentChange[] {

@@ -19,6 +19,10 @@ test("SIGKILL the leader under writes: a new leader commits and no acknowledged 
 
   const acknowledged = new Map<string, string>();
   let stop = false;
+  // A failed step must not leave the writers running: the test process would never exit.
+  t.after(() => {
+    stop = true;
+  });
   let seq = 0;
   /** Start time of the latest acknowledged write, and when it was acknowledged. */
   let lastAck = { startedMs: 0, ackMs: 0 };
