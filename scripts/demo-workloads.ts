@@ -12,7 +12,7 @@ import type { Task } from "../src/proto/shoal/v1/objects.js";
 import { TaskState } from "../src/proto/shoal/v1/objects.js";
 import { ensureContainerTools, findExecutable } from "./lib/container-tools.js";
 import { check, printedText, run, say, step } from "./lib/narration.js";
-import type { NodeProcess } from "./lib/process-cluster.js";
+import { removeOnExit, type NodeProcess } from "./lib/process-cluster.js";
 import { startRegistry, type LocalRegistry } from "./lib/registry.js";
 import { buildTestImage, type TestImage } from "./lib/test-image.js";
 import { waitFor } from "./lib/wait.js";
@@ -51,6 +51,8 @@ export async function prepareImage(): Promise<ImageStage> {
   await ensureContainerTools((line) => say(line));
   say(`tools: ${["runc", "umoci", "skopeo", "docker-registry", "busybox"].map((t) => findExecutable(t)).join(" ")}`);
   const registry = await startRegistry();
+  removeOnExit(registry.workDir);
+  removeOnExit(registry.dataDir);
   say(`registry (CNCF distribution) serving on http://${registry.host} (loopback only), data in ${registry.dataDir}`);
   const image = await buildTestImage({ registry: registry.host, name: "demo/busybox", tag: "1", cmd: ["sh"] });
   say(`built with umoci from busybox-static and pushed with skopeo: ${image.reference} = ${image.digest}`);
