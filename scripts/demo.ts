@@ -1,6 +1,7 @@
 // `npm run demo`: a narrated run of a real local Shoal cluster (5 `shoal daemon` processes on
-// 127.0.0.1, embedded encrypted LevelDB, mutual TLS): init with autolock, joins, a replicated write,
-// a locked restart and unlock, removal with certificate revocation, a leader failover, tear-down.
+// 127.0.0.1, embedded encrypted LevelDB, mutual TLS): init with autolock, joins, a zoned runc service
+// with a zone-a secret from a local registry, a replicated write, a locked restart and unlock,
+// removal with certificate revocation (the service's tasks stay in their zone), a leader failover, tear-down.
 // Every step checks what it narrates; the exit code is non-zero if any step does not behave so.
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
@@ -11,50 +12,22 @@ import { performance } from "node:perf_hooks";
 import { createSecureChannel } from "../src/transport/client.js";
 import { DispatcherClient } from "../src/proto/shoal/v1/dispatcher.js";
 import { info, listNodes, nodeByAddr, waitForLeader, waitUntilReady } from "./lib/local-cluster.js";
-import { ProcessCluster, removeOnExit, type CliResult, type NodeProcess } from "./lib/process-cluster.js";
+import { check, elapsed, run, say, showCommand, step } from "./lib/narration.js";
+import { ProcessCluster, removeOnExit, type NodeProcess } from "./lib/process-cluster.js";
 import { waitFor } from "./lib/wait.js";
-
-const startedMs = performance.now();
-const elapsed = (): string => `${((performance.now() - startedMs) / 1000).toFixed(1)}s`;
-
-function step(text: string): void {
-  console.log(`\n== [${elapsed()}] ${text}`);
-}
-
-function say(text: string): void {
-  console.log(`   ${text}`);
-}
-
-/** Tokens and unlock keys are secrets: never on the demo's output, not even in an excerpt. */
-function redact(text: string): string {
-  return text.replace(/SWMTKN-1-[0-9a-z]+-[0-9a-z]+/g, "SWMTKN-1-<redacted>").replace(/SWMKEY-1-[A-Za-z0-9+/]+/g, "SWMKEY-1-<redacted>");
-}
-
-class DemoFailure extends Error {}
-
-function check(condition: boolean, what: string): asserts condition {
-  if (!condition) throw new DemoFailure(what);
-}
-
-/** Prints `$ shoal <args>` on a node and an excerpt of what it printed. */
-function showCommand(node: NodeProcess, args: string[], result: CliResult, opts: { maxLines?: number; stdinNote?: string } = {}): void {
-  const shown = args.map((a) => (a.startsWith("SWMTKN-1-") ? "SWMTKN-1-<redacted>" : a)).join(" ");
-  console.log(`   ${node.name}$ shoal ${shown}${opts.stdinNote === undefined ? "" : `   (${opts.stdinNote})`}`);
-  const text = redact((result.stdout + result.stderr).trimEnd());
-  const lines = text === "" ? [] : text.split("\n");
-  const maxLines = opts.maxLines ?? 12;
-  for (const line of lines.slice(0, maxLines)) console.log(`     | ${line}`);
-  if (lines.length > maxLines) console.log(`     | ... (${lines.length - maxLines} more lines)`);
-  if (result.code !== 0) console.log(`     (exit code ${result.code})`);
-}
-
-async function run(node: NodeProcess, args: string[], opts: { input?: string; maxLines?: number; stdinNote?: string; expectFail?: boolean } = {}): Promise<CliResult> {
-  const result = await node.shoal(args, { input: opts.input });
-  showCommand(node, args, result, opts);
-  if (opts.expectFail === true) check(result.code !== 0, `\`shoal ${args[0]}\` on ${node.name} should have failed but exited 0`);
-  else check(result.code === 0, `\`shoal ${args.join(" ")}\` on ${node.name} failed: ${redact(result.stderr.trim())}`);
-  return result;
-}
+import {
+  checkNoZoneNodeLeft,
+  checkSecretConfinement,
+  checkTasksMovedWithinZone,
+  checkZoneNodeBack,
+  deleteContainersOnExit,
+  deployZonedService,
+  labelZones,
+  leftoverContainers,
+  prepareImage,
+  type DemoNode,
+  type ImageStage,
+} from "./demo-workloads.js";
 
 /** A Dispatcher call made directly with a node's certificate: the gRPC status code it gets (0 = OK). */
 function heartbeatWithCertificate(addr: string, identity: { certPem: string; keyPem: string; rootCaPem: string; clusterId: string }): Promise<{ code: grpc.status; details: string }> {
@@ -79,17 +52,28 @@ function firstLineOf(file: string): string {
 }
 
 async function main(): Promise<void> {
+  const demoNodes: DemoNode[] = [];
+  // Registered before removeOnExit's hook, so that it runs first: it needs the runc state under the data dirs.
+  deleteContainersOnExit(demoNodes);
   const baseDir = fs.mkdtempSync(path.join(os.tmpdir(), "shoal-demo-"));
   removeOnExit(baseDir);
+  // Secret files belong on tmpfs; each node wipes its own secrets dir at start, so each gets one.
+  const secretsRoot = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "shoal-demo-secrets-"));
+  removeOnExit(secretsRoot);
   const cluster = new ProcessCluster([], baseDir);
+  let images: ImageStage | undefined;
+  let leftBehind: string[] = [];
   try {
-    step("start 5 daemons (3 future managers, 2 future workers), each with its own data dir and port");
+    images = await prepareImage();
+
+    step("start 5 daemons (3 future managers, 2 future workers), each with its own data dir, port and secrets dir");
     const names = ["manager1", "manager2", "manager3", "worker1", "worker2"];
-    const nodes = await Promise.all(names.map((name) => cluster.add(name)));
+    const secretsDirOf = (name: string): string => path.join(secretsRoot, name);
+    const nodes = await Promise.all(names.map((name) => cluster.add(name, ["--secrets-dir", secretsDirOf(name)])));
     const [m1, m2, m3, w1, w2] = nodes as [NodeProcess, NodeProcess, NodeProcess, NodeProcess, NodeProcess];
     const managers = [m1, m2, m3];
-    for (const n of nodes) say(`${n.name.padEnd(9)} shoal --data-dir ${n.dataDir} daemon --listen-addr ${n.addr}`);
-    say(`(data under ${baseDir}; each node logs to ${baseDir}/<name>.log)`);
+    for (const n of nodes) say(`${n.name.padEnd(9)} shoal --data-dir ${n.dataDir} daemon --listen-addr ${n.addr} --secrets-dir ${secretsDirOf(n.name)}`);
+    say(`(data under ${baseDir}, secrets on tmpfs under ${secretsRoot}; each node logs to ${baseDir}/<name>.log)`);
 
     step("create the cluster on manager1 with autolock");
     const init = await run(m1, ["init", "--autolock"], { maxLines: 8 });
@@ -129,6 +113,12 @@ async function main(): Promise<void> {
     check(views.filter((v) => v.role === "worker" && v.status === "ready").length === 2, "node ls does not show 2 ready workers");
     const worker1Info = await run(w1, ["info"], { maxLines: 5 });
     check(/Role:\s+worker/.test(worker1Info.stdout), "worker1's info does not say worker");
+    for (const n of nodes) demoNodes.push({ node: n, id: ids.get(n)!, secretsDir: secretsDirOf(n.name) });
+    const [, , , dw1, dw2] = demoNodes as [DemoNode, DemoNode, DemoNode, DemoNode, DemoNode];
+
+    await labelZones(m1, [dw1, dw2]);
+    const deployed = await deployZonedService(m1, images.image, [dw1, dw2], demoNodes);
+    await checkSecretConfinement(m1, deployed, demoNodes, baseDir);
 
     step("write through the control API: a secret, created on manager2 (a follower forwards it to the leader over mTLS)");
     const leaderBefore = await waitForLeader(m1, { timeoutMs: 10_000 });
@@ -219,6 +209,8 @@ async function main(): Promise<void> {
     check(!remaining.some((v) => v.id === ids.get(w1)), "node ls still lists worker1");
     check(remaining.length === 4, "node ls should list 4 nodes");
     say(`node ls now lists ${remaining.length} nodes`);
+    await checkTasksMovedWithinZone(m1, dw1, dw2, demoNodes, rmDoneMs);
+    await checkNoZoneNodeLeft(m1, dw2, demoNodes);
 
     step("leader failover: SIGKILL the leader, a new one is elected, writes go on");
     const leaderNow = await waitForLeader(m1, { timeoutMs: 10_000 });
@@ -236,12 +228,18 @@ async function main(): Promise<void> {
     const afterLs = await run(survivor, ["secret", "ls"]);
     check(afterLs.stdout.includes("demo-db-password") && afterLs.stdout.includes("demo-after-failover"), "the new leader does not hold both secrets");
     say("both secrets are there: the first was replicated before its leader died");
+    await checkZoneNodeBack(survivor, dw2, demoNodes);
   } finally {
     step("tear down: stop every daemon and delete the temp dirs");
     await cluster.stopAll();
+    const left = (leftBehind = await leftoverContainers(demoNodes));
+    await images?.registry.stop();
     fs.rmSync(baseDir, { recursive: true, force: true });
-    say(`all daemons stopped; ${baseDir} deleted (exists now: ${fs.existsSync(baseDir)})`);
+    fs.rmSync(secretsRoot, { recursive: true, force: true });
+    say(`all daemons and the registry stopped; ${baseDir} and ${secretsRoot} deleted (exist now: ${fs.existsSync(baseDir) || fs.existsSync(secretsRoot)})`);
+    say(left.length === 0 ? "no runc container is left on any node" : `runc containers left behind (now deleted): ${left.join(", ")}`);
   }
+  check(leftBehind.length === 0, `stopping the daemons left runc containers running: ${leftBehind.join(", ")}`);
 }
 
 main().then(

@@ -38,6 +38,8 @@ export interface LocalRegistry {
   /** `127.0.0.1:PORT`: the registry part of image references. */
   readonly host: string;
   readonly dataDir: string;
+  /** Its config (and TLS/htpasswd files): removed by stop(). */
+  readonly workDir: string;
   readonly port: number;
   /** With `tls`: the certificate to trust (it is its own CA). */
   readonly caPem?: string;
@@ -74,6 +76,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // A caller that exits without stop() (Ctrl-C, a failed assertion) must not leave the registry running.
+  const killOnExit = (): void => void child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  void exited.then(() => process.off("exit", killOnExit));
   const host = `127.0.0.1:${port}`;
   try {
     await waitForV2(host, opts.tls === true, child, () => stderr);
@@ -88,6 +94,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Lo
   return {
     host,
     dataDir,
+    workDir,
     port,
     ...(caPem !== undefined ? { caPem } : {}),
     async stop(stopOpts = {}) {
