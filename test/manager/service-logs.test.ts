@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../src/base/errors.js";
 import { newId } from "../../src/base/ids.js";
 import { formatLogLine } from "../../src/cli/commands/service-logs.js";
@@ -28,7 +27,12 @@ const text = (l: LogLine): string => Buffer.from(l.data).toString("utf8");
 async function collect(client: DaemonClient, serviceId: string, tail: number): Promise<LogLine[]> {
   const lines: LogLine[] = [];
   const s = client.serviceLogs({ serviceId, follow: false, tail }, (batch) => lines.push(...batch));
-  await Promise.race([s.done, new Promise((_, reject) => setTimeout(() => reject(new Error("service logs did not end")), GUARD_MS))]);
+  let guard: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([s.done, new Promise((_, reject) => (guard = setTimeout(() => reject(new Error("service logs did not end")), GUARD_MS)))]);
+  } finally {
+    clearTimeout(guard);
+  }
   return lines;
 }
 
@@ -108,7 +112,9 @@ test("service logs reads a task's stdout and stderr through the manager, with ta
   const link = await connect(m, w);
   t.after(() => link.close());
   const stolen = listen(link.ch, agent.lastSession!.sessionId);
-  const stolenEnd = await Promise.race([stolen.ended, new Promise<"open">((r) => setTimeout(() => r("open"), ARRIVAL_GUARD_MS))]);
+  let stolenGuard: NodeJS.Timeout | undefined;
+  const stolenEnd = await Promise.race([stolen.ended, new Promise<"open">((r) => (stolenGuard = setTimeout(() => r("open"), ARRIVAL_GUARD_MS)))]);
+  clearTimeout(stolenGuard);
   assert.ok(stolenEnd !== "open" && isShoalError(stolenEnd, "PERMISSION_DENIED"), `ListenSubscriptions with another node's session: ${String(stolenEnd)}`);
   const wTask = await assignTask(m, { service, nodeId: w.nodeId, zone: "" });
   const own = listen(link.ch, link.sessionId);
@@ -138,5 +144,4 @@ test("service logs reads a task's stdout and stderr through the manager, with ta
   assert.ok(!lines.some((l) => text(l).startsWith("forged")), "no forged line reached the client");
   g.cancel();
   await g.done.catch(() => undefined);
-  void grpc;
 });
