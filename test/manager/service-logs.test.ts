@@ -16,6 +16,7 @@ import { DispatcherClient, type PublishLogsMessage, type SubscriptionMessage } f
 import { LogStream, Task, TaskState, type LogLine } from "../../src/proto/shoal/v1/objects.js";
 import type { SecureChannel } from "../../src/transport/client.js";
 import { fromGrpcError } from "../../src/transport/errors.js";
+import { MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_MESSAGE } from "../../src/state/limits.js";
 import { waitFor } from "../e2e/cluster.js";
 import { ARRIVAL_GUARD_MS, assignTask, connect, createService, joinWorker, loggedManager } from "./dispatcher-fixture.js";
 
@@ -140,7 +141,18 @@ test("service logs reads a task's stdout and stderr through the manager, with ta
     (e) => isShoalError(e, "PERMISSION_DENIED"),
     "publishing on another node's session",
   );
+  await assert.rejects(
+    publish(link.ch, [{ sessionId: link.sessionId, subscriptionId: sub.id, lines: Array.from({ length: MAX_LOG_LINES_PER_MESSAGE + 1 }, () => line(wTask.id, "x")), close: false }]),
+    (e) => isShoalError(e, "INVALID_ARGUMENT"),
+    "more lines in one message than the bound",
+  );
+  await assert.rejects(
+    publish(link.ch, [{ sessionId: link.sessionId, subscriptionId: sub.id, lines: [line(wTask.id, "y".repeat(MAX_LOG_LINE_BYTES + 1))], close: false }]),
+    (e) => isShoalError(e, "INVALID_ARGUMENT"),
+    "a line longer than the bound",
+  );
   await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!lines.some((l) => text(l) === "x" || text(l).startsWith("yyy")), "nothing of a refused message reached the client");
   assert.ok(!lines.some((l) => text(l).startsWith("forged")), "no forged line reached the client");
   g.cancel();
   await g.done.catch(() => undefined);
