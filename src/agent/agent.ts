@@ -10,6 +10,7 @@ import { RevocationState } from "../transport/revocation.js";
 import { AssignmentSet } from "./assignment-set.js";
 import { AssignmentsStream } from "./assignments-stream.js";
 import type { Executor } from "./executor/executor.js";
+import { LogPublisher } from "./log-publisher.js";
 import { describeNode } from "./node-description.js";
 import { CertificateRenewal, type RenewedCertificate } from "./renewal.js";
 import { SecretFiles } from "./secrets/secret-files.js";
@@ -69,6 +70,8 @@ export class Agent {
   private readonly renewal: CertificateRenewal;
   private readonly stream: AssignmentsStream;
   private readonly reporter: StatusReporter;
+  /** Task logs for `service logs` (only when the node runs tasks). */
+  readonly logPublisher: LogPublisher | undefined;
   private lastMessage: SessionMessage | undefined;
   private readonly log: Logger;
 
@@ -81,6 +84,8 @@ export class Agent {
       this.secretFiles = new SecretFiles(worker.secretsRoot);
       this.runner = new TaskRunner({ executors: worker.executors, secrets: this.secretFiles, reporter: this.reporter, state: new WorkerState(worker.workerDir), clock: opts.clock, logger: this.log });
     }
+    const runner = this.runner;
+    if (runner !== undefined) this.logPublisher = new LogPublisher({ taskLog: (id) => runner.taskLog(id), clock: opts.clock, logger: this.log });
     const description = describeNode({ hostname: opts.hostname, executors: this.runner?.executorNames ?? [], engineLabels: opts.engineLabels ?? {} });
     this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set) => this.runner?.sync(set) });
     this.session = new DispatcherSession({
@@ -144,6 +149,7 @@ export class Agent {
   async stop(): Promise<void> {
     await this.renewal.stop();
     this.stream.disconnected();
+    this.logPublisher?.disconnected();
     await this.session.stop();
     await this.runner?.stop();
     this.reporter.stop();
@@ -157,11 +163,13 @@ export class Agent {
   private onConnected(link: SessionLink): void {
     this.reporter.connected(link);
     this.stream.connected(link);
+    this.logPublisher?.connected(link);
   }
 
   private onDisconnected(): void {
     this.reporter.disconnected();
     this.stream.disconnected();
+    this.logPublisher?.disconnected();
   }
 
   private onMessage(message: SessionMessage): void {

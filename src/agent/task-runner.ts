@@ -13,7 +13,7 @@ import type { AssignmentSet } from "./assignment-set.js";
 import { DEFAULT_STOP_GRACE_MS, type ExecTask, type Executor, type StartedTask } from "./executor/executor.js";
 import type { SecretFile, SecretFiles } from "./secrets/secret-files.js";
 import { isTerminal, stateRank } from "./status-reporter.js";
-import { TaskLog } from "./task-log.js";
+import { DEFAULT_TASK_LOG_BYTES, TaskLog } from "./task-log.js";
 import type { WorkerState } from "./worker-state.js";
 
 /** Status messages are bounded by the dispatcher (1024 bytes) and must not carry control characters. */
@@ -55,7 +55,7 @@ class TaskController {
   private wake: (() => void) | undefined;
   private startTimer: Timer | undefined;
   secretsWritten = new Map<string, string>(); // secret ID → target
-  readonly log = new TaskLog();
+  readonly log = new TaskLog(DEFAULT_TASK_LOG_BYTES, () => this.opts.clock.nowMs());
   readonly done: Promise<void>;
 
   constructor(

@@ -28,8 +28,10 @@ import {
   type UpdateClusterResponse,
   type UpdateNodeRequest,
   type UpdateServiceRequest,
+  type ServiceLogsMessage,
+  type ServiceLogsRequest,
 } from "../proto/shoal/v1/control.js";
-import type { Cluster, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
+import type { Cluster, LogLine, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
 
 export const DEFAULT_DATA_DIR = "/var/lib/shoal";
 export const SOCKET_FILE_NAME = "shoal.sock";
@@ -191,6 +193,30 @@ export class DaemonClient {
   }
   async getUnlockKey(request: GetUnlockKeyRequest): Promise<string> {
     return (await this.call(this.control.getUnlockKey.bind(this.control), request)).unlockKey;
+  }
+
+  /**
+   * `service logs`: calls `onLines` with each batch as it arrives. `done` settles when the stream
+   * ends (without --follow, once every node sent its tail); `cancel` ends it from this side.
+   */
+  serviceLogs(request: ServiceLogsRequest, onLines: (lines: LogLine[]) => void): { done: Promise<void>; cancel: () => void } {
+    const call = this.control.serviceLogs(request, new grpc.Metadata());
+    let cancelled = false;
+    const done = new Promise<void>((resolvePromise, reject) => {
+      call.on("data", (msg: ServiceLogsMessage) => onLines(msg.lines));
+      call.on("error", (error: grpc.ServiceError) => {
+        if (cancelled && error.code === grpc.status.CANCELLED) resolvePromise();
+        else reject(this.translate(error, DEFAULT_CALL_TIMEOUT_MS));
+      });
+      call.on("end", () => resolvePromise());
+    });
+    return {
+      done,
+      cancel: () => {
+        cancelled = true;
+        call.cancel();
+      },
+    };
   }
 }
 

@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { hostname as osHostname } from "node:os";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
-import { ShoalError } from "../base/errors.js";
+import { ShoalError, isShoalError } from "../base/errors.js";
 import { systemClock, type Clock, type Timer } from "../base/clock.js";
 import { newId } from "../base/ids.js";
 import { systemRandom, type Random } from "../base/random.js";
@@ -49,7 +49,8 @@ import {
   type IssueNodeCertificateResponse,
   type NodeCertificateStatusResponse,
 } from "../proto/shoal/v1/ca.js";
-import { ControlService } from "../proto/shoal/v1/control.js";
+import { ControlService, type ServiceLogsMessage, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
+import { callSink } from "../manager/logbroker/log-broker.js";
 import {
   LocalNodeService,
   type InfoResponse,
@@ -313,10 +314,12 @@ export class Daemon {
       ),
       leave: unary(async (req: LeaveRequest) => this.serialize(() => this.notLocked().then(() => this.leave(req))), log),
     });
-    const control: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
+    const control: Record<string, grpc.handleUnaryCall<unknown, unknown> | grpc.handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>> = {};
     for (const method of Object.keys(ControlService) as ControlMethod[]) {
+      if ((method as string) === "serviceLogs") continue;
       control[method] = unary(async (req: unknown) => this.controlCall(method, req), log);
     }
+    control["serviceLogs"] = (call: grpc.ServerWritableStream<ServiceLogsRequest, ServiceLogsMessage>) => void this.serviceLogsCall(call);
     server.addService(ControlService, control);
     // Only the owner may connect: create the socket under a umask-like mode, then tighten it.
     await new Promise<void>((resolve, reject) => {
@@ -341,6 +344,23 @@ export class Daemon {
       throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
     }
     return this.manager.callControl(method as keyof ControlHandlers, request);
+  }
+
+  /** `service logs` on the local socket: a stream, served or forwarded by the manager. */
+  private async serviceLogsCall(call: grpc.ServerWritableStream<ServiceLogsRequest, ServiceLogsMessage>): Promise<void> {
+    const sink = callSink(call);
+    try {
+      await this.notLocked();
+      if (this.state === "inactive") throw notInCluster();
+      if (this.manager === undefined) {
+        throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
+      }
+      const cancel = await this.manager.serviceLogs(call.request, sink);
+      if (call.cancelled) cancel();
+      else call.on("cancelled", cancel);
+    } catch (err) {
+      sink.end(isShoalError(err) ? err : new ShoalError("INTERNAL", "internal error in the daemon; see its log"));
+    }
   }
 
   // ---- info ----

@@ -12,12 +12,13 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Clock } from "../base/clock.js";
 import { ShoalError, isShoalError } from "../base/errors.js";
-import { ControlClient, ControlService } from "../proto/shoal/v1/control.js";
+import { ControlClient, ControlService, type ServiceLogsMessage, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
 import { createSecureChannel, type SecureChannel } from "../transport/client.js";
 import { ERROR_CODE_METADATA, fromGrpcError } from "../transport/errors.js";
 import type { RevocationState } from "../transport/revocation.js";
 import type { NodeIdentityPem } from "../transport/server.js";
 import type { ControlHandlers } from "./controlapi/control-api.js";
+import { MAX_QUEUED_CLIENT_BYTES, type LogSink } from "./logbroker/log-broker.js";
 
 /** How long a forwarded control call waits for a leader before saying quorum is lost. */
 export const LEADER_WAIT_MS = 3_000;
@@ -138,7 +139,41 @@ export class ControlForwarder {
     }
   }
 
-  private forward(addr: string, method: ControlMethod, request: unknown): Promise<unknown> {
+  /**
+   * Forwards a `service logs` stream to the leader at `addr` (the caller checked that this manager
+   * does not lead). Lines go to `sink` as they come; returns the function that cancels the stream.
+   * Not retried: a stream that breaks ends with its error, and the user runs the command again.
+   */
+  forwardServiceLogs(addr: string, request: ServiceLogsRequest, sink: LogSink): () => void {
+    const client = this.clientFor(addr);
+    const call = client.serviceLogs(request, new grpc.Metadata());
+    let done = false;
+    const end = (err?: ShoalError): void => {
+      if (done) return;
+      done = true;
+      sink.end(err);
+    };
+    call.on("data", (msg: ServiceLogsMessage) => {
+      if (done) return;
+      if (sink.queuedBytes() > MAX_QUEUED_CLIENT_BYTES) {
+        call.cancel();
+        end(new ShoalError("QUEUE_FULL", "the client reads the logs too slowly; the stream was ended"));
+        return;
+      }
+      sink.write(msg.lines);
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      if (err.code !== grpc.status.CANCELLED) end(fromGrpcError(err));
+      else end();
+    });
+    call.on("end", () => end());
+    return () => {
+      done = true;
+      call.cancel();
+    };
+  }
+
+  private clientFor(addr: string): ControlClient {
     if (this.channel?.addr !== addr) {
       this.close();
       const identity = this.opts.identity();
@@ -154,7 +189,11 @@ export class ControlForwarder {
       });
       this.channel = { addr, channel, client: channel.client(ControlClient) };
     }
-    const client = this.channel.client;
+    return this.channel.client;
+  }
+
+  private forward(addr: string, method: ControlMethod, request: unknown): Promise<unknown> {
+    const client = this.clientFor(addr);
     const def = (ControlService as unknown as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>)[method]!;
     const nowMs = this.opts.clock.nowMs();
     const sendBy = nowMs + this.deadlineMs;

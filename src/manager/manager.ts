@@ -26,7 +26,7 @@ import { RevocationState } from "../transport/revocation.js";
 import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
 import { fromGrpcError } from "../transport/errors.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
-import { ControlService } from "../proto/shoal/v1/control.js";
+import { ControlService, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
 import { RaftMembershipClient, RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
 import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
@@ -35,6 +35,7 @@ import type { AppliedProposal, ManagerContext } from "./context.js";
 import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
 import { Dispatcher } from "./dispatcher/dispatcher.js";
 import { ControlForwarder } from "./control-forwarder.js";
+import { LogBroker, type LogSink } from "./logbroker/log-broker.js";
 import { LeaderRedirect } from "./handlers.js";
 import { ManagerAccess } from "./manager-access.js";
 import { revocationSets } from "./revocation-view.js";
@@ -140,6 +141,7 @@ export class Manager {
     private readonly transport: GrpcRaftTransport,
     readonly revocation: RevocationState,
     private readonly dispatcher: Dispatcher,
+    private readonly logBroker: LogBroker,
     ctx: ManagerContext,
     control: ControlHandlers,
     private readonly identityRef: { current: NodeIdentityPem },
@@ -300,11 +302,15 @@ export class Manager {
 
     const dispatcher = new Dispatcher(ctx, { heartbeatPeriodMs: opts.heartbeatPeriodMs });
     server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
-    server.addService(DispatcherService, dispatcher.handlers() as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftMembershipService, membershipHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
+    const logBroker = new LogBroker(ctx, {
+      bind: (sessionId, call, method) => dispatcher.bindCall(sessionId, call, method),
+      onEnd: (listener) => dispatcher.onSessionEnd(listener),
+    });
+    server.addService(DispatcherService, { ...dispatcher.handlers(), ...logBroker.agentHandlers() } as unknown as grpc.UntypedServiceImplementation);
     const control = controlHandlers(ctx);
-    server.addService(ControlService, controlServiceImplementation(control, logger) as unknown as grpc.UntypedServiceImplementation);
+    server.addService(ControlService, controlServiceImplementation(control, logger, { serviceLogs: logBroker.serviceLogsHandler() }) as unknown as grpc.UntypedServiceImplementation);
 
     let port: number;
     try {
@@ -318,7 +324,7 @@ export class Manager {
       throw err;
     }
 
-    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, ctx, control, identityRef, port);
+    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, logBroker, ctx, control, identityRef, port);
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
@@ -369,6 +375,7 @@ export class Manager {
   private leaderChanged(isLeader: boolean, term: number): void {
     this.ctx.logger.info({ isLeader, term, leader: String(this.raft.leaderId) }, "raft leader changed");
     this.dispatcher.leadershipChanged(isLeader, term);
+    if (!isLeader) this.logBroker.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
     this.leaderLoops.leaderChanged(isLeader, term);
   }
 
@@ -445,6 +452,16 @@ export class Manager {
     return this.forwarder.call(method, request);
   }
 
+  /**
+   * A `service logs` call from the local socket: served by this manager's log broker when it leads,
+   * otherwise forwarded to the leader as a stream. Returns the function that cancels it.
+   */
+  async serviceLogs(request: ServiceLogsRequest, sink: LogSink): Promise<() => void> {
+    const addr = await this.forwarder.leaderAddrOrWait();
+    if (addr === undefined) return this.logBroker.subscribe(request, sink);
+    return this.forwarder.forwardServiceLogs(addr, request, sink);
+  }
+
   /** Takes this manager out of raft (through the leader, which checks quorum); the caller stops it afterwards. */
   async leaveRaft(): Promise<void> {
     if (this.raft.isLeader) {
@@ -474,6 +491,7 @@ export class Manager {
     if (this.stopped) return;
     this.stopped = true;
     this.leaderLoops.stop();
+    this.logBroker.close();
     this.dispatcher.close();
     this.forwarder.close();
     await this.server.shutdown(500);

@@ -46,3 +46,8 @@ export const MAX_WORKDIR_BYTES = 4096;
 export const MAX_CAPABILITIES = 64;
 /** UIDs and GIDs are 32-bit; 2^32-1 is the kernel's "no ID". */
 export const MAX_UNIX_ID = 2 ** 32 - 2;
+
+/** Task logs (`service logs`): a line longer than this is cut into pieces of this size. */
+export const MAX_LOG_LINE_BYTES = 16 * 1024;
+/** Lines in one PublishLogs or ServiceLogs message. */
+export const MAX_LOG_LINES_PER_MESSAGE = 500;

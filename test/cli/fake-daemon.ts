@@ -76,6 +76,22 @@ export class FakeDaemon {
   private handlers(methods: string[]): grpc.UntypedServiceImplementation {
     const impl: grpc.UntypedServiceImplementation = {};
     for (const method of methods) {
+      if (method === "serviceLogs") {
+        // Server-streaming: the responder answers { batches: ServiceLogsMessage[] } (or an error).
+        impl[method] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+          const index = this.calls.filter((c) => c.method === method).length;
+          this.calls.push({ method, request: call.request });
+          const responder = this.responders.get(method);
+          const answer = responder === undefined ? { batches: [] } : responder(call.request, index);
+          if (answer instanceof ShoalError) {
+            call.emit("error", toGrpcError(answer));
+            return;
+          }
+          for (const batch of (answer as { batches: object[] }).batches) call.write(control.ServiceLogsMessage.fromPartial(batch));
+          call.end();
+        }) as grpc.UntypedHandleCall;
+        continue;
+      }
       impl[method] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const index = this.calls.filter((c) => c.method === method).length;
         this.calls.push({ method, request: call.request });

@@ -7,6 +7,7 @@ import { collect, formatOption, printJson, type CommandContext, type OutputForma
 import type { DaemonClient } from "../daemon-client.js";
 import { pickSecret, resolveService } from "../resolve.js";
 import { retryOnVersionConflict } from "../retry.js";
+import { registerLogs } from "./service-logs.js";
 import {
   addWorkloadOptions,
   applyWorkloadPatch,
@@ -267,4 +268,5 @@ export function registerServiceCommands(program: Command, ctx: CommandContext): 
   registerReads(service, ctx);
   registerChanges(service, ctx);
   registerUpdate(service, ctx);
+  registerLogs(service, ctx);
 }

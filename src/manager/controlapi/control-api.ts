@@ -67,7 +67,9 @@ export const MAX_CERT_EXPIRY_SECONDS = 10n * 365n * 24n * 3600n;
 type Handler<Req, Res> = (request: Req) => Promise<Res>;
 
 /** One promise-returning function per Control method; the same object serves the socket and TLS. */
-export type ControlMethod = keyof typeof ControlService;
+/** ServiceLogs streams: the log broker serves it (src/manager/logbroker/), not these handlers. */
+export type ControlStreamingMethod = "serviceLogs";
+export type ControlMethod = Exclude<keyof typeof ControlService, ControlStreamingMethod>;
 export type ControlHandlers = {
   [K in ControlMethod]: ControlServer[K] extends grpc.handleUnaryCall<infer Req, infer Res> ? Handler<Req, Res> : never;
 };
@@ -325,8 +327,13 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
 }
 
 /** The TLS form of the Control service (manager certificates only, enforced by the authorizer). */
-export function controlServiceImplementation(handlers: ControlHandlers, logger: ManagerContext["logger"]): ControlServer {
+export function controlServiceImplementation(
+  handlers: ControlHandlers,
+  logger: ManagerContext["logger"],
+  streaming: Pick<ControlServer, ControlStreamingMethod>,
+): ControlServer {
   const impl = {} as Record<string, unknown>;
   for (const [name, fn] of Object.entries(handlers)) impl[name] = unary((req: unknown) => (fn as Handler<unknown, unknown>)(req), logger);
+  Object.assign(impl, streaming);
   return impl as unknown as ControlServer;
 }

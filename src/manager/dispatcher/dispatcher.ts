@@ -170,6 +170,25 @@ export class Dispatcher {
     for (const nodeId of nodeIds) void this.reports.setState(nodeId, NodeState.NODE_STATE_DOWN, undefined, this.leaderTerm);
   }
 
+  /**
+   * For calls served outside the dispatcher (the log broker's ListenSubscriptions and PublishLogs):
+   * the caller's own current session on this leader, bound to its certificate.
+   */
+  bindCall(sessionId: string, call: { metadata: grpc.Metadata }, method: string): { nodeId: string; sessionId: string } {
+    const peer = this.ctx.server.peerOf(call);
+    this.ctx.requireLeader();
+    const session = this.bind(sessionId, peer, method);
+    if (peer.serial !== session.serial) {
+      throw new ShoalError("FAILED_PRECONDITION", "this session was opened with another certificate of this node; open a new session with the current certificate");
+    }
+    return { nodeId: session.nodeId, sessionId: session.id };
+  }
+
+  /** Runs with the node and session ID when a session ends. */
+  onSessionEnd(listener: (nodeId: string, sessionId: string) => void): () => void {
+    return this.sessions.onEnd((session) => listener(session.nodeId, session.id));
+  }
+
   /** The caller's own session, refusing (and logging) another node's session ID. */
   private bind(sessionId: string, peer: PeerIdentity, call: string): Session {
     try {
@@ -237,7 +256,8 @@ export class Dispatcher {
     return { refused };
   }
 
-  handlers(): DispatcherServer {
+  /** The dispatcher's methods; ListenSubscriptions and PublishLogs are the log broker's. */
+  handlers(): Pick<DispatcherServer, "session" | "heartbeat" | "assignments" | "updateTaskStatus"> {
     const logger = this.ctx.logger;
     return {
       session: (call) => {

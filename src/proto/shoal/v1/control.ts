@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -21,6 +23,7 @@ import {
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import {
   Cluster,
+  LogLine,
   Node,
   NodeRole,
   nodeRoleFromJSON,
@@ -266,6 +269,17 @@ export interface GetValueResponse {
   value: Buffer;
   /** The raft index that wrote the value (0 when not found). */
   index: bigint;
+}
+
+export interface ServiceLogsRequest {
+  serviceId: string;
+  follow: boolean;
+  /** Lines from the end of each task's log; negative: all. */
+  tail: number;
+}
+
+export interface ServiceLogsMessage {
+  lines: LogLine[];
 }
 
 function createBaseGetNodeRequest(): GetNodeRequest {
@@ -3284,6 +3298,178 @@ export const GetValueResponse: MessageFns<GetValueResponse> = {
   },
 };
 
+function createBaseServiceLogsRequest(): ServiceLogsRequest {
+  return { serviceId: "", follow: false, tail: 0 };
+}
+
+export const ServiceLogsRequest: MessageFns<ServiceLogsRequest> = {
+  encode(message: ServiceLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serviceId !== "") {
+      writer.uint32(10).string(message.serviceId);
+    }
+    if (message.follow !== false) {
+      writer.uint32(16).bool(message.follow);
+    }
+    if (message.tail !== 0) {
+      writer.uint32(24).int32(message.tail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tail = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceLogsRequest {
+    return {
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : 0,
+    };
+  },
+
+  toJSON(message: ServiceLogsRequest): unknown {
+    const obj: any = {};
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.tail !== 0) {
+      obj.tail = Math.round(message.tail);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServiceLogsRequest>, I>>(base?: I): ServiceLogsRequest {
+    return ServiceLogsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServiceLogsRequest>, I>>(object: I): ServiceLogsRequest {
+    const message = createBaseServiceLogsRequest();
+    message.serviceId = object.serviceId ?? "";
+    message.follow = object.follow ?? false;
+    message.tail = object.tail ?? 0;
+    return message;
+  },
+};
+
+function createBaseServiceLogsMessage(): ServiceLogsMessage {
+  return { lines: [] };
+}
+
+export const ServiceLogsMessage: MessageFns<ServiceLogsMessage> = {
+  encode(message: ServiceLogsMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.lines) {
+      LogLine.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceLogsMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceLogsMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lines.push(LogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceLogsMessage {
+    return { lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => LogLine.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ServiceLogsMessage): unknown {
+    const obj: any = {};
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => LogLine.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServiceLogsMessage>, I>>(base?: I): ServiceLogsMessage {
+    return ServiceLogsMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServiceLogsMessage>, I>>(object: I): ServiceLogsMessage {
+    const message = createBaseServiceLogsMessage();
+    message.lines = object.lines?.map((e) => LogLine.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type ControlService = typeof ControlService;
 export const ControlService = {
   getNode: {
@@ -3475,6 +3661,16 @@ export const ControlService = {
     responseSerialize: (value: GetValueResponse): Buffer => Buffer.from(GetValueResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetValueResponse => GetValueResponse.decode(value),
   },
+  /** Server-streaming: the only Control method that is not unary. */
+  serviceLogs: {
+    path: "/shoal.v1.Control/ServiceLogs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ServiceLogsRequest): Buffer => Buffer.from(ServiceLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ServiceLogsRequest => ServiceLogsRequest.decode(value),
+    responseSerialize: (value: ServiceLogsMessage): Buffer => Buffer.from(ServiceLogsMessage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ServiceLogsMessage => ServiceLogsMessage.decode(value),
+  },
 } as const;
 
 export interface ControlServer extends UntypedServiceImplementation {
@@ -3498,6 +3694,8 @@ export interface ControlServer extends UntypedServiceImplementation {
   getUnlockKey: handleUnaryCall<GetUnlockKeyRequest, GetUnlockKeyResponse>;
   putValue: handleUnaryCall<PutValueRequest, PutValueResponse>;
   getValue: handleUnaryCall<GetValueRequest, GetValueResponse>;
+  /** Server-streaming: the only Control method that is not unary. */
+  serviceLogs: handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>;
 }
 
 export interface ControlClient extends Client {
@@ -3801,6 +3999,13 @@ export interface ControlClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetValueResponse) => void,
   ): ClientUnaryCall;
+  /** Server-streaming: the only Control method that is not unary. */
+  serviceLogs(request: ServiceLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<ServiceLogsMessage>;
+  serviceLogs(
+    request: ServiceLogsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ServiceLogsMessage>;
 }
 
 export const ControlClient = makeGenericClientConstructor(ControlService, "shoal.v1.Control") as unknown as {

@@ -13,6 +13,8 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -21,7 +23,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { Node, NodeDescription, Secret, Task, TaskStatus } from "./objects.js";
+import { LogLine, Node, NodeDescription, Secret, Task, TaskStatus } from "./objects.js";
 
 export const protobufPackage = "shoal.v1";
 
@@ -180,6 +182,31 @@ export interface UpdateTaskStatusResponse {
 export interface LeaderHint {
   addr: string;
   at: Date | undefined;
+}
+
+export interface SubscriptionsRequest {
+  sessionId: string;
+}
+
+/** A request for the logs of some of this node's tasks; close ends subscription `id`. */
+export interface SubscriptionMessage {
+  id: string;
+  taskIds: string[];
+  follow: boolean;
+  /** Lines from the end of each task's kept log; negative: all of it. */
+  tail: number;
+  close: boolean;
+}
+
+/** Lines for one subscription; close says this node sent everything it will for it. */
+export interface PublishLogsMessage {
+  sessionId: string;
+  subscriptionId: string;
+  lines: LogLine[];
+  close: boolean;
+}
+
+export interface PublishLogsResponse {
 }
 
 function createBaseSessionRequest(): SessionRequest {
@@ -1468,6 +1495,393 @@ export const LeaderHint: MessageFns<LeaderHint> = {
   },
 };
 
+function createBaseSubscriptionsRequest(): SubscriptionsRequest {
+  return { sessionId: "" };
+}
+
+export const SubscriptionsRequest: MessageFns<SubscriptionsRequest> = {
+  encode(message: SubscriptionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscriptionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscriptionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscriptionsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SubscriptionsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscriptionsRequest>, I>>(base?: I): SubscriptionsRequest {
+    return SubscriptionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscriptionsRequest>, I>>(object: I): SubscriptionsRequest {
+    const message = createBaseSubscriptionsRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseSubscriptionMessage(): SubscriptionMessage {
+  return { id: "", taskIds: [], follow: false, tail: 0, close: false };
+}
+
+export const SubscriptionMessage: MessageFns<SubscriptionMessage> = {
+  encode(message: SubscriptionMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    for (const v of message.taskIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.follow !== false) {
+      writer.uint32(24).bool(message.follow);
+    }
+    if (message.tail !== 0) {
+      writer.uint32(32).int32(message.tail);
+    }
+    if (message.close !== false) {
+      writer.uint32(40).bool(message.close);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubscriptionMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubscriptionMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tail = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.close = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubscriptionMessage {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      taskIds: globalThis.Array.isArray(object?.taskIds)
+        ? object.taskIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.task_ids)
+        ? object.task_ids.map((e: any) => globalThis.String(e))
+        : [],
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : 0,
+      close: isSet(object.close) ? globalThis.Boolean(object.close) : false,
+    };
+  },
+
+  toJSON(message: SubscriptionMessage): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.taskIds?.length) {
+      obj.taskIds = message.taskIds;
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.tail !== 0) {
+      obj.tail = Math.round(message.tail);
+    }
+    if (message.close !== false) {
+      obj.close = message.close;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubscriptionMessage>, I>>(base?: I): SubscriptionMessage {
+    return SubscriptionMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubscriptionMessage>, I>>(object: I): SubscriptionMessage {
+    const message = createBaseSubscriptionMessage();
+    message.id = object.id ?? "";
+    message.taskIds = object.taskIds?.map((e) => e) || [];
+    message.follow = object.follow ?? false;
+    message.tail = object.tail ?? 0;
+    message.close = object.close ?? false;
+    return message;
+  },
+};
+
+function createBasePublishLogsMessage(): PublishLogsMessage {
+  return { sessionId: "", subscriptionId: "", lines: [], close: false };
+}
+
+export const PublishLogsMessage: MessageFns<PublishLogsMessage> = {
+  encode(message: PublishLogsMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.subscriptionId !== "") {
+      writer.uint32(18).string(message.subscriptionId);
+    }
+    for (const v of message.lines) {
+      LogLine.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.close !== false) {
+      writer.uint32(32).bool(message.close);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishLogsMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishLogsMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subscriptionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.lines.push(LogLine.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.close = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishLogsMessage {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      subscriptionId: isSet(object.subscriptionId)
+        ? globalThis.String(object.subscriptionId)
+        : isSet(object.subscription_id)
+        ? globalThis.String(object.subscription_id)
+        : "",
+      lines: globalThis.Array.isArray(object?.lines) ? object.lines.map((e: any) => LogLine.fromJSON(e)) : [],
+      close: isSet(object.close) ? globalThis.Boolean(object.close) : false,
+    };
+  },
+
+  toJSON(message: PublishLogsMessage): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.subscriptionId !== "") {
+      obj.subscriptionId = message.subscriptionId;
+    }
+    if (message.lines?.length) {
+      obj.lines = message.lines.map((e) => LogLine.toJSON(e));
+    }
+    if (message.close !== false) {
+      obj.close = message.close;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishLogsMessage>, I>>(base?: I): PublishLogsMessage {
+    return PublishLogsMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishLogsMessage>, I>>(object: I): PublishLogsMessage {
+    const message = createBasePublishLogsMessage();
+    message.sessionId = object.sessionId ?? "";
+    message.subscriptionId = object.subscriptionId ?? "";
+    message.lines = object.lines?.map((e) => LogLine.fromPartial(e)) || [];
+    message.close = object.close ?? false;
+    return message;
+  },
+};
+
+function createBasePublishLogsResponse(): PublishLogsResponse {
+  return {};
+}
+
+export const PublishLogsResponse: MessageFns<PublishLogsResponse> = {
+  encode(_: PublishLogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishLogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PublishLogsResponse {
+    return {};
+  },
+
+  toJSON(_: PublishLogsResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishLogsResponse>, I>>(base?: I): PublishLogsResponse {
+    return PublishLogsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishLogsResponse>, I>>(_: I): PublishLogsResponse {
+    const message = createBasePublishLogsResponse();
+    return message;
+  },
+};
+
 export type DispatcherService = typeof DispatcherService;
 export const DispatcherService = {
   session: {
@@ -1508,6 +1922,25 @@ export const DispatcherService = {
       Buffer.from(UpdateTaskStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateTaskStatusResponse => UpdateTaskStatusResponse.decode(value),
   },
+  /** Log subscriptions for tasks this node runs (the manager never dials a worker). */
+  listenSubscriptions: {
+    path: "/shoal.v1.Dispatcher/ListenSubscriptions" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SubscriptionsRequest): Buffer => Buffer.from(SubscriptionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubscriptionsRequest => SubscriptionsRequest.decode(value),
+    responseSerialize: (value: SubscriptionMessage): Buffer => Buffer.from(SubscriptionMessage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubscriptionMessage => SubscriptionMessage.decode(value),
+  },
+  publishLogs: {
+    path: "/shoal.v1.Dispatcher/PublishLogs" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: PublishLogsMessage): Buffer => Buffer.from(PublishLogsMessage.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PublishLogsMessage => PublishLogsMessage.decode(value),
+    responseSerialize: (value: PublishLogsResponse): Buffer => Buffer.from(PublishLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PublishLogsResponse => PublishLogsResponse.decode(value),
+  },
 } as const;
 
 export interface DispatcherServer extends UntypedServiceImplementation {
@@ -1515,6 +1948,9 @@ export interface DispatcherServer extends UntypedServiceImplementation {
   heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
   assignments: handleServerStreamingCall<AssignmentsRequest, AssignmentsMessage>;
   updateTaskStatus: handleUnaryCall<UpdateTaskStatusRequest, UpdateTaskStatusResponse>;
+  /** Log subscriptions for tasks this node runs (the manager never dials a worker). */
+  listenSubscriptions: handleServerStreamingCall<SubscriptionsRequest, SubscriptionMessage>;
+  publishLogs: handleClientStreamingCall<PublishLogsMessage, PublishLogsResponse>;
 }
 
 export interface DispatcherClient extends Client {
@@ -1560,6 +1996,32 @@ export interface DispatcherClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateTaskStatusResponse) => void,
   ): ClientUnaryCall;
+  /** Log subscriptions for tasks this node runs (the manager never dials a worker). */
+  listenSubscriptions(
+    request: SubscriptionsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SubscriptionMessage>;
+  listenSubscriptions(
+    request: SubscriptionsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SubscriptionMessage>;
+  publishLogs(
+    callback: (error: ServiceError | null, response: PublishLogsResponse) => void,
+  ): ClientWritableStream<PublishLogsMessage>;
+  publishLogs(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PublishLogsResponse) => void,
+  ): ClientWritableStream<PublishLogsMessage>;
+  publishLogs(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PublishLogsResponse) => void,
+  ): ClientWritableStream<PublishLogsMessage>;
+  publishLogs(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PublishLogsResponse) => void,
+  ): ClientWritableStream<PublishLogsMessage>;
 }
 
 export const DispatcherClient = makeGenericClientConstructor(DispatcherService, "shoal.v1.Dispatcher") as unknown as {
