@@ -8,6 +8,7 @@
 // zone-a worker only, and with no zone-a worker left they stay PENDING with a reason.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -72,6 +73,15 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
   const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
   const [m1] = [await add("m1"), await add("m2"), await add("m3")];
   const workers = await Promise.all(["w1", "w2", "w3", "w4"].map(add));
+  // A SIGKILLed agent leaves its containers running (a restarted agent would clean them up): delete
+  // what each worker's runc state root still lists once the test is over.
+  t.after(() => {
+    for (const w of workers) {
+      const root = join(w.dataDir, "worker", "runc");
+      const listed = spawnSync("runc", ["--root", root, "list", "-q"], { encoding: "utf8" });
+      for (const id of (listed.stdout ?? "").split("\n").filter((l) => l !== "")) spawnSync("runc", ["--root", root, "delete", "-f", id]);
+    }
+  });
   const [w1, w2, w3, w4] = workers as [NodeProcess, NodeProcess, NodeProcess, NodeProcess];
   const { workerToken, managerToken } = await cluster.init("m1");
   await cluster.join("m2", managerToken, m1!.addr);
