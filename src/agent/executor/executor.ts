@@ -4,6 +4,7 @@
 // hands them a directory that holds the task's secret files.
 import { constants as osConstants } from "node:os";
 import type { ContainerSpec } from "../../proto/shoal/v1/objects.js";
+import type { ImageConfig } from "../../oci/manifest.js";
 
 /** SIGTERM, then SIGKILL after this long, unless the task says otherwise. */
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -61,13 +62,8 @@ export interface ImageProvider {
   prepareRootfs(opts: { image: string; digest: string; rootfsDir: string }): Promise<ImageConfig>;
 }
 
-export interface ImageConfig {
-  entrypoint: string[];
-  cmd: string[];
-  env: string[];
-  workingDir: string;
-  user: string;
-}
+/** What the runc executor needs from an image config: the OCI layer's own type. */
+export type { ImageConfig } from "../../oci/manifest.js";
 
 /** Exit code of a process ended by `signal`, as shells and Docker report it. */
 export function signalExitCode(signal: NodeJS.Signals | null): number {
