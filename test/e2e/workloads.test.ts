@@ -5,7 +5,9 @@
 // /run/secrets/s and cannot write it; the zone-b and default workers never receive the task or the
 // secret (checked on what their agents hold: files and logs), the secret's bytes are in no file of
 // any node outside its tmpfs and in no log; when a zone-a worker is killed its tasks move to the other
-// zone-a worker only, and with no zone-a worker left they stay PENDING with a reason.
+// zone-a worker only; once removed (`node rm --force`) and started again, the killed worker's agent
+// stops its leftover containers and deletes their secret files; with no zone-a worker left the tasks
+// stay PENDING with a reason.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -181,6 +183,24 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
   );
   t.diagnostic(`${victim.name} killed → 4/4 running on ${survivor.name}: ${Date.now() - killedAt} ms (3 heartbeats of 300 ms + rescheduling + container start)`);
   for (const r of await tasks()) assert.ok(zoneA.has(r.nodeId) || r.nodeId === "", `task ${r.id} went to ${nameOf(r.nodeId)}, outside zone a`);
+
+  // `node rm --force` of the killed worker: when its daemon runs again, its agent finds itself removed
+  // and its containers and secret files are gone (the ones its SIGKILLed process left behind).
+  await ok(m1!, ["node", "rm", "--force", ids.get(victim.name)!]);
+  await victim.start();
+  const runcRoot = join(victim.dataDir, "worker", "runc");
+  await waitFor(
+    `${victim.name}'s leftover containers and secret files to be gone`,
+    async () => {
+      const listed = spawnSync("runc", ["--root", runcRoot, "list", "-q"], { encoding: "utf8" });
+      const containers = (listed.stdout ?? "").split("\n").filter((l) => l !== "");
+      if (containers.length > 0 || filesContaining(join(shm, victim.name), Buffer.from(secret)).length > 0) return undefined;
+      // ... and it left the cluster: it comes back only by joining again with a token.
+      return (await victim.info()).nodeId === "" ? true : undefined;
+    },
+    60_000,
+    500,
+  );
 
   // No zone-a worker left: the tasks stay PENDING with a reason naming the zone.
   await survivor.stop("SIGKILL");
