@@ -53,12 +53,13 @@ export function ensureContainerTools(log: (line: string) => void = (line) => con
   return ensured;
 }
 
-async function install(log: (line: string) => void): Promise<void> {
+/** One install attempt (no caching); `asRoot` is whether apt-get may run (tests pass false). */
+export async function install(log: (line: string) => void, asRoot = process.getuid?.() === 0): Promise<void> {
   let missing = missingContainerTools();
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((tool) => CONTAINER_TOOLS[tool]!))];
   const command = `apt-get update && apt-get install -y ${Object.values(CONTAINER_TOOLS).join(" ")}`;
-  if (process.getuid?.() !== 0) {
+  if (!asRoot) {
     throw new Error(`missing container tools: ${missing.join(", ")} (packages ${packages.join(", ")}); install them as root with: ${command}`);
   }
   log(`# installing container tools (missing: ${missing.join(", ")}): apt-get update && apt-get install -y --no-install-recommends ${Object.values(CONTAINER_TOOLS).join(" ")}`);
