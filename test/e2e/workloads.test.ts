@@ -71,19 +71,19 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
   const shm = mkdtempSync("/dev/shm/shoal-e2e-");
   t.after(() => rmSync(shm, { recursive: true, force: true }));
   const cluster = new ProcessCluster(FAST_DAEMON_FLAGS);
-  t.after(() => cluster.close());
-  const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
-  const [m1] = [await add("m1"), await add("m2"), await add("m3")];
-  const workers = await Promise.all(["w1", "w2", "w3", "w4"].map(add));
   // A SIGKILLed agent leaves its containers running (a restarted agent would clean them up): delete
-  // what each worker's runc state root still lists once the test is over.
-  t.after(() => {
-    for (const w of workers) {
-      const root = join(w.dataDir, "worker", "runc");
+  // what each node's runc state root still lists, before the cluster's directories are removed.
+  t.after(async () => {
+    for (const n of cluster.nodes.values()) {
+      const root = join(n.dataDir, "worker", "runc");
       const listed = spawnSync("runc", ["--root", root, "list", "-q"], { encoding: "utf8" });
       for (const id of (listed.stdout ?? "").split("\n").filter((l) => l !== "")) spawnSync("runc", ["--root", root, "delete", "-f", id]);
     }
+    await cluster.close();
   });
+  const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
+  const [m1] = [await add("m1"), await add("m2"), await add("m3")];
+  const workers = await Promise.all(["w1", "w2", "w3", "w4"].map(add));
   const [w1, w2, w3, w4] = workers as [NodeProcess, NodeProcess, NodeProcess, NodeProcess];
   const { workerToken, managerToken } = await cluster.init("m1");
   await cluster.join("m2", managerToken, m1!.addr);
