@@ -1,7 +1,9 @@
 // `service logs` on the worker side: while a session is up, the agent listens for the managers' log
 // subscriptions (ListenSubscriptions) and answers each with one PublishLogs stream carrying the
 // requested tail of the tasks' in-memory logs and, when following, every line printed afterwards.
-// Only tasks this agent runs (its runner holds their log) are published; others are skipped.
+// Only tasks this agent runs (its runner holds their log) are published; others are skipped. A
+// following subscription grows: the managers send it again naming tasks that started since, and
+// those tasks' kept lines follow on the same stream.
 import type * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Clock } from "../base/clock.js";
@@ -27,6 +29,8 @@ export interface LogPublisherOptions {
 
 interface Active {
   stop(): void;
+  /** The subscription grew (following): publish the tasks it did not name before. */
+  add(taskIds: readonly string[]): void;
 }
 
 function toLine(taskId: string, line: TaskLogLine): LogLine {
@@ -93,7 +97,11 @@ export class LogPublisher {
           this.active.get(message.id)?.stop();
           return;
         }
-        if (this.active.has(message.id)) return;
+        const known = this.active.get(message.id);
+        if (known !== undefined) {
+          if (message.follow) known.add(message.taskIds);
+          return;
+        }
         if (this.active.size >= MAX_AGENT_SUBSCRIPTIONS) {
           this.opts.logger.warn({ subscriptionId: message.id }, "too many log subscriptions at once; ignoring one");
           return;
@@ -114,6 +122,7 @@ export class LogPublisher {
       stop();
     });
     const unfollow: (() => void)[] = [];
+    const published = new Set<string>();
     let stopped = false;
     const stop = (): void => {
       if (stopped) return;
@@ -122,8 +131,6 @@ export class LogPublisher {
       if (this.active.get(sub.id) === active) this.active.delete(sub.id);
       call.end();
     };
-    const active: Active = { stop };
-    this.active.set(sub.id, active);
     const send = (lines: LogLine[], close = false): void => {
       for (let i = 0; i < lines.length || (i === 0 && close); i += MAX_LOG_LINES_PER_MESSAGE) {
         const batch = lines.slice(i, i + MAX_LOG_LINES_PER_MESSAGE);
@@ -131,33 +138,43 @@ export class LogPublisher {
         call.write({ sessionId: link.sessionId, subscriptionId: sub.id, lines: batch, close: close && last });
       }
     };
-    const past: { taskId: string; line: TaskLogLine }[] = [];
-    for (const taskId of new Set(sub.taskIds)) {
-      const log = this.opts.taskLog(taskId);
-      if (log === undefined) continue;
-      for (const line of log.lines(sub.tail)) past.push({ taskId, line });
-      if (sub.follow) {
-        const splitters = { stdout: new LineSplitter("stdout"), stderr: new LineSplitter("stderr") };
-        unfollow.push(
-          log.follow((chunk) => {
-            if (stopped) return;
-            const out: TaskLogLine[] = [];
-            splitters[chunk.stream].push(chunk.data, chunk.atMs, out);
-            if (out.length === 0) return;
-            if (call.writableLength > MAX_QUEUED_PUBLISH_BYTES) {
-              this.dropped += out.length;
-              return;
-            }
-            send(out.map((l) => toLine(taskId, l)));
-          }),
-        );
+    /** The tail of each task not published yet (that this agent holds the log of), then, when following, its new lines. */
+    const add = (taskIds: readonly string[], tail: number, close: boolean): void => {
+      if (stopped) return;
+      const past: { taskId: string; line: TaskLogLine }[] = [];
+      for (const taskId of new Set(taskIds)) {
+        if (published.has(taskId)) continue;
+        const log = this.opts.taskLog(taskId);
+        if (log === undefined) continue;
+        published.add(taskId);
+        for (const line of log.lines(tail)) past.push({ taskId, line });
+        if (sub.follow) unfollow.push(this.follow(log, taskId, call, () => stopped, send));
       }
-    }
-    past.sort((a, b) => a.line.atMs - b.line.atMs);
-    send(
-      past.map((p) => toLine(p.taskId, p.line)),
-      !sub.follow,
-    );
+      past.sort((a, b) => a.line.atMs - b.line.atMs);
+      send(
+        past.map((p) => toLine(p.taskId, p.line)),
+        close,
+      );
+    };
+    // A following subscription grows: a task that started here since comes with all its kept lines.
+    const active: Active = { stop, add: (taskIds) => add(taskIds, -1, false) };
+    this.active.set(sub.id, active);
+    add(sub.taskIds, sub.tail, !sub.follow);
     if (!sub.follow) stop();
+  }
+
+  private follow(log: TaskLog, taskId: string, call: grpc.ClientWritableStream<PublishLogsMessage>, stopped: () => boolean, send: (lines: LogLine[]) => void): () => void {
+    const splitters = { stdout: new LineSplitter("stdout"), stderr: new LineSplitter("stderr") };
+    return log.follow((chunk) => {
+      if (stopped()) return;
+      const out: TaskLogLine[] = [];
+      splitters[chunk.stream].push(chunk.data, chunk.atMs, out);
+      if (out.length === 0) return;
+      if (call.writableLength > MAX_QUEUED_PUBLISH_BYTES) {
+        this.dropped += out.length;
+        return;
+      }
+      send(out.map((l) => toLine(taskId, l)));
+    });
   }
 }

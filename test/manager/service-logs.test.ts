@@ -1,7 +1,8 @@
 // `service logs` end to end on a real in-process manager (TLS, raft, encrypted store) whose own agent
 // runs a process task that prints known lines to stdout and stderr: the stream returns them with the
 // task's slot and node (tail N gives the last N), --follow delivers a line printed after it started
-// and its cancel reaches the agent; another node's session cannot listen or publish for a task it
+// and its cancel reaches the agent, and takes in the service's tasks that start after it began (with
+// their first lines); another node's session cannot listen or publish for a task it
 // does not run (PERMISSION_DENIED), and its lines for its own task do arrive.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -156,4 +157,48 @@ test("service logs reads a task's stdout and stderr through the manager, with ta
   assert.ok(!lines.some((l) => text(l).startsWith("forged")), "no forged line reached the client");
   g.cancel();
   await g.done.catch(() => undefined);
+});
+
+test("service logs --follow takes in the service's tasks that start after it began, with their first lines", { timeout: 120_000 }, async (t) => {
+  const m = await loggedManager(t, "shoal-logs-grow-");
+  const agent = m.daemon.nodeAgent!;
+  await waitFor("the node's agent connected", () => agent?.isConnected, GUARD_MS);
+  const nodeId = m.init.nodeId;
+  const service = await createService(m, "grow", "");
+  const followed: LogLine[] = [];
+  const f = m.client.serviceLogs({ serviceId: service.id, follow: true, tail: -1 }, (batch) => followed.push(...batch));
+  let followError: unknown;
+  f.done.catch((err) => (followError = err));
+  await new Promise((r) => setTimeout(r, 200)); // the subscription is open (it names no task yet)
+
+  const start = async (slot: number, words: string[]): Promise<Task> => {
+    const task = Task.fromPartial({
+      id: newId(),
+      serviceId: service.id,
+      serviceName: "grow",
+      slot,
+      nodeId,
+      zone: "",
+      desiredState: TaskState.TASK_STATE_RUNNING,
+      status: { state: TaskState.TASK_STATE_ASSIGNED, message: "assigned by the test" },
+      spec: { command: ["sh", "-c", `${words.map((w) => `echo ${w}`).join("; ")}; sleep 300`], stopGracePeriodMs: 200n },
+      executor: "process",
+      specVersion: 1n,
+    });
+    await m.ctx.propose((tx) => tx.createTask(task));
+    return task;
+  };
+  // A task that starts after the stream opened: its lines, from the first (printed before the agent
+  // heard of the grown subscription), arrive once each.
+  const a = await start(1, ["a1", "a2"]);
+  await waitFor("a's lines", () => (followed.filter((l) => l.taskId === a.id).length >= 2 ? true : undefined), GUARD_MS, 20);
+  const b = await start(2, ["b1"]);
+  await waitFor("b's line", () => followed.some((l) => l.taskId === b.id) || undefined, GUARD_MS, 20);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(followed.filter((l) => l.taskId === a.id).map(text), ["a1", "a2"]);
+  assert.deepEqual(followed.filter((l) => l.taskId === b.id).map(text), ["b1"]);
+  assert.ok(followed.every((l) => l.slot === (l.taskId === a.id ? 1 : 2)), "each line carries its task's slot");
+  f.cancel();
+  await f.done;
+  assert.equal(followError, undefined);
 });

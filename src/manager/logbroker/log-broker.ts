@@ -2,7 +2,9 @@
 // A manager never dials a worker: each agent holds a ListenSubscriptions stream on its session, the
 // broker sends it a subscription naming only the tasks assigned to that node, and the agent answers
 // with PublishLogs, whose lines are accepted only for those tasks, from that node's own session.
-// Bounded: subscriptions in all and per node, lines per message, line size, bytes per
+// With --follow the subscription grows as the service does: a task of the service that a node has
+// accepted since (a restart, a scale, a rolling update, a rescheduled task) is added and its node
+// told. Bounded: subscriptions in all and per node, lines per message, line size, bytes per
 // subscription (without --follow) and bytes queued towards a slow client (with --follow).
 import type * as grpc from "@grpc/grpc-js";
 import { ShoalError } from "../../base/errors.js";
@@ -10,7 +12,8 @@ import { isValidId, newId } from "../../base/ids.js";
 import type { Timer } from "../../base/clock.js";
 import type { ServiceLogsRequest } from "../../proto/shoal/v1/control.js";
 import type { DispatcherServer, PublishLogsMessage, PublishLogsResponse, SubscriptionMessage, SubscriptionsRequest } from "../../proto/shoal/v1/dispatcher.js";
-import type { LogLine, Task } from "../../proto/shoal/v1/objects.js";
+import { TaskState, type LogLine, type Task } from "../../proto/shoal/v1/objects.js";
+import type { StoreEvent, StoreWatch } from "../../state/index.js";
 import { MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_MESSAGE } from "../../state/index.js";
 import type { ManagerContext } from "../context.js";
 import { handlerError } from "../handlers.js";
@@ -46,6 +49,7 @@ export interface AgentSessions {
 
 interface Subscription {
   id: string;
+  serviceId: string;
   follow: boolean;
   tail: number;
   sink: LogSink;
@@ -69,12 +73,14 @@ export class LogBroker {
   private readonly subs = new Map<string, Subscription>();
   private readonly listeners = new Map<string, Listener>();
   private readonly unsubscribe: () => void;
+  private readonly taskWatch: StoreWatch;
 
   constructor(
     private readonly ctx: ManagerContext,
     private readonly sessions: AgentSessions,
   ) {
     this.unsubscribe = sessions.onEnd((nodeId, sessionId) => this.sessionGone(nodeId, sessionId));
+    this.taskWatch = ctx.store.watch({ tables: ["tasks"], kinds: ["create", "update"] }, { onEvent: (event) => this.taskChanged(event) });
   }
 
   get subscriptionCount(): number {
@@ -90,6 +96,7 @@ export class LogBroker {
 
   close(): void {
     this.unsubscribe();
+    this.taskWatch.close();
     this.endAll(new ShoalError("UNAVAILABLE", "this manager is shutting down"));
   }
 
@@ -100,23 +107,26 @@ export class LogBroker {
     if (req.tail > MAX_TAIL_LINES) throw new ShoalError("INVALID_ARGUMENT", `--tail may ask for at most ${MAX_TAIL_LINES} lines`);
     if (this.ctx.store.getService(req.serviceId) === undefined) throw new ShoalError("NOT_FOUND", `service ${req.serviceId} does not exist`);
     if (this.subs.size >= MAX_LOG_SUBSCRIPTIONS) throw new ShoalError("QUEUE_FULL", "this manager serves too many `service logs` calls; retry later");
-    const tasks = new Map<string, Set<string>>();
-    const taskInfo = new Map<string, { slot: number; node: string }>();
-    for (const task of this.ctx.store.listTasks({ serviceId: req.serviceId })) {
-      if (task.nodeId === "") continue;
-      let set = tasks.get(task.nodeId);
-      if (set === undefined) tasks.set(task.nodeId, (set = new Set()));
-      set.add(task.id);
-      taskInfo.set(task.id, { slot: task.slot, node: this.nodeName(task) });
-    }
-    for (const nodeId of tasks.keys()) {
-      let n = 0;
-      for (const s of this.subs.values()) if (s.tasks.has(nodeId)) n++;
+    const sub: Subscription = {
+      id: newId(),
+      serviceId: req.serviceId,
+      follow: req.follow,
+      tail: req.tail,
+      sink,
+      tasks: new Map(),
+      taskInfo: new Map(),
+      pending: new Set(),
+      bytes: 0,
+      timer: undefined,
+      done: false,
+    };
+    for (const task of this.ctx.store.listTasks({ serviceId: req.serviceId })) if (task.nodeId !== "") this.addTask(sub, task);
+    for (const nodeId of sub.tasks.keys()) {
+      const n = this.subscriptionsOf(nodeId);
       if (n >= MAX_LOG_SUBSCRIPTIONS_PER_NODE) throw new ShoalError("QUEUE_FULL", `node ${nodeId} already serves ${n} \`service logs\` calls; retry later`);
     }
-    const sub: Subscription = { id: newId(), follow: req.follow, tail: req.tail, sink, tasks, taskInfo, pending: new Set(), bytes: 0, timer: undefined, done: false };
     this.subs.set(sub.id, sub);
-    for (const nodeId of tasks.keys()) {
+    for (const nodeId of sub.tasks.keys()) {
       // Without --follow a node with no listener now has nothing to say (it is down or not connected).
       if (this.sendTo(nodeId, sub) || sub.follow) sub.pending.add(nodeId);
     }
@@ -127,7 +137,42 @@ export class LogBroker {
     return () => this.cancel(sub);
   }
 
-  private nodeName(task: Task): string {
+  private subscriptionsOf(nodeId: string): number {
+    let n = 0;
+    for (const s of this.subs.values()) if (s.tasks.has(nodeId)) n++;
+    return n;
+  }
+
+  private addTask(sub: Subscription, task: Readonly<Task>): void {
+    let set = sub.tasks.get(task.nodeId);
+    if (set === undefined) sub.tasks.set(task.nodeId, (set = new Set()));
+    set.add(task.id);
+    sub.taskInfo.set(task.id, { slot: task.slot, node: this.nodeName(task) });
+  }
+
+  /**
+   * A following subscription takes in the service's tasks that started since: once a node has
+   * accepted a task (so its agent holds the task's log), the task is added and the node is sent the
+   * grown subscription. A node new to the subscription counts against its per-node bound; past it,
+   * that node's tasks are left out.
+   */
+  private taskChanged(event: StoreEvent): void {
+    if (this.subs.size === 0) return;
+    const tasks: Readonly<Task>[] =
+      event.kind === "reset" ? this.ctx.store.listTasks({}) : event.table === "tasks" ? [event.object as Readonly<Task>] : [];
+    for (const task of tasks) {
+      if (task.nodeId === "" || (task.status?.state ?? TaskState.TASK_STATE_NEW) < TaskState.TASK_STATE_ACCEPTED) continue;
+      for (const sub of this.subs.values()) {
+        if (!sub.follow || sub.done || sub.serviceId !== task.serviceId || sub.taskInfo.has(task.id)) continue;
+        if (!sub.tasks.has(task.nodeId) && this.subscriptionsOf(task.nodeId) >= MAX_LOG_SUBSCRIPTIONS_PER_NODE) continue;
+        this.addTask(sub, task);
+        sub.pending.add(task.nodeId);
+        this.sendTo(task.nodeId, sub);
+      }
+    }
+  }
+
+  private nodeName(task: Readonly<Task>): string {
     const node = this.ctx.store.getNode(task.nodeId);
     return node?.description?.hostname || task.nodeId;
   }
