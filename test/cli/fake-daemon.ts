@@ -77,7 +77,8 @@ export class FakeDaemon {
     const impl: grpc.UntypedServiceImplementation = {};
     for (const method of methods) {
       if (method === "serviceLogs") {
-        // Server-streaming: the responder answers { batches: ServiceLogsMessage[] } (or an error).
+        // Server-streaming: the responder answers { batches: ServiceLogsMessage[], error?: ShoalError }
+        // (the batches, then the error if any, as a stream that breaks) or an error at once.
         impl[method] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
           const index = this.calls.filter((c) => c.method === method).length;
           this.calls.push({ method, request: call.request });
@@ -87,8 +88,10 @@ export class FakeDaemon {
             call.emit("error", toGrpcError(answer));
             return;
           }
-          for (const batch of (answer as { batches: object[] }).batches) call.write(control.ServiceLogsMessage.fromPartial(batch));
-          call.end();
+          const { batches, error } = answer as { batches: object[]; error?: ShoalError };
+          for (const batch of batches) call.write(control.ServiceLogsMessage.fromPartial(batch));
+          if (error !== undefined) call.emit("error", toGrpcError(error));
+          else call.end();
         }) as grpc.UntypedHandleCall;
         continue;
       }

@@ -2,8 +2,11 @@
 // through the manager (which gets it from the nodes' agents). Each line is prefixed with
 // `name.slot@node |` as `docker service logs` does; stdout lines go to stdout, stderr lines to
 // stderr; control characters other than tab are escaped so a task cannot drive the terminal.
+// With --follow a leader change does not end the command: it subscribes again (through the local
+// daemon, which forwards to the new leader) and prints only the lines it had not printed.
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { ShoalError } from "../../base/errors.js";
+import { isShoalError, ShoalError } from "../../base/errors.js";
 import { escapeUnsafeChars } from "../../base/text.js";
 import { LogStream, type LogLine } from "../../proto/shoal/v1/objects.js";
 import type { CommandContext } from "../context.js";
@@ -24,6 +27,51 @@ export function formatLogLine(line: LogLine, serviceName: string, options: { tim
   return `${stamp}${prefix} | ${text}\n`;
 }
 
+/** Codes a following stream ends with when the leader changes or is being elected. */
+const LEADER_CHANGE_CODES: ReadonlySet<string> = new Set(["NOT_LEADER", "NO_QUORUM", "UNAVAILABLE"]);
+/** A follow gives up when no new subscription has held for this long. */
+export const RESUBSCRIBE_BUDGET_MS = 60_000;
+const RESUBSCRIBE_DELAY_MS = 500;
+
+/**
+ * Which lines were printed, per task (the time of its last printed line and how many lines it printed
+ * at that millisecond), so that a subscription made again after a leader change, which replays each
+ * task's kept lines, prints only the new ones: for a task none of whose lines were printed, the lines
+ * from before the first subscription (which its --tail had left out) are dropped too.
+ */
+export class PrintedLines {
+  private readonly last = new Map<string, { atMs: number; count: number }>();
+  private skip = new Map<string, { atMs: number; remaining: number }>();
+  private resumed = false;
+
+  constructor(private readonly subscribedAtMs: number) {}
+
+  /** A new subscription starts: its replayed lines up to what was printed are dropped. */
+  resume(): void {
+    this.resumed = true;
+    this.skip = new Map([...this.last].map(([taskId, l]) => [taskId, { atMs: l.atMs, remaining: l.count }]));
+  }
+
+  /** Whether `line` is new; if so it counts as printed. */
+  admit(line: LogLine): boolean {
+    const atMs = line.timestamp?.getTime() ?? 0;
+    if (this.resumed && !this.last.has(line.taskId) && atMs < this.subscribedAtMs) return false;
+    const skip = this.skip.get(line.taskId);
+    if (skip !== undefined) {
+      if (atMs < skip.atMs) return false;
+      if (atMs === skip.atMs && skip.remaining > 0) {
+        skip.remaining--;
+        return false;
+      }
+      this.skip.delete(line.taskId);
+    }
+    const last = this.last.get(line.taskId);
+    if (last !== undefined && last.atMs === atMs) last.count++;
+    else this.last.set(line.taskId, { atMs, count: 1 });
+    return true;
+  }
+}
+
 export function registerLogs(service: Command, ctx: CommandContext): void {
   service
     .command("logs")
@@ -37,13 +85,30 @@ export function registerLogs(service: Command, ctx: CommandContext): void {
       const daemon = ctx.daemon();
       const found = await resolveService(daemon, ref);
       const name = found.spec?.name ?? found.id;
-      const stream = daemon.serviceLogs({ serviceId: found.id, follow: opts.follow, tail }, (lines) => {
-        for (const line of lines) {
-          const text = formatLogLine(line, name, { timestamps: opts.timestamps });
-          if (line.stream === LogStream.LOG_STREAM_STDERR) ctx.io.stderr(text);
-          else ctx.io.stdout(text);
+      const printed = new PrintedLines(Date.now());
+      let failingSince: number | undefined;
+      for (let resumed = false; ; resumed = true) {
+        let received = false;
+        const stream = daemon.serviceLogs({ serviceId: found.id, follow: opts.follow, tail: resumed ? -1 : tail }, (lines) => {
+          received = true;
+          for (const line of lines) {
+            if (!printed.admit(line)) continue;
+            const text = formatLogLine(line, name, { timestamps: opts.timestamps });
+            if (line.stream === LogStream.LOG_STREAM_STDERR) ctx.io.stderr(text);
+            else ctx.io.stdout(text);
+          }
+        });
+        try {
+          await stream.done;
+          return;
+        } catch (err) {
+          if (!opts.follow || !isShoalError(err) || !LEADER_CHANGE_CODES.has(err.code)) throw err;
+          if (received) failingSince = undefined;
+          failingSince ??= Date.now();
+          if (Date.now() - failingSince > RESUBSCRIBE_BUDGET_MS) throw err;
         }
-      });
-      await stream.done;
+        printed.resume();
+        await sleep(RESUBSCRIBE_DELAY_MS);
+      }
     });
 }
