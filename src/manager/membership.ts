@@ -2,9 +2,10 @@
 // driver promotes it to voter once it caught up) and gets the member list; Leave removes a member
 // only when quorum stays safe.
 import type * as grpc from "@grpc/grpc-js";
-import { ShoalError, isShoalError } from "../base/errors.js";
+import { ShoalError } from "../base/errors.js";
 import { allocateRaftId, wouldBreakQuorum } from "../raft/node/index.js";
 import { NodeRole, type Node } from "../proto/shoal/v1/objects.js";
+import { retryOnVersionConflict } from "../state/index.js";
 import type {
   JoinRaftRequest,
   JoinRaftResponse,
@@ -47,20 +48,15 @@ export function membershipHandlers(ctx: ManagerContext): RaftMembershipServer {
       if (existing !== undefined) return membershipResponse(ctx, existing.raftId);
       const raftId = allocateRaftId(status.removedIds, ctx.random, status.members.map((m) => m.raftId));
       await ctx.raft.addLearner({ raftId, nodeId: peer.nodeId, addr: req.addr });
-      for (let attempt = 1; ; attempt++) {
+      await retryOnVersionConflict(async () => {
         const fresh = ctx.store.getNode(peer.nodeId);
-        if (fresh === undefined) break;
+        if (fresh === undefined) return;
         const updated: Node = {
           ...fresh,
           managerStatus: { raftId, addr: req.addr, leader: false, reachability: 0, voter: false },
         };
-        try {
-          await ctx.propose((tx) => tx.updateNode(updated));
-          break;
-        } catch (err) {
-          if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= 5) throw err;
-        }
-      }
+        await ctx.propose((tx) => tx.updateNode(updated));
+      });
       ctx.logger.info({ joinedNodeId: peer.nodeId, raftId: String(raftId) }, "manager joined raft as a learner");
       return membershipResponse(ctx, raftId);
     }, ctx.logger),

@@ -22,3 +22,4 @@ export { ReconcileTrigger } from "./reconcile-trigger.js";
 export type { ReconcileTriggerOptions } from "./reconcile-trigger.js";
 export { checkSecretZoneForTask, checkTaskZoneForNode, effectiveZone, isTaskPushed, taskHoldsSecrets } from "./zone-check.js";
 export type { ZoneCheck } from "./zone-check.js";
+export { DEFAULT_CONFLICT_ATTEMPTS, retryOnVersionConflict } from "./conflict-retry.js";

@@ -53,7 +53,7 @@ import {
   type UpdateServiceRequest,
   type UpdateServiceResponse,
 } from "../../proto/shoal/v1/control.js";
-import { redactCluster, redactSecret } from "../../state/index.js";
+import { redactCluster, redactSecret, retryOnVersionConflict } from "../../state/index.js";
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
@@ -128,18 +128,13 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     }
   };
 
-  const updateClusterWith = async (mutate: (cluster: Cluster) => void): Promise<Cluster> => {
-    for (let attempt = 1; ; attempt++) {
+  const updateClusterWith = (mutate: (cluster: Cluster) => void): Promise<Cluster> =>
+    retryOnVersionConflict(async () => {
       const cluster = structuredClone(requireCluster(ctx));
       mutate(cluster);
-      try {
-        await ctx.propose((tx) => tx.updateCluster(cluster));
-        return cluster;
-      } catch (err) {
-        if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= 5) throw err;
-      }
-    }
-  };
+      await ctx.propose((tx) => tx.updateCluster(cluster));
+      return cluster;
+    });
 
   const handlers: ControlHandlers = {
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
@@ -193,7 +188,9 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       } else if (node.status?.state === NodeState.NODE_STATE_READY && !req.force) {
         throw new ShoalError("FAILED_PRECONDITION", `node ${node.id} is ready: drain and stop it first, or use --force to remove it anyway`);
       }
-      await ctx.propose((tx) => tx.removeNodeAndRevoke(node.id, { removedAt: new Date(ctx.clock.nowMs()) }));
+      // The removal carries the node's version; a raft member removal just above makes the
+      // membership code update the node concurrently, so a conflict is redone on the fresh node.
+      await retryOnVersionConflict(() => ctx.propose((tx) => tx.removeNodeAndRevoke(node.id, { removedAt: new Date(ctx.clock.nowMs()) })));
       ctx.logger.info({ removedNodeId: node.id }, "node removed and its certificates revoked");
       return {};
     },

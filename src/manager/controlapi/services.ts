@@ -6,7 +6,7 @@ import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { Service, ServiceMode, ServiceSpec, UpdateState } from "../../proto/shoal/v1/objects.js";
 import type { CreateServiceRequest, UpdateServiceRequest } from "../../proto/shoal/v1/control.js";
-import type { ObjectStore, StoreTransaction } from "../../state/index.js";
+import { retryOnVersionConflict, type ObjectStore, type StoreTransaction } from "../../state/index.js";
 import type { Clock } from "../../base/clock.js";
 
 /** What these handlers need of the manager: a store to read, a proposal, the clock. */
@@ -113,14 +113,9 @@ export async function updateService(ctx: ServiceWriteContext, req: UpdateService
  * read-modify-write retried on a version conflict (the orchestrator writes update status too).
  */
 export async function removeService(ctx: ServiceWriteContext, serviceId: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+  await retryOnVersionConflict(async () => {
     const current = requireService(ctx, serviceId);
     if (current.pendingDelete) return;
-    try {
-      await ctx.propose((tx) => tx.updateService({ ...current, pendingDelete: true }));
-      return;
-    } catch (err) {
-      if (!isShoalError(err, "VERSION_CONFLICT") || attempt >= MAX_WRITE_ATTEMPTS) throw err;
-    }
-  }
+    await ctx.propose((tx) => tx.updateService({ ...current, pendingDelete: true }));
+  }, MAX_WRITE_ATTEMPTS);
 }
