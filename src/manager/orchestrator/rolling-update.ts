@@ -56,9 +56,14 @@ export function planRollingUpdate(
   const monitorMs = Number(config?.monitorMs ?? 0n) || DEFAULT_MONITOR_MS;
   const startedMs = status.startedAt?.getTime() ?? nowMs;
 
-  // The tasks this update made: of the current spec, created since it started.
+  // The tasks this update made: those of the spec version it rolls out (every spec change, a
+  // rollback's included, bumps the version). Not "created since it started": a task's creation time
+  // is its proposal's timestamp, taken before the pass that made it read the clock for startedAt,
+  // so the update's first task could look older than the update and the next batch went early.
   const fresh: Task[] = [];
-  for (const list of slots.values()) for (const t of list) if (!dirty(t) && (t.meta?.createdAt?.getTime() ?? nowMs) >= startedMs) fresh.push(t);
+  for (const list of slots.values()) for (const t of list) if (!dirty(t) && t.specVersion === service.specVersion) fresh.push(t);
+  // ... and those this pass makes (a restart of an ended task): they have yet to start.
+  for (const unit of plan.units) for (const t of unit.creates) if (!dirty(t)) fresh.push(t);
   const failures = fresh.filter((t) => failedInMonitor(t, input, monitorMs));
   const ratio = config?.maxFailureRatio ?? 0;
   if (failures.length > 0 && failures.length > ratio * fresh.length && config?.failureAction !== UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE) {
