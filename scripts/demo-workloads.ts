@@ -110,12 +110,11 @@ function nameOf(nodes: DemoNode[], nodeId: string): string {
   return nodes.find((n) => n.id === nodeId)?.node.name ?? (nodeId === "" ? "(none)" : nodeId);
 }
 
-/** `service ps` plus the node each task is on by demo name (every daemon here has this machine's hostname). */
+/** `service ps` (each daemon reports its demo name as its hostname), then each running task's node and zone. */
 async function showServicePs(via: NodeProcess, all: DemoNode[]): Promise<Task[]> {
   const ps = await run(via, ["service", "ps", SERVICE]);
   const id = await serviceId(via);
   const tasks = tasksOf(await via.client.listTasks({ serviceId: id, nodeId: "" }), id);
-  say("(all daemons share this machine's hostname; by node ID:)");
   for (const t of tasks.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING)) {
     say(`  ${SERVICE}.${t.slot} task ${t.id.slice(0, 12)} → ${nameOf(all, t.nodeId)}, zone ${t.zone || "default"}, ${TaskState[t.status?.state ?? 0]!.replace("TASK_STATE_", "")}${t.status?.message ? ` (${t.status.message})` : ""}`);
   }

@@ -22,8 +22,12 @@ export const SHOAL_BIN = join(REPO_ROOT, "bin", "shoal.js");
 export const FAST_DAEMON_FLAGS = ["--raft-tick-ms", "20", "--raft-election-ticks", "10", "--heartbeat-period-ms", "300"];
 /** How long a daemon may take to open its socket; tsx compiles on first start, and the machine may be loaded. */
 const DAEMON_START_TIMEOUT_MS = 30_000;
-/** A SIGTERMed daemon that has not exited by then is SIGKILLed. */
-const STOP_GRACE_MS = 8_000;
+/**
+ * A SIGTERMed daemon that has not exited by then is SIGKILLed. Longer than a task's default stop
+ * grace period (10 s), so that a clean stop of a worker lets its agent stop its containers
+ * (SIGTERM, grace, SIGKILL) before the harness kills the daemon.
+ */
+const STOP_GRACE_MS = 15_000;
 const CLI_TIMEOUT_MS = 120_000;
 
 const liveChildren = new Set<ChildProcess>();
@@ -125,7 +129,9 @@ export class NodeProcess {
     installExitHooks();
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
     const log = openSync(this.logFile, "a");
-    const child = spawn(process.execPath, [SHOAL_BIN, "--data-dir", this.dataDir, "daemon", "--listen-addr", this.addr, ...this.extraFlags], {
+    // Every node of a local cluster runs on this machine: each reports its own name as its hostname.
+    const hostname = this.extraFlags.includes("--hostname") ? [] : ["--hostname", this.name];
+    const child = spawn(process.execPath, [SHOAL_BIN, "--data-dir", this.dataDir, "daemon", "--listen-addr", this.addr, ...hostname, ...this.extraFlags], {
       cwd: REPO_ROOT,
       stdio: ["ignore", log, log],
       env: { ...process.env, SHOAL_SOCKET: "" },

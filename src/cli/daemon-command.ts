@@ -45,6 +45,15 @@ interface DaemonFlags {
   snapshotInterval?: string;
   engineLabel?: Record<string, string>;
   secretsDir?: string;
+  hostname?: string;
+}
+
+/** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function parseHostname(text: string): string {
+  if (!HOSTNAME.test(text)) throw new ShoalError("INVALID_ARGUMENT", `--hostname ${JSON.stringify(text)}: a host name is labels of letters, digits and '-' separated by dots (e.g. worker-1), at most 253 characters`);
+  return text;
 }
 
 export function registerDaemonCommand(program: Command): void {
@@ -56,7 +65,8 @@ export function registerDaemonCommand(program: Command): void {
     .option("--peer-listen-addr <host:port>", "managers: an extra listener that requires a client certificate and checks the CRL at the handshake")
     .option("--raft-tick-ms <ms>", `raft tick for a cluster this node creates or joins (default ${DEFAULT_RAFT_TIMING.tickMs})`)
     .option("--raft-election-ticks <n>", `raft election timeout in ticks (default ${DEFAULT_RAFT_TIMING.electionTicks})`)
-    .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 1000)")
+    .option("--heartbeat-period-ms <ms>", "agent heartbeat period the dispatcher asks for (default 5000)")
+    .option("--hostname <name>", "the name this node reports (default: the machine's hostname); for several nodes on one machine")
     .option("--engine-label <key=value>", "a label this node reports about itself (repeatable; untrusted: usable in constraints as engine.labels.KEY, never for a zone)", collectEngineLabel)
     .option("--secrets-dir <path>", "tmpfs directory for task secret files, wiped at start (default /dev/shm/shoal; give each node on one machine its own)")
     .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
@@ -76,6 +86,7 @@ export function registerDaemonCommand(program: Command): void {
         raftTiming: { tickMs, electionTicks, heartbeatTicks: DEFAULT_RAFT_TIMING.heartbeatTicks },
         heartbeatPeriodMs: flags.heartbeatPeriodMs === undefined ? undefined : positiveInt(flags.heartbeatPeriodMs, "--heartbeat-period-ms", 60_000),
         engineLabels: flags.engineLabel ?? {},
+        hostname: flags.hostname === undefined ? undefined : parseHostname(flags.hostname),
         secretsRoot: flags.secretsDir === undefined ? undefined : resolve(flags.secretsDir),
         snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
       });

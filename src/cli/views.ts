@@ -372,6 +372,9 @@ export interface TaskView {
   exitCode: number;
   zone: string;
   specVersion: number;
+  /** When the orchestrator made the task. */
+  createdAt: string;
+  /** When the task reached its current state. */
   updatedAt: string;
 }
 
@@ -399,6 +402,7 @@ export function taskView(task: Task, hostnameOf: (nodeId: string) => string): Ta
     exitCode: task.status?.exitCode ?? 0,
     zone: shown(task.zone),
     specVersion: Number(task.specVersion),
+    createdAt: iso(task.meta?.createdAt),
     updatedAt: iso(task.status?.timestamp ?? task.meta?.updatedAt),
   };
 }

@@ -92,6 +92,8 @@ export interface DaemonOptions {
   snapshotIntervalEntries?: number;
   clock?: Clock;
   random?: Random;
+  /** `--hostname`: the name this node reports (default: the machine's). */
+  hostname?: string;
   /** `--engine-label K=V`: node-reported labels (untrusted). */
   engineLabels?: Record<string, string>;
   /** Where task secret files go (tmpfs; default /dev/shm/shoal). Tests running several nodes give each its own. */
@@ -168,6 +170,8 @@ export class Daemon {
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly paths: ReturnType<typeof dataDirPaths>;
+  /** The name this node reports (in its description and when it joins). */
+  private readonly hostname: string;
   /** Wrong unlock keys are slowed down; one key for the whole socket, as only the owner can reach it. */
   private readonly unlockLimiter: FailureLimiter;
   private resolveStopped!: () => void;
@@ -179,6 +183,7 @@ export class Daemon {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.paths = dataDirPaths(opts.dataDir);
+    this.hostname = opts.hostname ?? osHostname();
     this.unlockLimiter = new FailureLimiter({ clock: this.clock, what: "unlock attempts" });
   }
 
@@ -482,7 +487,7 @@ export class Daemon {
       id: nodeId,
       meta: undefined,
       spec: { desiredRole: ProtoNodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, labels: {} },
-      description: { hostname: osHostname(), platform: `${process.platform}/${process.arch}`, engineVersion: "", engineLabels: {}, executors: [], resources: undefined },
+      description: { hostname: this.hostname, platform: `${process.platform}/${process.arch}`, engineVersion: "", engineLabels: {}, executors: [], resources: undefined },
       status: { state: NodeState.NODE_STATE_READY, message: "", addr: advertiseAddr, lastHeartbeat: new Date(this.clock.nowMs()) },
       certificate: issuedCertificateRecord(issued, "swarm-manager", DEFAULT_ZONE),
       managerStatus: { raftId, addr: advertiseAddr, leader: true, reachability: ManagerStatus_Reachability.REACHABILITY_REACHABLE, voter: true },
@@ -540,7 +545,7 @@ export class Daemon {
         call: (ch) =>
           unaryCall<IssueNodeCertificateResponse>((cb) =>
             ch.client(CAClient).issueNodeCertificate(
-              { csr: Buffer.from(csrPem), token: req.token, availability: req.availability, hostname: osHostname(), addr: advertiseAddr },
+              { csr: Buffer.from(csrPem), token: req.token, availability: req.availability, hostname: this.hostname, addr: advertiseAddr },
               new grpc.Metadata(),
               { deadline: Date.now() + JOIN_CALL_DEADLINE_MS },
               cb,
@@ -735,7 +740,7 @@ export class Daemon {
       managers: node.managers,
       identity: () => ({ certPem: this.certPem, keyPem: this.keyPem }),
       advertiseAddr: node.advertiseAddr,
-      hostname: osHostname(),
+      hostname: this.hostname,
       engineLabels: this.opts.engineLabels,
       worker: { workerDir, executors: this.workerExecutors(workerDir), secretsRoot: this.opts.secretsRoot },
       clock: this.clock,

@@ -11,6 +11,8 @@ import { ContainerSpec, Secret, Task, TaskState, type TaskStatus } from "../../s
 import { newId } from "../../src/base/ids.js";
 import { waitFor } from "../e2e/cluster.js";
 
+export { filesContaining } from "../e2e/cluster.js";
+
 export const BUSYBOX = "/bin/busybox";
 const APPLETS = ["sh", "echo", "sleep", "cat", "id", "ls", "dd", "head", "stat", "rm", "true", "false", "grep", "touch"];
 
@@ -95,19 +97,3 @@ export class Feed {
   }
 }
 
-/** Regular files under `dir` whose bytes contain `needle` (symlinks not followed). */
-export function filesContaining(dir: string, needle: Buffer): string[] {
-  const found: string[] = [];
-  const walk = (path: string): void => {
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
-    else if (st.isFile() && readFileSync(path).includes(needle)) found.push(path);
-  };
-  walk(dir);
-  return found;
-}

@@ -1,10 +1,11 @@
-// The CLI's pure parts: duration parsing, socket path precedence, exit codes per error class, and
-// the docker-style table layout.
+// The CLI's pure parts: duration parsing, socket path precedence, exit codes per error class, the
+// daemon's --hostname, and the docker-style table layout.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isShoalError } from "../../src/base/errors.js";
 import { parseCertExpirySeconds, parseDurationSeconds } from "../../src/cli/duration.js";
 import { resolveSocketPath } from "../../src/cli/daemon-client.js";
+import { parseHostname } from "../../src/cli/daemon-command.js";
 import { exitCodeFor } from "../../src/cli/exit-codes.js";
 import { renderTable } from "../../src/cli/views.js";
 
@@ -68,4 +69,11 @@ test("exit codes are stable per class", () => {
 
 test("tables pad every column but the last to its widest cell plus three spaces", () => {
   assert.equal(renderTable(["ID", "NAME", "X"], [["a", "longname", ""], ["bbbb", "n", "z"]]), "ID     NAME       X\na      longname\nbbbb   n          z\n");
+});
+
+test("--hostname takes RFC 1123 host names and refuses anything else with INVALID_ARGUMENT", () => {
+  for (const ok of ["w1", "worker-1", "a.b.example", "x".repeat(63), `${"a".repeat(63)}.${"b".repeat(63)}`]) assert.equal(parseHostname(ok), ok);
+  for (const bad of ["", "-w", "w-", "a..b", "x".repeat(64), "w 1", "w\n1", "w/1", "ünï", `${"a.".repeat(127)}a`]) {
+    assert.throws(() => parseHostname(bad), (e) => isShoalError(e, "INVALID_ARGUMENT") && /host name/.test(e.message), JSON.stringify(bad));
+  }
 });

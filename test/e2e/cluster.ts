@@ -1,7 +1,7 @@
 // End-to-end helpers. The child-process harness itself lives in scripts/lib/ (one harness for the
 // tests, the benchmarks, the demo and the chaos run); this file re-exports it under the names the
 // tests import, plus assertions only tests need.
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { isShoalError } from "../../src/base/errors.js";
 
@@ -19,6 +19,27 @@ export function filesUnder(dir: string): string[] {
     else if (st.isFile()) out.push(path);
   }
   return out;
+}
+
+/** Every regular file under `dir` (recursively, not following links) whose bytes contain `needle`; files that vanish during the walk are skipped. */
+export function filesContaining(dir: string, needle: Buffer): string[] {
+  const found: string[] = [];
+  const walk = (path: string): void => {
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return; // gone while we walked
+    }
+    try {
+      if (st.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
+      else if (st.isFile() && readFileSync(path).includes(needle)) found.push(path);
+    } catch {
+      // a directory or file that went away while we walked
+    }
+  };
+  walk(dir);
+  return found;
 }
 
 export function expectCode(err: unknown, code: string): boolean {

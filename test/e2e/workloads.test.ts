@@ -10,120 +10,28 @@
 // stay PENDING with a reason.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureContainerTools } from "../../scripts/lib/container-tools.js";
-import { startRegistry } from "../../scripts/lib/registry.js";
-import { buildTestImage } from "../../scripts/lib/test-image.js";
-import { FAST_DAEMON_FLAGS, ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
-
-interface TaskRow {
-  id: string;
-  nodeId: string;
-  desiredState: string;
-  state: string;
-  error: string;
-  zone: string;
-}
-
-/** Every file under `dir` (recursively) whose bytes contain `needle`. */
-function filesContaining(dir: string, needle: Buffer): string[] {
-  const found: string[] = [];
-  const walk = (d: string): void => {
-    let entries: string[];
-    try {
-      entries = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const name of entries) {
-      const p = join(d, name);
-      let st;
-      try {
-        st = statSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) walk(p);
-      else if (st.isFile()) {
-        try {
-          if (readFileSync(p).includes(needle)) found.push(p);
-        } catch {
-          // a file that went away while we walked
-        }
-      }
-    }
-  };
-  walk(dir);
-  return found;
-}
+import { filesContaining, waitFor, type NodeProcess } from "./cluster.js";
+import { startZonedCluster, type TaskRow } from "./zoned-cluster.js";
 
 test("a zoned service with a zoned secret runs only in its zone, as runc containers, and moves only within it", { timeout: 420_000 }, async (t) => {
-  await ensureContainerTools((line) => t.diagnostic(line));
-  const registry = await startRegistry();
-  t.after(() => registry.stop());
-  const image = await buildTestImage({ registry: registry.host, name: "shoal-e2e/web", tag: "1" });
-
-  // Each node keeps its secret files on its own tmpfs directory (an agent wipes its own at start).
-  const shm = mkdtempSync("/dev/shm/shoal-e2e-");
-  t.after(() => rmSync(shm, { recursive: true, force: true }));
-  const cluster = new ProcessCluster(FAST_DAEMON_FLAGS);
-  // A SIGKILLed agent leaves its containers running (a restarted agent would clean them up): delete
-  // what each node's runc state root still lists, before the cluster's directories are removed.
-  t.after(async () => {
-    for (const n of cluster.nodes.values()) {
-      const root = join(n.dataDir, "worker", "runc");
-      const listed = spawnSync("runc", ["--root", root, "list", "-q"], { encoding: "utf8" });
-      for (const id of (listed.stdout ?? "").split("\n").filter((l) => l !== "")) spawnSync("runc", ["--root", root, "delete", "-f", id]);
-    }
-    await cluster.close();
-  });
-  const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
-  const [m1] = [await add("m1"), await add("m2"), await add("m3")];
-  const workers = await Promise.all(["w1", "w2", "w3", "w4"].map(add));
-  const [w1, w2, w3, w4] = workers as [NodeProcess, NodeProcess, NodeProcess, NodeProcess];
-  const { workerToken, managerToken } = await cluster.init("m1");
-  await cluster.join("m2", managerToken, m1!.addr);
-  await cluster.join("m3", managerToken, m1!.addr);
-  for (const w of workers) await cluster.join(w.name, workerToken, m1!.addr);
-  await cluster.waitReady(m1!, 7, 60_000);
-  await waitForVoters(m1!, 3, { timeoutMs: 30_000 });
-
-  const ok = async (node: NodeProcess, args: string[]): Promise<string> => {
-    const r = await node.shoal(args);
-    assert.equal(r.code, 0, `shoal ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  };
-  const idOf = async (n: NodeProcess): Promise<string> => (await n.info()).nodeId;
-  const ids = new Map<string, string>();
-  for (const n of workers) ids.set(n.name, await idOf(n));
-  const nameOf = (nodeId: string): string => [...ids].find(([, id]) => id === nodeId)?.[0] ?? `manager ${nodeId}`;
-
-  // Zones: w1 and w2 in a, w3 in b, w4 in the default zone. Wait for the reissued certificates.
-  for (const [w, zone] of [[w1, "a"], [w2, "a"], [w3, "b"]] as const) await ok(m1!, ["node", "update", "--label-add", `zone=${zone}`, ids.get(w.name)!]);
-  await waitFor(
-    "the relabelled workers to hold certificates of their zones",
-    async () => {
-      const nodes = JSON.parse(await ok(m1!, ["node", "ls", "--format", "json"])) as { id: string; certificate: { zone: string } }[];
-      const certZone = (name: string) => nodes.find((n) => n.id === ids.get(name))?.certificate.zone;
-      return certZone("w1") === "a" && certZone("w2") === "a" && certZone("w3") === "b" ? true : undefined;
-    },
-    60_000,
-    500,
-  );
+  const z = await startZonedCluster(t, { managers: ["m1", "m2", "m3"], workers: [["w1", "a"], ["w2", "a"], ["w3", "b"], ["w4", ""]] });
+  const { cluster, ids, image: imageRef, shm, nameOf } = z;
+  const m1 = z.m1;
+  const [w1, w2, w3, w4] = z.workers as [NodeProcess, NodeProcess, NodeProcess, NodeProcess];
 
   // A zone-a secret; its bytes are random, so finding them anywhere means they leaked.
   const secret = randomBytes(24).toString("hex");
   const secretDir = mkdtempSync(join(tmpdir(), "shoal-e2e-secret-"));
   t.after(() => rmSync(secretDir, { recursive: true, force: true }));
   writeFileSync(join(secretDir, "s"), secret, { mode: 0o600 });
-  await ok(m1!, ["secret", "create", "--zone", "a", "s", join(secretDir, "s")]);
+  await z.ok(["secret", "create", "--zone", "a", "s", join(secretDir, "s")]);
   // A zone-a secret on a service of zone b, or of the default zone: refused.
   for (const zoneArgs of [["--zone", "b"], []]) {
-    const refused = await m1!.shoal(["service", "create", "--name", `bad${zoneArgs.length}`, ...zoneArgs, "--secret", "s", "--image", image.reference, "--", "sleep", "1"]);
+    const refused = await m1.shoal(["service", "create", "--name", `bad${zoneArgs.length}`, ...zoneArgs, "--secret", "s", "--image", imageRef, "--", "sleep", "1"]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /zone/);
   }
@@ -138,8 +46,8 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
     "exec sleep 600",
   ].join("; ");
   const createdAt = Date.now();
-  await ok(m1!, ["service", "create", "--name", "web", "--zone", "a", "--replicas", "4", "--secret", "s", "--image", image.reference, "--", "sh", "-c", check]);
-  const tasks = async (): Promise<TaskRow[]> => JSON.parse(await ok(m1!, ["service", "ps", "web", "--format", "json"])) as TaskRow[];
+  await z.ok(["service", "create", "--name", "web", "--zone", "a", "--replicas", "4", "--secret", "s", "--image", imageRef, "--", "sh", "-c", check]);
+  const tasks = (): Promise<TaskRow[]> => z.tasks("web");
   const running = (rows: TaskRow[]) => rows.filter((r) => r.desiredState === "running" && r.state === "running");
   await waitFor("4 running tasks of web", async () => (running(await tasks()).length === 4 ? true : undefined), 120_000, 500);
   t.diagnostic(`service create → 4/4 running (pull, unpack, runc): ${Date.now() - createdAt} ms`);
@@ -162,7 +70,7 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
     assert.ok(!readFileSync(n.logFile).includes(secret), `the secret is in ${n.name}'s log`);
   }
   for (const args of [["secret", "inspect", "s"], ["service", "inspect", "web"], ["service", "ps", "web"], ["node", "ps", ids.get("w1")!]]) {
-    assert.ok(!(await ok(m1!, args)).includes(secret), `shoal ${args.join(" ")} shows the secret`);
+    assert.ok(!(await z.ok(args)).includes(secret), `shoal ${args.join(" ")} shows the secret`);
   }
   // It is on the zone-a workers' tmpfs while their tasks run.
   assert.ok(filesContaining(join(shm, "w1"), Buffer.from(secret)).length + filesContaining(join(shm, "w2"), Buffer.from(secret)).length >= 1);
@@ -186,15 +94,12 @@ test("a zoned service with a zoned secret runs only in its zone, as runc contain
 
   // `node rm --force` of the killed worker: when its daemon runs again, its agent finds itself removed
   // and its containers and secret files are gone (the ones its SIGKILLed process left behind).
-  await ok(m1!, ["node", "rm", "--force", ids.get(victim.name)!]);
+  await z.ok(["node", "rm", "--force", ids.get(victim.name)!]);
   await victim.start();
-  const runcRoot = join(victim.dataDir, "worker", "runc");
   await waitFor(
     `${victim.name}'s leftover containers and secret files to be gone`,
     async () => {
-      const listed = spawnSync("runc", ["--root", runcRoot, "list", "-q"], { encoding: "utf8" });
-      const containers = (listed.stdout ?? "").split("\n").filter((l) => l !== "");
-      if (containers.length > 0 || filesContaining(join(shm, victim.name), Buffer.from(secret)).length > 0) return undefined;
+      if (z.containers(victim).length > 0 || filesContaining(join(shm, victim.name), Buffer.from(secret)).length > 0) return undefined;
       // ... and it left the cluster: it comes back only by joining again with a token.
       return (await victim.info()).nodeId === "" ? true : undefined;
     },

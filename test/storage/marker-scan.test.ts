@@ -3,25 +3,12 @@
 // over a plain ClassicLevel finds them, which proves the scan can see LevelDB's files.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ClassicLevel } from "classic-level";
 import { DataKey } from "../../src/crypto/index.js";
 import { EncryptedStore } from "../../src/storage/index.js";
+import { filesContaining, filesUnder } from "../e2e/cluster.js";
 import { tempDir } from "./temp-dir.js";
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}
-
-/** Files under `dir` that contain `needle` anywhere in their bytes. */
-function filesContaining(dir: string, needle: Buffer): string[] {
-  return filesUnder(dir).filter((file) => readFileSync(file).includes(needle));
-}
 
 interface Markers {
   /** 4 KiB of random bytes: incompressible, so snappy leaves them as they are. */
