@@ -1,12 +1,14 @@
 // `npm run sim -- --seeds 1000 [--seed S] [--nodes 5] [--calm]`: runs the deterministic cluster
 // simulation of RaftNode over many seeds (or replays one) and prints a summary; a failure prints its
-// seed and replay command. --calm runs without faults and counts elections.
+// seed and replay command. --calm runs without faults and counts elections. --workloads runs the
+// leader loops (orchestrator, scheduler, constraint enforcer) under faults instead (workloads.ts).
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import type { RaftNodeFaults } from "../src/raft/node/index.js";
 import { failureLines, runSeeds } from "./batch.js";
 import { figure8Scenario } from "./scenarios.js";
 import { daemonSimTiming, runSimulation } from "./simulation.js";
+import { runWorkloadSim } from "./workloads.js";
 
 const SCENARIOS = { figure8: figure8Scenario } as const;
 
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     "daemon-timing": { type: "boolean" },
     scenario: { type: "string" },
     "no-commit-rule": { type: "boolean" },
+    workloads: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -66,10 +69,29 @@ if (values.help) {
       "  --daemon-timing  run the daemons' raft timing (elections over [1.0, 1.5) s) instead of RaftNode's defaults ([1, 2) s)",
       `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
       "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
+      "  --workloads   the leader loops under faults (zone safety, one live task per slot, convergence) instead of raft; with --seeds or --seed",
       "",
     ].join("\n"),
   );
   process.exit(0);
+}
+
+if (values.workloads === true) {
+  const seeds = values.seed !== undefined ? [positiveInt("seed", values.seed, 1)] : Array.from({ length: positiveInt("seeds", values.seeds, 100) }, (_, i) => positiveInt("start", values.start, 1) + i);
+  const startedMs = performance.now();
+  let failed = 0;
+  for (const seed of seeds) {
+    const r = await runWorkloadSim({ seed });
+    if (!r.ok) {
+      failed++;
+      process.stdout.write(`FAIL seed=${seed}: ${r.violation}\n  replay: npm run sim -- --workloads --seed ${seed}\n`);
+    } else if (seeds.length === 1) {
+      process.stdout.write(`seed ${seed}: passed ${JSON.stringify(r.stats)}\n`);
+    }
+  }
+  const minutes = (performance.now() - startedMs) / 60_000;
+  process.stdout.write(`workloads: ${seeds.length - failed} passed, ${failed} failed (${Math.round(seeds.length / Math.max(minutes, 1e-9))} seeds/min)\n`);
+  process.exit(failed > 0 ? 1 : 0);
 }
 
 const faults: RaftNodeFaults = {};

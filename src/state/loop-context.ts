@@ -40,6 +40,8 @@ export interface LoopContext {
   readonly store: StoreView;
   readonly clock: Clock;
   readonly random: Random;
+  /** IDs for objects a loop creates: random in a manager, drawn from the seed in the simulator. */
+  newId(): string;
   readonly logger: LoopLogger;
   /** True once leadership of `term` ended (or the manager stopped): the loop must do nothing more. */
   readonly stopped: boolean;

@@ -3,6 +3,7 @@
 // one watch, proposals fenced with that term, and timers that die with it.
 import type { Clock, Timer } from "../../base/clock.js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
+import { newId } from "../../base/ids.js";
 import type { Random } from "../../base/random.js";
 import type {
   LeaderLoop,
@@ -25,6 +26,8 @@ export interface LeaderLoopsOptions {
   random: Random;
   logger: LoopLogger & { child?(bindings: object): LoopLogger };
   loops: readonly LeaderLoopFactory[];
+  /** IDs for what the loops create (default: random, from the OS CSPRNG). */
+  newId?: () => string;
 }
 
 const DEFAULT_UPDATE_ATTEMPTS = 5;
@@ -49,6 +52,9 @@ class TermContext implements LoopContext {
   }
   get random(): Random {
     return this.opts.random;
+  }
+  newId(): string {
+    return (this.opts.newId ?? newId)();
   }
 
   watch(filter: Parameters<LoopContext["watch"]>[0], onEvent: Parameters<LoopContext["watch"]>[1]): void {

@@ -198,6 +198,7 @@ class Orchestrator implements LeaderLoop {
         return at;
       },
       seenRunningAt: (task) => this.runningSince.get(task.id),
+      newId: () => this.ctx.newId(),
     });
   }
 

@@ -38,6 +38,8 @@ export interface ReconcileInput {
   runningSince(task: Task): number;
   /** The same, without recording: undefined if never seen RUNNING. */
   seenRunningAt(task: Task): number | undefined;
+  /** IDs for new tasks (default: random). */
+  newId?: () => string;
 }
 
 type GlobalEligibility = "run" | "keep" | "no";
@@ -106,7 +108,7 @@ export function reconcileService(input: ReconcileInput): ServicePlan {
         rejected = input.image.message;
         break;
     }
-    return newTask(service, { slot: where.slot, nodeId: where.nodeId, imageDigest: digest, nowMs, startAfterMs, restartCount, rejected });
+    return newTask(service, { slot: where.slot, nodeId: where.nodeId, imageDigest: digest, nowMs, startAfterMs, restartCount, rejected, id: input.newId?.() });
   };
 
   const dirtyKeys: SlotKey[] = [];

@@ -48,6 +48,8 @@ export interface NewTaskOptions {
   restartCount: number;
   /** A task that is born REJECTED (its image could not be resolved), with the reason. */
   rejected?: string;
+  /** The new task's ID (default: a random one; the simulator draws them from its seed). */
+  id?: string;
 }
 
 export function newTask(service: Service, o: NewTaskOptions): Task {
@@ -56,7 +58,7 @@ export function newTask(service: Service, o: NewTaskOptions): Task {
   container.imageDigest = container.image === "" ? "" : o.imageDigest;
   const now = new Date(o.nowMs);
   return {
-    id: newId(),
+    id: o.id ?? newId(),
     meta: undefined,
     serviceId: service.id,
     serviceName: spec.name,
