@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { argNumber } from "./lib/args.js";
+import { percentile } from "./lib/stats.js";
 import { ControlClient } from "../../src/proto/shoal/v1/control.js";
 import { DEFAULT_RAFT_TIMING } from "../../src/manager/manager.js";
 import { formCluster, info, loadAvg1m, nodeByAddr, waitForLeader } from "../lib/local-cluster.js";
@@ -75,11 +76,6 @@ function startWriter(node: NodeProcess, round: number): Writer {
   };
 }
 
-/** Nearest-rank percentile (p in (0, 100]). */
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 interface Round {
   round: number;

@@ -8,13 +8,14 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { DataKey } from "../../src/crypto/index.js";
 import { EncryptedStore, RaftLogStorage, type RaftLogEntry } from "../../src/storage/index.js";
+import { percentile } from "./lib/stats.js";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
 const ENTRY_BYTES = 256;
 
-function percentile(sortedMs: number[], p: number): number {
-  const i = Math.min(sortedMs.length - 1, Math.max(0, Math.ceil((p / 100) * sortedMs.length) - 1));
-  return Math.round(sortedMs[i]! * 1000) / 1000;
+/** A percentile in ms, to the microsecond. */
+function percentileMs(samplesMs: number[], p: number): number {
+  return Math.round(percentile(samplesMs, p) * 1000) / 1000;
 }
 
 function measureSync(sync: (fd: number) => void): { samples: number; p50Ms: number; p99Ms: number; perSec: number } {
@@ -33,7 +34,7 @@ function measureSync(sync: (fd: number) => void): { samples: number; p50Ms: numb
   rmSync(dir, { recursive: true, force: true });
   samples.sort((a, b) => a - b);
   const total = samples.reduce((a, b) => a + b, 0);
-  return { samples: samples.length, p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), perSec: Math.round(samples.length / (total / 1000)) };
+  return { samples: samples.length, p50Ms: percentileMs(samples, 50), p99Ms: percentileMs(samples, 99), perSec: Math.round(samples.length / (total / 1000)) };
 }
 
 async function measureLog(entriesPerSave: number) {
@@ -65,8 +66,8 @@ async function measureLog(entriesPerSave: number) {
     entriesPerSave,
     savesPerSec: Math.round(latencies.length / seconds),
     entriesPerSec: Math.round((latencies.length * entriesPerSave) / seconds),
-    saveP50Ms: percentile(latencies, 50),
-    saveP99Ms: percentile(latencies, 99),
+    saveP50Ms: percentileMs(latencies, 50),
+    saveP99Ms: percentileMs(latencies, 99),
   };
 }
 

@@ -13,6 +13,7 @@ import { createSecureChannel, unaryCall } from "../../src/transport/client.js";
 import { caPeerVerifier, type NodeRole } from "../../src/transport/identity.js";
 import { RevocationState } from "../../src/transport/revocation.js";
 import { createSecureServer } from "../../src/transport/server.js";
+import { percentile } from "./lib/stats.js";
 
 const durationArg = process.argv.indexOf("--duration-ms");
 const durationMs = durationArg > 0 ? Number(process.argv[durationArg + 1]) : 3000;
@@ -21,11 +22,6 @@ async function nodeCert(root: RootCA, clusterId: string, role: NodeRole): Promis
   const { privateKey, csrPem } = await createNodeKeyAndCsr();
   const issued = root.issueNodeCertificate({ csrPem, nodeId: newId(), role, clusterId, clock: systemClock });
   return { certPem: issued.certPem, keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString() };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 // Real `shoal daemon` child processes on 127.0.0.1, one data directory and one port each, for the
 // end-to-end tests, the benchmarks, the demo and the chaos run. Each daemon logs straight to its own
 // file; every daemon this process started is SIGKILLed when it exits, even on Ctrl-C.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -282,6 +282,17 @@ export class NodeProcess {
     }
   }
 
+  /** IDs of the containers in this node's runc state root (none without runc). */
+  containers(): string[] {
+    const listed = spawnSync("runc", ["--root", join(this.dataDir, "worker", "runc"), "list", "-q"], { encoding: "utf8" });
+    return (listed.stdout ?? "").split("\n").filter((l) => l !== "");
+  }
+
+  /** Deletes the containers a SIGKILLed agent left running (a restarted agent would have). */
+  deleteContainers(): void {
+    for (const id of this.containers()) spawnSync("runc", ["--root", join(this.dataDir, "worker", "runc"), "delete", "-f", id]);
+  }
+
   readLog(): string {
     return existsSync(this.logFile) ? readFileSync(this.logFile, "utf8") : "";
   }
@@ -382,8 +393,10 @@ export class ProcessCluster {
   }
 
   /** SIGKILLs every node and deletes the root unless `keep` or SHOAL_KEEP_E2E. */
+  /** SIGKILLs every node and deletes the containers their agents left (before the runc state roots go). */
   async close(opts: { keep?: boolean } = {}): Promise<void> {
     await Promise.all([...this.nodes.values()].map((n) => n.stop("SIGKILL")));
+    for (const n of this.nodes.values()) n.deleteContainers();
     if (opts.keep !== true && process.env["SHOAL_KEEP_E2E"] === undefined) rmSync(this.root, { recursive: true, force: true });
   }
 }

@@ -1,11 +1,10 @@
 // The fixture of the workload end-to-end tests: a local registry (Debian's docker-registry) holding
 // a busybox test image, managers and workers as child processes running runc containers, each node
 // with its own tmpfs directory for secret files, and the workers labelled into their zones (waiting
-// until their reissued certificates say so). On teardown the containers a SIGKILLed agent left
-// behind are deleted before the cluster's directories are removed.
+// until their reissued certificates say so). On teardown ProcessCluster.close deletes the
+// containers a SIGKILLed agent left behind before the cluster's directories are removed.
 import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ensureContainerTools } from "../../scripts/lib/container-tools.js";
@@ -61,15 +60,7 @@ export async function startZonedCluster(t: TestContext, opts: { managers: string
   const shm = mkdtempSync("/dev/shm/shoal-e2e-");
   t.after(() => rmSync(shm, { recursive: true, force: true }));
   const cluster = new ProcessCluster(FAST_DAEMON_FLAGS);
-  const runcRoot = (n: NodeProcess): string => join(n.dataDir, "worker", "runc");
-  const containers = (n: NodeProcess): string[] => {
-    const listed = spawnSync("runc", ["--root", runcRoot(n), "list", "-q"], { encoding: "utf8" });
-    return (listed.stdout ?? "").split("\n").filter((l) => l !== "");
-  };
-  t.after(async () => {
-    for (const n of cluster.nodes.values()) for (const id of containers(n)) spawnSync("runc", ["--root", runcRoot(n), "delete", "-f", id]);
-    await cluster.close();
-  });
+  t.after(() => cluster.close());
   const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
   const managers: NodeProcess[] = [];
   for (const name of opts.managers) managers.push(await add(name));
@@ -110,6 +101,6 @@ export async function startZonedCluster(t: TestContext, opts: { managers: string
     ok,
     tasks: async (service) => JSON.parse(await ok(["service", "ps", service, "--format", "json"])) as TaskRow[],
     nameOf: (nodeId) => [...ids].find(([, id]) => id === nodeId)?.[0] ?? `manager ${nodeId}`,
-    containers,
+    containers: (n) => n.containers(),
   };
 }
