@@ -8,8 +8,9 @@
 //
 // Checked after every step: a task is only ever assigned to a node of its own zone, at the moment of
 // assignment; a replicated slot (or a global service's node) has at most one task meant to run; a
-// slot keeps at most TASK_HISTORY_PER_SLOT ended tasks. After the faults stop, the loops must converge: every service has
-// as many running tasks of its current spec as its zone's eligible nodes allow, each on such a node.
+// slot keeps at most TASK_HISTORY_PER_SLOT ended tasks. After the faults stop, the loops must
+// converge: every service runs as many tasks of its current spec (of either spec, while its update
+// is paused) as its zone's eligible nodes allow, each on such a node.
 import { pino } from "pino";
 import { ManualClock } from "../src/base/clock.js";
 import { bytesToBase36 } from "../src/base/ids.js";
@@ -29,6 +30,7 @@ import {
   Service,
   ServiceMode,
   TaskState,
+  UpdateState,
   type Task,
 } from "../src/proto/shoal/v1/objects.js";
 import { DEFAULT_ZONE, isTerminalState, nodeZone, ObjectStore, type LeaderLoopFactory, type StoreTransaction } from "../src/state/index.js";
@@ -296,8 +298,14 @@ class WorkloadSim {
       const eligible = nodes.filter((n) => nodeZone(n) === zone);
       const want = s.spec!.mode === ServiceMode.SERVICE_MODE_GLOBAL ? eligible.length : eligible.length === 0 ? 0 : s.spec!.replicas;
       const running = tasks.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING && t.status?.state === TaskState.TASK_STATE_RUNNING);
-      const current = running.filter((t) => t.specVersion === s.specVersion || sameSpec(t, s));
-      if (current.length !== want) return `service ${s.spec!.name} (zone ${zone}, ${want} wanted) has ${current.length} running tasks of its spec`;
+      // A paused update (one of its tasks failed: the default failure action) stays paused until an
+      // operator acts, as in Swarm: its slots keep running the old spec or the new one.
+      const paused = s.updateStatus?.state === UpdateState.UPDATE_STATE_PAUSED || s.updateStatus?.state === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED;
+      const current = running.filter((t) => paused || t.specVersion === s.specVersion || sameSpec(t, s));
+      if (current.length !== want) {
+        const shown = tasks.map((t) => `${t.slot || t.nodeId.slice(0, 6)}:v${t.specVersion}:${TaskState[t.desiredState].slice(11)}/${TaskState[t.status?.state ?? 0].slice(11)}${t.restartDeclined ? ":declined" : ""}${t.nodeId !== "" ? `@${t.nodeId.slice(0, 5)}` : ""}`);
+        return `service ${s.spec!.name} (zone ${zone}, ${want} wanted, spec v${s.specVersion}, update ${s.updateStatus?.state ?? "-"}) has ${current.length} running tasks of its spec: ${shown.join(" ")}`;
+      }
       for (const t of current) {
         const node = nodes.find((n) => n.id === t.nodeId);
         if (node === undefined || nodeZone(node) !== zone) return `task ${t.id} of ${s.spec!.name} runs on ${t.nodeId}, not a zone-${zone} node`;
