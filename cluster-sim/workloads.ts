@@ -12,6 +12,7 @@
 // converge: every service runs as many tasks of its current spec (of either spec, while its update
 // is paused) as its zone's eligible nodes allow, each on such a node.
 import { pino } from "pino";
+import { advanceLoops, settleLoops } from "./loop-driver.js";
 import { ManualClock } from "../src/base/clock.js";
 import { bytesToBase36 } from "../src/base/ids.js";
 import { SeededRandom } from "../src/base/random.js";
@@ -368,24 +369,12 @@ class WorkloadSim {
     });
   }
 
-  private async settle(): Promise<void> {
-    for (let i = 0; i < 5; i++) {
-      await this.loops.idle();
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    await this.loops.idle();
+  private settle(): Promise<void> {
+    return settleLoops(this.loops);
   }
 
-  private async advance(ms: number): Promise<void> {
-    const target = this.clock.nowMs() + ms;
-    for (;;) {
-      const next = this.clock.nextDueMs();
-      if (next === undefined || next > target) break;
-      this.clock.advanceTo(Math.max(next, this.clock.nowMs()));
-      await this.settle();
-    }
-    this.clock.advanceTo(target);
-    await this.settle();
+  private advance(ms: number): Promise<void> {
+    return advanceLoops(this.clock, this.loops, ms);
   }
 }
 

@@ -7,26 +7,14 @@ import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import type { TaskView } from "../../src/cli/views.js";
 import { ensureContainerTools } from "../../scripts/lib/container-tools.js";
 import { startRegistry } from "../../scripts/lib/registry.js";
 import { buildTestImage } from "../../scripts/lib/test-image.js";
 import { FAST_DAEMON_FLAGS, ProcessCluster, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 
 /** A row of `shoal service ps --format json`. */
-export interface TaskRow {
-  id: string;
-  slot: number;
-  nodeId: string;
-  nodeHostname: string;
-  desiredState: string;
-  state: string;
-  error: string;
-  exitCode: number;
-  zone: string;
-  specVersion: number;
-  createdAt: string;
-  updatedAt: string;
-}
+export type TaskRow = TaskView;
 
 export interface ZonedCluster {
   cluster: ProcessCluster;

@@ -2,6 +2,7 @@
 // ObjectStore with a propose that applies at once and a ManualClock; plays the agents' part by
 // writing task status the way the dispatcher would.
 import { pino } from "pino";
+import { advanceLoops, settleLoops } from "../../cluster-sim/loop-driver.js";
 import { ManualClock } from "../../src/base/clock.js";
 import { SeededRandom } from "../../src/base/random.js";
 import { applyAtOnce } from "../../src/manager/leadership/apply-at-once.js";
@@ -79,26 +80,13 @@ export class Harness {
     await this.settle();
   }
 
-  async settle(): Promise<void> {
-    // Resolver promises and proposals resolve on microtasks; the loops' idle covers their passes.
-    for (let i = 0; i < 5; i++) {
-      await this.loops.idle();
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    await this.loops.idle();
+  settle(): Promise<void> {
+    return settleLoops(this.loops);
   }
 
   /** Moves the clock in steps, letting the loops run at every timer that falls due. */
-  async advance(ms: number): Promise<void> {
-    const target = this.clock.nowMs() + ms;
-    for (;;) {
-      const next = this.clock.nextDueMs();
-      if (next === undefined || next > target) break;
-      this.clock.advanceTo(Math.max(next, this.clock.nowMs()));
-      await this.settle();
-    }
-    this.clock.advanceTo(target);
-    await this.settle();
+  advance(ms: number): Promise<void> {
+    return advanceLoops(this.clock, this.loops, ms);
   }
 
   async write(build: (tx: StoreTransaction) => void): Promise<void> {
