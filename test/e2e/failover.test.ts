@@ -107,12 +107,15 @@ test("SIGKILL the leader under writes: a new leader commits and no acknowledged 
   assert.equal((await a.client.listNodes()).length, 2);
   await a.putValue("after-force-rm", Buffer.from("ok"));
 
-  // Quorum loss: with one of the two left down every command says so within a few seconds.
+  // Quorum loss: with one of the two left down every command says so within a few seconds. If b
+  // led, a may not have seen its connection to b close yet and forwards the write on it: the send
+  // succeeds locally and the connection then fails, so a cannot know whether b applied it and says
+  // OUTCOME_UNKNOWN (seen in a soak run); any of these is an answer, not a hang.
   const survivor = a;
   await b.stop("SIGKILL");
   await assert.rejects(survivor.putValue("after-quorum-loss", Buffer.from("x"), 20_000), (err) => {
     assert.ok(isShoalError(err), String(err));
-    assert.ok(["NO_QUORUM", "UNAVAILABLE", "NOT_LEADER"].includes(err.code), `${err.code}: ${err.message}`);
+    assert.ok(["NO_QUORUM", "UNAVAILABLE", "NOT_LEADER", "OUTCOME_UNKNOWN"].includes(err.code), `${err.code}: ${err.message}`);
     assert.match(err.message, /quorum|leader/i);
     return true;
   });
