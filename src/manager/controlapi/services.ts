@@ -16,8 +16,6 @@ export interface ServiceWriteContext {
   propose(build: (tx: StoreTransaction) => void): Promise<unknown>;
 }
 
-const MAX_WRITE_ATTEMPTS = 5;
-
 function specBytes(spec: ServiceSpec | undefined): Buffer {
   return Buffer.from(ServiceSpec.encode(spec ?? ServiceSpec.fromPartial({})).finish());
 }
@@ -117,5 +115,5 @@ export async function removeService(ctx: ServiceWriteContext, serviceId: string)
     const current = requireService(ctx, serviceId);
     if (current.pendingDelete) return;
     await ctx.propose((tx) => tx.updateService({ ...current, pendingDelete: true }));
-  }, MAX_WRITE_ATTEMPTS);
+  });
 }
