@@ -1,7 +1,8 @@
 // `npm run sim -- --seeds 1000 [--seed S] [--nodes 5] [--calm]`: runs the deterministic cluster
 // simulation of RaftNode over many seeds (or replays one) and prints a summary; a failure prints its
 // seed and replay command. --calm runs without faults and counts elections. --workloads runs the
-// leader loops (orchestrator, scheduler, constraint enforcer) under faults instead (workloads.ts).
+// leader loops (orchestrator, scheduler, constraint enforcer) under faults instead (workloads.ts);
+// --prefetch runs the P2P prefetch under its bandwidth model (prefetch.ts).
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import type { RaftNodeFaults } from "../src/raft/node/index.js";
@@ -9,6 +10,7 @@ import { failureLines, runSeeds } from "./batch.js";
 import { figure8Scenario } from "./scenarios.js";
 import { daemonSimTiming, runSimulation } from "./simulation.js";
 import { runWorkloadSim } from "./workloads.js";
+import { runPrefetchSim } from "./prefetch.js";
 
 const SCENARIOS = { figure8: figure8Scenario } as const;
 
@@ -51,6 +53,9 @@ const { values } = parseArgs({
     scenario: { type: "string" },
     "no-commit-rule": { type: "boolean" },
     workloads: { type: "boolean" },
+    prefetch: { type: "boolean" },
+    "size-mib": { type: "string" },
+    faults: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -70,10 +75,40 @@ if (values.help) {
       `  --scenario S  with --seed: run a scripted adversary instead of random faults: ${Object.keys(SCENARIOS).join(", ")}`,
       "  --no-commit-rule  skip the direct current-term commit check (only its consequences are caught)",
       "  --workloads   the leader loops under faults (zone safety, one live task per slot, convergence) instead of raft; with --seeds or --seed",
+      "  --prefetch    the P2P prefetch under a bandwidth model (1 Gbit/s nodes, 10 Gbit/s origin, RTT 1 ms, 4 MiB pieces): --nodes N (default 20, zone a; a",
+      "                second zone b of N/4 is added), --size-mib M (default 64), --faults (revoke one node of each zone, one corrupt peer); with --seeds or --seed",
       "",
     ].join("\n"),
   );
   process.exit(0);
+}
+
+if (values.prefetch === true) {
+  const seeds = values.seed !== undefined ? [positiveInt("seed", values.seed, 1)] : Array.from({ length: positiveInt("seeds", values.seeds, 20) }, (_, i) => positiveInt("start", values.start, 1) + i);
+  const nodes = Math.max(2, positiveInt("nodes", values.nodes, 20));
+  const b = Math.max(1, Math.floor(nodes / 4));
+  const sizeBytes = Math.max(1, positiveInt("size-mib", values["size-mib"], 64)) * 1024 * 1024;
+  let failed = 0;
+  for (const seed of seeds) {
+    const r = runPrefetchSim({
+      seed,
+      zones: { a: nodes, b },
+      blobBytes: sizeBytes,
+      nodeBytesPerMs: 125_000,
+      originBytesPerMs: 1_250_000,
+      rttMs: 1,
+      ...(values.faults === true ? { revoke: [{ node: 1, atMs: 50 }, { node: nodes, atMs: 100 }], corrupt: [2] } : {}),
+    });
+    const s = r.stats;
+    const ratio = (ms: number): number => Math.round((ms / s.tPipeMs) * 1000) / 1000;
+    const line = { seed, ok: r.ok, ...(r.violation ? { violation: r.violation } : {}), p50Ms: Math.round(s.p50Ms), p99Ms: Math.round(s.p99Ms), maxMs: Math.round(s.maxMs), tPipeMs: Math.round(s.tPipeMs), p50OverTPipe: ratio(s.p50Ms), p99OverTPipe: ratio(s.p99Ms), originBytes: s.originBytes, peerBytes: s.peerBytes, replans: s.replans };
+    if (!r.ok) {
+      failed++;
+      process.stdout.write(`FAIL ${JSON.stringify(line)}\n  replay: npm run sim -- --prefetch --seed ${seed} --nodes ${nodes} --size-mib ${sizeBytes / 1024 / 1024}${values.faults === true ? " --faults" : ""}\n`);
+    } else process.stdout.write(`${JSON.stringify(line)}\n`);
+  }
+  process.stdout.write(`prefetch: ${seeds.length - failed} passed, ${failed} failed\n`);
+  process.exit(failed > 0 ? 1 : 0);
 }
 
 if (values.workloads === true) {
