@@ -14,6 +14,10 @@
 // before its hash is known. Bitfields are pushed: a node that commits a piece sends Have to the
 // nodes that list it as a candidate, which see it RTT/2 later (BitTorrent's HAVE, rather than
 // polling every RTT, which would cost N events per RTT whether anything changed or not).
+// Protocol knobs, with the defaults the bench was tuned to (scripts/bench/prefetch-sim.ts): K
+// candidates per node (the planner's 8), one request in flight per peer, endgame "auto", seeds'
+// origin pulls staggered (originStartPiece), a seed hiding a piece it has started sending for a
+// while (so its upload brings each piece into the zone once), no bound on concurrent uploads.
 //
 // Faults: a node revoked at a time (every peer refuses it from then on, its transfers are cut, the
 // manager replans without it and the new plan reaches the nodes RTT/2 later); a bad peer that serves
@@ -21,7 +25,7 @@
 // reports it; the manager excludes it and replans). Checked: no byte crosses a zone; every eligible
 // node completes; origin egress per zone is at most (seeds ever) × S; a revoked node receives
 // nothing after its revocation; a corrupt piece is never committed.
-import { countBits, hasBit, newBitfield, setBit } from "../src/base/bitfield.js";
+import { clearBit, countBits, hasBit, newBitfield, setBit } from "../src/base/bitfield.js";
 import { SeededRandom } from "../src/base/random.js";
 import { choosePieces, type PieceChoicePeer } from "../src/agent/p2p/piece-choice.js";
 import { originStartPiece, planPrefetch, type PlanNode, type PrefetchPlan } from "../src/manager/prefetch/plan.js";
@@ -44,6 +48,12 @@ export interface PrefetchSimOptions {
   maxInFlightPerNode?: number;
   /** Seeds of a zone start their origin pulls at evenly spaced pieces (true, the default: originStartPiece) or all at piece 0. */
   staggerSeeds?: boolean;
+  /**
+   * A seed stops advertising a piece once it starts sending it to one peer, for this long (then
+   * advertises it again), so that its upload carries each piece once into the zone instead of the
+   * same newest piece to all who ask (BitTorrent's super-seeding, simplified). 0 turns it off.
+   */
+  seedHideServedMs?: number;
   /** Transfers a node serves at once; further requests wait their turn (FIFO). */
   uploadSlots?: number;
   seedsFor?: (zoneTargets: number) => number;
@@ -87,6 +97,8 @@ export interface PrefetchSimResult {
 
 export const DEFAULT_MAX_IN_FLIGHT_PER_PEER = 1;
 export const DEFAULT_UPLOAD_SLOTS = Infinity;
+/** A seed hides a piece it started sending for this many piece times (c/B): about 3 s at 1 Gbit/s and 4 MiB, long enough for the piece to spread from its first receiver. */
+export const DEFAULT_SEED_HIDE_SERVED_PIECES = 90;
 
 const ORIGIN = -1;
 
@@ -495,9 +507,21 @@ class PrefetchSim {
     });
   }
 
+  private hideServed(src: number, piece: number): void {
+    const holdMs = this.opts.seedHideServedMs ?? DEFAULT_SEED_HIDE_SERVED_PIECES * (this.pieceBytes / this.opts.nodeBytesPerMs);
+    const seed = this.nodes[src]!;
+    if (holdMs <= 0 || !hasBit(seed.advertised, piece)) return;
+    clearBit(seed.advertised, piece);
+    this.at(holdMs, () => {
+      setBit(seed.advertised, piece);
+      for (const s of this.subscribers[src]!) if (!hasBit(this.nodes[s]!.have, piece)) this.pump(s);
+    });
+  }
+
   // --- the network --------------------------------------------------------------------------
 
   private startFlow(src: number, dst: number, piece: number, corrupt: boolean): void {
+    if (src !== ORIGIN && this.nodes[src]!.role === "seed") this.hideServed(src, piece);
     const f: Flow = { src, dst, piece, remainingBytes: this.pieceSize(piece), bytesPerMs: 0, lastMs: this.queue.nowMs, version: 0, corrupt, live: true };
     (src === ORIGIN ? this.origin.ups : this.nodes[src]!.ups).add(f);
     this.nodes[dst]!.downs.add(f);
