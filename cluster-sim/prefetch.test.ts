@@ -5,6 +5,8 @@
 // bounded far above T_pipe as a liveness guard.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { SeededRandom } from "../src/base/random.js";
+import { planPrefetch } from "../src/manager/prefetch/plan.js";
 import { runPrefetchSim, type PrefetchSimOptions } from "./prefetch.js";
 
 const MIB = 1024 * 1024;
@@ -50,6 +52,18 @@ test("without faults one copy per seed comes from the origin and the rest from p
   assert.ok(r.stats.peerBytes >= 38 * (40 * MIB + 12_345));
 });
 
+test("a seed revoked mid-pull is replaced: the new seed pulls what it lacks, every other node completes", () => {
+  // The simulation's first plan draws from a fresh SeededRandom(seed): the same call finds its seed.
+  const targets = Array.from({ length: 14 }, (_, i) => ({ nodeId: `a${i}`, zone: "a", addr: `a${i}`, revoked: false, down: false, excluded: false, load: 0 }));
+  const seedId = planPrefetch({ jobId: "job", targets, random: new SeededRandom(3) }).nodes.find((n) => n.role === "seed")!.nodeId;
+  const r = runPrefetchSim(options(3, { zones: { a: 14 }, revoke: [{ node: Number(seedId.slice(1)), atMs: 150 }] }));
+  assert.ok(r.ok, r.violation);
+  const size = 40 * MIB + 12_345;
+  // The first seed got part of the blob before it was cut off; the replacement pulled the rest (and
+  // what it had not got from peers), so the origin sent more than one copy and at most two.
+  assert.ok(r.stats.originBytesByZone.a! > size && r.stats.originBytesByZone.a! <= 2 * size, String(r.stats.originBytesByZone.a));
+});
+
 test("a seed replays exactly", () => {
   const a = runPrefetchSim(options(9, { revoke: [{ node: 2, atMs: 100 }], corrupt: [4] }));
   const b = runPrefetchSim(options(9, { revoke: [{ node: 2, atMs: 100 }], corrupt: [4] }));
@@ -57,7 +71,7 @@ test("a seed replays exactly", () => {
 });
 
 test("the checks can fail: each planted bug is caught by its checker", () => {
-  const corrupt = runPrefetchSim(options(1, { corrupt: [6], planted: { skipPieceVerification: true } }));
+  const corrupt = runPrefetchSim(options(1, { corrupt: [2, 6], planted: { skipPieceVerification: true } }));
   assert.equal(corrupt.ok, false);
   assert.match(corrupt.violation!, /committed a corrupt copy/);
   const revoked = runPrefetchSim(options(1, { revoke: [{ node: 3, atMs: 40 }], planted: { serveRevoked: true } }));

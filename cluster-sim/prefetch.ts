@@ -17,7 +17,8 @@
 // Protocol knobs, with the defaults the bench was tuned to (scripts/bench/prefetch-sim.ts): K
 // candidates per node (the planner's 8), one request in flight per peer, endgame "auto", seeds'
 // origin pulls staggered (originStartPiece), a seed hiding a piece it has started sending for a
-// while (so its upload brings each piece into the zone once), no bound on concurrent uploads.
+// while and answering "busy" to a request for it meanwhile (so its upload brings each piece into
+// the zone once), no bound on concurrent uploads.
 //
 // Faults: a node revoked at a time (every peer refuses it from then on, its transfers are cut, the
 // manager replans without it and the new plan reaches the nodes RTT/2 later); a bad peer that serves
@@ -84,6 +85,8 @@ export interface PrefetchSimStats {
   replans: number;
   /** Requests a peer refused (to or from a revoked or excluded node). */
   refusedRequests: number;
+  /** Requests a seed answered busy (the piece was already on its way to another peer). */
+  busyRequests: number;
   events: number;
   virtualMs: number;
 }
@@ -132,6 +135,8 @@ interface SimNode {
   failed: Set<number>;
   ups: Set<Flow>;
   downs: Set<Flow>;
+  /** A seed's pieces hidden from its Have -> the peer it first sent them to. */
+  hidden: Map<number, number>;
   /** Requests waiting for an upload slot. */
   queued: Array<{ dst: number; piece: number }>;
   revokedAtMs?: number;
@@ -185,6 +190,7 @@ class PrefetchSim {
   private peerBytes = 0;
   private wastedBytes = 0;
   private refused = 0;
+  private busy = 0;
   private replans = 0;
   private events = 0;
 
@@ -214,6 +220,7 @@ class PrefetchSim {
           ups: new Set(),
           downs: new Set(),
           queued: [],
+          hidden: new Map(),
           excluded: false,
           corrupt: corrupt.has(this.nodes.length),
           originPulling: false,
@@ -287,6 +294,9 @@ class PrefetchSim {
         if (p.role === "seed" && !node.originStarted) node.originFirstPiece = originStartPiece(this.plan, p.nodeId, this.pieceCount);
       }
     }
+    this.nodes.forEach((n, i) => {
+      for (const [piece, dst] of [...n.hidden]) if (!this.usable(dst)) this.unhide(i, piece);
+    });
     for (const p of this.plan.nodes) {
       const i = this.byId.get(p.nodeId)!;
       const node = this.nodes[i]!;
@@ -417,14 +427,28 @@ class PrefetchSim {
     }
     if (this.nodes[src]!.zone !== this.nodes[dst]!.zone) throw new Violation(`${this.nodes[src]!.id} serves ${this.nodes[dst]!.id} across zones`);
     const sender = this.nodes[src]!;
-    if (sender.ups.size >= (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS)) sender.queued.push({ dst, piece });
+    if (sender.role === "seed" && this.hideMs() > 0 && !hasBit(sender.advertised, piece)) {
+      // Super-seeding: the piece is on its way to another peer; the asker picks another one.
+      this.busy++;
+      this.at(this.opts.rttMs / 2, () => this.forget(dst, src, piece, false));
+      return;
+    }
+    if (sender.ups.size >= this.slots()) sender.queued.push({ dst, piece });
     else this.startFlow(src, dst, piece, sender.corrupt);
+  }
+
+  private slots(): number {
+    return this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS;
+  }
+
+  private hideMs(): number {
+    return this.opts.seedHideServedMs ?? DEFAULT_SEED_HIDE_SERVED_PIECES * (this.pieceBytes / this.opts.nodeBytesPerMs);
   }
 
   /** An upload slot came free: the next queued request that is still wanted. */
   private serveQueued(src: number): void {
     const sender = this.nodes[src]!;
-    while (sender.queued.length > 0 && sender.ups.size < (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) && this.usable(src)) {
+    while (sender.queued.length > 0 && sender.ups.size < this.slots() && this.usable(src)) {
       const { dst, piece } = sender.queued.shift()!;
       if (this.nodes[dst]!.inFlight.get(piece)?.has(sender.id) === true) this.serve(src, dst, piece);
     }
@@ -507,21 +531,31 @@ class PrefetchSim {
     });
   }
 
-  private hideServed(src: number, piece: number): void {
-    const holdMs = this.opts.seedHideServedMs ?? DEFAULT_SEED_HIDE_SERVED_PIECES * (this.pieceBytes / this.opts.nodeBytesPerMs);
+  /**
+   * A seed hides a piece from its Have once it starts sending it to one peer, until that peer has
+   * had time to pass it on (hideMs), or at once when the transfer is cut or that peer leaves the
+   * plan (revoked, excluded): a piece must never stay hidden with no one else to get it from.
+   */
+  private hideServed(src: number, dst: number, piece: number): void {
+    const holdMs = this.hideMs();
     const seed = this.nodes[src]!;
     if (holdMs <= 0 || !hasBit(seed.advertised, piece)) return;
     clearBit(seed.advertised, piece);
-    this.at(holdMs, () => {
-      setBit(seed.advertised, piece);
-      for (const s of this.subscribers[src]!) if (!hasBit(this.nodes[s]!.have, piece)) this.pump(s);
-    });
+    seed.hidden.set(piece, dst);
+    this.at(holdMs, () => this.unhide(src, piece));
+  }
+
+  private unhide(src: number, piece: number): void {
+    const seed = this.nodes[src]!;
+    if (!seed.hidden.delete(piece)) return;
+    setBit(seed.advertised, piece);
+    for (const s of this.subscribers[src]!) if (!hasBit(this.nodes[s]!.have, piece)) this.pump(s);
   }
 
   // --- the network --------------------------------------------------------------------------
 
   private startFlow(src: number, dst: number, piece: number, corrupt: boolean): void {
-    if (src !== ORIGIN && this.nodes[src]!.role === "seed") this.hideServed(src, piece);
+    if (src !== ORIGIN && this.nodes[src]!.role === "seed") this.hideServed(src, dst, piece);
     const f: Flow = { src, dst, piece, remainingBytes: this.pieceSize(piece), bytesPerMs: 0, lastMs: this.queue.nowMs, version: 0, corrupt, live: true };
     (src === ORIGIN ? this.origin.ups : this.nodes[src]!.ups).add(f);
     this.nodes[dst]!.downs.add(f);
@@ -533,6 +567,7 @@ class PrefetchSim {
     if (!f.live) return;
     this.settle(f);
     this.removeFlow(f);
+    if (f.src !== ORIGIN && this.nodes[f.src]!.hidden.get(f.piece) === f.dst) this.unhide(f.src, f.piece);
     if (refused) this.at(this.opts.rttMs / 2, () => this.forget(f.dst, f.src, f.piece, f.src !== ORIGIN && !this.usable(f.src)));
   }
 
@@ -632,6 +667,7 @@ class PrefetchSim {
       wastedBytes: this.wastedBytes,
       replans: this.replans,
       refusedRequests: this.refused,
+      busyRequests: this.busy,
       events: this.events,
       virtualMs: this.queue.nowMs,
     };
