@@ -251,7 +251,7 @@ class CandidateGraph {
  * floor(k·pieceCount/m), then in order, wrapping round. Seeds that all pulled from piece 0 would
  * bring each new piece into the zone m times at once and nothing else; staggered, the zone gets
  * m different pieces at a time, and its peers have more to exchange from the start (in the
- * bandwidth simulation this took p50 at 1,000 nodes from 1.24 to 1.11 × T_pipe). Computed from
+ * bandwidth simulation this took p50 at 1,000 nodes from 1.24 to about 1.1 × T_pipe). Computed from
  * the plan alone, so every seed derives its own without another field on the wire; a seed keeps
  * the start it began with when a replan changes the seed set.
  */
