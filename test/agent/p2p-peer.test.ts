@@ -3,7 +3,7 @@
 // right bytes, and every kind of requester DESIGN.md §3 rule 9 excludes is refused with its own code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, KeyObject } from "node:crypto";
+import { createHash, KeyObject, X509Certificate } from "node:crypto";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { ManualClock, systemClock, type Clock } from "../../src/base/clock.js";
@@ -309,7 +309,7 @@ describe("P2P peer over mutual TLS", () => {
     await assertRefused(c.fetchPiece(slow.addr, blob.digest, 1, grant), "CERT_REVOKED");
     // By serial as well as by node ID.
     const bySerial = await issueNode(root, clusterId, "zone-a");
-    const serial = new (await import("node:crypto")).X509Certificate(bySerial.certPem).serialNumber;
+    const serial = new X509Certificate(bySerial.certPem).serialNumber;
     slow.revocation.revoke({ serials: [serial] });
     await assertRefused(client(bySerial).have(slow.addr, blob.digest, grantFor(bySerial.nodeId)), "CERT_REVOKED");
   });
@@ -388,6 +388,33 @@ describe("P2P peer over mutual TLS", () => {
     assert.equal(piece.length, blob.pieces[1]!.length);
     assert.notEqual(sha256(piece), sha256(blob.pieces[1]!));
     assert.equal(piece[1], blob.pieces[1]![1]! ^ 0xff);
+  });
+
+  test("the client refuses a peer's bad answers: an oversized piece is PIECE_CORRUPT, a malformed bitfield INVALID_ARGUMENT", async () => {
+    const bloated = await start(root, clusterId, serverNode, "zone-a", blob.source, { corruptPiece: (_d, _i, bytes) => Buffer.concat([bytes, bytes]) });
+    const c = client(requester);
+    const grant = grantFor(requester.nodeId);
+    await assertRefused(c.fetchPiece(bloated.addr, blob.digest, 0, grant, { maxBytes: PIECE_SIZE }), "PIECE_CORRUPT");
+    const liar = await start(root, clusterId, serverNode, "zone-a", {
+      // Three pieces, but a bit set for a fourth.
+      held: (d) => (d === blob.digest ? { pieceSize: PIECE_SIZE, pieceCount: 3, have: Uint8Array.of(0b1111_0000) } : undefined),
+      readPiece: blob.source.readPiece,
+    });
+    const err = await assertRefused(c.have(liar.addr, blob.digest, grant), "INVALID_ARGUMENT");
+    assert.match(err.message, /past the last piece/);
+  });
+
+  test("after renewal the client presents the new certificate on new channels", async () => {
+    const before = await issueNode(root, clusterId, "zone-a");
+    const c = client(before);
+    const grant = grantFor(before.nodeId);
+    assert.ok((await c.fetchPiece(peer.addr, blob.digest, 0, grant)).equals(blob.pieces[0]!));
+    // The old certificate is revoked by serial; the renewed one (same node ID, new key) is accepted.
+    const renewed = await issueNode(root, clusterId, "zone-a", { nodeId: before.nodeId });
+    const oldSerial = new X509Certificate(before.certPem).serialNumber;
+    c.updateIdentity(renewed.certPem, renewed.keyPem);
+    peer.revocation.revoke({ serials: [oldSerial] });
+    assert.ok((await c.fetchPiece(peer.addr, blob.digest, 1, grant)).equals(blob.pieces[1]!));
   });
 
   test("the client gives up on the injected clock with TIMEOUT and on its signal with the reason", async () => {
