@@ -62,6 +62,22 @@ export const SHOAL_ERROR_CODES = [
   "REGISTRY_UNAVAILABLE",
   /** Bytes that arrived do not hash to the digest they were asked for by. */
   "DIGEST_MISMATCH",
+  // P2P prefetch (src/ca/grant.ts, src/agent/p2p): a serving peer's refusals, each its own code
+  /** The grant is malformed, too large, or not signed by this cluster's CA. */
+  "GRANT_INVALID",
+  "GRANT_WRONG_CLUSTER",
+  "GRANT_WRONG_ZONE",
+  /** The grant names another node than the requester's certificate. */
+  "GRANT_WRONG_NODE",
+  /** The grant is for another blob than the one requested. */
+  "GRANT_WRONG_BLOB",
+  "GRANT_EXPIRED",
+  /** The requester's certificate zone is not the serving peer's zone. */
+  "PEER_WRONG_ZONE",
+  /** The requester already has as many piece streams open at this peer as it may. */
+  "PEER_OVERLOADED",
+  /** A piece's bytes do not hash to the piece hash of the plan. */
+  "PIECE_CORRUPT",
   "INTERNAL",
 ] as const;
 

@@ -34,3 +34,13 @@ export {
 } from "./join-token.js";
 export { RevocationList, renderCrl, REVOCATION_RETENTION_AFTER_EXPIRY_MS, DEFAULT_CRL_NEXT_UPDATE_MS, type RevokedNodeEntry } from "./revocation.js";
 export { decodePem, encodePem } from "./pem.js";
+export {
+  signGrant,
+  verifyGrant,
+  GRANT_SIGNING_DOMAIN,
+  MAX_GRANT_BYTES,
+  MAX_GRANT_LIFETIME_MS,
+  MAX_GRANT_CLOCK_SKEW_MS,
+  type PrefetchGrant,
+  type GrantExpectation,
+} from "./grant.js";

@@ -7,8 +7,8 @@
 //   2  usage or invalid input: unknown command or flag, missing argument, bad duration, secret too
 //      large, malformed token or key (INVALID_ARGUMENT, MESSAGE_TOO_LARGE, TOKEN_MALFORMED, ...)
 //   3  unavailable: the daemon cannot be reached, no leader or no quorum, timeout
-//   4  permission or locked: this node is locked, not a manager, a token/key/certificate was refused,
-//      access to the socket was denied
+//   4  permission or locked: this node is locked, not a manager, a token/key/certificate/prefetch
+//      grant was refused, access to the socket was denied
 //   5  not found: no node, service or secret by that name or ID
 //   6  conflict or wrong state: already exists, a version conflict (another writer changed the object
 //      first, also after retries), a precondition (secret in use, quorum would break), not in a
@@ -60,6 +60,16 @@ const EXIT_BY_CODE: Record<ShoalErrorCode, number> = {
   IMAGE_NOT_FOUND: EXIT_NOT_FOUND,
   REGISTRY_UNAVAILABLE: EXIT_UNAVAILABLE,
   DIGEST_MISMATCH: EXIT_GENERIC,
+  // A peer's refusals are permission failures; an overloaded peer is "try again"; corrupt bytes exit 1.
+  GRANT_INVALID: EXIT_PERMISSION,
+  GRANT_WRONG_CLUSTER: EXIT_PERMISSION,
+  GRANT_WRONG_ZONE: EXIT_PERMISSION,
+  GRANT_WRONG_NODE: EXIT_PERMISSION,
+  GRANT_WRONG_BLOB: EXIT_PERMISSION,
+  GRANT_EXPIRED: EXIT_PERMISSION,
+  PEER_WRONG_ZONE: EXIT_PERMISSION,
+  PEER_OVERLOADED: EXIT_UNAVAILABLE,
+  PIECE_CORRUPT: EXIT_GENERIC,
   ALREADY_EXISTS: EXIT_CONFLICT,
   VERSION_CONFLICT: EXIT_CONFLICT,
   FAILED_PRECONDITION: EXIT_CONFLICT,

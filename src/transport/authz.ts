@@ -5,6 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { ShoalError } from "../base/errors.js";
 import type { Clock } from "../base/clock.js";
+import { BlobsService } from "../proto/shoal/v1/blobs.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
 import { ControlService } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
@@ -31,6 +32,8 @@ export function defaultMethodPolicies(): Map<string, MethodPolicy> {
   for (const p of pathsOf(RaftMembershipService)) policies.set(p, MANAGERS);
   for (const p of pathsOf(ControlService)) policies.set(p, MANAGERS);
   for (const p of pathsOf(DispatcherService)) policies.set(p, ANY_NODE);
+  // P2P pieces (rule 9): any node role may fetch; zone and grant are the peer service's own checks.
+  for (const p of pathsOf(BlobsService)) policies.set(p, ANY_NODE);
   policies.set(CAService.getRootCaCertificate.path, "bootstrap");
   policies.set(CAService.issueNodeCertificate.path, "bootstrap");
   policies.set(CAService.nodeCertificateStatus.path, "bootstrap");

@@ -9,8 +9,8 @@ import { ERROR_CODE_METADATA, fromGrpcError, grpcStatusFor, toGrpcError } from "
 
 /** The codes that mean "something broke inside", the only ones allowed to map to INTERNAL / exit 1. */
 const INTERNAL_CODES: ReadonlySet<ShoalErrorCode> = new Set(["INTERNAL", "RAFT_INVARIANT", "STORE_DECRYPT_FAILED", "KEY_FILE_INVALID", "CRYPTO_FAILED"]);
-// Corrupted data (our store, our raft log, bytes a registry served against their digest) exits 1 too.
-const GENERIC_EXIT_CODES: ReadonlySet<ShoalErrorCode> = new Set([...INTERNAL_CODES, "STORE_CORRUPT", "RAFT_LOG_CORRUPT", "DIGEST_MISMATCH", "OUTCOME_UNKNOWN"]);
+// Corrupted data (our store, our raft log, bytes a registry or a peer served against their digest) exits 1 too.
+const GENERIC_EXIT_CODES: ReadonlySet<ShoalErrorCode> = new Set([...INTERNAL_CODES, "STORE_CORRUPT", "RAFT_LOG_CORRUPT", "DIGEST_MISMATCH", "PIECE_CORRUPT", "OUTCOME_UNKNOWN"]);
 
 test("every code has its own gRPC status; only internal failures become INTERNAL", () => {
   for (const code of SHOAL_ERROR_CODES) {

@@ -1,6 +1,7 @@
 // Shared setup for the transport integration tests: a server with the generic Shoal services and
 // small handlers, and clients for each test certificate.
 import * as grpc from "@grpc/grpc-js";
+import { BlobsService } from "../../src/proto/shoal/v1/blobs.js";
 import { CAService } from "../../src/proto/shoal/v1/ca.js";
 import { ControlClient, ControlService } from "../../src/proto/shoal/v1/control.js";
 import { DispatcherClient, DispatcherService, type SessionMessage } from "../../src/proto/shoal/v1/dispatcher.js";
@@ -63,6 +64,8 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
   });
   server.addService(RaftService, {});
   server.addService(RaftMembershipService, {});
+  // Registered without handlers so that the policy table's P2P paths reach the interceptor.
+  server.addService(BlobsService, {});
   const openPort = await server.listen("127.0.0.1:0", "open");
   const peerPort = await server.listen("127.0.0.1:0", "peer");
   return { server, revocation, openPort, peerPort, seen, sessions, close: () => server.shutdown(200) };
