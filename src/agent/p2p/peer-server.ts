@@ -6,6 +6,7 @@
 // per requester and under the node's upload rate.
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { hasBit } from "../../base/bitfield.js";
 import type { Clock } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
 import { verifyGrant, type RootCA } from "../../ca/index.js";
@@ -77,12 +78,6 @@ function boundedInteger(value: number | undefined, fallback: number, min: number
   const v = value ?? fallback;
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new ShoalError("INVALID_ARGUMENT", `${what} must be an integer between ${min} and ${max}, got ${v}`);
   return v;
-}
-
-// Bit i of a BitTorrent-order bitfield. TODO(i10 merge): use src/base/bitfield.ts hasBit once it is on main.
-function holdsPiece(have: Uint8Array, index: number): boolean {
-  const byte = have[index >> 3];
-  return byte !== undefined && (byte & (0x80 >> (index & 7))) !== 0;
 }
 
 export class PeerServer {
@@ -188,7 +183,7 @@ export class PeerServer {
       const held = this.opts.source.held(digest);
       if (held === undefined) throw new ShoalError("NOT_FOUND", "this peer holds no piece of that blob");
       if (index >= held.pieceCount) throw new ShoalError("INVALID_ARGUMENT", `piece ${index} is out of range: the blob has ${held.pieceCount} pieces`);
-      if (!holdsPiece(held.have, index)) throw new ShoalError("NOT_FOUND", `this peer does not hold piece ${index} of that blob`);
+      if (!hasBit(held.have, index)) throw new ShoalError("NOT_FOUND", `this peer does not hold piece ${index} of that blob`);
       let bytes = await this.opts.source.readPiece(digest, index);
       signal.throwIfAborted();
       if (this.opts.corruptPiece) bytes = this.opts.corruptPiece(digest, index, bytes);
