@@ -22,7 +22,9 @@ import { makePki, type Pki } from "../transport/fixtures.js";
 import { filesContaining, makeSecret, makeTask } from "./runner-fixture.js";
 import { ScriptedDispatcher, ScriptedStore } from "./scripted-dispatcher.js";
 
-const GUARD_MS = 20_000;
+// A liveness guard, far above the < 1 s a task normally takes: a soak run with the machine loaded
+// well past both cores (load average near 10) once took longer than an earlier 20 s guard.
+const GUARD_MS = 45_000;
 
 interface Running {
   agent: Agent;
@@ -81,8 +83,14 @@ async function startAgent(t: TestContext, opts: { dispatchers?: number; engineLa
   return { agent, dir: root, secretsRoot, logLines, store, dispatchers };
 }
 
-function waitState(r: Running, taskId: string, state: TaskState) {
-  return waitFor(`task ${taskId} ${TaskState[state]} at the dispatcher (so far: ${r.store.states(taskId).join(" → ")})`, () => r.store.status(taskId, state), GUARD_MS, 20);
+/** On a timeout the error says what the dispatcher saw and what the agent logged last, so a failure explains itself. */
+async function waitState(r: Running, taskId: string, state: TaskState) {
+  try {
+    return await waitFor(`task ${taskId} ${TaskState[state]} at the dispatcher`, () => r.store.status(taskId, state), GUARD_MS, 20);
+  } catch (err) {
+    const seen = r.store.states(taskId).join(" → ") || "nothing";
+    throw new Error(`${(err as Error).message}; the dispatcher saw: ${seen}; the agent's last log lines:\n${r.logLines.slice(-40).join("")}`, { cause: err });
+  }
 }
 
 const RANK = ["ACCEPTED", "PREPARING", "STARTING", "RUNNING"];
@@ -91,7 +99,7 @@ function assertForward(states: string[]): void {
   for (let i = 1; i < ranks.length; i++) assert.ok(ranks[i]! > ranks[i - 1]!, `states only move forward: ${states.join(" → ")}`);
 }
 
-test("process tasks: RUNNING then COMPLETE, FAILED with the exit code, the node's description", { timeout: 60_000 }, async (t) => {
+test("process tasks: RUNNING then COMPLETE, FAILED with the exit code, the node's description", { timeout: 180_000 }, async (t) => {
   const r = await startAgent(t, { engineLabels: { disk: "ssd" } });
   const d = r.dispatchers[0]!;
   const ok = makeTask({ command: ["sh", "-c", "sleep 0.3; exit 0"] });
@@ -117,7 +125,7 @@ test("process tasks: RUNNING then COMPLETE, FAILED with the exit code, the node'
   assert.match(notStarted!.message, /cannot start/);
 });
 
-test("desired SHUTDOWN: SIGTERM, then SIGKILL after the grace period; start_after is honoured", { timeout: 60_000 }, async (t) => {
+test("desired SHUTDOWN: SIGTERM, then SIGKILL after the grace period; start_after is honoured", { timeout: 180_000 }, async (t) => {
   const r = await startAgent(t);
   const d = r.dispatchers[0]!;
   const polite = makeTask({ command: ["sleep", "30"], stopGracePeriodMs: 10_000n });
@@ -151,7 +159,7 @@ test("desired SHUTDOWN: SIGTERM, then SIGKILL after the grace period; start_afte
   assert.ok(!r.store.states(never.id).includes("RUNNING"));
 });
 
-test("secrets: a 0400 file in a 0700 tmpfs directory only while the task runs; never on disk or in the log", { timeout: 60_000 }, async (t) => {
+test("secrets: a 0400 file in a 0700 tmpfs directory only while the task runs; never on disk or in the log", { timeout: 180_000 }, async (t) => {
   const r = await startAgent(t);
   const d = r.dispatchers[0]!;
   const secretBytes = Buffer.from(`pr0cess-secret-${process.pid}-${Date.now()}`);
@@ -187,7 +195,7 @@ test("secrets: a 0400 file in a 0700 tmpfs directory only while the task runs; n
   assert.equal(r.logLines.filter((l) => l.includes(secretBytes.toString()) || l.includes(secretBytes.toString("base64"))).length, 0);
 });
 
-test("a gap in the assignments reopens the stream for a complete set", { timeout: 60_000 }, async (t) => {
+test("a gap in the assignments reopens the stream for a complete set", { timeout: 180_000 }, async (t) => {
   const r = await startAgent(t);
   const d = r.dispatchers[0]!;
   assert.equal(d.assignmentStreamsOpened, 1);
@@ -206,7 +214,7 @@ test("a gap in the assignments reopens the stream for a complete set", { timeout
   assert.ok(!r.store.states(first.id).some((s) => s === "SHUTDOWN" || s === "FAILED"));
 });
 
-test("status updates survive refused calls and a manager failover, and only move forward", { timeout: 60_000 }, async (t) => {
+test("status updates survive refused calls and a manager failover, and only move forward", { timeout: 180_000 }, async (t) => {
   const r = await startAgent(t, { dispatchers: 2 });
   const [a, b] = r.dispatchers as [ScriptedDispatcher, ScriptedDispatcher];
   const first = a.hasStream ? a : b;
