@@ -18,6 +18,7 @@ import {
 import {
   ControlClient,
   type CreateSecretRequest,
+  type RegistryLoginRequest,
   type CreateServiceRequest,
   type GetJoinTokenRequest,
   type GetJoinTokenResponse,
@@ -31,7 +32,7 @@ import {
   type ServiceLogsMessage,
   type ServiceLogsRequest,
 } from "../proto/shoal/v1/control.js";
-import type { Cluster, LogLine, Node, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
+import type { Cluster, LogLine, Node, RegistryAuth, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
 
 export const DEFAULT_DATA_DIR = "/var/lib/shoal";
 export const SOCKET_FILE_NAME = "shoal.sock";
@@ -190,6 +191,15 @@ export class DaemonClient {
   }
   getJoinToken(request: GetJoinTokenRequest): Promise<GetJoinTokenResponse> {
     return this.call(this.control.getJoinToken.bind(this.control), request);
+  }
+  async registryLogin(request: RegistryLoginRequest): Promise<RegistryAuth> {
+    return required((await this.call(this.control.registryLogin.bind(this.control), request)).registry, "registry");
+  }
+  async listRegistries(): Promise<RegistryAuth[]> {
+    return (await this.call(this.control.listRegistries.bind(this.control), {})).registries;
+  }
+  async registryLogout(registry: string): Promise<void> {
+    await this.call(this.control.registryLogout.bind(this.control), { registry });
   }
   async getUnlockKey(request: GetUnlockKeyRequest): Promise<string> {
     return (await this.call(this.control.getUnlockKey.bind(this.control), request)).unlockKey;

@@ -8,6 +8,8 @@ import { MAX_SECRET_BYTES } from "../state/limits.js";
 export { MAX_SECRET_BYTES };
 /** An unlock key is 49 characters; anything far longer is not one. */
 const MAX_UNLOCK_KEY_LINE_BYTES = 4096;
+/** The managers' bound on a registry password (registries.ts) is 16 KiB. */
+const MAX_PASSWORD_LINE_CHARS = 16 * 1024;
 
 export interface InputStream extends NodeJS.ReadableStream {
   isTTY?: boolean;
@@ -85,24 +87,37 @@ export async function readUnlockKey(stdin: InputStream, prompt: (text: string) =
   return key;
 }
 
-async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
+/**
+ * A registry password: the first line of stdin with `--password-stdin` (as `docker login`), else
+ * typed at a prompt without echo; never an argument, so it stays out of shell history and `ps`.
+ */
+export async function readRegistryPassword(stdin: InputStream, prompt: (text: string) => void, fromStdin: boolean): Promise<string> {
+  let line: string;
+  if (fromStdin) line = await readFirstLine(stdin, MAX_PASSWORD_LINE_CHARS, () => new ShoalError("INVALID_ARGUMENT", "the password on stdin is far too long (or not one line)"));
+  else if (stdin.isTTY === true && stdin.setRawMode !== undefined) line = await promptWithoutEcho(stdin, prompt, "Password: ", "login cancelled: no password was sent");
+  else throw new ShoalError("INVALID_ARGUMENT", "no password: pipe it on stdin with --password-stdin, or run the command on a terminal to type it");
+  if (line.length === 0) throw new ShoalError("INVALID_ARGUMENT", "the password is empty");
+  return line;
+}
+
+const unlockKeyTooLong = (): ShoalError => new ShoalError("UNLOCK_KEY_MALFORMED", "the unlock key on stdin is far too long: give the SWMKEY-1-... key on one line");
+
+async function readFirstLine(stdin: NodeJS.ReadableStream, maxChars = MAX_UNLOCK_KEY_LINE_BYTES, tooLong = unlockKeyTooLong): Promise<string> {
   let text = "";
   for await (const chunk of stdin) {
     text += typeof chunk === "string" ? chunk : chunk.toString("utf8");
     const newline = text.search(/\r?\n/);
     if (newline >= 0) return text.slice(0, newline);
-    if (text.length > MAX_UNLOCK_KEY_LINE_BYTES) {
-      throw new ShoalError("UNLOCK_KEY_MALFORMED", "the unlock key on stdin is far too long: give the SWMKEY-1-... key on one line");
-    }
+    if (text.length > maxChars) throw tooLong();
   }
   return text;
 }
 
 /** Raw mode turns off the terminal's echo; the typed characters are kept only in this closure. */
-function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void): Promise<string> {
+function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void, label = "Enter unlock key: ", cancelled = "unlock cancelled: no key was sent"): Promise<string> {
   // Echo goes off before the prompt shows, so a key typed (or pasted) at once is never displayed.
   stdin.setRawMode?.(true);
-  prompt("Enter unlock key: ");
+  prompt(label);
   return new Promise<string>((resolvePromise, reject) => {
     let typed = "";
     const finish = (err?: ShoalError): void => {
@@ -116,7 +131,7 @@ function promptWithoutEcho(stdin: InputStream, prompt: (text: string) => void): 
     const onData = (chunk: Buffer | string): void => {
       for (const ch of typeof chunk === "string" ? chunk : chunk.toString("utf8")) {
         if (ch === "\r" || ch === "\n" || ch === "\u0004") return finish();
-        if (ch === "\u0003") return finish(new ShoalError("INVALID_ARGUMENT", "unlock cancelled: no key was sent"));
+        if (ch === "\u0003") return finish(new ShoalError("INVALID_ARGUMENT", cancelled));
         if (ch === "\u007f" || ch === "\b") typed = typed.slice(0, -1);
         else if (typed.length < MAX_UNLOCK_KEY_LINE_BYTES) typed += ch;
       }

@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { isShoalError } from "../base/errors.js";
 import { registerClusterCommands } from "./commands/cluster.js";
 import { registerNodeCommands } from "./commands/node.js";
+import { registerRegistryCommands } from "./commands/registry.js";
 import { registerSecretCommands } from "./commands/secret.js";
 import { registerServiceCommands } from "./commands/service.js";
 import type { CliIo, CommandContext } from "./context.js";
@@ -24,6 +25,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerNodeCommands(program, ctx);
   registerServiceCommands(program, ctx);
   registerSecretCommands(program, ctx);
+  registerRegistryCommands(program, ctx);
   registerDaemonCommand(program);
   return program;
 }

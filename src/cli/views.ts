@@ -16,6 +16,7 @@ import {
   UpdateFailureAction,
   UpdateState,
   type Node,
+  type RegistryAuth,
   type Secret,
   type Service,
   type ServiceSpec,
@@ -480,6 +481,19 @@ export function secretView(secret: Secret): SecretView {
     createdAt: iso(secret.meta?.createdAt),
     updatedAt: iso(secret.meta?.updatedAt),
   };
+}
+
+export interface RegistryView {
+  registry: string;
+  username: string;
+  /** Whether the managers trust a CA of its own for this registry. */
+  ownCa: boolean;
+  updatedAt: string;
+}
+
+/** Field by field: a password a buggy server sent back would still not be printed. */
+export function registryView(auth: RegistryAuth): RegistryView {
+  return { registry: shown(auth.registry), username: shown(auth.username), ownCa: auth.caPem !== "", updatedAt: iso(auth.updatedAt) };
 }
 
 export interface InfoView {

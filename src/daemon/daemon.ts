@@ -44,6 +44,7 @@ import { unary } from "../manager/handlers.js";
 import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
 import { isHostPort } from "../manager/membership.js";
 import type { ControlHandlers, ControlMethod } from "../manager/controlapi/control-api.js";
+import { registryAccessOf } from "../manager/controlapi/registries.js";
 import {
   CAClient,
   type IssueNodeCertificateResponse,
@@ -482,6 +483,7 @@ export class Daemon {
       unlockKey: unlockKey ?? "",
       removedRaftIds: [],
       secretMacKey: randomBytes(32),
+      registries: [],
     };
     const node: Node = {
       id: nodeId,
@@ -666,6 +668,8 @@ export class Daemon {
   ): Promise<void> {
     const node = this.node!;
     if (node.raftId === "") throw new ShoalError("FAILED_PRECONDITION", "this manager has no raft ID; it must join raft first");
+    // The resolver reads the registry logins from the replicated store it is started with.
+    let started: Manager | undefined;
     const manager = await Manager.start({
       dataDir: this.opts.dataDir,
       nodeId: node.nodeId,
@@ -684,7 +688,7 @@ export class Daemon {
       workloadLoops: this.opts.workloadLoops,
       snapshotIntervalEntries: this.opts.snapshotIntervalEntries,
       // The leader resolves each service's image once into a manifest digest that its tasks carry.
-      resolveImage: createImageResolver(),
+      resolveImage: createImageResolver({ access: (registry) => registryAccessOf(started?.store.getCluster(), registry) }),
       logger: this.childLogger(),
       clock: this.clock,
       random: this.random,
@@ -700,6 +704,7 @@ export class Daemon {
         void this.stop();
       },
     });
+    started = manager;
     this.manager = manager;
     this.state = "manager";
   }

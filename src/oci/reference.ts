@@ -53,6 +53,22 @@ function checkRegistry(ref: string, registry: string): void {
   }
 }
 
+/**
+ * A registry address as `registry login` takes it (`host[:port]`, the registry part of an image
+ * reference), lower-cased the way parseImageReference spells it.
+ */
+export function parseRegistryAddress(addr: string): string {
+  if (typeof addr !== "string" || addr === "") throw new ShoalError("INVALID_ARGUMENT", "the registry address is empty; give it as HOST[:PORT]");
+  if (addr.length > 300 || /[\s/@]/.test(addr)) throw new ShoalError("INVALID_ARGUMENT", `registry address '${addr.slice(0, 64)}' must be HOST[:PORT], without a scheme or path`);
+  const registry = addr.toLowerCase();
+  try {
+    checkRegistry(addr, registry);
+  } catch (err) {
+    throw new ShoalError("INVALID_ARGUMENT", `registry address '${addr}' is invalid: ${(err as Error).message.replace(/^image reference '[^']*' is invalid: /, "")}`);
+  }
+  return registry;
+}
+
 export function parseImageReference(ref: string): ImageReference {
   if (typeof ref !== "string" || ref === "") throw new ShoalError("INVALID_ARGUMENT", "image reference is empty");
   if (ref.length > MAX_REFERENCE_CHARS) throw invalid(ref.slice(0, 64) + "…", `longer than ${MAX_REFERENCE_CHARS} characters`);

@@ -4,7 +4,7 @@ export type { ApplyContext, ApplyResult, ObjectStoreOptions, PrepareOptions, Val
 export type { ChangeKind, StoreChange, StoreEvent, StoreTable, StoreWatch, TableObjects, WatchFilter, WatchOptions } from "./watch.js";
 export { parseConstraint, matchConstraint, nodeMatches, nodeMatchesService, nodeZone, serviceZone, isValidZone, DEFAULT_ZONE, ZONE_LABEL } from "./constraints.js";
 export type { Constraint } from "./constraints.js";
-export { redactCluster, redactSecret } from "./redact.js";
+export { redactCluster, redactRegistryAuth, redactSecret } from "./redact.js";
 export {
   REVOCATION_GRACE_MS,
   isRevocationCollectable,

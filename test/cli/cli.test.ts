@@ -234,6 +234,40 @@ test("secret create NAME - sends stdin's bytes; a file works too; data never pri
   assert.deepEqual(requests[1].spec.data, data);
 });
 
+test("registry login --password-stdin sends the first line of stdin and the CA file; ls and logout; the password is never printed or an argument", async () => {
+  const password = "pw-7c41e09ab2";
+  fake.reset({
+    registryLogin: (req: any) => ({ registry: { registry: req.registry, username: req.username, caPem: req.caPem } }),
+    listRegistries: () => ({ registries: [{ registry: "reg.example:5000", username: "dave", password: Buffer.from(password), caPem: "x" }] }),
+  });
+  const caFile = join(fake.dir, "ca.pem");
+  writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n");
+  const login = await runShoal([...sock, "registry", "login", "reg.example:5000", "-u", "dave", "--password-stdin", "--ca-file", caFile], { stdin: `${password}\nignored\n` });
+  assert.equal(login.code, 0, login.stderr);
+  assert.match(login.stdout, /Login to reg\.example:5000 as dave stored on the managers/);
+  const [req] = fake.callsTo("registryLogin");
+  assert.equal(req.registry, "reg.example:5000");
+  assert.equal(req.username, "dave");
+  assert.equal(Buffer.from(req.password).toString(), password);
+  assert.match(req.caPem, /BEGIN CERTIFICATE/);
+  // Even a server that sent a password back would not get it printed.
+  for (const args of [["registry", "ls"], ["registry", "ls", "--format", "json"]]) {
+    const ls = await runShoal([...sock, ...args]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /reg\.example:5000/);
+    assert.ok(!ls.stdout.includes(password) && !ls.stdout.includes(Buffer.from(password).toString("base64")));
+  }
+  const logout = await runShoal([...sock, "registry", "logout", "reg.example:5000"]);
+  assert.equal(logout.code, 0, logout.stderr);
+  assert.deepEqual(fake.callsTo("registryLogout"), [{ registry: "reg.example:5000" }]);
+  // Not on a terminal and no --password-stdin: a usage error, nothing sent.
+  fake.reset();
+  const noPassword = await runShoal([...sock, "registry", "login", "reg.example:5000", "-u", "dave"], { stdin: "" });
+  assert.equal(noPassword.code, 2);
+  assert.match(noPassword.stderr, /--password-stdin/);
+  assert.deepEqual(fake.calls, []);
+});
+
 test("secret create refuses more than 500 KiB client-side; a missing file is exit 5", async () => {
   fake.reset();
   const [big, missing] = await Promise.all([

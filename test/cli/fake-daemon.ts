@@ -41,6 +41,9 @@ const RESPONSE_TYPES: Record<string, Fns> = {
   getUnlockKey: control.GetUnlockKeyResponse,
   putValue: control.PutValueResponse,
   getValue: control.GetValueResponse,
+  registryLogin: control.RegistryLoginResponse,
+  listRegistries: control.ListRegistriesResponse,
+  registryLogout: control.RegistryLogoutResponse,
 };
 
 /** Answers one call: a partial response message, or a ShoalError to send as the gRPC error. */

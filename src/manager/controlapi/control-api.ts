@@ -57,6 +57,7 @@ import { redactCluster, redactSecret, retryOnVersionConflict } from "../../state
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
+import { pingRegistryLogin, registryHandlers, type RegistryLoginCheck } from "./registries.js";
 import { createService, removeService, updateService } from "./services.js";
 
 /** Longest join token expiry accepted (10 years): anything above is a typo. */
@@ -84,7 +85,7 @@ function mustGet<T>(value: T | undefined, what: string, id: string): T {
 }
 
 /** Reads go to the leader too, so a client sees its own writes whichever manager it talks to. */
-export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (node: Node) => Promise<void> } = {}): ControlHandlers {
+export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (node: Node) => Promise<void>; checkRegistryLogin?: RegistryLoginCheck } = {}): ControlHandlers {
   const withManagerStatus = (node: Node): Node => {
     if (node.managerStatus === undefined || node.managerStatus.raftId === 0n) return node;
     const status = ctx.raft.status();
@@ -137,6 +138,13 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
     });
 
   const handlers: ControlHandlers = {
+    ...registryHandlers({
+      cluster: () => requireCluster(ctx),
+      updateCluster: updateClusterWith,
+      nowMs: () => ctx.clock.nowMs(),
+      logger: ctx.logger,
+      check: hooks.checkRegistryLogin ?? pingRegistryLogin,
+    }),
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
       checkId(req.nodeId, "node_id");
       return { node: withManagerStatus(mustGet(ctx.store.getNode(req.nodeId), "node", req.nodeId)) };

@@ -29,6 +29,7 @@ import {
   nodeRoleFromJSON,
   nodeRoleToJSON,
   NodeSpec,
+  RegistryAuth,
   Secret,
   SecretSpec,
   Service,
@@ -280,6 +281,36 @@ export interface ServiceLogsRequest {
 
 export interface ServiceLogsMessage {
   lines: LogLine[];
+}
+
+/**
+ * `shoal registry login`: the leader checks the login against the registry (GET /v2/) before it
+ * stores it, so a typo is refused at once rather than at the first pull.
+ */
+export interface RegistryLoginRequest {
+  registry: string;
+  username: string;
+  password: Buffer;
+  caPem: string;
+}
+
+/** The stored login without its password. */
+export interface RegistryLoginResponse {
+  registry: RegistryAuth | undefined;
+}
+
+export interface ListRegistriesRequest {
+}
+
+export interface ListRegistriesResponse {
+  registries: RegistryAuth[];
+}
+
+export interface RegistryLogoutRequest {
+  registry: string;
+}
+
+export interface RegistryLogoutResponse {
 }
 
 function createBaseGetNodeRequest(): GetNodeRequest {
@@ -3470,6 +3501,438 @@ export const ServiceLogsMessage: MessageFns<ServiceLogsMessage> = {
   },
 };
 
+function createBaseRegistryLoginRequest(): RegistryLoginRequest {
+  return { registry: "", username: "", password: Buffer.alloc(0), caPem: "" };
+}
+
+export const RegistryLoginRequest: MessageFns<RegistryLoginRequest> = {
+  encode(message: RegistryLoginRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    if (message.username !== "") {
+      writer.uint32(18).string(message.username);
+    }
+    if (message.password.length !== 0) {
+      writer.uint32(26).bytes(message.password);
+    }
+    if (message.caPem !== "") {
+      writer.uint32(34).string(message.caPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryLoginRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryLoginRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.caPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryLoginRequest {
+    return {
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      password: isSet(object.password) ? Buffer.from(bytesFromBase64(object.password)) : Buffer.alloc(0),
+      caPem: isSet(object.caPem)
+        ? globalThis.String(object.caPem)
+        : isSet(object.ca_pem)
+        ? globalThis.String(object.ca_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: RegistryLoginRequest): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.password.length !== 0) {
+      obj.password = base64FromBytes(message.password);
+    }
+    if (message.caPem !== "") {
+      obj.caPem = message.caPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryLoginRequest>, I>>(base?: I): RegistryLoginRequest {
+    return RegistryLoginRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryLoginRequest>, I>>(object: I): RegistryLoginRequest {
+    const message = createBaseRegistryLoginRequest();
+    message.registry = object.registry ?? "";
+    message.username = object.username ?? "";
+    message.password = object.password ?? Buffer.alloc(0);
+    message.caPem = object.caPem ?? "";
+    return message;
+  },
+};
+
+function createBaseRegistryLoginResponse(): RegistryLoginResponse {
+  return { registry: undefined };
+}
+
+export const RegistryLoginResponse: MessageFns<RegistryLoginResponse> = {
+  encode(message: RegistryLoginResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== undefined) {
+      RegistryAuth.encode(message.registry, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryLoginResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryLoginResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = RegistryAuth.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryLoginResponse {
+    return { registry: isSet(object.registry) ? RegistryAuth.fromJSON(object.registry) : undefined };
+  },
+
+  toJSON(message: RegistryLoginResponse): unknown {
+    const obj: any = {};
+    if (message.registry !== undefined) {
+      obj.registry = RegistryAuth.toJSON(message.registry);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryLoginResponse>, I>>(base?: I): RegistryLoginResponse {
+    return RegistryLoginResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryLoginResponse>, I>>(object: I): RegistryLoginResponse {
+    const message = createBaseRegistryLoginResponse();
+    message.registry = (object.registry !== undefined && object.registry !== null)
+      ? RegistryAuth.fromPartial(object.registry)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListRegistriesRequest(): ListRegistriesRequest {
+  return {};
+}
+
+export const ListRegistriesRequest: MessageFns<ListRegistriesRequest> = {
+  encode(_: ListRegistriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRegistriesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRegistriesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListRegistriesRequest {
+    return {};
+  },
+
+  toJSON(_: ListRegistriesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRegistriesRequest>, I>>(base?: I): ListRegistriesRequest {
+    return ListRegistriesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRegistriesRequest>, I>>(_: I): ListRegistriesRequest {
+    const message = createBaseListRegistriesRequest();
+    return message;
+  },
+};
+
+function createBaseListRegistriesResponse(): ListRegistriesResponse {
+  return { registries: [] };
+}
+
+export const ListRegistriesResponse: MessageFns<ListRegistriesResponse> = {
+  encode(message: ListRegistriesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.registries) {
+      RegistryAuth.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRegistriesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRegistriesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registries.push(RegistryAuth.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRegistriesResponse {
+    return {
+      registries: globalThis.Array.isArray(object?.registries)
+        ? object.registries.map((e: any) => RegistryAuth.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListRegistriesResponse): unknown {
+    const obj: any = {};
+    if (message.registries?.length) {
+      obj.registries = message.registries.map((e) => RegistryAuth.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListRegistriesResponse>, I>>(base?: I): ListRegistriesResponse {
+    return ListRegistriesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListRegistriesResponse>, I>>(object: I): ListRegistriesResponse {
+    const message = createBaseListRegistriesResponse();
+    message.registries = object.registries?.map((e) => RegistryAuth.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRegistryLogoutRequest(): RegistryLogoutRequest {
+  return { registry: "" };
+}
+
+export const RegistryLogoutRequest: MessageFns<RegistryLogoutRequest> = {
+  encode(message: RegistryLogoutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryLogoutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryLogoutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryLogoutRequest {
+    return { registry: isSet(object.registry) ? globalThis.String(object.registry) : "" };
+  },
+
+  toJSON(message: RegistryLogoutRequest): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryLogoutRequest>, I>>(base?: I): RegistryLogoutRequest {
+    return RegistryLogoutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryLogoutRequest>, I>>(object: I): RegistryLogoutRequest {
+    const message = createBaseRegistryLogoutRequest();
+    message.registry = object.registry ?? "";
+    return message;
+  },
+};
+
+function createBaseRegistryLogoutResponse(): RegistryLogoutResponse {
+  return {};
+}
+
+export const RegistryLogoutResponse: MessageFns<RegistryLogoutResponse> = {
+  encode(_: RegistryLogoutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryLogoutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryLogoutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RegistryLogoutResponse {
+    return {};
+  },
+
+  toJSON(_: RegistryLogoutResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryLogoutResponse>, I>>(base?: I): RegistryLogoutResponse {
+    return RegistryLogoutResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryLogoutResponse>, I>>(_: I): RegistryLogoutResponse {
+    const message = createBaseRegistryLogoutResponse();
+    return message;
+  },
+};
+
 export type ControlService = typeof ControlService;
 export const ControlService = {
   getNode: {
@@ -3661,6 +4124,38 @@ export const ControlService = {
     responseSerialize: (value: GetValueResponse): Buffer => Buffer.from(GetValueResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetValueResponse => GetValueResponse.decode(value),
   },
+  registryLogin: {
+    path: "/shoal.v1.Control/RegistryLogin" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegistryLoginRequest): Buffer => Buffer.from(RegistryLoginRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegistryLoginRequest => RegistryLoginRequest.decode(value),
+    responseSerialize: (value: RegistryLoginResponse): Buffer =>
+      Buffer.from(RegistryLoginResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegistryLoginResponse => RegistryLoginResponse.decode(value),
+  },
+  listRegistries: {
+    path: "/shoal.v1.Control/ListRegistries" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRegistriesRequest): Buffer =>
+      Buffer.from(ListRegistriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRegistriesRequest => ListRegistriesRequest.decode(value),
+    responseSerialize: (value: ListRegistriesResponse): Buffer =>
+      Buffer.from(ListRegistriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRegistriesResponse => ListRegistriesResponse.decode(value),
+  },
+  registryLogout: {
+    path: "/shoal.v1.Control/RegistryLogout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegistryLogoutRequest): Buffer =>
+      Buffer.from(RegistryLogoutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegistryLogoutRequest => RegistryLogoutRequest.decode(value),
+    responseSerialize: (value: RegistryLogoutResponse): Buffer =>
+      Buffer.from(RegistryLogoutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegistryLogoutResponse => RegistryLogoutResponse.decode(value),
+  },
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs: {
     path: "/shoal.v1.Control/ServiceLogs" as const,
@@ -3694,6 +4189,9 @@ export interface ControlServer extends UntypedServiceImplementation {
   getUnlockKey: handleUnaryCall<GetUnlockKeyRequest, GetUnlockKeyResponse>;
   putValue: handleUnaryCall<PutValueRequest, PutValueResponse>;
   getValue: handleUnaryCall<GetValueRequest, GetValueResponse>;
+  registryLogin: handleUnaryCall<RegistryLoginRequest, RegistryLoginResponse>;
+  listRegistries: handleUnaryCall<ListRegistriesRequest, ListRegistriesResponse>;
+  registryLogout: handleUnaryCall<RegistryLogoutRequest, RegistryLogoutResponse>;
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs: handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>;
 }
@@ -3998,6 +4496,51 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetValueResponse) => void,
+  ): ClientUnaryCall;
+  registryLogin(
+    request: RegistryLoginRequest,
+    callback: (error: ServiceError | null, response: RegistryLoginResponse) => void,
+  ): ClientUnaryCall;
+  registryLogin(
+    request: RegistryLoginRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegistryLoginResponse) => void,
+  ): ClientUnaryCall;
+  registryLogin(
+    request: RegistryLoginRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegistryLoginResponse) => void,
+  ): ClientUnaryCall;
+  listRegistries(
+    request: ListRegistriesRequest,
+    callback: (error: ServiceError | null, response: ListRegistriesResponse) => void,
+  ): ClientUnaryCall;
+  listRegistries(
+    request: ListRegistriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRegistriesResponse) => void,
+  ): ClientUnaryCall;
+  listRegistries(
+    request: ListRegistriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRegistriesResponse) => void,
+  ): ClientUnaryCall;
+  registryLogout(
+    request: RegistryLogoutRequest,
+    callback: (error: ServiceError | null, response: RegistryLogoutResponse) => void,
+  ): ClientUnaryCall;
+  registryLogout(
+    request: RegistryLogoutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegistryLogoutResponse) => void,
+  ): ClientUnaryCall;
+  registryLogout(
+    request: RegistryLogoutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegistryLogoutResponse) => void,
   ): ClientUnaryCall;
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs(request: ServiceLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<ServiceLogsMessage>;

@@ -909,6 +909,26 @@ export interface Cluster {
   removedRaftIds: bigint[];
   /** Key of Secret.data_mac (32 bytes), sealed in the store like a secret; never in a read API. */
   secretMacKey: Buffer;
+  /**
+   * Registry logins (`shoal registry login`), one per registry address; passwords sealed in the
+   * store like secrets and stripped from every read view (DESIGN.md §3 rule 9).
+   */
+  registries: RegistryAuth[];
+}
+
+/**
+ * What the managers use to reach one registry. Only managers hold it; a seed of a prefetch job gets
+ * a scoped token (or, for a Basic-only registry, the credentials) in memory for that job alone.
+ */
+export interface RegistryAuth {
+  /** host[:port], as in image references. */
+  registry: string;
+  /** Empty with an empty password: no login, only the CA. */
+  username: string;
+  password: Buffer;
+  /** PEM of the CA that signs the registry's TLS certificate (empty: the system's CAs). */
+  caPem: string;
+  updatedAt: Date | undefined;
 }
 
 /** One line of a task's output (without its newline). node and slot are set by the manager. */
@@ -5635,6 +5655,7 @@ function createBaseCluster(): Cluster {
     unlockKey: "",
     removedRaftIds: [],
     secretMacKey: Buffer.alloc(0),
+    registries: [],
   };
 }
 
@@ -5670,6 +5691,9 @@ export const Cluster: MessageFns<Cluster> = {
     }
     if (message.secretMacKey.length !== 0) {
       writer.uint32(66).bytes(message.secretMacKey);
+    }
+    for (const v of message.registries) {
+      RegistryAuth.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -5761,6 +5785,14 @@ export const Cluster: MessageFns<Cluster> = {
             message.secretMacKey = Buffer.from(reader.bytes());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.registries.push(RegistryAuth.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5803,6 +5835,9 @@ export const Cluster: MessageFns<Cluster> = {
         : isSet(object.secret_mac_key)
         ? Buffer.from(bytesFromBase64(object.secret_mac_key))
         : Buffer.alloc(0),
+      registries: globalThis.Array.isArray(object?.registries)
+        ? object.registries.map((e: any) => RegistryAuth.fromJSON(e))
+        : [],
     };
   },
 
@@ -5832,6 +5867,9 @@ export const Cluster: MessageFns<Cluster> = {
     if (message.secretMacKey.length !== 0) {
       obj.secretMacKey = base64FromBytes(message.secretMacKey);
     }
+    if (message.registries?.length) {
+      obj.registries = message.registries.map((e) => RegistryAuth.toJSON(e));
+    }
     return obj;
   },
 
@@ -5854,6 +5892,148 @@ export const Cluster: MessageFns<Cluster> = {
     message.unlockKey = object.unlockKey ?? "";
     message.removedRaftIds = object.removedRaftIds?.map((e) => BigInt(e)) || [];
     message.secretMacKey = object.secretMacKey ?? Buffer.alloc(0);
+    message.registries = object.registries?.map((e) => RegistryAuth.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRegistryAuth(): RegistryAuth {
+  return { registry: "", username: "", password: Buffer.alloc(0), caPem: "", updatedAt: undefined };
+}
+
+export const RegistryAuth: MessageFns<RegistryAuth> = {
+  encode(message: RegistryAuth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registry !== "") {
+      writer.uint32(10).string(message.registry);
+    }
+    if (message.username !== "") {
+      writer.uint32(18).string(message.username);
+    }
+    if (message.password.length !== 0) {
+      writer.uint32(26).bytes(message.password);
+    }
+    if (message.caPem !== "") {
+      writer.uint32(34).string(message.caPem);
+    }
+    if (message.updatedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryAuth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryAuth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.registry = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.caPem = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.updatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryAuth {
+    return {
+      registry: isSet(object.registry) ? globalThis.String(object.registry) : "",
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      password: isSet(object.password) ? Buffer.from(bytesFromBase64(object.password)) : Buffer.alloc(0),
+      caPem: isSet(object.caPem)
+        ? globalThis.String(object.caPem)
+        : isSet(object.ca_pem)
+        ? globalThis.String(object.ca_pem)
+        : "",
+      updatedAt: isSet(object.updatedAt)
+        ? fromJsonTimestamp(object.updatedAt)
+        : isSet(object.updated_at)
+        ? fromJsonTimestamp(object.updated_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RegistryAuth): unknown {
+    const obj: any = {};
+    if (message.registry !== "") {
+      obj.registry = message.registry;
+    }
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.password.length !== 0) {
+      obj.password = base64FromBytes(message.password);
+    }
+    if (message.caPem !== "") {
+      obj.caPem = message.caPem;
+    }
+    if (message.updatedAt !== undefined) {
+      obj.updatedAt = message.updatedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegistryAuth>, I>>(base?: I): RegistryAuth {
+    return RegistryAuth.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegistryAuth>, I>>(object: I): RegistryAuth {
+    const message = createBaseRegistryAuth();
+    message.registry = object.registry ?? "";
+    message.username = object.username ?? "";
+    message.password = object.password ?? Buffer.alloc(0);
+    message.caPem = object.caPem ?? "";
+    message.updatedAt = object.updatedAt ?? undefined;
     return message;
   },
 };
