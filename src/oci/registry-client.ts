@@ -13,6 +13,11 @@ import { formatImageReference, type ImageReference } from "./reference.js";
 export interface RegistryAccess {
   ca?: string | Buffer;
   credentials?: RegistryCredentials;
+  /**
+   * A ready Authorization header value (what a prefetch seed gets from a manager for one job: a
+   * Bearer token scoped to the repository, or Basic). Used as it is; a 401 to it is an error.
+   */
+  authorization?: string;
 }
 
 export interface RegistryClientOptions {
@@ -84,6 +89,20 @@ export class RegistryClient {
     return res.body;
   }
 
+  /**
+   * The Authorization header value this client pulls `image` with (undefined: the registry lets
+   * anyone pull): asks for the manifest by HEAD so that the registry's challenge is answered, and
+   * returns what answered it — for a token registry a Bearer token the token server scoped to
+   * `repository:<name>:pull`, for a Basic registry the Basic header. A manager hands it to a
+   * prefetch seed so that the seed never holds the login itself where the registry uses tokens.
+   */
+  async pullAuthorization(image: ImageReference): Promise<string | undefined> {
+    const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/manifests/${encodeURIComponent(image.digest ?? image.tag ?? "latest")}`, "HEAD", { accept: MANIFEST_ACCEPT });
+    discardBody(res);
+    if (res.status !== 200) throw await this.statusError(res, `image ${formatImageReference(image)}`, image.registry);
+    return this.authorizations.get(`${image.registry}/${image.repository}`);
+  }
+
   private accessOf(registry: string): RegistryAccess {
     return this.options.access?.(registry) ?? {};
   }
@@ -106,11 +125,14 @@ export class RegistryClient {
     const access = this.accessOf(registry);
     const peer = `registry ${registry}`;
     const authKey = `${registry}/${repository ?? ""}`;
-    let authorization = this.authorizations.get(authKey);
+    let authorization = this.authorizations.get(authKey) ?? access.authorization;
     for (let attempt = 0; ; attempt++) {
       const res = await this.sendFollowing(new URL(path, this.baseUrl(registry)), method, headers, authorization, access, peer, followRedirects);
       if (res.status !== 401) return res;
       discardBody(res);
+      if (access.authorization !== undefined && access.credentials === undefined) {
+        throw new ShoalError("UNAUTHENTICATED", `${peer} refused the authorization a manager gave for ${repository !== undefined ? `repository ${repository}` : "access"} (expired or out of scope); the manager issues a new one`);
+      }
       const challenge = parseChallenge(header(res, "www-authenticate"));
       if (attempt > 0 || challenge === undefined) {
         throw new ShoalError(

@@ -133,6 +133,41 @@ test("Bearer: the registry's 401 challenge leads to our token server and back; a
   }
 });
 
+test("pullAuthorization: a token registry's Bearer token scoped to one repository pulls it alone; a Basic registry's header; anonymous is undefined", async () => {
+  const user = { username: "erin", password: "seed-pass-4c0f2" };
+  const tokens = await startTokenServer({ users: [user] });
+  const guarded = await startRegistry({ token: tokens });
+  try {
+    const pushed = await buildTestImage({ registry: guarded.host, name: "team/seeded", credentials: user });
+    const other = await buildTestImage({ registry: guarded.host, name: "team/other", credentials: user });
+    const manager = new RegistryClient({ access: () => ({ credentials: user }) });
+    const authorization = await manager.pullAuthorization(parseImageReference(pushed.reference));
+    assert.ok(authorization !== undefined && authorization.startsWith("Bearer "), "a token registry gives a Bearer token");
+    assert.ok(!authorization.includes(user.password) && !authorization.includes(Buffer.from(`erin:${user.password}`).toString("base64")));
+    assert.ok(tokens.requests.some((r) => r.granted && r.scopes.includes("repository:team/seeded:pull")), JSON.stringify(tokens.requests));
+    // What a seed holds: the header alone, no login. It pulls the image it was given...
+    const seed = new RegistryClient({ access: () => ({ authorization }) });
+    const ref = parseImageReference(pushed.pinned);
+    const manifest = await seed.fetchManifest(ref, pushed.digest);
+    assert.equal(manifest.digest, pushed.digest);
+    // ...and nothing else: another repository of the same registry is refused, saying why.
+    await assert.rejects(seed.fetchManifest(parseImageReference(other.pinned), other.digest), rejectsWith("UNAUTHENTICATED", /refused the authorization a manager gave for repository team\/other/, [authorization.slice(7)]));
+  } finally {
+    await guarded.stop();
+    await tokens.stop();
+  }
+  const basicUser = { username: "frank", password: "basic-pass-8e21" };
+  const basic = await startRegistry({ htpasswd: [basicUser] });
+  try {
+    const pushed = await buildTestImage({ registry: basic.host, name: "plain", credentials: basicUser });
+    const header = await new RegistryClient({ access: () => ({ credentials: basicUser }) }).pullAuthorization(parseImageReference(pushed.reference));
+    assert.equal(header, `Basic ${Buffer.from("frank:basic-pass-8e21").toString("base64")}`);
+    assert.equal(await new RegistryClient().pullAuthorization(parseImageReference(`${registry.host}/app:1`)).catch((err: Error) => err.message), undefined);
+  } finally {
+    await basic.stop();
+  }
+});
+
 test("a token realm over plain HTTP off this machine is refused before any credential is sent", async () => {
   const server = http.createServer((_req, res) => res.writeHead(401, { "www-authenticate": 'Bearer realm="http://192.0.2.7/token",service="x"' }).end());
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
