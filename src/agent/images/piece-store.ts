@@ -90,7 +90,7 @@ export class PieceStore {
    * blob, whose sparse temp file is made now). `pieceHashes`, when known, is one hash per piece;
    * an entry may be undefined for a hash the manager has not published yet.
    */
-  async track(digest: string, size: number, pieceSize: number, pieceHashes?: ReadonlyArray<string | undefined>): Promise<{ have: Uint8Array; complete: boolean }> {
+  async track(digest: string, size: number, pieceSize: number, pieceHashes?: ReadonlyArray<string | undefined>): Promise<{ have: Uint8Array; complete: boolean; path?: string }> {
     const geometry = checkGeometry(digest, size, pieceSize);
     if (pieceHashes !== undefined) {
       if (pieceHashes.length !== geometry.pieceCount) throw new ShoalError("INVALID_ARGUMENT", `blob ${digest}: ${pieceHashes.length} piece hashes for ${geometry.pieceCount} pieces`);
@@ -109,7 +109,7 @@ export class PieceStore {
       if (known === undefined || known.pieceSize !== pieceSize) this.completed.set(digest, { ...geometry, hashes: pieceHashes ? [...pieceHashes] : known?.hashes });
       const have = newBitfield(geometry.pieceCount);
       for (let i = 0; i < geometry.pieceCount; i++) setBit(have, i);
-      return { have, complete: true };
+      return { have, complete: true, path: this.store.pathOf(digest) };
     }
     const path = this.store.newIngestPath(digest);
     const handle = await open(path, "wx", 0o600);
