@@ -112,7 +112,8 @@ export class PieceStore {
       return { have, complete: true, path: this.store.pathOf(digest) };
     }
     const path = this.store.newIngestPath(digest);
-    const handle = await open(path, "wx", 0o600);
+    // Read and write: its verified pieces are served to peers while the rest arrive.
+    const handle = await open(path, "wx+", 0o600);
     try {
       // Sparse: the file has its final length at once and pieces land at their offsets.
       await handle.truncate(size);
