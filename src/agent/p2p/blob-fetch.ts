@@ -200,6 +200,10 @@ class BlobDownload {
     const tracked = await o.sink.track(o.digest, o.size, o.pieceSize, o.pieceHashes);
     if (tracked.complete) return { fromPeers: 0, fromOrigin: 0, path: tracked.path ?? "", alreadyHeld: true };
     this.have = tracked.have;
+    if (isAborted(o.signal)) {
+      await o.sink.discard(o.digest);
+      throw abortReason(o.signal!);
+    }
     const onAbort = (): void => this.fail(abortReason(o.signal!));
     o.signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -241,9 +245,12 @@ class BlobDownload {
     return typeof this.o.grant === "function" ? this.o.grant() : this.o.grant;
   }
 
+  /** Keeps a call's promise until it settles; a bug that escapes one ends the download, never unhandled. */
   private track(p: Promise<void>): void {
-    this.running.add(p);
-    void p.finally(() => this.running.delete(p));
+    const q: Promise<void> = p
+      .catch((err: unknown) => this.fail(err instanceof ShoalError ? err : new ShoalError("INTERNAL", `${this.what}: ${messageOf(err)}`, { cause: err })))
+      .finally(() => this.running.delete(q));
+    this.running.add(q);
   }
 
   /** Brings the peer table in line with the candidate list: new ones added, dropped ones' requests cancelled. */
