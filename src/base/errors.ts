@@ -78,6 +78,8 @@ export const SHOAL_ERROR_CODES = [
   "PEER_OVERLOADED",
   /** A piece's bytes do not hash to the piece hash of the plan. */
   "PIECE_CORRUPT",
+  /** A blob download has no peer left that can supply it and no origin to fall back to (make the node a seed). */
+  "PREFETCH_NO_SOURCE",
   "INTERNAL",
 ] as const;
 

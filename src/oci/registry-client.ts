@@ -1,7 +1,7 @@
 // The OCI distribution client: `GET /v2/`, manifests by tag or digest, blobs, with anonymous,
 // Basic or Bearer auth, redirects for blobs, and every status mapped to a stable error code whose
 // message names the image and the registry (never a credential).
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { ShoalError } from "../base/errors.js";
 import { basicAuthorization, fetchBearerToken, parseChallenge, type RegistryCredentials } from "./auth.js";
 import { checkDigest, sha256Digest } from "./digest.js";
@@ -25,6 +25,12 @@ export interface RegistryClientOptions {
   access?: (registry: string) => RegistryAccess | undefined;
   /** A request fails when the registry is silent this long. */
   idleTimeoutMs?: number;
+}
+
+/** Bytes `offset` .. `offset + length - 1` of a blob; without `length`, to its end. */
+export interface BlobRange {
+  offset: number;
+  length?: number;
 }
 
 export interface FetchedManifest {
@@ -72,21 +78,42 @@ export class RegistryClient {
   }
 
   /**
-   * A stream of the blob's bytes. The caller verifies them (the content store hashes as it
-   * writes); the stream ends early with DIGEST_MISMATCH when more bytes arrive than `blob.size`.
+   * A stream of the blob's bytes, or with `range` of `length` bytes from `offset` (to the end when
+   * `length` is left out). The caller verifies them (the content store hashes as it writes); the
+   * stream fails with DIGEST_MISMATCH when more bytes arrive than asked for. A ranged request is
+   * answered 206 with a Content-Range that must be exactly the range asked for, of a blob of
+   * `blob.size` bytes; a registry that ignores Range and answers 200 with the whole blob is
+   * served too, by dropping the bytes before `offset` (a slice costs the whole prefix then).
    */
-  async openBlob(image: ImageReference, blob: Descriptor): Promise<Readable> {
+  async openBlob(image: ImageReference, blob: Descriptor, range?: BlobRange): Promise<Readable> {
     const what = `image ${formatImageReference(image)}: blob ${blob.digest}`;
-    const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/blobs/${blob.digest}`, "GET", {}, true);
-    if (res.status !== 200) {
+    const slice = range === undefined ? undefined : checkRange(range, blob.size, what);
+    // An empty tail (offset = size) is asked of no registry: there is nothing to send.
+    if (slice !== undefined && slice.length === 0) return Readable.from([]);
+    const headers: Record<string, string> = slice !== undefined ? { range: `bytes=${slice.offset}-${slice.offset + slice.length - 1}` } : {};
+    const res = await this.send(image.registry, image.repository, `/v2/${image.repository}/blobs/${blob.digest}`, "GET", headers, true);
+    if (res.status !== 200 && !(res.status === 206 && slice !== undefined)) {
       throw await this.statusError(res, what, image.registry, `${what}: registry ${image.registry} has no such blob in repository ${image.repository}`);
     }
     const declared = Number(res.headers["content-length"] ?? NaN);
-    if (Number.isFinite(declared) && declared !== blob.size) {
+    const fail = (code: "DIGEST_MISMATCH" | "REGISTRY_UNAVAILABLE", message: string): never => {
       res.body.destroy();
-      throw new ShoalError("DIGEST_MISMATCH", `${what}: registry ${image.registry} announced ${declared} bytes, the manifest says ${blob.size}`);
+      throw new ShoalError(code, `${what}: registry ${image.registry} ${message}`);
+    };
+    if (res.status === 206) {
+      const got = parseContentRange(header(res, "content-range"));
+      if (got === undefined) fail("REGISTRY_UNAVAILABLE", `answered a Range request with 206 and no usable Content-Range ('${(header(res, "content-range") ?? "").slice(0, 80)}')`);
+      if (got!.size !== undefined && got!.size !== blob.size) fail("DIGEST_MISMATCH", `says the blob is ${got!.size} bytes, the manifest says ${blob.size}`);
+      if (got!.first !== slice!.offset || got!.last !== slice!.offset + slice!.length - 1) {
+        fail("REGISTRY_UNAVAILABLE", `sent bytes ${got!.first}-${got!.last} when asked for ${slice!.offset}-${slice!.offset + slice!.length - 1}`);
+      }
+      if (Number.isFinite(declared) && declared !== slice!.length) fail("REGISTRY_UNAVAILABLE", `announced ${declared} bytes for a range of ${slice!.length}`);
+      return sliceOf(res.body, 0, slice!.length, true, what);
     }
-    return res.body;
+    if (Number.isFinite(declared) && declared !== blob.size) fail("DIGEST_MISMATCH", `announced ${declared} bytes, the manifest says ${blob.size}`);
+    if (slice === undefined) return res.body;
+    // A registry (or a proxy in front of it) that ignores Range: skip to the slice ourselves.
+    return sliceOf(res.body, slice.offset, slice.length, false, what);
   }
 
   /**
@@ -218,4 +245,49 @@ async function registryErrorDetail(res: HttpResponse): Promise<string> {
     res.body.destroy();
     return "";
   }
+}
+
+/** The range to ask for, whole and inside the blob, or INVALID_ARGUMENT (a caller's mistake, not the registry's). */
+function checkRange(range: BlobRange, size: number, what: string): { offset: number; length: number } {
+  const { offset } = range;
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) throw new ShoalError("INVALID_ARGUMENT", `${what}: range offset ${offset} is outside a blob of ${size} bytes`);
+  const length = range.length ?? size - offset;
+  if (!Number.isSafeInteger(length) || length < 0 || offset + length > size) {
+    throw new ShoalError("INVALID_ARGUMENT", `${what}: a range of ${length} bytes from ${offset} does not fit a blob of ${size} bytes`);
+  }
+  return { offset, length };
+}
+
+/** `bytes FIRST-LAST/SIZE` (SIZE may be `*`), as RFC 9110 §14.4 writes it; undefined if it is not that. */
+function parseContentRange(value: string | undefined): { first: number; last: number; size: number | undefined } | undefined {
+  const m = /^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15}|\*)$/.exec((value ?? "").trim());
+  if (m === null) return undefined;
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  if (last < first) return undefined;
+  return { first, last, size: m[3] === "*" ? undefined : Number(m[3]) };
+}
+
+/**
+ * Bytes `skip` .. `skip + length - 1` of `body`. With `strict` (a 206 body, which should be just
+ * the range), a byte past them is DIGEST_MISMATCH; without (a whole 200 body), the rest is not
+ * read. A short body is the reader's to notice (the resumable pull counts what it got).
+ */
+function sliceOf(body: Readable, skip: number, length: number, strict: boolean, what: string): Readable {
+  async function* slice(): AsyncGenerator<Buffer> {
+    let seen = 0;
+    const end = skip + length;
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      const start = seen;
+      seen += chunk.length;
+      if (strict && seen > end) throw new ShoalError("DIGEST_MISMATCH", `${what}: the registry sent more than the ${length} bytes asked for`);
+      const from = Math.max(0, skip - start);
+      const to = Math.min(chunk.length, end - start);
+      if (from < to) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
+      // Leaving the loop destroys the body: the rest of a whole-blob answer is not downloaded;
+      // a 206 body is read to its end so that an excess byte is seen.
+      if (!strict && seen >= end) return;
+    }
+  }
+  return Readable.from(slice(), { objectMode: false });
 }

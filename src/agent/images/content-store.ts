@@ -4,7 +4,7 @@
 // that is present is always whole and right; a bad or interrupted download leaves nothing behind.
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ShoalError } from "../../base/errors.js";
 import { checkDigest, DigestVerifier, digestHex, sha256Digest } from "../../oci/digest.js";
 
@@ -57,6 +57,44 @@ export class ContentStore {
     const bytes = await readFile(path);
     checkDigest(digest, sha256Digest(bytes), `${what}: blob ${digest} in the content store`);
     return bytes;
+  }
+
+  /**
+   * A fresh temp path under DIR/content/ingest for a blob another writer assembles (the P2P piece
+   * store); `open` clears it like every temp file, and only `adopt` moves it into place.
+   */
+  newIngestPath(digest: string): string {
+    return join(this.ingestDir, `${digestHex(digest).slice(0, 16)}-${randomBytes(6).toString("hex")}`);
+  }
+
+  /**
+   * Moves a whole blob written at `tempPath` (from newIngestPath) into the store under the same
+   * rule as `ensure`: its bytes are hashed here and must be `digest` and `size` bytes, the file is
+   * fsynced, renamed, and the directory fsynced. On a mismatch the temp file is removed and
+   * DIGEST_MISMATCH thrown. A blob already present wins: the temp file is dropped.
+   */
+  async adopt(tempPath: string, digest: string, size: number, what: string): Promise<string> {
+    if (dirname(tempPath) !== this.ingestDir) throw new ShoalError("INVALID_ARGUMENT", `${what}: ${tempPath} is not a temp file of this content store`);
+    let renamed = false;
+    try {
+      const verifier = new DigestVerifier();
+      const handle = await open(tempPath, "r+");
+      try {
+        for await (const chunk of handle.createReadStream({ autoClose: false, highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) verifier.update(chunk);
+        if (verifier.byteCount !== size) throw new ShoalError("DIGEST_MISMATCH", `${what}: blob ${digest} is ${verifier.byteCount} bytes, its descriptor says ${size}`);
+        checkDigest(digest, verifier.digest(), `${what}: blob`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      if (await this.has(digest)) return this.pathOf(digest);
+      await rename(tempPath, this.pathOf(digest));
+      renamed = true;
+      await syncDir(this.blobsDir);
+      return this.pathOf(digest);
+    } finally {
+      if (!renamed) await rm(tempPath, { force: true });
+    }
   }
 
   /**

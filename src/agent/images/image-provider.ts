@@ -6,6 +6,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { systemClock, type Clock } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
+import { pullBlob } from "../../oci/blob-pull.js";
 import { parseDigest } from "../../oci/digest.js";
 import { unpackLayerBlob, type UnpackOptions } from "../../oci/layer-unpack.js";
 import { hostPlatform, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, parseImageConfig, parseManifestOrIndex, selectPlatform, type Descriptor, type ImageConfig, type ImageManifest, type Platform } from "../../oci/manifest.js";
@@ -20,8 +21,10 @@ export interface RegistryImageProviderOptions {
   client: RegistryClient;
   platform?: Platform;
   unpack?: UnpackOptions;
-  /** Only for the timings in `lastTimings`. */
+  /** The timings in `lastTimings`, and the pauses between reopens of a broken blob download. */
   clock?: Clock;
+  /** Reopens of one blob download after its connection broke (blob-pull.ts's default unless told). */
+  maxPullRetries?: number;
   /** Layers downloaded at once. */
   maxParallelDownloads?: number;
 }
@@ -61,7 +64,8 @@ export class RegistryImageProvider {
         blob.size,
         async () => {
           bytesPulled += blob.size;
-          return this.opts.client.openBlob(ref, blob);
+          // Resumable: a connection that breaks mid-layer is reopened from the byte it got to.
+          return pullBlob(this.opts.client, ref, blob, { clock, ...(this.opts.maxPullRetries !== undefined ? { maxRetries: this.opts.maxPullRetries } : {}) });
         },
         what,
       );
