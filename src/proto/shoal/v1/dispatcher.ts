@@ -209,6 +209,49 @@ export interface PublishLogsMessage {
 export interface PublishLogsResponse {
 }
 
+export interface PrefetchBlob {
+  digest: string;
+  size: bigint;
+  pieceSize: number;
+  /** "sha256:<hex>" per piece, as the first seed reported them; grows while that seed pulls. */
+  pieceHashes: string[];
+}
+
+export interface PrefetchPeer {
+  nodeId: string;
+  addr: string;
+}
+
+/** Signed by the cluster CA for (job, cluster, zone, this node, blob); peers check it on every call. */
+export interface PrefetchBlobGrant {
+  blobDigest: string;
+  grant: Buffer;
+}
+
+export interface PrefetchOrder {
+  jobId: string;
+  /** The image reference the blobs belong to (registry/repository), for a seed's registry pull. */
+  image: string;
+  manifestDigest: string;
+  blobs: PrefetchBlob[];
+  seed: boolean;
+  /** For a seed: the piece its registry pull starts at, per blob (staggered across a zone's seeds). */
+  originStartPieces: number[];
+  /** Peers of this node's zone, best first; empty for a seed. */
+  candidates: PrefetchPeer[];
+  grants: PrefetchBlobGrant[];
+  grantsExpireAt:
+    | Date
+    | undefined;
+  /**
+   * Seeds only, kept in memory for this job: the Authorization header value to pull with (a token
+   * scoped to the repository where the registry issues tokens; Basic otherwise; empty: anonymous).
+   */
+  registryAuthorization: string;
+  /** PEM of the registry's CA when the managers hold one. */
+  registryCaPem: string;
+}
+
 function createBaseSessionRequest(): SessionRequest {
   return { description: undefined, addr: "" };
 }
@@ -1882,6 +1925,595 @@ export const PublishLogsResponse: MessageFns<PublishLogsResponse> = {
   },
 };
 
+function createBasePrefetchBlob(): PrefetchBlob {
+  return { digest: "", size: 0n, pieceSize: 0, pieceHashes: [] };
+}
+
+export const PrefetchBlob: MessageFns<PrefetchBlob> = {
+  encode(message: PrefetchBlob, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.digest !== "") {
+      writer.uint32(10).string(message.digest);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.size);
+    }
+    if (message.pieceSize !== 0) {
+      writer.uint32(24).uint32(message.pieceSize);
+    }
+    for (const v of message.pieceHashes) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchBlob {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchBlob();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pieceSize = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pieceHashes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchBlob {
+    return {
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      pieceSize: isSet(object.pieceSize)
+        ? globalThis.Number(object.pieceSize)
+        : isSet(object.piece_size)
+        ? globalThis.Number(object.piece_size)
+        : 0,
+      pieceHashes: globalThis.Array.isArray(object?.pieceHashes)
+        ? object.pieceHashes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.piece_hashes)
+        ? object.piece_hashes.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PrefetchBlob): unknown {
+    const obj: any = {};
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.pieceSize !== 0) {
+      obj.pieceSize = Math.round(message.pieceSize);
+    }
+    if (message.pieceHashes?.length) {
+      obj.pieceHashes = message.pieceHashes;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchBlob>, I>>(base?: I): PrefetchBlob {
+    return PrefetchBlob.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchBlob>, I>>(object: I): PrefetchBlob {
+    const message = createBasePrefetchBlob();
+    message.digest = object.digest ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.pieceSize = object.pieceSize ?? 0;
+    message.pieceHashes = object.pieceHashes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePrefetchPeer(): PrefetchPeer {
+  return { nodeId: "", addr: "" };
+}
+
+export const PrefetchPeer: MessageFns<PrefetchPeer> = {
+  encode(message: PrefetchPeer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.addr !== "") {
+      writer.uint32(18).string(message.addr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchPeer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchPeer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.addr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchPeer {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
+    };
+  },
+
+  toJSON(message: PrefetchPeer): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.addr !== "") {
+      obj.addr = message.addr;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchPeer>, I>>(base?: I): PrefetchPeer {
+    return PrefetchPeer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchPeer>, I>>(object: I): PrefetchPeer {
+    const message = createBasePrefetchPeer();
+    message.nodeId = object.nodeId ?? "";
+    message.addr = object.addr ?? "";
+    return message;
+  },
+};
+
+function createBasePrefetchBlobGrant(): PrefetchBlobGrant {
+  return { blobDigest: "", grant: Buffer.alloc(0) };
+}
+
+export const PrefetchBlobGrant: MessageFns<PrefetchBlobGrant> = {
+  encode(message: PrefetchBlobGrant, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blobDigest !== "") {
+      writer.uint32(10).string(message.blobDigest);
+    }
+    if (message.grant.length !== 0) {
+      writer.uint32(18).bytes(message.grant);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchBlobGrant {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchBlobGrant();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blobDigest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.grant = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchBlobGrant {
+    return {
+      blobDigest: isSet(object.blobDigest)
+        ? globalThis.String(object.blobDigest)
+        : isSet(object.blob_digest)
+        ? globalThis.String(object.blob_digest)
+        : "",
+      grant: isSet(object.grant) ? Buffer.from(bytesFromBase64(object.grant)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PrefetchBlobGrant): unknown {
+    const obj: any = {};
+    if (message.blobDigest !== "") {
+      obj.blobDigest = message.blobDigest;
+    }
+    if (message.grant.length !== 0) {
+      obj.grant = base64FromBytes(message.grant);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchBlobGrant>, I>>(base?: I): PrefetchBlobGrant {
+    return PrefetchBlobGrant.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchBlobGrant>, I>>(object: I): PrefetchBlobGrant {
+    const message = createBasePrefetchBlobGrant();
+    message.blobDigest = object.blobDigest ?? "";
+    message.grant = object.grant ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePrefetchOrder(): PrefetchOrder {
+  return {
+    jobId: "",
+    image: "",
+    manifestDigest: "",
+    blobs: [],
+    seed: false,
+    originStartPieces: [],
+    candidates: [],
+    grants: [],
+    grantsExpireAt: undefined,
+    registryAuthorization: "",
+    registryCaPem: "",
+  };
+}
+
+export const PrefetchOrder: MessageFns<PrefetchOrder> = {
+  encode(message: PrefetchOrder, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.image !== "") {
+      writer.uint32(18).string(message.image);
+    }
+    if (message.manifestDigest !== "") {
+      writer.uint32(26).string(message.manifestDigest);
+    }
+    for (const v of message.blobs) {
+      PrefetchBlob.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.seed !== false) {
+      writer.uint32(40).bool(message.seed);
+    }
+    if (message.originStartPieces.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.originStartPieces) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.candidates) {
+      PrefetchPeer.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.grants) {
+      PrefetchBlobGrant.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.grantsExpireAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.grantsExpireAt), writer.uint32(74).fork()).join();
+    }
+    if (message.registryAuthorization !== "") {
+      writer.uint32(82).string(message.registryAuthorization);
+    }
+    if (message.registryCaPem !== "") {
+      writer.uint32(90).string(message.registryCaPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchOrder {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchOrder();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.manifestDigest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.blobs.push(PrefetchBlob.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seed = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag === 48) {
+              message.originStartPieces.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.originStartPieces.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.candidates.push(PrefetchPeer.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.grants.push(PrefetchBlobGrant.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.grantsExpireAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.registryAuthorization = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.registryCaPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchOrder {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      manifestDigest: isSet(object.manifestDigest)
+        ? globalThis.String(object.manifestDigest)
+        : isSet(object.manifest_digest)
+        ? globalThis.String(object.manifest_digest)
+        : "",
+      blobs: globalThis.Array.isArray(object?.blobs) ? object.blobs.map((e: any) => PrefetchBlob.fromJSON(e)) : [],
+      seed: isSet(object.seed) ? globalThis.Boolean(object.seed) : false,
+      originStartPieces: globalThis.Array.isArray(object?.originStartPieces)
+        ? object.originStartPieces.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.origin_start_pieces)
+        ? object.origin_start_pieces.map((e: any) => globalThis.Number(e))
+        : [],
+      candidates: globalThis.Array.isArray(object?.candidates)
+        ? object.candidates.map((e: any) => PrefetchPeer.fromJSON(e))
+        : [],
+      grants: globalThis.Array.isArray(object?.grants)
+        ? object.grants.map((e: any) => PrefetchBlobGrant.fromJSON(e))
+        : [],
+      grantsExpireAt: isSet(object.grantsExpireAt)
+        ? fromJsonTimestamp(object.grantsExpireAt)
+        : isSet(object.grants_expire_at)
+        ? fromJsonTimestamp(object.grants_expire_at)
+        : undefined,
+      registryAuthorization: isSet(object.registryAuthorization)
+        ? globalThis.String(object.registryAuthorization)
+        : isSet(object.registry_authorization)
+        ? globalThis.String(object.registry_authorization)
+        : "",
+      registryCaPem: isSet(object.registryCaPem)
+        ? globalThis.String(object.registryCaPem)
+        : isSet(object.registry_ca_pem)
+        ? globalThis.String(object.registry_ca_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: PrefetchOrder): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.manifestDigest !== "") {
+      obj.manifestDigest = message.manifestDigest;
+    }
+    if (message.blobs?.length) {
+      obj.blobs = message.blobs.map((e) => PrefetchBlob.toJSON(e));
+    }
+    if (message.seed !== false) {
+      obj.seed = message.seed;
+    }
+    if (message.originStartPieces?.length) {
+      obj.originStartPieces = message.originStartPieces.map((e) => Math.round(e));
+    }
+    if (message.candidates?.length) {
+      obj.candidates = message.candidates.map((e) => PrefetchPeer.toJSON(e));
+    }
+    if (message.grants?.length) {
+      obj.grants = message.grants.map((e) => PrefetchBlobGrant.toJSON(e));
+    }
+    if (message.grantsExpireAt !== undefined) {
+      obj.grantsExpireAt = message.grantsExpireAt.toISOString();
+    }
+    if (message.registryAuthorization !== "") {
+      obj.registryAuthorization = message.registryAuthorization;
+    }
+    if (message.registryCaPem !== "") {
+      obj.registryCaPem = message.registryCaPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchOrder>, I>>(base?: I): PrefetchOrder {
+    return PrefetchOrder.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchOrder>, I>>(object: I): PrefetchOrder {
+    const message = createBasePrefetchOrder();
+    message.jobId = object.jobId ?? "";
+    message.image = object.image ?? "";
+    message.manifestDigest = object.manifestDigest ?? "";
+    message.blobs = object.blobs?.map((e) => PrefetchBlob.fromPartial(e)) || [];
+    message.seed = object.seed ?? false;
+    message.originStartPieces = object.originStartPieces?.map((e) => e) || [];
+    message.candidates = object.candidates?.map((e) => PrefetchPeer.fromPartial(e)) || [];
+    message.grants = object.grants?.map((e) => PrefetchBlobGrant.fromPartial(e)) || [];
+    message.grantsExpireAt = object.grantsExpireAt ?? undefined;
+    message.registryAuthorization = object.registryAuthorization ?? "";
+    message.registryCaPem = object.registryCaPem ?? "";
+    return message;
+  },
+};
+
 export type DispatcherService = typeof DispatcherService;
 export const DispatcherService = {
   session: {
@@ -2029,6 +2661,14 @@ export const DispatcherClient = makeGenericClientConstructor(DispatcherService, 
   service: typeof DispatcherService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
