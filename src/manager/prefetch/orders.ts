@@ -16,6 +16,9 @@ export interface OrdersInput {
   clusterId: string;
   image: string;
   manifestDigest: string;
+  /** The manifest's bytes (verified against manifestDigest by every node). */
+  manifest: Uint8Array;
+  /** The config and the layers. */
   blobs: readonly PrefetchBlob[];
   plan: PrefetchPlan;
   /** Every target, by node ID, as the store says now (zone, address, revoked, down). */
@@ -57,6 +60,7 @@ export function buildOrders(input: OrdersInput): NodeOrder[] {
       jobId: input.jobId,
       image: input.image,
       manifestDigest: input.manifestDigest,
+      manifest: Buffer.from(input.manifest),
       blobs: input.blobs.map((b) => ({ ...b, pieceHashes: [...b.pieceHashes] })),
       seed,
       originStartPieces: seed ? input.blobs.map((b) => originStartPiece(input.plan, node.nodeId, Math.ceil(Number(b.size) / b.pieceSize))) : [],

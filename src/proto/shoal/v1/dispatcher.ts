@@ -250,6 +250,12 @@ export interface PrefetchOrder {
   registryAuthorization: string;
   /** PEM of the registry's CA when the managers hold one. */
   registryCaPem: string;
+  /**
+   * The manifest itself (small; the leader fetched it to learn the blobs): registries serve it on
+   * /manifests/, not as a blob, so it travels with the order. The node checks it against
+   * manifest_digest before it stores it.
+   */
+  manifest: Buffer;
 }
 
 function createBaseSessionRequest(): SessionRequest {
@@ -2244,6 +2250,7 @@ function createBasePrefetchOrder(): PrefetchOrder {
     grantsExpireAt: undefined,
     registryAuthorization: "",
     registryCaPem: "",
+    manifest: Buffer.alloc(0),
   };
 }
 
@@ -2285,6 +2292,9 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     }
     if (message.registryCaPem !== "") {
       writer.uint32(90).string(message.registryCaPem);
+    }
+    if (message.manifest.length !== 0) {
+      writer.uint32(98).bytes(message.manifest);
     }
     return writer;
   },
@@ -2400,6 +2410,14 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
             message.registryCaPem = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.manifest = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2453,6 +2471,7 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
         : isSet(object.registry_ca_pem)
         ? globalThis.String(object.registry_ca_pem)
         : "",
+      manifest: isSet(object.manifest) ? Buffer.from(bytesFromBase64(object.manifest)) : Buffer.alloc(0),
     };
   },
 
@@ -2491,6 +2510,9 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     if (message.registryCaPem !== "") {
       obj.registryCaPem = message.registryCaPem;
     }
+    if (message.manifest.length !== 0) {
+      obj.manifest = base64FromBytes(message.manifest);
+    }
     return obj;
   },
 
@@ -2510,6 +2532,7 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     message.grantsExpireAt = object.grantsExpireAt ?? undefined;
     message.registryAuthorization = object.registryAuthorization ?? "";
     message.registryCaPem = object.registryCaPem ?? "";
+    message.manifest = object.manifest ?? Buffer.alloc(0);
     return message;
   },
 };

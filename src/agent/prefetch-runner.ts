@@ -1,0 +1,193 @@
+// A worker's side of prefetch jobs (DESIGN.md §8): for each PrefetchOrder a manager pushes, bring
+// every blob of the image into the content store before its task starts — a seed from the
+// registry (with the header its order carries, in memory only, dropped when the job ends), every
+// other node from the peers of its zone its order names, each piece checked against the hash the
+// manager published. Orders for a running job replace its candidates, grants and known hashes in
+// place, so a replan, a renewed grant or newly published hashes reach downloads that are running.
+// What happens is told to `report` (piece hashes from seeds, progress, bad peers, the end), which
+// the wiring forwards to the manager.
+import type { Logger } from "pino";
+import type { Clock } from "../base/clock.js";
+import { isShoalError, ShoalError } from "../base/errors.js";
+import type { Random } from "../base/random.js";
+import { pullRange } from "../oci/blob-pull.js";
+import { parseImageReference } from "../oci/reference.js";
+import { RegistryClient } from "../oci/registry-client.js";
+import type { PrefetchOrder } from "../proto/shoal/v1/dispatcher.js";
+import { fetchBlob, seedBlob, type BlobFetchProgress, type BlobFetchResult, type PeerAddress, type PeerFetcher, type PieceSink } from "./p2p/blob-fetch.js";
+
+export type PrefetchReport =
+  | { kind: "piece-hash"; jobId: string; digest: string; index: number; hash: string }
+  | { kind: "progress"; jobId: string; progress: BlobFetchProgress }
+  | { kind: "bad-peer"; jobId: string; digest: string; nodeId: string; piece: number; reason: string }
+  | { kind: "done"; jobId: string; bytesFromPeers: number; bytesFromRegistry: number }
+  | { kind: "failed"; jobId: string; code: string; message: string };
+
+export interface PrefetchRunnerOptions {
+  sink: PieceSink;
+  /** Stores the order's manifest once its bytes match the digest (the content store's ensure). */
+  storeManifest: (digest: string, bytes: Buffer) => Promise<void>;
+  peer: PeerFetcher;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  report: (event: PrefetchReport) => void;
+  pieceTimeoutMs?: number;
+  haveRefreshMs?: number;
+  /** The registry's idle timeout for a seed's pulls. */
+  registryIdleTimeoutMs?: number;
+}
+
+interface Job {
+  order: PrefetchOrder;
+  abort: AbortController;
+  /** Per blob digest: the hashes known so far (the downloader reads this array as it changes). */
+  hashes: Map<string, Array<string | undefined>>;
+  done: Promise<void>;
+}
+
+const DEFAULT_PIECE_TIMEOUT_MS = 30_000;
+const DEFAULT_HAVE_REFRESH_MS = 250;
+
+export class PrefetchRunner {
+  private readonly jobs = new Map<string, Job>();
+
+  constructor(private readonly opts: PrefetchRunnerOptions) {}
+
+  /** Starts the order's job, or brings a running one up to date with it. */
+  apply(order: PrefetchOrder): void {
+    const running = this.jobs.get(order.jobId);
+    if (running !== undefined) {
+      running.order = order;
+      this.learnHashes(running, order);
+      return;
+    }
+    const job: Job = { order, abort: new AbortController(), hashes: new Map(), done: Promise.resolve() };
+    for (const blob of order.blobs) job.hashes.set(blob.digest, Array.from({ length: pieceCount(Number(blob.size), blob.pieceSize) }, () => undefined));
+    this.learnHashes(job, order);
+    this.jobs.set(order.jobId, job);
+    job.done = this.run(job);
+  }
+
+  /** Ends a job (withdrawn by the manager, or done); its downloads stop and their partial blobs go. */
+  async stop(jobId: string): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (job === undefined) return;
+    this.jobs.delete(jobId);
+    job.abort.abort(new ShoalError("UNAVAILABLE", `prefetch job ${jobId} was withdrawn`));
+    await job.done;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.jobs.keys()].map((id) => this.stop(id)));
+  }
+
+  /** Job IDs running now. */
+  running(): string[] {
+    return [...this.jobs.keys()];
+  }
+
+  /** Resolves when the job has ended (done, failed or stopped). */
+  async settled(jobId: string): Promise<void> {
+    await this.jobs.get(jobId)?.done;
+  }
+
+  private learnHashes(job: Job, order: PrefetchOrder): void {
+    for (const blob of order.blobs) {
+      const known = job.hashes.get(blob.digest);
+      if (known === undefined) continue;
+      blob.pieceHashes.forEach((h, i) => {
+        if (i < known.length && h !== "") known[i] = h;
+      });
+    }
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { jobId } = job.order;
+    let fromPeers = 0;
+    let fromRegistry = 0;
+    try {
+      await this.opts.storeManifest(job.order.manifestDigest, Buffer.from(job.order.manifest));
+      // Blobs one after another: each already uses the node's whole download across its peers.
+      for (const [i, blob] of job.order.blobs.entries()) {
+        const result = job.order.seed ? await this.seed(job, i) : await this.fetch(job, i);
+        fromPeers += result.fromPeers;
+        fromRegistry += result.fromOrigin;
+      }
+      this.opts.logger.info({ jobId, fromPeers, fromRegistry, seed: job.order.seed }, "prefetch job done on this node");
+      this.opts.report({ kind: "done", jobId, bytesFromPeers: fromPeers, bytesFromRegistry: fromRegistry });
+    } catch (err) {
+      if (job.abort.signal.aborted) return;
+      const code = isShoalError(err) ? err.code : "INTERNAL";
+      const message = err instanceof Error ? err.message : String(err);
+      this.opts.logger.warn({ jobId, code, err: message }, "prefetch job failed on this node");
+      this.opts.report({ kind: "failed", jobId, code, message });
+    } finally {
+      if (this.jobs.get(jobId) === job) this.jobs.delete(jobId);
+    }
+  }
+
+  private grantOf(job: Job, digest: string): Uint8Array {
+    const grant = job.order.grants.find((g) => g.blobDigest === digest)?.grant;
+    if (grant === undefined) throw new ShoalError("FAILED_PRECONDITION", `prefetch job ${job.order.jobId} has no grant for blob ${digest}`);
+    return grant;
+  }
+
+  private fetch(job: Job, i: number): Promise<BlobFetchResult> {
+    const blob = job.order.blobs[i]!;
+    const { jobId } = job.order;
+    return fetchBlob({
+      digest: blob.digest,
+      size: Number(blob.size),
+      pieceSize: blob.pieceSize,
+      pieceHashes: job.hashes.get(blob.digest)!,
+      peers: (): PeerAddress[] => job.order.candidates.map((c) => ({ nodeId: c.nodeId, addr: c.addr })),
+      grant: () => this.grantOf(job, blob.digest),
+      sink: this.opts.sink,
+      peer: this.opts.peer,
+      clock: this.opts.clock,
+      random: this.opts.random,
+      pieceTimeoutMs: this.opts.pieceTimeoutMs ?? DEFAULT_PIECE_TIMEOUT_MS,
+      haveRefreshMs: this.opts.haveRefreshMs ?? DEFAULT_HAVE_REFRESH_MS,
+      signal: job.abort.signal,
+      onBadPeer: (nodeId, piece, reason) => this.opts.report({ kind: "bad-peer", jobId, digest: blob.digest, nodeId, piece, reason }),
+      onProgress: (progress) => this.opts.report({ kind: "progress", jobId, progress }),
+      what: `image ${job.order.image}: blob ${blob.digest}`,
+    });
+  }
+
+  private seed(job: Job, i: number): Promise<BlobFetchResult> {
+    const blob = job.order.blobs[i]!;
+    const { jobId } = job.order;
+    const image = parseImageReference(job.order.image);
+    const authorization = job.order.registryAuthorization;
+    const ca = job.order.registryCaPem;
+    // The header lives in this client, in memory, for this job only; it is never written or logged.
+    const client = new RegistryClient({
+      access: (registry) => (registry === image.registry ? { ...(authorization !== "" ? { authorization } : {}), ...(ca !== "" ? { ca } : {}) } : undefined),
+      ...(this.opts.registryIdleTimeoutMs !== undefined ? { idleTimeoutMs: this.opts.registryIdleTimeoutMs } : {}),
+    });
+    const descriptor = { mediaType: "application/octet-stream", digest: blob.digest, size: Number(blob.size) };
+    const known = job.hashes.get(blob.digest)!;
+    return seedBlob({
+      digest: blob.digest,
+      size: Number(blob.size),
+      pieceSize: blob.pieceSize,
+      pieceHashes: known,
+      sink: this.opts.sink,
+      origin: (offset, length, signal) => pullRange(client, image, descriptor, { offset, length }, { clock: this.opts.clock, signal }),
+      startPiece: job.order.originStartPieces[i] ?? 0,
+      signal: job.abort.signal,
+      onPieceHash: (index, hash) => {
+        known[index] ??= hash;
+        this.opts.report({ kind: "piece-hash", jobId, digest: blob.digest, index, hash });
+      },
+      onProgress: (progress) => this.opts.report({ kind: "progress", jobId, progress }),
+      what: `image ${job.order.image}: blob ${blob.digest}`,
+    });
+  }
+}
+
+function pieceCount(size: number, pieceSize: number): number {
+  return size === 0 ? 0 : Math.ceil(size / pieceSize);
+}
