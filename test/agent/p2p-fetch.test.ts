@@ -8,7 +8,7 @@
 // download leaves nothing behind. Starts a registry child process.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, KeyObject, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,19 +17,16 @@ import { systemClock } from "../../src/base/clock.js";
 import { isShoalError, ShoalError } from "../../src/base/errors.js";
 import { newId } from "../../src/base/ids.js";
 import { SeededRandom } from "../../src/base/random.js";
-import { createNodeKeyAndCsr, createRootCA, RootCA, signGrant } from "../../src/ca/index.js";
+import { createRootCA, RootCA, signGrant } from "../../src/ca/index.js";
 import { ContentStore } from "../../src/agent/images/content-store.js";
 import { PieceStore } from "../../src/agent/images/piece-store.js";
 import { fetchBlob, seedBlob, type BlobFetchOptions, type OriginPull, type PeerAddress, type PieceSink } from "../../src/agent/p2p/blob-fetch.js";
-import { PeerClient } from "../../src/agent/p2p/peer-client.js";
-import { PeerServer, type PeerServerOptions } from "../../src/agent/p2p/peer-server.js";
+import type { PeerServerOptions } from "../../src/agent/p2p/peer-server.js";
+import { startPeerNode, type PeerNode } from "./p2p-fixture.js";
 import { pullRange } from "../../src/oci/blob-pull.js";
 import type { Descriptor } from "../../src/oci/manifest.js";
 import { parseImageReference } from "../../src/oci/reference.js";
 import { RegistryClient } from "../../src/oci/registry-client.js";
-import { caPeerVerifier } from "../../src/transport/identity.js";
-import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer, type SecureServer } from "../../src/transport/server.js";
 import { ensureContainerTools } from "../../scripts/lib/container-tools.js";
 import { startRegistry, type LocalRegistry } from "../../scripts/lib/registry.js";
 
@@ -57,19 +54,7 @@ function makeBlob(pieces: number): TestBlob {
   return { bytes, digest: sha256(bytes), size: bytes.length, hashes };
 }
 
-/** A worker: certificate, content store + piece store in a temp dir, a PeerServer and a PeerClient. */
-interface Node {
-  nodeId: string;
-  addr: string;
-  serial: string;
-  store: ContentStore;
-  pieces: PieceStore;
-  server: SecureServer;
-  peer: PeerServer;
-  client: PeerClient;
-  /** This node's view of the revocation list (its server's and its client's). */
-  revocation: RevocationState;
-}
+type Node = PeerNode;
 
 let root: RootCA;
 const clusterId = newId();
@@ -78,28 +63,7 @@ let registry: LocalRegistry;
 const nodes: Node[] = [];
 
 async function startNode(name: string, extra: Partial<PeerServerOptions> = {}): Promise<Node> {
-  const { privateKey, csrPem } = await createNodeKeyAndCsr();
-  const nodeId = newId();
-  const issued = root.issueNodeCertificate({ csrPem, nodeId, clusterId, role: "swarm-worker", zone: ZONE, clock: systemClock });
-  const keyPem = (privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
-  const revocation = new RevocationState();
-  const store = new ContentStore(join(work, name, "content"));
-  await store.open();
-  const pieces = new PieceStore(store, { defaultPieceSize: PIECE_SIZE });
-  const server = createSecureServer({
-    clusterId,
-    rootCaPem: root.certPem,
-    identity: { certPem: issued.certPem, keyPem },
-    verifier: caPeerVerifier({ rootCaPem: root.certPem, clusterId, clock: systemClock, revocation }),
-    revocation,
-    clock: systemClock,
-  });
-  const peer = new PeerServer({ clusterId, zone: ZONE, rootCA: RootCA.fromCertOnly(root.certPem), source: pieces, peerOf: (call) => server.peerOf(call), revocation, clock: systemClock, logger, chunkBytes: 16 * 1024, ...extra });
-  peer.mount(server);
-  const port = await server.listen("127.0.0.1:0", "open");
-  const client = new PeerClient({ clusterId, rootCaPem: root.certPem, identity: { certPem: issued.certPem, keyPem }, revocation, clock: systemClock });
-  const serial = new (await import("node:crypto")).X509Certificate(issued.certPem).serialNumber;
-  const node: Node = { nodeId, addr: `127.0.0.1:${port}`, serial, store, pieces, server, peer, client, revocation };
+  const node = await startPeerNode({ root, clusterId, zone: ZONE, dir: join(work, name), logger, pieceSize: PIECE_SIZE, server: { chunkBytes: 16 * 1024, ...extra } });
   nodes.push(node);
   return node;
 }

@@ -8,7 +8,6 @@
 // the zone-b node served nothing and was asked nothing; only seeds' orders carried the header.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import type { KeyObject } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,12 +16,8 @@ import { pino } from "pino";
 import { systemClock } from "../../src/base/clock.js";
 import { newId } from "../../src/base/ids.js";
 import { SeededRandom } from "../../src/base/random.js";
-import { createNodeKeyAndCsr, createRootCA, RootCA } from "../../src/ca/index.js";
-import { ContentStore } from "../../src/agent/images/content-store.js";
+import { createRootCA, type RootCA } from "../../src/ca/index.js";
 import { RegistryImageProvider } from "../../src/agent/images/image-provider.js";
-import { PieceStore } from "../../src/agent/images/piece-store.js";
-import { PeerClient } from "../../src/agent/p2p/peer-client.js";
-import { PeerServer } from "../../src/agent/p2p/peer-server.js";
 import { PrefetchRunner, type PrefetchReport } from "../../src/agent/prefetch-runner.js";
 import { buildOrders } from "../../src/manager/prefetch/orders.js";
 import { planPrefetch, type PlanNode } from "../../src/manager/prefetch/plan.js";
@@ -31,26 +26,17 @@ import { parseImageReference } from "../../src/oci/reference.js";
 import { RegistryClient } from "../../src/oci/registry-client.js";
 import { createImageResolver } from "../../src/oci/resolver.js";
 import type { PrefetchBlob, PrefetchOrder } from "../../src/proto/shoal/v1/dispatcher.js";
-import { caPeerVerifier } from "../../src/transport/identity.js";
-import { RevocationState } from "../../src/transport/revocation.js";
-import { createSecureServer, type SecureServer } from "../../src/transport/server.js";
 import { startRegistry, startTokenServer, type LocalRegistry, type TokenServer } from "../../scripts/lib/registry.js";
 import { buildTestImage, type TestImage } from "../../scripts/lib/test-image.js";
 import { waitFor } from "../e2e/cluster.js";
+import { startPeerNode, type PeerNode } from "./p2p-fixture.js";
 
 const PIECE_SIZE = 256 * 1024;
 const user = { username: "grace", password: "prefetch-pass-0b7e4" };
 const logLines: string[] = [];
 const logger = pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) });
 
-interface Worker {
-  nodeId: string;
-  zone: string;
-  addr: string;
-  store: ContentStore;
-  server: SecureServer;
-  peer: PeerServer;
-  client: PeerClient;
+interface Worker extends PeerNode {
   runner: PrefetchRunner;
   reports: PrefetchReport[];
   order?: PrefetchOrder;
@@ -85,28 +71,10 @@ after(async () => {
 });
 
 async function startWorker(name: string, zone: string, onReport: (w: Worker, r: PrefetchReport) => void): Promise<Worker> {
-  const { privateKey, csrPem } = await createNodeKeyAndCsr();
-  const nodeId = newId();
-  const issued = root.issueNodeCertificate({ csrPem, nodeId, clusterId, role: "swarm-worker", zone, clock: systemClock });
-  const keyPem = (privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
-  const revocation = new RevocationState();
-  const store = new ContentStore(join(work, name, "content"));
-  await store.open();
-  const pieces = new PieceStore(store, { defaultPieceSize: PIECE_SIZE });
-  const server = createSecureServer({
-    clusterId,
-    rootCaPem: root.certPem,
-    identity: { certPem: issued.certPem, keyPem },
-    verifier: caPeerVerifier({ rootCaPem: root.certPem, clusterId, clock: systemClock, revocation }),
-    revocation,
-    clock: systemClock,
-  });
-  const peer = new PeerServer({ clusterId, zone, rootCA: RootCA.fromCertOnly(root.certPem), source: pieces, peerOf: (call) => server.peerOf(call), revocation, clock: systemClock, logger });
-  peer.mount(server);
-  const port = await server.listen("127.0.0.1:0", "open");
-  const client = new PeerClient({ clusterId, rootCaPem: root.certPem, identity: { certPem: issued.certPem, keyPem }, revocation, clock: systemClock });
+  const node = await startPeerNode({ root, clusterId, zone, dir: join(work, name), logger, pieceSize: PIECE_SIZE });
+  const { store, pieces, client } = node;
   const reports: PrefetchReport[] = [];
-  const worker = { nodeId, zone, addr: `127.0.0.1:${port}`, store, server, peer, client, reports } as Worker;
+  const worker = { ...node, reports } as Worker;
   const storeManifest = async (d: string, bytes: Buffer): Promise<void> => {
     await store.ensure(d, bytes.length, async () => (async function* () { yield bytes; })(), "a prefetch order's manifest");
   };

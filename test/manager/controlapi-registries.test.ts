@@ -6,26 +6,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
-import { isShoalError, type ShoalErrorCode } from "../../src/base/errors.js";
 import { ServiceSpec } from "../../src/proto/shoal/v1/objects.js";
 import { startRegistry } from "../../scripts/lib/registry.js";
 import { buildTestImage } from "../../scripts/lib/test-image.js";
 import { filesContaining, waitFor } from "../e2e/cluster.js";
-import { singleManager } from "./single-manager.js";
+import { refusedWith, singleManager } from "./single-manager.js";
 
 const PASSWORD = "reg-pass-5d1e8c0b77";
 const WRONG = "not-the-pass-91fa3";
-
-async function refusedWith(call: Promise<unknown>, code: ShoalErrorCode, pattern?: RegExp): Promise<string> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(isShoalError(err, code), `expected ${code}, got ${String(err)}`);
-    if (pattern !== undefined) assert.match(err.message, pattern);
-    return err.message;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 test("registry login: checked against the registry, stored without any read view of the password, used to resolve a private image", { timeout: 180_000 }, async (t) => {
   const user = { username: "carol", password: PASSWORD };

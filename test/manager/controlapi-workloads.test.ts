@@ -4,7 +4,6 @@
 // size bounds and in-use refusal; no read API returning secret bytes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { isShoalError, type ShoalErrorCode } from "../../src/base/errors.js";
 import type { DaemonClient } from "../../src/cli/daemon-client.js";
 import {
   NetworkMode,
@@ -16,23 +15,12 @@ import {
   type Service,
 } from "../../src/proto/shoal/v1/objects.js";
 import { MAX_SECRET_BYTES } from "../../src/state/limits.js";
-import { singleManager } from "./single-manager.js";
+import { refusedWith, singleManager } from "./single-manager.js";
 import { retryOnVersionConflict } from "../../src/cli/retry.js";
 import { waitFor } from "../e2e/cluster.js";
 
 // Loosely typed on purpose: these tests send what a careless or hostile client could send.
 type PartialSpec = Record<string, unknown>;
-
-async function refusedWith(call: Promise<unknown>, code: ShoalErrorCode, pattern?: RegExp): Promise<string> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(isShoalError(err, code), `expected ${code}, got ${String(err)}`);
-    if (pattern !== undefined) assert.match(err.message, pattern);
-    return err.message;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 function spec(name: string, extra: PartialSpec = {}): ServiceSpec {
   return ServiceSpec.fromPartial({ name, replicas: 1, container: { command: ["sleep", "100"] }, ...extra } as Parameters<typeof ServiceSpec.fromPartial>[0]);

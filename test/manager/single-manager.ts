@@ -1,6 +1,8 @@
 // A one-manager cluster in this process (a real daemon: TLS listener, raft, encrypted store in a temp
 // dir) with fast raft timing, for tests that talk to its dispatcher or CA over mutual TLS.
 import type { TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { isShoalError, type ShoalErrorCode } from "../../src/base/errors.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,4 +34,16 @@ export async function singleManager(t: TestContext, prefix: string, options: { l
   });
   const init = await client.init({ autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 });
   return { dir, addr, daemon, client, init };
+}
+
+/** Asserts that `call` fails with `code` (and a message matching `pattern`); returns the message. */
+export async function refusedWith(call: Promise<unknown>, code: ShoalErrorCode, pattern?: RegExp): Promise<string> {
+  try {
+    await call;
+  } catch (err) {
+    assert.ok(isShoalError(err, code), `expected ${code}, got ${String(err)}`);
+    if (pattern !== undefined) assert.match(err.message, pattern);
+    return err.message;
+  }
+  assert.fail(`expected ${code}, but the call succeeded`);
 }
