@@ -7,6 +7,7 @@
 // What happens is told to `report` (piece hashes from seeds, progress, bad peers, the end), which
 // the wiring forwards to the manager.
 import type { Logger } from "pino";
+import { pieceCountOf } from "../base/bitfield.js";
 import type { Clock } from "../base/clock.js";
 import { isShoalError, ShoalError } from "../base/errors.js";
 import type { Random } from "../base/random.js";
@@ -63,7 +64,7 @@ export class PrefetchRunner {
       return;
     }
     const job: Job = { order, abort: new AbortController(), hashes: new Map(), done: Promise.resolve() };
-    for (const blob of order.blobs) job.hashes.set(blob.digest, Array.from({ length: pieceCount(Number(blob.size), blob.pieceSize) }, () => undefined));
+    for (const blob of order.blobs) job.hashes.set(blob.digest, Array.from({ length: pieceCountOf(Number(blob.size), blob.pieceSize) }, () => undefined));
     this.learnHashes(job, order);
     this.jobs.set(order.jobId, job);
     job.done = this.run(job);
@@ -80,16 +81,6 @@ export class PrefetchRunner {
 
   async close(): Promise<void> {
     await Promise.all([...this.jobs.keys()].map((id) => this.stop(id)));
-  }
-
-  /** Job IDs running now. */
-  running(): string[] {
-    return [...this.jobs.keys()];
-  }
-
-  /** Resolves when the job has ended (done, failed or stopped). */
-  async settled(jobId: string): Promise<void> {
-    await this.jobs.get(jobId)?.done;
   }
 
   private learnHashes(job: Job, order: PrefetchOrder): void {
@@ -186,8 +177,4 @@ export class PrefetchRunner {
       what: `image ${job.order.image}: blob ${blob.digest}`,
     });
   }
-}
-
-function pieceCount(size: number, pieceSize: number): number {
-  return size === 0 ? 0 : Math.ceil(size / pieceSize);
 }

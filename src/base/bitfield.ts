@@ -3,6 +3,11 @@
 // wire and in memory, and a reader of BEP 3 reads ours without a table.
 import { ShoalError } from "./errors.js";
 
+/** Pieces of a blob of `size` bytes cut every `pieceSize` bytes (the last one shorter); 0 for an empty blob. */
+export function pieceCountOf(size: number, pieceSize: number): number {
+  return Math.ceil(size / pieceSize);
+}
+
 /** Bytes needed for `pieceCount` bits. */
 export function bitfieldBytes(pieceCount: number): number {
   if (!Number.isSafeInteger(pieceCount) || pieceCount < 0) throw new RangeError(`bad piece count ${pieceCount}`);

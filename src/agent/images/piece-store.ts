@@ -15,12 +15,11 @@
 //
 // Partial blobs are kept in memory only: a restart forgets them (ContentStore.open clears ingest),
 // and the job fetches them again; complete blobs survive, being in the content store.
-import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { open, rm, type FileHandle } from "node:fs/promises";
-import { clearBit, countBits, hasBit, isComplete, newBitfield, setBit } from "../../base/bitfield.js";
+import { clearBit, countBits, hasBit, isComplete, newBitfield, pieceCountOf, setBit } from "../../base/bitfield.js";
 import { ShoalError } from "../../base/errors.js";
-import { parseDigest } from "../../oci/digest.js";
+import { parseDigest, sha256Digest } from "../../oci/digest.js";
 import type { ContentStore } from "./content-store.js";
 
 export const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024;
@@ -53,13 +52,6 @@ interface CompleteBlob extends BlobGeometry {
   hashes: ReadonlyArray<string | undefined> | undefined;
 }
 
-export function pieceCountOf(size: number, pieceSize: number): number {
-  return Math.ceil(size / pieceSize);
-}
-
-function sha256(bytes: Uint8Array): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-}
 
 function checkGeometry(digest: string, size: number, pieceSize: number): BlobGeometry {
   parseDigest(digest);
@@ -148,7 +140,7 @@ export class PieceStore {
     if (expectedHash !== undefined) this.learnHash(blob, index, expectedHash);
     const want = blob.hashes[index];
     if (want === undefined) throw new ShoalError("FAILED_PRECONDITION", `blob ${digest}: the hash of piece ${index} is not known yet`);
-    const got = sha256(bytes);
+    const got = sha256Digest(bytes);
     if (got !== want) throw new ShoalError("PIECE_CORRUPT", `blob ${digest}: piece ${index} hashes to ${got}, the plan says ${want}`);
     await this.write(blob, index, bytes);
   }
@@ -160,7 +152,7 @@ export class PieceStore {
   async writeOriginPiece(digest: string, index: number, bytes: Uint8Array): Promise<string> {
     const blob = this.openPartial(digest);
     this.checkPiece(blob, index, bytes);
-    const got = sha256(bytes);
+    const got = sha256Digest(bytes);
     const want = blob.hashes[index];
     if (want !== undefined && want !== got) throw new ShoalError("PIECE_CORRUPT", `blob ${digest}: piece ${index} from the origin hashes to ${got}, the plan says ${want}`);
     blob.hashes[index] = got;
@@ -248,7 +240,7 @@ export class PieceStore {
   // --- internals ----------------------------------------------------------------------------
 
   private reverified(digest: string, index: number, bytes: Buffer, hash: string | undefined, forget: () => void): Buffer {
-    if (hash === undefined || sha256(bytes) === hash) return bytes;
+    if (hash === undefined || sha256Digest(bytes) === hash) return bytes;
     forget();
     throw new ShoalError("STORE_CORRUPT", `blob ${digest}: piece ${index} on this node's disk no longer matches its hash; it is not served`);
   }

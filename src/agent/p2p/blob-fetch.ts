@@ -11,7 +11,7 @@
 //
 // The sink (the piece store in src/agent/images) and the fetcher (PeerClient) are interfaces so
 // that this folder imports neither src/agent/images nor a transport the test cannot see.
-import { countBits, hasBit, isComplete, newBitfield, setBit } from "../../base/bitfield.js";
+import { countBits, hasBit, isComplete, newBitfield, pieceCountOf, setBit } from "../../base/bitfield.js";
 import type { Clock, Timer } from "../../base/clock.js";
 import { isShoalError, ShoalError, type ShoalErrorCode } from "../../base/errors.js";
 import type { Random } from "../../base/random.js";
@@ -188,7 +188,7 @@ class BlobDownload {
     this.maxInFlightPerPeer = checkPositive(o.maxInFlightPerPeer ?? DEFAULT_MAX_IN_FLIGHT_PER_PEER, "maxInFlightPerPeer");
     this.stallTimeoutMs = checkPositive(o.stallTimeoutMs ?? 2 * o.pieceTimeoutMs, "stallTimeoutMs");
     this.maxPeerFailures = checkPositive(o.maxPeerFailures ?? DEFAULT_MAX_PEER_FAILURES, "maxPeerFailures");
-    this.pieceCount = Math.ceil(o.size / o.pieceSize);
+    this.pieceCount = pieceCountOf(o.size, o.pieceSize);
     if (o.pieceHashes.length !== this.pieceCount) throw new ShoalError("INVALID_ARGUMENT", `blob ${o.digest}: ${o.pieceHashes.length} piece hashes for ${this.pieceCount} pieces`);
     this.what = o.what ?? `blob ${o.digest}`;
     this.lastPeerProgressMs = o.clock.nowMs();
@@ -519,7 +519,7 @@ export interface SeedBlobOptions {
 export async function seedBlob(opts: SeedBlobOptions): Promise<BlobFetchResult> {
   const { digest, size, pieceSize, sink } = opts;
   checkPositive(pieceSize, "pieceSize");
-  const pieceCount = Math.ceil(size / pieceSize);
+  const pieceCount = pieceCountOf(size, pieceSize);
   if (!Number.isSafeInteger(opts.startPiece) || opts.startPiece < 0 || (pieceCount > 0 && opts.startPiece >= pieceCount)) {
     throw new ShoalError("INVALID_ARGUMENT", `startPiece ${opts.startPiece} is outside a blob of ${pieceCount} pieces`);
   }

@@ -3,6 +3,7 @@
 // the cluster CA (peers check it on every call), and — for a seed alone — the header to pull with.
 // Pure apart from the signature: the leader calls it when a job starts, is replanned, or its grants
 // near expiry.
+import { pieceCountOf } from "../../base/bitfield.js";
 import { ShoalError } from "../../base/errors.js";
 import { MAX_GRANT_LIFETIME_MS, signGrant, type RootCA } from "../../ca/index.js";
 import type { PrefetchBlob, PrefetchOrder } from "../../proto/shoal/v1/dispatcher.js";
@@ -63,7 +64,7 @@ export function buildOrders(input: OrdersInput): NodeOrder[] {
       manifest: Buffer.from(input.manifest),
       blobs: input.blobs.map((b) => ({ ...b, pieceHashes: [...b.pieceHashes] })),
       seed,
-      originStartPieces: seed ? input.blobs.map((b) => originStartPiece(input.plan, node.nodeId, Math.ceil(Number(b.size) / b.pieceSize))) : [],
+      originStartPieces: seed ? input.blobs.map((b) => originStartPiece(input.plan, node.nodeId, pieceCountOf(Number(b.size), b.pieceSize))) : [],
       candidates,
       grants: input.blobs.map((b) => ({
         blobDigest: b.digest,
