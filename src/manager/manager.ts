@@ -47,6 +47,7 @@ import { revocationGcLoop } from "./leadership/revocation-gc.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
 import { schedulerLoop } from "./scheduler/scheduler.js";
 import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
+import { PrefetchOrderBoard } from "./prefetch/order-board.js";
 
 export { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../raft/node/index.js";
 
@@ -141,6 +142,8 @@ export class Manager {
     private readonly transport: GrpcRaftTransport,
     readonly revocation: RevocationState,
     private readonly dispatcher: Dispatcher,
+    /** What the dispatcher pushes of the prefetch jobs this leader runs. */
+    readonly prefetchOrders: PrefetchOrderBoard,
     private readonly logBroker: LogBroker,
     ctx: ManagerContext,
     control: ControlHandlers,
@@ -300,7 +303,9 @@ export class Manager {
       },
     };
 
-    const dispatcher = new Dispatcher(ctx, { heartbeatPeriodMs: opts.heartbeatPeriodMs });
+    // The leader's prefetch orders (in memory: jobs are rebuilt from the tasks after a failover).
+    const prefetchOrders = new PrefetchOrderBoard();
+    const dispatcher = new Dispatcher(ctx, { heartbeatPeriodMs: opts.heartbeatPeriodMs, prefetch: prefetchOrders });
     server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftMembershipService, membershipHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
@@ -324,7 +329,7 @@ export class Manager {
       throw err;
     }
 
-    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, logBroker, ctx, control, identityRef, port);
+    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, logBroker, ctx, control, identityRef, port);
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
@@ -375,7 +380,11 @@ export class Manager {
   private leaderChanged(isLeader: boolean, term: number): void {
     this.ctx.logger.info({ isLeader, term, leader: String(this.raft.leaderId) }, "raft leader changed");
     this.dispatcher.leadershipChanged(isLeader, term);
-    if (!isLeader) this.logBroker.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
+    if (!isLeader) {
+      this.logBroker.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
+      // The next leader plans its own jobs; a follower pushes nothing.
+      this.prefetchOrders.clear();
+    }
     this.leaderLoops.leaderChanged(isLeader, term);
   }
 

@@ -13,6 +13,7 @@ import { newId } from "../../src/base/ids.js";
 import { createNodeKeyAndCsr } from "../../src/ca/index.js";
 import type { ManagerContext } from "../../src/manager/context.js";
 import type { Manager } from "../../src/manager/manager.js";
+import type { PrefetchOrderBoard } from "../../src/manager/prefetch/order-board.js";
 import { CAClient, type IssueNodeCertificateResponse, type NodeCertificateStatusResponse } from "../../src/proto/shoal/v1/ca.js";
 import {
   AssignmentAction,
@@ -20,6 +21,7 @@ import {
   DispatcherClient,
   type AssignmentsMessage,
   type HeartbeatResponse,
+  type PrefetchOrder,
   type SessionMessage,
   type TaskStatusUpdate,
   type UpdateTaskStatusResponse,
@@ -37,6 +39,8 @@ export const ARRIVAL_GUARD_MS = 10_000;
 export interface LoggedManager extends SingleManager {
   ctx: ManagerContext;
   rootCaPem: string;
+  /** The leader's prefetch orders, which its dispatcher pushes. */
+  prefetch: PrefetchOrderBoard;
   /** Every log line the manager wrote (JSON text). */
   logLines: string[];
 }
@@ -50,7 +54,7 @@ export async function loggedManager(t: TestContext, prefix: string): Promise<Log
   const manager = (m.daemon as unknown as { manager: Manager | undefined }).manager;
   if (manager === undefined) throw new Error("the daemon runs no manager");
   await waitFor("the manager to lead", () => manager.isLeader, ARRIVAL_GUARD_MS);
-  return { ...m, ctx: manager.ctx, rootCaPem: readFileSync(join(m.dir, "certificates/root-ca.crt"), "utf8"), logLines };
+  return { ...m, ctx: manager.ctx, prefetch: manager.prefetchOrders, rootCaPem: readFileSync(join(m.dir, "certificates/root-ca.crt"), "utf8"), logLines };
 }
 
 export interface Worker extends ClientIdentity {
@@ -155,9 +159,11 @@ export interface Received {
   messages: AssignmentsMessage[];
   tasks: Map<string, Task>;
   secrets: Map<string, Secret>;
-  /** Every task and secret ID that ever arrived in an UPDATE on this stream. */
+  prefetch: Map<string, PrefetchOrder>;
+  /** Every task and secret ID (and prefetch job ID) that ever arrived in an UPDATE on this stream. */
   everTasks: Set<string>;
   everSecrets: Set<string>;
+  everPrefetch: Set<string>;
   /** Set when a message broke the sequence (applies_to ≠ the previous results_in, or no COMPLETE first). */
   gap: string | undefined;
   ended: Promise<ShoalError>;
@@ -170,7 +176,7 @@ export interface Received {
 /** An agent's view of one Assignments stream: applies COMPLETE and INCREMENTAL messages as the contract says. */
 export function openAssignments(ch: SecureChannel, sessionId: string): Received {
   const stream = ch.client(DispatcherClient).assignments({ sessionId });
-  const r: Received = { messages: [], tasks: new Map(), secrets: new Map(), everTasks: new Set(), everSecrets: new Set(), gap: undefined, ended: undefined as unknown as Promise<ShoalError>, cancel: () => stream.cancel(), pause: () => stream.pause(), resume: () => stream.resume() };
+  const r: Received = { messages: [], tasks: new Map(), secrets: new Map(), prefetch: new Map(), everTasks: new Set(), everSecrets: new Set(), everPrefetch: new Set(), gap: undefined, ended: undefined as unknown as Promise<ShoalError>, cancel: () => stream.cancel(), pause: () => stream.pause(), resume: () => stream.resume() };
   r.ended = new Promise<ShoalError>((resolve) => {
     stream.on("error", (err) => resolve(fromGrpcError(err)));
     stream.on("end", () => resolve(new ShoalError("UNAVAILABLE", "stream ended without a status")));
@@ -182,13 +188,14 @@ export function openAssignments(ch: SecureChannel, sessionId: string): Received 
       if (previous !== undefined) r.gap ??= "a second COMPLETE on one stream";
       r.tasks.clear();
       r.secrets.clear();
+      r.prefetch.clear();
     } else if (previous === undefined) {
       r.gap ??= "the first message is not COMPLETE";
     } else if (msg.appliesTo !== previous.resultsIn) {
       r.gap ??= `applies_to ${msg.appliesTo} after results_in ${previous.resultsIn}`;
     }
     for (const change of msg.changes) {
-      const { task, secret } = change.assignment ?? {};
+      const { task, secret, prefetch } = change.assignment ?? {};
       const remove = change.action === AssignmentAction.ASSIGNMENT_ACTION_REMOVE;
       if (task !== undefined) {
         if (remove) r.tasks.delete(task.id);
@@ -202,6 +209,13 @@ export function openAssignments(ch: SecureChannel, sessionId: string): Received 
         else {
           r.secrets.set(secret.id, secret);
           r.everSecrets.add(secret.id);
+        }
+      }
+      if (prefetch !== undefined) {
+        if (remove) r.prefetch.delete(prefetch.jobId);
+        else {
+          r.prefetch.set(prefetch.jobId, prefetch);
+          r.everPrefetch.add(prefetch.jobId);
         }
       }
     }

@@ -13,9 +13,11 @@ import {
   type AssignmentsMessage,
   type AssignmentsRequest,
 } from "../../proto/shoal/v1/dispatcher.js";
+import { PrefetchOrder } from "../../proto/shoal/v1/dispatcher.js";
 import { Task, type Node, type Secret } from "../../proto/shoal/v1/objects.js";
 import { effectiveZone, nodeZone, type ObjectStore, type StoreChange } from "../../state/index.js";
 import { handlerError } from "../handlers.js";
+import type { BoardEntry, PrefetchOrderSource } from "../prefetch/order-board.js";
 import { computeAssignmentSet, secretFingerprint, taskFingerprint, type AssignmentRefusal, type AssignmentStoreView } from "./assignment-set.js";
 import { endStream } from "./end-stream.js";
 import type { Session } from "./sessions.js";
@@ -38,12 +40,14 @@ interface AssignmentStream {
   readonly session: Session;
   readonly call: AssignmentsCall;
   sequence: number;
-  /** "task/<id>" or "secret/<id>" → fingerprint of the version sent. */
+  /** "task/<id>", "secret/<id>" or "prefetch/<job id>" → fingerprint of the version sent. */
   readonly sent: Map<string, string>;
   /** Secrets the node's tasks reference (sent or not), so a change to one of them re-syncs the node. */
   wantedSecrets: Set<string>;
   /** Refusals already logged (logged again only after they stopped and recur). */
   loggedRefusals: Set<string>;
+  /** The same for prefetch orders refused. */
+  loggedPrefetchRefusals: Set<string>;
   unsentBytes: number;
   ended: boolean;
 }
@@ -51,17 +55,22 @@ interface AssignmentStream {
 export interface AssignmentStreamsDeps {
   store: AssignmentStoreView & Pick<ObjectStore, "getSecretData">;
   logger: Logger;
+  /** The leader's prefetch orders (absent: this dispatcher sends none). */
+  prefetch?: PrefetchOrderSource;
 }
 
 const taskKey = (id: string): string => `task/${id}`;
 const secretKey = (id: string): string => `secret/${id}`;
+const prefetchKey = (jobId: string): string => `prefetch/${jobId}`;
 
 export class AssignmentStreams {
   private readonly byNode = new Map<string, AssignmentStream>();
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
 
-  constructor(private readonly deps: AssignmentStreamsDeps) {}
+  constructor(private readonly deps: AssignmentStreamsDeps) {
+    deps.prefetch?.onChange((nodeIds) => this.touch(nodeIds));
+  }
 
   get size(): number {
     return this.byNode.size;
@@ -71,7 +80,7 @@ export class AssignmentStreams {
   open(session: Session, call: AssignmentsCall): void {
     const previous = this.byNode.get(session.nodeId);
     if (previous !== undefined) this.end(previous, new ShoalError("FAILED_PRECONDITION", "a newer assignments stream of this session replaces this one"));
-    const stream: AssignmentStream = { session, call, sequence: 0, sent: new Map(), wantedSecrets: new Set(), loggedRefusals: new Set(), unsentBytes: 0, ended: false };
+    const stream: AssignmentStream = { session, call, sequence: 0, sent: new Map(), wantedSecrets: new Set(), loggedRefusals: new Set(), loggedPrefetchRefusals: new Set(), unsentBytes: 0, ended: false };
     this.byNode.set(session.nodeId, stream);
     const forget = (): void => {
       stream.ended = true;
@@ -101,6 +110,16 @@ export class AssignmentStreams {
     } else {
       for (const change of changes) this.markChange(change);
     }
+    this.scheduleFlush();
+  }
+
+  /** Re-syncs these nodes once the current turn of the event loop is done (their prefetch orders changed). */
+  touch(nodeIds: readonly string[]): void {
+    for (const nodeId of nodeIds) if (this.byNode.has(nodeId)) this.dirty.add(nodeId);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (this.dirty.size > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       // One sync per node for all the proposals applied in this turn of the event loop.
@@ -164,6 +183,7 @@ export class AssignmentStreams {
     for (const task of set.tasks.values()) for (const ref of task.spec?.secrets ?? []) stream.wantedSecrets.add(ref.secretId);
 
     const secretUpdates: AssignmentChange[] = [];
+    const prefetchUpdates: AssignmentChange[] = [];
     const taskUpdates: AssignmentChange[] = [];
     const taskRemoves: AssignmentChange[] = [];
     const secretRemoves: AssignmentChange[] = [];
@@ -180,6 +200,13 @@ export class AssignmentStreams {
       next.set(key, fingerprint);
       secretUpdates.push({ action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE, assignment: { secret: { ...secret, spec: { ...secret.spec!, data } } } });
     }
+    for (const entry of this.prefetchOrders(stream)) {
+      const key = prefetchKey(entry.order.jobId);
+      const fingerprint = String(entry.version);
+      next.set(key, fingerprint);
+      if (!complete && stream.sent.get(key) === fingerprint) continue;
+      prefetchUpdates.push({ action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE, assignment: { prefetch: entry.order } });
+    }
     for (const task of set.tasks.values()) {
       const fingerprint = taskFingerprint(task);
       const key = taskKey(task.id);
@@ -190,14 +217,17 @@ export class AssignmentStreams {
     if (!complete) {
       for (const key of stream.sent.keys()) {
         if (next.has(key)) continue;
-        const [kind, id] = key.split("/") as ["task" | "secret", string];
-        if (kind === "task") taskRemoves.push(removal("task", id));
-        else secretRemoves.push(removal("secret", id));
+        const slash = key.indexOf("/");
+        const kind = key.slice(0, slash) as "task" | "secret" | "prefetch";
+        const id = key.slice(slash + 1);
+        if (kind === "secret") secretRemoves.push(removal("secret", id));
+        else taskRemoves.push(removal(kind, id));
       }
     }
     stream.sent.clear();
     for (const [k, v] of next) stream.sent.set(k, v);
-    const changes = [...secretUpdates, ...taskUpdates, ...taskRemoves, ...secretRemoves];
+    // A job's order before the tasks that wait for it; secrets before the tasks that use them.
+    const changes = [...secretUpdates, ...prefetchUpdates, ...taskUpdates, ...taskRemoves, ...secretRemoves];
     if (!complete && changes.length === 0) return;
     this.write(stream, changes, complete);
   }
@@ -239,6 +269,34 @@ export class AssignmentStreams {
     }
   }
 
+  /**
+   * The node's prefetch orders that may go to it: the zone it was planned in must be the zone of its
+   * certificate and of its node object now (rule 9). The planner never crosses a zone; a node
+   * re-zoned since the plan, or a planning mistake, is refused here and logged as a security event.
+   */
+  private prefetchOrders(stream: AssignmentStream): BoardEntry[] {
+    const entries = this.deps.prefetch?.ordersFor(stream.session.nodeId) ?? [];
+    const logged = new Set<string>();
+    const previous = stream.loggedPrefetchRefusals;
+    stream.loggedPrefetchRefusals = logged;
+    if (entries.length === 0) return [];
+    const node = this.deps.store.getNode(stream.session.nodeId);
+    const certZone = effectiveZone(stream.session.certZone);
+    const storeZone = node === undefined ? undefined : nodeZone(node);
+    return entries.filter((entry) => {
+      if (entry.zone === certZone && entry.zone === storeZone) return true;
+      const key = `prefetch/${entry.order.jobId}/${entry.zone}/${certZone}/${storeZone ?? ""}`;
+      logged.add(key);
+      if (!previous.has(key)) {
+        this.deps.logger.warn(
+          { event: "security", nodeId: stream.session.nodeId, sessionId: stream.session.id, certSerial: stream.session.serial, certZone, storeZone, jobId: entry.order.jobId, jobZone: entry.zone, reason: "zone-mismatch" },
+          "dispatcher refused to send a prefetch order to a node of another zone",
+        );
+      }
+      return false;
+    });
+  }
+
   private logRefusals(stream: AssignmentStream, refusals: AssignmentRefusal[]): void {
     const current = new Set<string>();
     const node = this.deps.store.getNode(stream.session.nodeId);
@@ -267,8 +325,8 @@ export class AssignmentStreams {
   }
 }
 
-function removal(kind: "task" | "secret", id: string): AssignmentChange {
-  const assignment = kind === "task" ? { task: emptyTask(id) } : { secret: emptySecret(id) };
+function removal(kind: "task" | "secret" | "prefetch", id: string): AssignmentChange {
+  const assignment = kind === "task" ? { task: emptyTask(id) } : kind === "secret" ? { secret: emptySecret(id) } : { prefetch: PrefetchOrder.fromPartial({ jobId: id }) };
   return { action: AssignmentAction.ASSIGNMENT_ACTION_REMOVE, assignment };
 }
 

@@ -20,6 +20,7 @@ import type { StoreChange } from "../../state/index.js";
 import type { PeerIdentity } from "../../transport/identity.js";
 import type { ManagerContext } from "../context.js";
 import { handlerError, LeaderRedirect, unary } from "../handlers.js";
+import type { PrefetchOrderSource } from "../prefetch/order-board.js";
 import { revocationSets } from "../revocation-view.js";
 import { AssignmentStreams, type AssignmentsCall } from "./assignments.js";
 import { endStream } from "./end-stream.js";
@@ -35,6 +36,8 @@ export { MAX_SESSIONS, MAX_SESSIONS_PER_NODE } from "./sessions.js";
 export interface DispatcherOptions {
   /** The base heartbeat period agents are told (jittered by ±10 %); tests shorten it. */
   heartbeatPeriodMs?: number;
+  /** The leader's prefetch orders, pushed with the assignments (absent: none are pushed). */
+  prefetch?: PrefetchOrderSource;
 }
 
 export class Dispatcher {
@@ -66,7 +69,7 @@ export class Dispatcher {
     });
     this.reports = new NodeReports(ctx);
     this.statuses = new TaskStatusWriter(ctx, this.log);
-    this.assignments = new AssignmentStreams({ store: ctx.store, logger: this.log });
+    this.assignments = new AssignmentStreams({ store: ctx.store, logger: this.log, ...(options.prefetch !== undefined ? { prefetch: options.prefetch } : {}) });
     this.sessions.onEnd((session, why) => this.assignments.endSession(session, why));
     this.reloadReadyNodes();
     this.unsubscribe = ctx.onApplied((changes) => this.onApplied(changes));

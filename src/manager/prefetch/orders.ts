@@ -33,6 +33,8 @@ export interface OrdersInput {
 
 export interface NodeOrder {
   nodeId: string;
+  /** The zone it was planned in (the dispatcher checks it against the node's certificate). */
+  zone: string;
   order: PrefetchOrder;
 }
 
@@ -75,7 +77,7 @@ export function buildOrders(input: OrdersInput): NodeOrder[] {
       registryAuthorization: seed ? (input.seedAccess?.authorization ?? "") : "",
       registryCaPem: seed ? (input.seedAccess?.caPem ?? "") : "",
     };
-    orders.push({ nodeId: node.nodeId, order });
+    orders.push({ nodeId: node.nodeId, zone: node.zone, order });
   }
   return orders;
 }

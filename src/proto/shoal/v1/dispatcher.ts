@@ -104,7 +104,14 @@ export interface Assignment {
     | Task
     | undefined;
   /** Secret with its data, only for a task assigned to this node that references it. */
-  secret?: Secret | undefined;
+  secret?:
+    | Secret
+    | undefined;
+  /**
+   * This node's part in a prefetch job (below): only for a node of the job's zone; a REMOVE
+   * (carrying only job_id) withdraws it, and the node drops the job's partial blobs.
+   */
+  prefetch?: PrefetchOrder | undefined;
 }
 
 export interface AssignmentChange {
@@ -801,7 +808,7 @@ export const AssignmentsRequest: MessageFns<AssignmentsRequest> = {
 };
 
 function createBaseAssignment(): Assignment {
-  return { task: undefined, secret: undefined };
+  return { task: undefined, secret: undefined, prefetch: undefined };
 }
 
 export const Assignment: MessageFns<Assignment> = {
@@ -811,6 +818,9 @@ export const Assignment: MessageFns<Assignment> = {
     }
     if (message.secret !== undefined) {
       Secret.encode(message.secret, writer.uint32(18).fork()).join();
+    }
+    if (message.prefetch !== undefined) {
+      PrefetchOrder.encode(message.prefetch, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -844,6 +854,14 @@ export const Assignment: MessageFns<Assignment> = {
             message.secret = Secret.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prefetch = PrefetchOrder.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -860,6 +878,7 @@ export const Assignment: MessageFns<Assignment> = {
     return {
       task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
       secret: isSet(object.secret) ? Secret.fromJSON(object.secret) : undefined,
+      prefetch: isSet(object.prefetch) ? PrefetchOrder.fromJSON(object.prefetch) : undefined,
     };
   },
 
@@ -870,6 +889,9 @@ export const Assignment: MessageFns<Assignment> = {
     }
     if (message.secret !== undefined) {
       obj.secret = Secret.toJSON(message.secret);
+    }
+    if (message.prefetch !== undefined) {
+      obj.prefetch = PrefetchOrder.toJSON(message.prefetch);
     }
     return obj;
   },
@@ -882,6 +904,9 @@ export const Assignment: MessageFns<Assignment> = {
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     message.secret = (object.secret !== undefined && object.secret !== null)
       ? Secret.fromPartial(object.secret)
+      : undefined;
+    message.prefetch = (object.prefetch !== undefined && object.prefetch !== null)
+      ? PrefetchOrder.fromPartial(object.prefetch)
       : undefined;
     return message;
   },
