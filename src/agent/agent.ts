@@ -4,7 +4,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../base/clock.js";
 import type { Random } from "../base/random.js";
-import type { SessionMessage } from "../proto/shoal/v1/dispatcher.js";
+import type { PrefetchOrder, SessionMessage } from "../proto/shoal/v1/dispatcher.js";
 import { caPeerVerifier, type PeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 import { AssignmentSet } from "./assignment-set.js";
@@ -29,6 +29,8 @@ export interface WorkerOptions {
   executors: readonly Executor[];
   /** tmpfs directory for secret files (default /dev/shm/shoal); wiped at start. */
   secretsRoot?: string;
+  /** Takes the prefetch orders the managers push (the PrefetchRunner); without it they are ignored. */
+  prefetch?: { sync(orders: ReadonlyMap<string, PrefetchOrder>): void };
 }
 
 export interface AgentOptions {
@@ -87,7 +89,7 @@ export class Agent {
     const runner = this.runner;
     if (runner !== undefined) this.logPublisher = new LogPublisher({ taskLog: (id) => runner.taskLog(id), clock: opts.clock, logger: this.log });
     const description = describeNode({ hostname: opts.hostname, executors: this.runner?.executorNames ?? [], engineLabels: opts.engineLabels ?? {} });
-    this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set) => this.runner?.sync(set) });
+    this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set) => this.applied(set) });
     this.session = new DispatcherSession({
       clusterId: opts.clusterId,
       rootCaPem: opts.rootCaPem,
@@ -115,6 +117,12 @@ export class Agent {
       onRenewed: opts.onRenewed,
       onRemoved: opts.onRemoved,
     });
+  }
+
+  private applied(set: AssignmentSet): void {
+    // Orders first: a task whose image is being prefetched finds its job already known.
+    this.opts.worker?.prefetch?.sync(set.prefetch);
+    this.runner?.sync(set);
   }
 
   get isConnected(): boolean {

@@ -52,8 +52,21 @@ const DEFAULT_HAVE_REFRESH_MS = 250;
 
 export class PrefetchRunner {
   private readonly jobs = new Map<string, Job>();
+  /** Jobs that ended on this node (done or failed) and are still ordered: not started again. */
+  private readonly ended = new Set<string>();
 
   constructor(private readonly opts: PrefetchRunnerOptions) {}
+
+  /**
+   * Brings the jobs in line with the orders the managers push now: new ones start, running ones
+   * take their order's update, and jobs no longer ordered stop. A job that ended here is not
+   * started again while it stays ordered (its report told the manager how it ended).
+   */
+  sync(orders: ReadonlyMap<string, PrefetchOrder>): void {
+    for (const id of [...this.ended]) if (!orders.has(id)) this.ended.delete(id);
+    for (const id of [...this.jobs.keys()]) if (!orders.has(id)) void this.stop(id);
+    for (const order of orders.values()) if (!this.ended.has(order.jobId)) this.apply(order);
+  }
 
   /** Starts the order's job, or brings a running one up to date with it. */
   apply(order: PrefetchOrder): void {
@@ -114,7 +127,10 @@ export class PrefetchRunner {
       this.opts.logger.warn({ jobId, code, err: message }, "prefetch job failed on this node");
       this.opts.report({ kind: "failed", jobId, code, message });
     } finally {
-      if (this.jobs.get(jobId) === job) this.jobs.delete(jobId);
+      if (this.jobs.get(jobId) === job) {
+        this.jobs.delete(jobId);
+        this.ended.add(jobId);
+      }
     }
   }
 

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AssignmentSet } from "../../src/agent/assignment-set.js";
-import { AssignmentAction, AssignmentsMessage_Type, type AssignmentChange, type AssignmentsMessage } from "../../src/proto/shoal/v1/dispatcher.js";
+import { AssignmentAction, AssignmentsMessage_Type, PrefetchOrder, type AssignmentChange, type AssignmentsMessage } from "../../src/proto/shoal/v1/dispatcher.js";
 import { Secret, Task } from "../../src/proto/shoal/v1/objects.js";
 
 const task = (id: string): AssignmentChange => ({ assignment: { task: Task.fromPartial({ id }) }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE });
@@ -47,4 +47,19 @@ test("a gap, or an incremental before the complete set, is refused and changes n
   assert.equal(set.apply(incremental("3", "4", [task("t2")])).applied, false);
   assert.equal(set.apply(complete("10", [task("t1"), task("t2")])).applied, true);
   assert.equal(set.apply(incremental("10", "11", [])).applied, true);
+});
+
+test("prefetch orders are kept by job, replaced by a complete set and dropped by REMOVE", () => {
+  const order = (jobId: string, seed = false): AssignmentChange => ({ assignment: { prefetch: PrefetchOrder.fromPartial({ jobId, seed, image: "r/app" }) }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE });
+  const set = new AssignmentSet();
+  set.streamOpened();
+  set.apply(complete("1", [order("j1"), order("j2"), task("t1")]));
+  assert.deepEqual([...set.prefetch.keys()].sort(), ["j1", "j2"]);
+  assert.equal(set.tasks.size, 1, "an order is not a task");
+  set.apply(incremental("1", "2", [order("j1", true), { assignment: { prefetch: PrefetchOrder.fromPartial({ jobId: "j2" }) }, action: AssignmentAction.ASSIGNMENT_ACTION_REMOVE }]));
+  assert.deepEqual([...set.prefetch.keys()], ["j1"]);
+  assert.equal(set.prefetch.get("j1")!.seed, true, "an UPDATE replaces the job's order");
+  set.streamOpened();
+  set.apply(complete("7", [task("t1")]));
+  assert.equal(set.prefetch.size, 0, "a complete set without the job drops it");
 });

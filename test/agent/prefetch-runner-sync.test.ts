@@ -1,0 +1,45 @@
+// PrefetchRunner.sync, as the agent calls it after every assignments change: a new order starts
+// its job once, a job that ended is not started again while it stays ordered (every assignments
+// change calls sync), and an order that comes back after it was withdrawn starts a new run.
+// Orders with no blobs end as soon as their manifest is stored, so the test sees each run.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pino } from "pino";
+import { systemClock } from "../../src/base/clock.js";
+import { SeededRandom } from "../../src/base/random.js";
+import { PrefetchRunner, type PrefetchReport, type PrefetchRunnerOptions } from "../../src/agent/prefetch-runner.js";
+import { PrefetchOrder } from "../../src/proto/shoal/v1/dispatcher.js";
+import { waitFor } from "../e2e/cluster.js";
+
+const unused = (): never => {
+  throw new Error("an order with no blobs fetches nothing");
+};
+
+test("a job runs once per order: sync after it ended does not start it again; a withdrawn and re-sent order does", { timeout: 30_000 }, async () => {
+  const stored: string[] = [];
+  const reports: PrefetchReport[] = [];
+  const runner = new PrefetchRunner({
+    sink: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["sink"],
+    peer: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["peer"],
+    storeManifest: async (digest) => void stored.push(digest),
+    clock: systemClock,
+    random: new SeededRandom(1),
+    logger: pino({ level: "silent" }),
+    report: (r) => reports.push(r),
+  });
+  const j1 = PrefetchOrder.fromPartial({ jobId: "j1", manifestDigest: "sha256:m1", image: "r/app" });
+  const done = (): number => reports.filter((r) => r.kind === "done" && r.jobId === "j1").length;
+
+  runner.sync(new Map([["j1", j1]]));
+  await waitFor("j1 done", () => done() === 1, 10_000);
+  for (let i = 0; i < 3; i++) runner.sync(new Map([["j1", j1]]));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(done(), 1, "an ended job stays ended while it is ordered");
+  assert.deepEqual(stored, ["sha256:m1"]);
+
+  runner.sync(new Map());
+  runner.sync(new Map([["j1", j1]]));
+  await waitFor("j1 done again", () => done() === 2, 10_000);
+  assert.deepEqual(stored, ["sha256:m1", "sha256:m1"]);
+  await runner.close();
+});
