@@ -3,13 +3,15 @@
 // (tasks and their secrets, zone-checked) and task status reports. Every call after Session is bound
 // to the caller's certificate node ID and to that node's own current session.
 import * as grpc from "@grpc/grpc-js";
-import { ShoalError } from "../../base/errors.js";
+import { isShoalError, ShoalError } from "../../base/errors.js";
 import { newId } from "../../base/ids.js";
 import { NodeRole, NodeState, type Node } from "../../proto/shoal/v1/objects.js";
 import type {
   DispatcherServer,
   HeartbeatRequest,
   HeartbeatResponse,
+  ReportPrefetchRequest,
+  ReportPrefetchResponse,
   SessionMessage,
   SessionRequest,
   UpdateTaskStatusRequest,
@@ -27,6 +29,7 @@ import { endStream } from "./end-stream.js";
 import { DEFAULT_HEARTBEAT_PERIOD_MS, HeartbeatMonitor } from "./heartbeats.js";
 import { checkNodeDescription, checkSessionAddr, checkTaskStatusUpdates } from "./limits.js";
 import { NodeReports } from "./node-reports.js";
+import { authorizePrefetchReport, checkPrefetchReport } from "./prefetch-reports.js";
 import { SessionRegistry, type Session } from "./sessions.js";
 import { TaskStatusWriter } from "./task-status.js";
 
@@ -54,12 +57,14 @@ export class Dispatcher {
    */
   private readonly readyNodes = new Set<string>();
   private readonly unsubscribe: () => void;
+  private readonly prefetch: PrefetchOrderSource | undefined;
 
   constructor(
     private readonly ctx: ManagerContext,
     options: DispatcherOptions = {},
   ) {
     this.log = ctx.logger.child({ component: "dispatcher" });
+    this.prefetch = options.prefetch;
     this.heartbeats = new HeartbeatMonitor({
       periodMs: options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS,
       clock: ctx.clock,
@@ -259,8 +264,28 @@ export class Dispatcher {
     return { refused };
   }
 
+  private async reportPrefetch(req: ReportPrefetchRequest, call: grpc.ServerUnaryCall<ReportPrefetchRequest, ReportPrefetchResponse>): Promise<ReportPrefetchResponse> {
+    const peer = this.ctx.server.peerOf(call);
+    checkPrefetchReport(req);
+    this.ctx.requireLeader();
+    this.bind(req.sessionId, peer, "ReportPrefetch");
+    const board = this.prefetch;
+    if (board === undefined) throw new ShoalError("NOT_FOUND", `this manager runs no prefetch jobs; there is no job ${req.jobId}`);
+    let entry;
+    try {
+      entry = authorizePrefetchReport(board.entry(peer.nodeId, req.jobId), peer.nodeId, req);
+    } catch (err) {
+      if (isShoalError(err, "PERMISSION_DENIED")) {
+        this.log.warn({ event: "security", nodeId: peer.nodeId, certSerial: peer.serial, jobId: req.jobId, reason: "piece-hashes-from-non-seed" }, "a node that is not a seed sent piece hashes; refused");
+      }
+      throw err;
+    }
+    board.report({ nodeId: peer.nodeId, zone: entry.zone, report: req });
+    return {};
+  }
+
   /** The dispatcher's methods; ListenSubscriptions and PublishLogs are the log broker's. */
-  handlers(): Pick<DispatcherServer, "session" | "heartbeat" | "assignments" | "updateTaskStatus"> {
+  handlers(): Pick<DispatcherServer, "session" | "heartbeat" | "assignments" | "updateTaskStatus" | "reportPrefetch"> {
     const logger = this.ctx.logger;
     return {
       session: (call) => {
@@ -279,6 +304,7 @@ export class Dispatcher {
         }
       },
       updateTaskStatus: unary((req, call) => this.updateTaskStatus(req, call), logger),
+      reportPrefetch: unary((req, call) => this.reportPrefetch(req, call), logger),
     };
   }
 }

@@ -4,7 +4,7 @@
 // prefetch loop publishes a job's orders after every plan or grant renewal, the dispatcher reads
 // them when it syncs a node and re-checks the zone against the node's certificate.
 import { ShoalError } from "../../base/errors.js";
-import type { PrefetchOrder } from "../../proto/shoal/v1/dispatcher.js";
+import type { PrefetchOrder, ReportPrefetchRequest } from "../../proto/shoal/v1/dispatcher.js";
 
 export interface BoardOrder {
   nodeId: string;
@@ -18,9 +18,20 @@ export interface BoardEntry extends BoardOrder {
   version: number;
 }
 
+/** A node's report on its part in a job, as the dispatcher accepted it. */
+export interface AcceptedReport {
+  nodeId: string;
+  zone: string;
+  report: ReportPrefetchRequest;
+}
+
 /** What the dispatcher needs of the board. */
 export interface PrefetchOrderSource {
   ordersFor(nodeId: string): readonly BoardEntry[];
+  /** The node's entry for the job, if it has one. */
+  entry(nodeId: string, jobId: string): BoardEntry | undefined;
+  /** Hands an accepted report to the job's owner (the prefetch loop). */
+  report(accepted: AcceptedReport): void;
   /** Called with the nodes whose orders changed; returns the unsubscribe function. */
   onChange(listener: (nodeIds: readonly string[]) => void): () => void;
 }
@@ -31,6 +42,7 @@ export class PrefetchOrderBoard implements PrefetchOrderSource {
   /** jobId → the nodes it has an order for. */
   private readonly byJob = new Map<string, Set<string>>();
   private readonly listeners = new Set<(nodeIds: readonly string[]) => void>();
+  private readonly reportListeners = new Set<(accepted: AcceptedReport) => void>();
   private version = 0;
 
   /** Replaces every order of the job: a node not in `orders` loses the job's order. */
@@ -73,6 +85,20 @@ export class PrefetchOrderBoard implements PrefetchOrderSource {
 
   ordersFor(nodeId: string): readonly BoardEntry[] {
     return [...(this.byNode.get(nodeId)?.values() ?? [])];
+  }
+
+  entry(nodeId: string, jobId: string): BoardEntry | undefined {
+    return this.byNode.get(nodeId)?.get(jobId);
+  }
+
+  report(accepted: AcceptedReport): void {
+    for (const listener of [...this.reportListeners]) listener(accepted);
+  }
+
+  /** The prefetch loop subscribes here; returns the unsubscribe function. */
+  onReport(listener: (accepted: AcceptedReport) => void): () => void {
+    this.reportListeners.add(listener);
+    return () => this.reportListeners.delete(listener);
   }
 
   onChange(listener: (nodeIds: readonly string[]) => void): () => void {

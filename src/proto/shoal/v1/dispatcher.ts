@@ -67,6 +67,45 @@ export function assignmentActionToJSON(object: AssignmentAction): string {
   }
 }
 
+export enum PrefetchOutcome {
+  PREFETCH_OUTCOME_RUNNING = 0,
+  PREFETCH_OUTCOME_DONE = 1,
+  PREFETCH_OUTCOME_FAILED = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function prefetchOutcomeFromJSON(object: any): PrefetchOutcome {
+  switch (object) {
+    case 0:
+    case "PREFETCH_OUTCOME_RUNNING":
+      return PrefetchOutcome.PREFETCH_OUTCOME_RUNNING;
+    case 1:
+    case "PREFETCH_OUTCOME_DONE":
+      return PrefetchOutcome.PREFETCH_OUTCOME_DONE;
+    case 2:
+    case "PREFETCH_OUTCOME_FAILED":
+      return PrefetchOutcome.PREFETCH_OUTCOME_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PrefetchOutcome.UNRECOGNIZED;
+  }
+}
+
+export function prefetchOutcomeToJSON(object: PrefetchOutcome): string {
+  switch (object) {
+    case PrefetchOutcome.PREFETCH_OUTCOME_RUNNING:
+      return "PREFETCH_OUTCOME_RUNNING";
+    case PrefetchOutcome.PREFETCH_OUTCOME_DONE:
+      return "PREFETCH_OUTCOME_DONE";
+    case PrefetchOutcome.PREFETCH_OUTCOME_FAILED:
+      return "PREFETCH_OUTCOME_FAILED";
+    case PrefetchOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface SessionRequest {
   description: NodeDescription | undefined;
   addr: string;
@@ -263,6 +302,37 @@ export interface PrefetchOrder {
    * manifest_digest before it stores it.
    */
   manifest: Buffer;
+}
+
+export interface PrefetchPieceHash {
+  blobDigest: string;
+  index: number;
+  /** "sha256:<hex>" of the piece as the seed read it from the registry. */
+  hash: string;
+}
+
+export interface PrefetchBadPeer {
+  blobDigest: string;
+  nodeId: string;
+  piece: number;
+  reason: string;
+}
+
+export interface ReportPrefetchRequest {
+  sessionId: string;
+  jobId: string;
+  pieceHashes: PrefetchPieceHash[];
+  badPeers: PrefetchBadPeer[];
+  /** Totals for the job on this node so far (not increments): a lost report loses nothing. */
+  bytesFromPeers: bigint;
+  bytesFromRegistry: bigint;
+  outcome: PrefetchOutcome;
+  /** For FAILED: a stable ShoalError code and its message. */
+  failureCode: string;
+  failureMessage: string;
+}
+
+export interface ReportPrefetchResponse {
 }
 
 function createBaseSessionRequest(): SessionRequest {
@@ -2562,6 +2632,537 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
   },
 };
 
+function createBasePrefetchPieceHash(): PrefetchPieceHash {
+  return { blobDigest: "", index: 0, hash: "" };
+}
+
+export const PrefetchPieceHash: MessageFns<PrefetchPieceHash> = {
+  encode(message: PrefetchPieceHash, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blobDigest !== "") {
+      writer.uint32(10).string(message.blobDigest);
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).uint32(message.index);
+    }
+    if (message.hash !== "") {
+      writer.uint32(26).string(message.hash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchPieceHash {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchPieceHash();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blobDigest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchPieceHash {
+    return {
+      blobDigest: isSet(object.blobDigest)
+        ? globalThis.String(object.blobDigest)
+        : isSet(object.blob_digest)
+        ? globalThis.String(object.blob_digest)
+        : "",
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+    };
+  },
+
+  toJSON(message: PrefetchPieceHash): unknown {
+    const obj: any = {};
+    if (message.blobDigest !== "") {
+      obj.blobDigest = message.blobDigest;
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchPieceHash>, I>>(base?: I): PrefetchPieceHash {
+    return PrefetchPieceHash.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchPieceHash>, I>>(object: I): PrefetchPieceHash {
+    const message = createBasePrefetchPieceHash();
+    message.blobDigest = object.blobDigest ?? "";
+    message.index = object.index ?? 0;
+    message.hash = object.hash ?? "";
+    return message;
+  },
+};
+
+function createBasePrefetchBadPeer(): PrefetchBadPeer {
+  return { blobDigest: "", nodeId: "", piece: 0, reason: "" };
+}
+
+export const PrefetchBadPeer: MessageFns<PrefetchBadPeer> = {
+  encode(message: PrefetchBadPeer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.blobDigest !== "") {
+      writer.uint32(10).string(message.blobDigest);
+    }
+    if (message.nodeId !== "") {
+      writer.uint32(18).string(message.nodeId);
+    }
+    if (message.piece !== 0) {
+      writer.uint32(24).uint32(message.piece);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchBadPeer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchBadPeer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.blobDigest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.piece = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchBadPeer {
+    return {
+      blobDigest: isSet(object.blobDigest)
+        ? globalThis.String(object.blobDigest)
+        : isSet(object.blob_digest)
+        ? globalThis.String(object.blob_digest)
+        : "",
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      piece: isSet(object.piece) ? globalThis.Number(object.piece) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: PrefetchBadPeer): unknown {
+    const obj: any = {};
+    if (message.blobDigest !== "") {
+      obj.blobDigest = message.blobDigest;
+    }
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.piece !== 0) {
+      obj.piece = Math.round(message.piece);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchBadPeer>, I>>(base?: I): PrefetchBadPeer {
+    return PrefetchBadPeer.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchBadPeer>, I>>(object: I): PrefetchBadPeer {
+    const message = createBasePrefetchBadPeer();
+    message.blobDigest = object.blobDigest ?? "";
+    message.nodeId = object.nodeId ?? "";
+    message.piece = object.piece ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseReportPrefetchRequest(): ReportPrefetchRequest {
+  return {
+    sessionId: "",
+    jobId: "",
+    pieceHashes: [],
+    badPeers: [],
+    bytesFromPeers: 0n,
+    bytesFromRegistry: 0n,
+    outcome: 0,
+    failureCode: "",
+    failureMessage: "",
+  };
+}
+
+export const ReportPrefetchRequest: MessageFns<ReportPrefetchRequest> = {
+  encode(message: ReportPrefetchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(18).string(message.jobId);
+    }
+    for (const v of message.pieceHashes) {
+      PrefetchPieceHash.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.badPeers) {
+      PrefetchBadPeer.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.bytesFromPeers !== 0n) {
+      if (BigInt.asUintN(64, message.bytesFromPeers) !== message.bytesFromPeers) {
+        throw new globalThis.Error("value provided for field message.bytesFromPeers of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.bytesFromPeers);
+    }
+    if (message.bytesFromRegistry !== 0n) {
+      if (BigInt.asUintN(64, message.bytesFromRegistry) !== message.bytesFromRegistry) {
+        throw new globalThis.Error("value provided for field message.bytesFromRegistry of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.bytesFromRegistry);
+    }
+    if (message.outcome !== 0) {
+      writer.uint32(56).int32(message.outcome);
+    }
+    if (message.failureCode !== "") {
+      writer.uint32(66).string(message.failureCode);
+    }
+    if (message.failureMessage !== "") {
+      writer.uint32(74).string(message.failureMessage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportPrefetchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportPrefetchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pieceHashes.push(PrefetchPieceHash.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.badPeers.push(PrefetchBadPeer.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytesFromPeers = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytesFromRegistry = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.outcome = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.failureCode = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.failureMessage = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportPrefetchRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      pieceHashes: globalThis.Array.isArray(object?.pieceHashes)
+        ? object.pieceHashes.map((e: any) => PrefetchPieceHash.fromJSON(e))
+        : globalThis.Array.isArray(object?.piece_hashes)
+        ? object.piece_hashes.map((e: any) => PrefetchPieceHash.fromJSON(e))
+        : [],
+      badPeers: globalThis.Array.isArray(object?.badPeers)
+        ? object.badPeers.map((e: any) => PrefetchBadPeer.fromJSON(e))
+        : globalThis.Array.isArray(object?.bad_peers)
+        ? object.bad_peers.map((e: any) => PrefetchBadPeer.fromJSON(e))
+        : [],
+      bytesFromPeers: isSet(object.bytesFromPeers)
+        ? BigInt(object.bytesFromPeers)
+        : isSet(object.bytes_from_peers)
+        ? BigInt(object.bytes_from_peers)
+        : 0n,
+      bytesFromRegistry: isSet(object.bytesFromRegistry)
+        ? BigInt(object.bytesFromRegistry)
+        : isSet(object.bytes_from_registry)
+        ? BigInt(object.bytes_from_registry)
+        : 0n,
+      outcome: isSet(object.outcome) ? prefetchOutcomeFromJSON(object.outcome) : 0,
+      failureCode: isSet(object.failureCode)
+        ? globalThis.String(object.failureCode)
+        : isSet(object.failure_code)
+        ? globalThis.String(object.failure_code)
+        : "",
+      failureMessage: isSet(object.failureMessage)
+        ? globalThis.String(object.failureMessage)
+        : isSet(object.failure_message)
+        ? globalThis.String(object.failure_message)
+        : "",
+    };
+  },
+
+  toJSON(message: ReportPrefetchRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.pieceHashes?.length) {
+      obj.pieceHashes = message.pieceHashes.map((e) => PrefetchPieceHash.toJSON(e));
+    }
+    if (message.badPeers?.length) {
+      obj.badPeers = message.badPeers.map((e) => PrefetchBadPeer.toJSON(e));
+    }
+    if (message.bytesFromPeers !== 0n) {
+      obj.bytesFromPeers = message.bytesFromPeers.toString();
+    }
+    if (message.bytesFromRegistry !== 0n) {
+      obj.bytesFromRegistry = message.bytesFromRegistry.toString();
+    }
+    if (message.outcome !== 0) {
+      obj.outcome = prefetchOutcomeToJSON(message.outcome);
+    }
+    if (message.failureCode !== "") {
+      obj.failureCode = message.failureCode;
+    }
+    if (message.failureMessage !== "") {
+      obj.failureMessage = message.failureMessage;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportPrefetchRequest>, I>>(base?: I): ReportPrefetchRequest {
+    return ReportPrefetchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportPrefetchRequest>, I>>(object: I): ReportPrefetchRequest {
+    const message = createBaseReportPrefetchRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.jobId = object.jobId ?? "";
+    message.pieceHashes = object.pieceHashes?.map((e) => PrefetchPieceHash.fromPartial(e)) || [];
+    message.badPeers = object.badPeers?.map((e) => PrefetchBadPeer.fromPartial(e)) || [];
+    message.bytesFromPeers = (object.bytesFromPeers !== undefined && object.bytesFromPeers !== null)
+      ? BigInt(object.bytesFromPeers)
+      : 0n;
+    message.bytesFromRegistry = (object.bytesFromRegistry !== undefined && object.bytesFromRegistry !== null)
+      ? BigInt(object.bytesFromRegistry)
+      : 0n;
+    message.outcome = object.outcome ?? 0;
+    message.failureCode = object.failureCode ?? "";
+    message.failureMessage = object.failureMessage ?? "";
+    return message;
+  },
+};
+
+function createBaseReportPrefetchResponse(): ReportPrefetchResponse {
+  return {};
+}
+
+export const ReportPrefetchResponse: MessageFns<ReportPrefetchResponse> = {
+  encode(_: ReportPrefetchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportPrefetchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportPrefetchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReportPrefetchResponse {
+    return {};
+  },
+
+  toJSON(_: ReportPrefetchResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportPrefetchResponse>, I>>(base?: I): ReportPrefetchResponse {
+    return ReportPrefetchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportPrefetchResponse>, I>>(_: I): ReportPrefetchResponse {
+    const message = createBaseReportPrefetchResponse();
+    return message;
+  },
+};
+
 export type DispatcherService = typeof DispatcherService;
 export const DispatcherService = {
   session: {
@@ -2621,6 +3222,21 @@ export const DispatcherService = {
     responseSerialize: (value: PublishLogsResponse): Buffer => Buffer.from(PublishLogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PublishLogsResponse => PublishLogsResponse.decode(value),
   },
+  /**
+   * What a node's part in a prefetch job did (DESIGN.md §8): piece hashes (seeds only), bytes so
+   * far, peers that served a bad piece, and how it ended. Only for a job this node has an order of.
+   */
+  reportPrefetch: {
+    path: "/shoal.v1.Dispatcher/ReportPrefetch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportPrefetchRequest): Buffer =>
+      Buffer.from(ReportPrefetchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportPrefetchRequest => ReportPrefetchRequest.decode(value),
+    responseSerialize: (value: ReportPrefetchResponse): Buffer =>
+      Buffer.from(ReportPrefetchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportPrefetchResponse => ReportPrefetchResponse.decode(value),
+  },
 } as const;
 
 export interface DispatcherServer extends UntypedServiceImplementation {
@@ -2631,6 +3247,11 @@ export interface DispatcherServer extends UntypedServiceImplementation {
   /** Log subscriptions for tasks this node runs (the manager never dials a worker). */
   listenSubscriptions: handleServerStreamingCall<SubscriptionsRequest, SubscriptionMessage>;
   publishLogs: handleClientStreamingCall<PublishLogsMessage, PublishLogsResponse>;
+  /**
+   * What a node's part in a prefetch job did (DESIGN.md §8): piece hashes (seeds only), bytes so
+   * far, peers that served a bad piece, and how it ended. Only for a job this node has an order of.
+   */
+  reportPrefetch: handleUnaryCall<ReportPrefetchRequest, ReportPrefetchResponse>;
 }
 
 export interface DispatcherClient extends Client {
@@ -2702,6 +3323,25 @@ export interface DispatcherClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublishLogsResponse) => void,
   ): ClientWritableStream<PublishLogsMessage>;
+  /**
+   * What a node's part in a prefetch job did (DESIGN.md §8): piece hashes (seeds only), bytes so
+   * far, peers that served a bad piece, and how it ended. Only for a job this node has an order of.
+   */
+  reportPrefetch(
+    request: ReportPrefetchRequest,
+    callback: (error: ServiceError | null, response: ReportPrefetchResponse) => void,
+  ): ClientUnaryCall;
+  reportPrefetch(
+    request: ReportPrefetchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportPrefetchResponse) => void,
+  ): ClientUnaryCall;
+  reportPrefetch(
+    request: ReportPrefetchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportPrefetchResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const DispatcherClient = makeGenericClientConstructor(DispatcherService, "shoal.v1.Dispatcher") as unknown as {
