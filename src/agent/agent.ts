@@ -12,6 +12,8 @@ import { AssignmentsStream } from "./assignments-stream.js";
 import type { Executor } from "./executor/executor.js";
 import { LogPublisher } from "./log-publisher.js";
 import { describeNode } from "./node-description.js";
+import { PrefetchReporter } from "./prefetch-reporter.js";
+import type { PrefetchReport } from "./prefetch-runner.js";
 import { CertificateRenewal, type RenewedCertificate } from "./renewal.js";
 import { SecretFiles } from "./secrets/secret-files.js";
 import { DispatcherSession, type AgentIdentity, type SessionLink } from "./session.js";
@@ -72,6 +74,8 @@ export class Agent {
   private readonly renewal: CertificateRenewal;
   private readonly stream: AssignmentsStream;
   private readonly reporter: StatusReporter;
+  /** What this node's prefetch jobs did, to the managers (ReportPrefetch). */
+  private readonly prefetchReporter: PrefetchReporter;
   /** Task logs for `service logs` (only when the node runs tasks). */
   readonly logPublisher: LogPublisher | undefined;
   private lastMessage: SessionMessage | undefined;
@@ -81,6 +85,7 @@ export class Agent {
     this.log = opts.logger.child({ component: "agent" });
     this.peerVerifier = caPeerVerifier({ rootCaPem: opts.rootCaPem, clusterId: opts.clusterId, clock: opts.clock, revocation: this.revocation });
     this.reporter = new StatusReporter({ clock: opts.clock, logger: this.log });
+    this.prefetchReporter = new PrefetchReporter({ clock: opts.clock, logger: this.log });
     const worker = opts.worker;
     if (worker !== undefined) {
       this.secretFiles = new SecretFiles(worker.secretsRoot);
@@ -161,6 +166,12 @@ export class Agent {
     await this.session.stop();
     await this.runner?.stop();
     this.reporter.stop();
+    this.prefetchReporter.stop();
+  }
+
+  /** A prefetch job's event, for the managers (the PrefetchRunner's `report`). */
+  reportPrefetch(event: PrefetchReport): void {
+    this.prefetchReporter.report(event);
   }
 
   /** Renews the certificate now (one renewal at a time); the new one has the store's role and zone. */
@@ -170,12 +181,14 @@ export class Agent {
 
   private onConnected(link: SessionLink): void {
     this.reporter.connected(link);
+    this.prefetchReporter.connected(link);
     this.stream.connected(link);
     this.logPublisher?.connected(link);
   }
 
   private onDisconnected(): void {
     this.reporter.disconnected();
+    this.prefetchReporter.disconnected();
     this.stream.disconnected();
     this.logPublisher?.disconnected();
   }

@@ -20,7 +20,7 @@ const BATCH_WINDOW_MS = 20;
 const RETRY_MS = 500;
 
 /** Errors after which the same updates may succeed later (or on another manager). */
-const RETRYABLE: ReadonlySet<ShoalErrorCode> = new Set<ShoalErrorCode>(["UNAVAILABLE", "NOT_LEADER", "NO_QUORUM", "TIMEOUT", "QUEUE_FULL", "PROPOSAL_DROPPED", "OUTCOME_UNKNOWN", "NOT_FOUND", "INTERNAL"]);
+export const RETRYABLE: ReadonlySet<ShoalErrorCode> = new Set<ShoalErrorCode>(["UNAVAILABLE", "NOT_LEADER", "NO_QUORUM", "TIMEOUT", "QUEUE_FULL", "PROPOSAL_DROPPED", "OUTCOME_UNKNOWN", "NOT_FOUND", "INTERNAL"]);
 
 /** The order of the task lifecycle; ORPHANED and REMOVE are the managers' own. */
 export function stateRank(state: TaskState): number {
