@@ -63,7 +63,8 @@ test("a seed's piece hashes, totals and end reach the leader; reports a node may
   const last = fromSeed.at(-1)!;
   assert.equal(last.report.outcome, PrefetchOutcome.PREFETCH_OUTCOME_DONE, "the end comes with the last call");
   assert.equal(last.report.bytesFromRegistry, BigInt(PIECES * 4));
-  assert.equal(reporter.pendingJobs, 0);
+  // The leader saw the end before the reporter's call returned: wait for the reporter to settle it.
+  await waitFor("the reporter to settle the job", () => reporter.pendingJobs === 0, ARRIVAL_GUARD_MS);
 
   // A peer reports the seed as bad: taken.
   await reportAs(lp, { jobId: "j1", badPeers: [{ blobDigest: BLOB, nodeId: seed.nodeId, piece: 7, reason: "piece 7 did not match its hash" }] });
