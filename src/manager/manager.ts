@@ -43,6 +43,8 @@ import { membershipHandlers } from "./membership.js";
 import { GrpcRaftTransport, raftServiceHandlers } from "./raft-transport.js";
 import { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../raft/node/index.js";
 import { LeaderLoops } from "./leadership/leader-loops.js";
+import type { PrefetchImageSource } from "./prefetch/image-source.js";
+import { PrefetchJobViews } from "./prefetch/job-views.js";
 import { revocationGcLoop } from "./leadership/revocation-gc.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
 import { schedulerLoop } from "./scheduler/scheduler.js";
@@ -78,6 +80,13 @@ export interface ManagerOptions {
    * true; false only for tests that write tasks into the store themselves (the dispatcher's).
    */
   workloadLoops?: boolean;
+  /**
+   * P2P image prefetch (DESIGN.md §8): with an image source the leader plans a prefetch job for
+   * every runc task's image before the task starts (with the workload loops only).
+   */
+  prefetch?: { images: PrefetchImageSource; pieceSize?: number; grantTtlMs?: number };
+  /** Adds services to the manager's TLS server before it listens (a node's P2P peer service). */
+  mountServices?: (server: SecureServer, revocation: RevocationState) => void;
   logger: Logger;
   clock?: Clock;
   random?: Random;
@@ -144,6 +153,8 @@ export class Manager {
     private readonly dispatcher: Dispatcher,
     /** What the dispatcher pushes of the prefetch jobs this leader runs. */
     readonly prefetchOrders: PrefetchOrderBoard,
+    /** What `shoal image prefetch status` shows of those jobs. */
+    readonly prefetchViews: PrefetchJobViews,
     private readonly logBroker: LogBroker,
     ctx: ManagerContext,
     control: ControlHandlers,
@@ -305,7 +316,12 @@ export class Manager {
 
     // The leader's prefetch orders (in memory: jobs are rebuilt from the tasks after a failover).
     const prefetchOrders = new PrefetchOrderBoard();
-    const dispatcher = new Dispatcher(ctx, { heartbeatPeriodMs: opts.heartbeatPeriodMs, prefetch: prefetchOrders });
+    const prefetchViews = new PrefetchJobViews();
+    const dispatcher = new Dispatcher(ctx, {
+      heartbeatPeriodMs: opts.heartbeatPeriodMs,
+      prefetch: prefetchOrders,
+      prefetchImages: opts.prefetch !== undefined && opts.workloadLoops !== false,
+    });
     server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftMembershipService, membershipHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
@@ -314,8 +330,10 @@ export class Manager {
       onEnd: (listener) => dispatcher.onSessionEnd(listener),
     });
     server.addService(DispatcherService, { ...dispatcher.handlers(), ...logBroker.agentHandlers() } as unknown as grpc.UntypedServiceImplementation);
-    const control = controlHandlers(ctx);
+    const control = controlHandlers(ctx, { prefetchStatus: prefetchViews });
     server.addService(ControlService, controlServiceImplementation(control, logger, { serviceLogs: logBroker.serviceLogsHandler() }) as unknown as grpc.UntypedServiceImplementation);
+
+    opts.mountServices?.(server, revocation);
 
     let port: number;
     try {
@@ -329,7 +347,7 @@ export class Manager {
       throw err;
     }
 
-    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, logBroker, ctx, control, identityRef, port);
+    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, prefetchViews, logBroker, ctx, control, identityRef, port);
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
@@ -384,6 +402,7 @@ export class Manager {
       this.logBroker.endAll(new LeaderRedirect(this.ctx.leaderAddr()));
       // The next leader plans its own jobs; a follower pushes nothing.
       this.prefetchOrders.clear();
+      this.prefetchViews.clear();
     }
     this.leaderLoops.leaderChanged(isLeader, term);
   }

@@ -69,7 +69,7 @@ export class ScriptedDispatcher {
     this.descriptions.push(call.request.description);
     this.sessions.add(call);
     call.on("cancelled", () => this.sessions.delete(call));
-    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined });
+    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false });
   }
 
   private onAssignments(call: grpc.ServerWritableStream<unknown, AssignmentsMessage>): void {

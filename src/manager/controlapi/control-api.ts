@@ -57,6 +57,8 @@ import { redactCluster, redactSecret, retryOnVersionConflict } from "../../state
 import { requireCluster } from "../caserver/ca-server.js";
 import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
+import type { PrefetchStatusSource } from "../prefetch/job-views.js";
+import { prefetchHandlers } from "./prefetch.js";
 import { pingRegistryLogin, registryHandlers, type RegistryLoginCheck } from "./registries.js";
 import { createService, removeService, updateService } from "./services.js";
 
@@ -85,7 +87,10 @@ function mustGet<T>(value: T | undefined, what: string, id: string): T {
 }
 
 /** Reads go to the leader too, so a client sees its own writes whichever manager it talks to. */
-export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (node: Node) => Promise<void>; checkRegistryLogin?: RegistryLoginCheck } = {}): ControlHandlers {
+export function controlHandlers(
+  ctx: ManagerContext,
+  hooks: { afterDemote?: (node: Node) => Promise<void>; checkRegistryLogin?: RegistryLoginCheck; prefetchStatus?: PrefetchStatusSource } = {},
+): ControlHandlers {
   const withManagerStatus = (node: Node): Node => {
     if (node.managerStatus === undefined || node.managerStatus.raftId === 0n) return node;
     const status = ctx.raft.status();
@@ -145,6 +150,7 @@ export function controlHandlers(ctx: ManagerContext, hooks: { afterDemote?: (nod
       logger: ctx.logger,
       check: hooks.checkRegistryLogin ?? pingRegistryLogin,
     }),
+    ...prefetchHandlers(ctx.store, hooks.prefetchStatus),
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
       checkId(req.nodeId, "node_id");
       return { node: withManagerStatus(mustGet(ctx.store.getNode(req.nodeId), "node", req.nodeId)) };

@@ -41,6 +41,8 @@ export interface DispatcherOptions {
   heartbeatPeriodMs?: number;
   /** The leader's prefetch orders, pushed with the assignments (absent: none are pushed). */
   prefetch?: PrefetchOrderSource;
+  /** The leader runs the prefetch loop: sessions tell agents to wait for an order before pulling. */
+  prefetchImages?: boolean;
 }
 
 export class Dispatcher {
@@ -58,6 +60,7 @@ export class Dispatcher {
   private readonly readyNodes = new Set<string>();
   private readonly unsubscribe: () => void;
   private readonly prefetch: PrefetchOrderSource | undefined;
+  private readonly prefetchImages: boolean;
 
   constructor(
     private readonly ctx: ManagerContext,
@@ -65,6 +68,7 @@ export class Dispatcher {
   ) {
     this.log = ctx.logger.child({ component: "dispatcher" });
     this.prefetch = options.prefetch;
+    this.prefetchImages = options.prefetch !== undefined && options.prefetchImages === true;
     this.heartbeats = new HeartbeatMonitor({
       periodMs: options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS,
       clock: ctx.clock,
@@ -121,7 +125,7 @@ export class Dispatcher {
 
   private message(session: Session, node: Node): SessionMessage {
     const revoked = revocationSets(this.ctx.store);
-    return { sessionId: session.id, managers: this.managers(), revokedNodeIds: revoked.nodeIds, revokedSerials: revoked.serials, node };
+    return { sessionId: session.id, managers: this.managers(), revokedNodeIds: revoked.nodeIds, revokedSerials: revoked.serials, node, prefetch: this.prefetchImages };
   }
 
   private push(session: Session): void {

@@ -313,6 +313,48 @@ export interface RegistryLogoutRequest {
 export interface RegistryLogoutResponse {
 }
 
+/** The leader's prefetch jobs (DESIGN.md §8), as `shoal image prefetch status` shows them. */
+export interface PrefetchNodeStatus {
+  nodeId: string;
+  zone: string;
+  /** "seed" (pulls from the registry) or "peer". */
+  role: string;
+  /** "pending", "running", "done", "failed", "excluded" (served a bad piece), "down", "revoked". */
+  state: string;
+  bytesFromPeers: bigint;
+  bytesFromRegistry: bigint;
+  /** For "failed": the node's error code and message. */
+  message: string;
+}
+
+export interface PrefetchJobStatus {
+  jobId: string;
+  serviceId: string;
+  specVersion: bigint;
+  image: string;
+  manifestDigest: string;
+  /**
+   * "resolving" (reading the manifest), "running", "done" (every node done), "failed", "ended"
+   * (its tasks left the waiting states before every node reported).
+   */
+  state: string;
+  /** The image's blobs, in bytes (config and layers). */
+  sizeBytes: bigint;
+  startedAt: Date | undefined;
+  endedAt: Date | undefined;
+  nodes: PrefetchNodeStatus[];
+  message: string;
+}
+
+/** service: a service name or ID ("" for every job). */
+export interface ListPrefetchJobsRequest {
+  service: string;
+}
+
+export interface ListPrefetchJobsResponse {
+  jobs: PrefetchJobStatus[];
+}
+
 function createBaseGetNodeRequest(): GetNodeRequest {
   return { nodeId: "" };
 }
@@ -3933,6 +3975,608 @@ export const RegistryLogoutResponse: MessageFns<RegistryLogoutResponse> = {
   },
 };
 
+function createBasePrefetchNodeStatus(): PrefetchNodeStatus {
+  return { nodeId: "", zone: "", role: "", state: "", bytesFromPeers: 0n, bytesFromRegistry: 0n, message: "" };
+}
+
+export const PrefetchNodeStatus: MessageFns<PrefetchNodeStatus> = {
+  encode(message: PrefetchNodeStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.zone !== "") {
+      writer.uint32(18).string(message.zone);
+    }
+    if (message.role !== "") {
+      writer.uint32(26).string(message.role);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.bytesFromPeers !== 0n) {
+      if (BigInt.asUintN(64, message.bytesFromPeers) !== message.bytesFromPeers) {
+        throw new globalThis.Error("value provided for field message.bytesFromPeers of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.bytesFromPeers);
+    }
+    if (message.bytesFromRegistry !== 0n) {
+      if (BigInt.asUintN(64, message.bytesFromRegistry) !== message.bytesFromRegistry) {
+        throw new globalThis.Error("value provided for field message.bytesFromRegistry of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.bytesFromRegistry);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchNodeStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchNodeStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytesFromPeers = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytesFromRegistry = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchNodeStatus {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      zone: isSet(object.zone) ? globalThis.String(object.zone) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      bytesFromPeers: isSet(object.bytesFromPeers)
+        ? BigInt(object.bytesFromPeers)
+        : isSet(object.bytes_from_peers)
+        ? BigInt(object.bytes_from_peers)
+        : 0n,
+      bytesFromRegistry: isSet(object.bytesFromRegistry)
+        ? BigInt(object.bytesFromRegistry)
+        : isSet(object.bytes_from_registry)
+        ? BigInt(object.bytes_from_registry)
+        : 0n,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: PrefetchNodeStatus): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.zone !== "") {
+      obj.zone = message.zone;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.bytesFromPeers !== 0n) {
+      obj.bytesFromPeers = message.bytesFromPeers.toString();
+    }
+    if (message.bytesFromRegistry !== 0n) {
+      obj.bytesFromRegistry = message.bytesFromRegistry.toString();
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchNodeStatus>, I>>(base?: I): PrefetchNodeStatus {
+    return PrefetchNodeStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchNodeStatus>, I>>(object: I): PrefetchNodeStatus {
+    const message = createBasePrefetchNodeStatus();
+    message.nodeId = object.nodeId ?? "";
+    message.zone = object.zone ?? "";
+    message.role = object.role ?? "";
+    message.state = object.state ?? "";
+    message.bytesFromPeers = (object.bytesFromPeers !== undefined && object.bytesFromPeers !== null)
+      ? BigInt(object.bytesFromPeers)
+      : 0n;
+    message.bytesFromRegistry = (object.bytesFromRegistry !== undefined && object.bytesFromRegistry !== null)
+      ? BigInt(object.bytesFromRegistry)
+      : 0n;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBasePrefetchJobStatus(): PrefetchJobStatus {
+  return {
+    jobId: "",
+    serviceId: "",
+    specVersion: 0n,
+    image: "",
+    manifestDigest: "",
+    state: "",
+    sizeBytes: 0n,
+    startedAt: undefined,
+    endedAt: undefined,
+    nodes: [],
+    message: "",
+  };
+}
+
+export const PrefetchJobStatus: MessageFns<PrefetchJobStatus> = {
+  encode(message: PrefetchJobStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(18).string(message.serviceId);
+    }
+    if (message.specVersion !== 0n) {
+      if (BigInt.asUintN(64, message.specVersion) !== message.specVersion) {
+        throw new globalThis.Error("value provided for field message.specVersion of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.specVersion);
+    }
+    if (message.image !== "") {
+      writer.uint32(34).string(message.image);
+    }
+    if (message.manifestDigest !== "") {
+      writer.uint32(42).string(message.manifestDigest);
+    }
+    if (message.state !== "") {
+      writer.uint32(50).string(message.state);
+    }
+    if (message.sizeBytes !== 0n) {
+      if (BigInt.asUintN(64, message.sizeBytes) !== message.sizeBytes) {
+        throw new globalThis.Error("value provided for field message.sizeBytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.sizeBytes);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(74).fork()).join();
+    }
+    for (const v of message.nodes) {
+      PrefetchNodeStatus.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.message !== "") {
+      writer.uint32(90).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PrefetchJobStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrefetchJobStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.specVersion = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.manifestDigest = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sizeBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.nodes.push(PrefetchNodeStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PrefetchJobStatus {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      specVersion: isSet(object.specVersion)
+        ? BigInt(object.specVersion)
+        : isSet(object.spec_version)
+        ? BigInt(object.spec_version)
+        : 0n,
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      manifestDigest: isSet(object.manifestDigest)
+        ? globalThis.String(object.manifestDigest)
+        : isSet(object.manifest_digest)
+        ? globalThis.String(object.manifest_digest)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? BigInt(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? BigInt(object.size_bytes)
+        : 0n,
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+      nodes: globalThis.Array.isArray(object?.nodes)
+        ? object.nodes.map((e: any) => PrefetchNodeStatus.fromJSON(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: PrefetchJobStatus): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.specVersion !== 0n) {
+      obj.specVersion = message.specVersion.toString();
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.manifestDigest !== "") {
+      obj.manifestDigest = message.manifestDigest;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.sizeBytes !== 0n) {
+      obj.sizeBytes = message.sizeBytes.toString();
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = message.endedAt.toISOString();
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => PrefetchNodeStatus.toJSON(e));
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PrefetchJobStatus>, I>>(base?: I): PrefetchJobStatus {
+    return PrefetchJobStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PrefetchJobStatus>, I>>(object: I): PrefetchJobStatus {
+    const message = createBasePrefetchJobStatus();
+    message.jobId = object.jobId ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.specVersion = (object.specVersion !== undefined && object.specVersion !== null)
+      ? BigInt(object.specVersion)
+      : 0n;
+    message.image = object.image ?? "";
+    message.manifestDigest = object.manifestDigest ?? "";
+    message.state = object.state ?? "";
+    message.sizeBytes = (object.sizeBytes !== undefined && object.sizeBytes !== null) ? BigInt(object.sizeBytes) : 0n;
+    message.startedAt = object.startedAt ?? undefined;
+    message.endedAt = object.endedAt ?? undefined;
+    message.nodes = object.nodes?.map((e) => PrefetchNodeStatus.fromPartial(e)) || [];
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseListPrefetchJobsRequest(): ListPrefetchJobsRequest {
+  return { service: "" };
+}
+
+export const ListPrefetchJobsRequest: MessageFns<ListPrefetchJobsRequest> = {
+  encode(message: ListPrefetchJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPrefetchJobsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPrefetchJobsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPrefetchJobsRequest {
+    return { service: isSet(object.service) ? globalThis.String(object.service) : "" };
+  },
+
+  toJSON(message: ListPrefetchJobsRequest): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPrefetchJobsRequest>, I>>(base?: I): ListPrefetchJobsRequest {
+    return ListPrefetchJobsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPrefetchJobsRequest>, I>>(object: I): ListPrefetchJobsRequest {
+    const message = createBaseListPrefetchJobsRequest();
+    message.service = object.service ?? "";
+    return message;
+  },
+};
+
+function createBaseListPrefetchJobsResponse(): ListPrefetchJobsResponse {
+  return { jobs: [] };
+}
+
+export const ListPrefetchJobsResponse: MessageFns<ListPrefetchJobsResponse> = {
+  encode(message: ListPrefetchJobsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.jobs) {
+      PrefetchJobStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListPrefetchJobsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListPrefetchJobsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobs.push(PrefetchJobStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListPrefetchJobsResponse {
+    return {
+      jobs: globalThis.Array.isArray(object?.jobs) ? object.jobs.map((e: any) => PrefetchJobStatus.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListPrefetchJobsResponse): unknown {
+    const obj: any = {};
+    if (message.jobs?.length) {
+      obj.jobs = message.jobs.map((e) => PrefetchJobStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListPrefetchJobsResponse>, I>>(base?: I): ListPrefetchJobsResponse {
+    return ListPrefetchJobsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListPrefetchJobsResponse>, I>>(object: I): ListPrefetchJobsResponse {
+    const message = createBaseListPrefetchJobsResponse();
+    message.jobs = object.jobs?.map((e) => PrefetchJobStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type ControlService = typeof ControlService;
 export const ControlService = {
   getNode: {
@@ -4156,6 +4800,17 @@ export const ControlService = {
       Buffer.from(RegistryLogoutResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RegistryLogoutResponse => RegistryLogoutResponse.decode(value),
   },
+  listPrefetchJobs: {
+    path: "/shoal.v1.Control/ListPrefetchJobs" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListPrefetchJobsRequest): Buffer =>
+      Buffer.from(ListPrefetchJobsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListPrefetchJobsRequest => ListPrefetchJobsRequest.decode(value),
+    responseSerialize: (value: ListPrefetchJobsResponse): Buffer =>
+      Buffer.from(ListPrefetchJobsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListPrefetchJobsResponse => ListPrefetchJobsResponse.decode(value),
+  },
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs: {
     path: "/shoal.v1.Control/ServiceLogs" as const,
@@ -4192,6 +4847,7 @@ export interface ControlServer extends UntypedServiceImplementation {
   registryLogin: handleUnaryCall<RegistryLoginRequest, RegistryLoginResponse>;
   listRegistries: handleUnaryCall<ListRegistriesRequest, ListRegistriesResponse>;
   registryLogout: handleUnaryCall<RegistryLogoutRequest, RegistryLogoutResponse>;
+  listPrefetchJobs: handleUnaryCall<ListPrefetchJobsRequest, ListPrefetchJobsResponse>;
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs: handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>;
 }
@@ -4541,6 +5197,21 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RegistryLogoutResponse) => void,
+  ): ClientUnaryCall;
+  listPrefetchJobs(
+    request: ListPrefetchJobsRequest,
+    callback: (error: ServiceError | null, response: ListPrefetchJobsResponse) => void,
+  ): ClientUnaryCall;
+  listPrefetchJobs(
+    request: ListPrefetchJobsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListPrefetchJobsResponse) => void,
+  ): ClientUnaryCall;
+  listPrefetchJobs(
+    request: ListPrefetchJobsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListPrefetchJobsResponse) => void,
   ): ClientUnaryCall;
   /** Server-streaming: the only Control method that is not unary. */
   serviceLogs(request: ServiceLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<ServiceLogsMessage>;

@@ -123,7 +123,14 @@ export interface SessionMessage {
   /** The revocation list, pushed so that workers refuse revoked peers. */
   revokedNodeIds: string[];
   revokedSerials: string[];
-  node: Node | undefined;
+  node:
+    | Node
+    | undefined;
+  /**
+   * The leader plans P2P prefetch for runc tasks: a worker waits a short while for the order of a
+   * task's image before it pulls from the registry itself.
+   */
+  prefetch: boolean;
 }
 
 export interface HeartbeatRequest {
@@ -512,7 +519,7 @@ export const WeightedPeer: MessageFns<WeightedPeer> = {
 };
 
 function createBaseSessionMessage(): SessionMessage {
-  return { sessionId: "", managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined };
+  return { sessionId: "", managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false };
 }
 
 export const SessionMessage: MessageFns<SessionMessage> = {
@@ -531,6 +538,9 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     }
     if (message.node !== undefined) {
       Node.encode(message.node, writer.uint32(42).fork()).join();
+    }
+    if (message.prefetch !== false) {
+      writer.uint32(48).bool(message.prefetch);
     }
     return writer;
   },
@@ -588,6 +598,14 @@ export const SessionMessage: MessageFns<SessionMessage> = {
             message.node = Node.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.prefetch = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -621,6 +639,7 @@ export const SessionMessage: MessageFns<SessionMessage> = {
         ? object.revoked_serials.map((e: any) => globalThis.String(e))
         : [],
       node: isSet(object.node) ? Node.fromJSON(object.node) : undefined,
+      prefetch: isSet(object.prefetch) ? globalThis.Boolean(object.prefetch) : false,
     };
   },
 
@@ -641,6 +660,9 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     if (message.node !== undefined) {
       obj.node = Node.toJSON(message.node);
     }
+    if (message.prefetch !== false) {
+      obj.prefetch = message.prefetch;
+    }
     return obj;
   },
 
@@ -654,6 +676,7 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     message.revokedNodeIds = object.revokedNodeIds?.map((e) => e) || [];
     message.revokedSerials = object.revokedSerials?.map((e) => e) || [];
     message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    message.prefetch = object.prefetch ?? false;
     return message;
   },
 };
