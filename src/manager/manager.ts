@@ -45,6 +45,7 @@ import { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../ra
 import { LeaderLoops } from "./leadership/leader-loops.js";
 import type { PrefetchImageSource } from "./prefetch/image-source.js";
 import { PrefetchJobViews } from "./prefetch/job-views.js";
+import { prefetchLoop } from "./prefetch/prefetch-loop.js";
 import { revocationGcLoop } from "./leadership/revocation-gc.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
 import { schedulerLoop } from "./scheduler/scheduler.js";
@@ -173,6 +174,19 @@ export class Manager {
       loops: [
         revocationGcLoop,
         ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop]),
+        ...(opts.workloadLoops === false || opts.prefetch === undefined
+          ? []
+          : [
+              prefetchLoop({
+                images: opts.prefetch.images,
+                board: prefetchOrders,
+                views: prefetchViews,
+                clusterId: opts.clusterId,
+                rootCA: () => ctx.rootCA(),
+                ...(opts.prefetch.pieceSize !== undefined ? { pieceSize: opts.prefetch.pieceSize } : {}),
+                ...(opts.prefetch.grantTtlMs !== undefined ? { grantTtlMs: opts.prefetch.grantTtlMs } : {}),
+              }),
+            ]),
       ],
     });
     const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;

@@ -20,7 +20,7 @@ import {
   TaskState,
   type Task,
 } from "../../src/proto/shoal/v1/objects.js";
-import { ObjectStore, type StoreTransaction } from "../../src/state/index.js";
+import { ObjectStore, type LeaderLoopFactory, type StoreTransaction } from "../../src/state/index.js";
 
 /** A valid 25-character ID that reads as its name in failures. */
 export function idOf(name: string): string {
@@ -64,14 +64,15 @@ export class Harness {
   };
   readonly loops: LeaderLoops;
 
-  constructor() {
+  /** `extra`: more loops beside the workload ones (the prefetch loop's tests). */
+  constructor(extra: readonly LeaderLoopFactory[] = []) {
     this.loops = new LeaderLoops({
       store: this.store,
       propose: this.direct.propose,
       clock: this.clock,
       random: new SeededRandom(7),
       logger: pino({ level: "silent" }),
-      loops: [orchestratorLoop({ resolveImage: (image) => this.resolver(image) }), schedulerLoop(), constraintEnforcerLoop],
+      loops: [orchestratorLoop({ resolveImage: (image) => this.resolver(image) }), schedulerLoop(), constraintEnforcerLoop, ...extra],
     });
   }
 
