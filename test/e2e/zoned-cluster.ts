@@ -38,21 +38,35 @@ export interface ZonedCluster {
   containers(node: NodeProcess): string[];
 }
 
-export async function startZonedCluster(t: TestContext, opts: { managers: string[]; workers: [name: string, zone: string][] }): Promise<ZonedCluster> {
+export interface ZonedClusterOptions {
+  managers: string[];
+  workers: [name: string, zone: string][];
+  /** Pushes the test image and returns its reference; default: busybox in a plain local registry. */
+  image?: () => Promise<string>;
+  /** More daemon flags for the workers. */
+  workerFlags?: string[];
+}
+
+export async function startZonedCluster(t: TestContext, opts: ZonedClusterOptions): Promise<ZonedCluster> {
   await ensureContainerTools((line) => t.diagnostic(line));
-  const registry = await startRegistry();
-  t.after(() => registry.stop());
-  const image = await buildTestImage({ registry: registry.host, name: "shoal-e2e/web", tag: "1" });
+  const pushImage =
+    opts.image ??
+    (async () => {
+      const registry = await startRegistry();
+      t.after(() => registry.stop());
+      return (await buildTestImage({ registry: registry.host, name: "shoal-e2e/web", tag: "1" })).reference;
+    });
+  const image = await pushImage();
 
   // Each node keeps its secret files on its own tmpfs directory (an agent wipes its own at start).
   const shm = mkdtempSync("/dev/shm/shoal-e2e-");
   t.after(() => rmSync(shm, { recursive: true, force: true }));
   const cluster = new ProcessCluster(FAST_DAEMON_FLAGS);
   t.after(() => cluster.close());
-  const add = (name: string): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name)]);
+  const add = (name: string, extra: string[] = []): Promise<NodeProcess> => cluster.add(name, ["--secrets-dir", join(shm, name), ...extra]);
   const managers: NodeProcess[] = [];
   for (const name of opts.managers) managers.push(await add(name));
-  const workers = await Promise.all(opts.workers.map(([name]) => add(name)));
+  const workers = await Promise.all(opts.workers.map(([name]) => add(name, opts.workerFlags)));
   const m1 = managers[0]!;
   const { workerToken, managerToken } = await cluster.init(m1.name);
   for (const m of managers.slice(1)) await cluster.join(m.name, managerToken, m1.addr);
@@ -83,7 +97,7 @@ export async function startZonedCluster(t: TestContext, opts: { managers: string
     m1,
     managers,
     workers,
-    image: image.reference,
+    image,
     shm,
     ids,
     ok,
