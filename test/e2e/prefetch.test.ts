@@ -10,9 +10,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, connect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startCountingRelay, type CountingRelay } from "../../scripts/lib/counting-relay.js";
 import { startRegistry } from "../../scripts/lib/registry.js";
 import { buildTestImage } from "../../scripts/lib/test-image.js";
 import { systemClock } from "../../src/base/clock.js";
@@ -30,40 +30,6 @@ const IMAGE_BYTES = 64 * MiB;
 /** Per worker: 64 MiB from peers takes about 4 s, long enough to remove a worker in the middle. */
 const DOWNLOAD_RATE = 16 * MiB;
 
-/** A TCP relay to the registry that counts the bytes the registry sends (TLS passes through it). */
-async function startCountingRelay(upstreamPort: number): Promise<{ host: string; sent: () => number; close: () => Promise<void> }> {
-  let sent = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(upstreamPort, "127.0.0.1");
-    sockets.add(client).add(upstream);
-    upstream.on("data", (chunk: Buffer) => {
-      sent += chunk.length;
-    });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    host: `127.0.0.1:${port}`,
-    sent: () => sent,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 interface JobRow {
   jobId: string;
   state: string;
@@ -74,7 +40,7 @@ interface JobRow {
 test("P2P prefetch: one registry pull for a zone, peers for the rest, nothing for zone b, a removed worker refused, no login on a worker", { timeout: 600_000 }, async (t) => {
   const user = { username: "puller", password: randomBytes(12).toString("hex") };
   const basic = Buffer.from(`${user.username}:${user.password}`).toString("base64");
-  let relay: Awaited<ReturnType<typeof startCountingRelay>> | undefined;
+  let relay: CountingRelay | undefined;
   let caPem = "";
   let upstreamHost = "";
   const z = await startZonedCluster(t, {
