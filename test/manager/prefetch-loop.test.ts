@@ -197,3 +197,24 @@ test("a manifest the registry refuses: the view says why, and the read is tried 
   assert.equal(views.list()[0]!.message, "");
   h.stop();
 });
+
+test("a target relabelled into another zone leaves the job: its order is withdrawn and no order of the job appears in its new zone", async () => {
+  const { h, board, zoneA } = await setup();
+  await h.createService({ name: "app", replicas: 4, zone: "a", container: { image: IMAGE } as never });
+  const jobId = jobIdOf(board);
+  const moved = zoneA.find((id) => board.entry(id, jobId)?.order.seed === true)!;
+  await h.write((tx) => {
+    const n = tx.getNode(moved)!;
+    n.spec!.labels = { zone: "b" };
+    tx.updateNode(n);
+  });
+  assert.equal(board.entry(moved, jobId), undefined, "the relabelled node has no order of the zone-a job");
+  const entries = zoneA.flatMap((id) => board.entry(id, jobId) ?? []);
+  assert.ok(entries.length >= 2);
+  for (const e of entries) {
+    assert.equal(e.zone, "a");
+    for (const c of e.order.candidates) assert.notEqual(c.nodeId, moved);
+  }
+  assert.equal(entries.filter((e) => e.order.seed).length, 1, "zone a got a new seed");
+  h.stop();
+});

@@ -7,10 +7,15 @@ import { pieceCountOf } from "../../base/bitfield.js";
 import { NodeState, type Node } from "../../proto/shoal/v1/objects.js";
 import type { PrefetchJobStatus, PrefetchNodeStatus } from "../../proto/shoal/v1/control.js";
 import { PrefetchOutcome, type PrefetchBlob, type ReportPrefetchRequest } from "../../proto/shoal/v1/dispatcher.js";
-import { nodeZone } from "../../state/index.js";
+import { DEFAULT_ZONE, nodeZone } from "../../state/index.js";
 import type { PrefetchImage } from "./image-source.js";
 import { isEligible, type PlanNode, type PrefetchPlan } from "./plan.js";
 import type { WantedJob } from "./wanted-jobs.js";
+
+/** A task's zone field is "" for the default zone; a node's zone is "default" then. */
+function effectiveZone(zone: string): string {
+  return zone === "" ? DEFAULT_ZONE : zone;
+}
 
 export type MemberState = "pending" | "running" | "done" | "failed";
 
@@ -42,6 +47,8 @@ export class PrefetchJob {
   readonly specVersion: bigint;
   readonly image: string;
   readonly manifestDigest: string;
+  /** The zone of the job's tasks (a service version's tasks share it): no node of another zone takes part. */
+  readonly zone: string;
   readonly startedAtMs: number;
   phase: JobPhase = "resolving";
   /** Why the image could not be read yet (the loop retries), shown to the operator. */
@@ -66,6 +73,7 @@ export class PrefetchJob {
     this.specVersion = wanted.specVersion;
     this.image = wanted.image;
     this.manifestDigest = wanted.manifestDigest;
+    this.zone = effectiveZone([...wanted.targets.values()][0] ?? "");
     this.startedAtMs = nowMs;
     this.addTargets(wanted);
   }
@@ -73,8 +81,8 @@ export class PrefetchJob {
   /** Adds the job's current targets; members whose tasks started stay (they serve the others). */
   addTargets(wanted: WantedJob): boolean {
     let added = false;
-    for (const nodeId of wanted.targets.keys()) {
-      if (this.members.has(nodeId)) continue;
+    for (const [nodeId, zone] of wanted.targets) {
+      if (this.members.has(nodeId) || effectiveZone(zone) !== this.zone) continue;
       this.members.set(nodeId, { nodeId, state: "pending", excluded: false, bytesFromPeers: 0, bytesFromRegistry: 0, message: "" });
       added = true;
     }
@@ -99,19 +107,22 @@ export class PrefetchJob {
 
   /**
    * The members as the planner sees them, from the store now: a node no longer in the store was
-   * removed (and revoked); its zone, address and state are the store's, never the node's word.
+   * removed (and revoked); its zone, address and state are the store's, never the node's word. A
+   * member relabelled out of the job's zone takes no part (its tasks are being moved): planned on
+   * its own it would become a seed of its new zone for an image of another.
    */
   planNodes(nodes: (nodeId: string) => Node | undefined): PlanNode[] {
     return [...this.members.values()].map((m) => {
       const node = nodes(m.nodeId);
       const state = node?.status?.state ?? NodeState.NODE_STATE_UNKNOWN;
+      const zone = node === undefined ? "" : nodeZone(node);
       return {
         nodeId: m.nodeId,
-        zone: node === undefined ? "" : nodeZone(node),
+        zone,
         addr: node?.status?.addr ?? "",
         revoked: node === undefined,
         down: state === NodeState.NODE_STATE_DOWN || state === NodeState.NODE_STATE_DISCONNECTED,
-        excluded: m.excluded,
+        excluded: m.excluded || (node !== undefined && zone !== this.zone),
         load: 0,
       };
     });
@@ -204,7 +215,7 @@ export class PrefetchJob {
     const roles = new Map((this.plan?.nodes ?? []).map((n) => [n.nodeId, n.role]));
     const nodes: PrefetchNodeStatus[] = [...this.members.values()].map((m) => {
       const p = byId.get(m.nodeId);
-      const state = m.excluded ? "excluded" : p?.revoked === true ? "revoked" : m.state !== "done" && p?.down === true ? "down" : m.state;
+      const state = m.excluded || p?.excluded === true ? "excluded" : p?.revoked === true ? "revoked" : m.state !== "done" && p?.down === true ? "down" : m.state;
       return {
         nodeId: m.nodeId,
         zone: p?.zone ?? "",
