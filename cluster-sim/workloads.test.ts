@@ -5,13 +5,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TaskState } from "../src/proto/shoal/v1/objects.js";
 import { DEFAULT_ZONE, nodeZone, type LeaderLoopFactory } from "../src/state/index.js";
+import { PrefetchOrderBoard } from "../src/manager/prefetch/order-board.js";
 import { runWorkloadSim } from "./workloads.js";
 
 const SEEDS = 30;
 
 test(`${SEEDS} seeds of the leader loops under faults keep zones and slots safe and converge`, async () => {
   const failures: string[] = [];
-  const total = { leaderChanges: 0, tasksCreated: 0, assignments: 0, relabels: 0, nodeDowns: 0, failures: 0 };
+  const total = { leaderChanges: 0, tasksCreated: 0, assignments: 0, relabels: 0, nodeDowns: 0, failures: 0, prefetchOrders: 0 };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = await runWorkloadSim({ seed });
     if (!r.ok) failures.push(`FAIL seed=${seed}: ${r.violation}`);
@@ -21,6 +22,7 @@ test(`${SEEDS} seeds of the leader loops under faults keep zones and slots safe 
   // The runs must exercise the loops: tasks made and placed, leaders changed, nodes relabelled and lost.
   assert.ok(total.assignments > SEEDS * 10, `only ${total.assignments} assignments`);
   assert.ok(total.leaderChanges > SEEDS * 3 && total.relabels > SEEDS * 3 && total.nodeDowns > SEEDS * 3, JSON.stringify(total));
+  assert.ok(total.prefetchOrders > SEEDS * 10, `only ${total.prefetchOrders} prefetch orders checked`);
 });
 
 test("a seed replays exactly", async () => {
@@ -48,6 +50,35 @@ test("the checks can fail: a planted loop that places pending tasks on any node 
   for (let seed = 1; seed <= 5; seed++) {
     const r = await runWorkloadSim({ seed, extraLoop: rogue });
     if (!r.ok && /was assigned to .* of zone/.test(r.violation ?? "")) caught++;
+  }
+  assert.equal(caught, 5);
+});
+
+test("the checks can fail: a planted loop that copies a prefetch order to a node of another zone is caught", async () => {
+  let caught = 0;
+  for (let seed = 1; seed <= 5; seed++) {
+    const board = new PrefetchOrderBoard();
+    // Whenever the board changes, one order is also handed to a node outside the order's zone.
+    const rogue: LeaderLoopFactory = {
+      name: "rogue-prefetch",
+      start: (ctx) => {
+        const off = board.onChange(() => {
+          for (const jobId of board.jobs()) {
+            const nodes = ctx.store.listNodes();
+            const holder = nodes.find((n) => board.entry(n.id, jobId) !== undefined);
+            const entry = holder && board.entry(holder.id, jobId);
+            const outsider = entry && nodes.find((n) => nodeZone(n) !== entry.zone && board.entry(n.id, jobId) === undefined);
+            if (entry === undefined || outsider === undefined) continue;
+            const all = nodes.flatMap((n) => board.entry(n.id, jobId) ?? []);
+            queueMicrotask(() => board.publish(jobId, [...all, { nodeId: outsider.id, zone: entry.zone, order: entry.order }]));
+            return;
+          }
+        });
+        return { stop: off, busy: false, idle: async () => undefined };
+      },
+    };
+    const r = await runWorkloadSim({ seed, extraLoop: rogue, board });
+    if (!r.ok && /prefetch order of job .* (was planned for|is in) zone/.test(r.violation ?? "")) caught++;
   }
   assert.equal(caught, 5);
 });

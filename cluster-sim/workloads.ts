@@ -6,9 +6,13 @@
 // and come back), the agents (assigned tasks start after a delay, some fail, stopped tasks report
 // SHUTDOWN) and raft (leadership moves: the old term's proposals are refused, new loops start).
 //
+// The prefetch loop runs too (its image source answers at once): every order it has on the board is
+// for a node of the store in the zone of the job's tasks, names candidates of that zone only, and
+// carries the registry header only when it is a seed's.
+//
 // Checked after every step: a task is only ever assigned to a node of its own zone, at the moment of
 // assignment; a replicated slot (or a global service's node) has at most one task meant to run; a
-// slot keeps at most TASK_HISTORY_PER_SLOT ended tasks. After the faults stop, the loops must
+// slot keeps at most TASK_HISTORY_PER_SLOT ended tasks; the prefetch orders keep to their zone. After the faults stop, the loops must
 // converge: every service runs as many tasks of its current spec (of either spec, while its update
 // is paused) as its zone's eligible nodes allow, each on such a node.
 import { pino } from "pino";
@@ -22,6 +26,12 @@ import { constraintEnforcerLoop } from "../src/manager/constraintenforcer/constr
 import { orchestratorLoop } from "../src/manager/orchestrator/orchestrator.js";
 import { TASK_HISTORY_PER_SLOT } from "../src/manager/orchestrator/reconcile.js";
 import { schedulerLoop } from "../src/manager/scheduler/scheduler.js";
+import { createRootCA, type RootCA } from "../src/ca/index.js";
+import type { PrefetchImageSource } from "../src/manager/prefetch/image-source.js";
+import { PrefetchJobViews } from "../src/manager/prefetch/job-views.js";
+import { PrefetchOrderBoard } from "../src/manager/prefetch/order-board.js";
+import { prefetchLoop } from "../src/manager/prefetch/prefetch-loop.js";
+import { prefetchJobId } from "../src/manager/prefetch/wanted-jobs.js";
 import {
   Node,
   NodeAvailability,
@@ -42,6 +52,8 @@ export interface WorkloadSimOptions {
   steps?: number;
   /** An extra leader loop, run beside the real ones (planted bugs, to show the checks can fail). */
   extraLoop?: LeaderLoopFactory;
+  /** The prefetch loop's order board (a planted bug may write to it too). */
+  board?: PrefetchOrderBoard;
 }
 
 export interface WorkloadSimResult {
@@ -49,7 +61,7 @@ export interface WorkloadSimResult {
   ok: boolean;
   violation?: string;
   /** What the run did (to show that it exercised the loops). */
-  stats: { steps: number; leaderChanges: number; tasksCreated: number; assignments: number; relabels: number; nodeDowns: number; failures: number };
+  stats: { steps: number; leaderChanges: number; tasksCreated: number; assignments: number; relabels: number; nodeDowns: number; failures: number; prefetchOrders: number };
 }
 
 const ZONES = ["a", "b", ""];
@@ -65,7 +77,7 @@ class Violation extends Error {}
 
 /** One seeded run. */
 export async function runWorkloadSim(opts: WorkloadSimOptions): Promise<WorkloadSimResult> {
-  const sim = new WorkloadSim(opts.seed, opts.extraLoop);
+  const sim = new WorkloadSim(opts.seed, opts.extraLoop, opts.board ?? new PrefetchOrderBoard());
   const stats = sim.stats;
   try {
     await sim.run(opts.steps ?? 120);
@@ -79,7 +91,8 @@ export async function runWorkloadSim(opts: WorkloadSimOptions): Promise<Workload
 }
 
 class WorkloadSim {
-  readonly stats = { steps: 0, leaderChanges: 0, tasksCreated: 0, assignments: 0, relabels: 0, nodeDowns: 0, failures: 0 };
+  readonly stats = { steps: 0, leaderChanges: 0, tasksCreated: 0, assignments: 0, relabels: 0, nodeDowns: 0, failures: 0, prefetchOrders: 0 };
+  private rootCA: RootCA | undefined;
   private readonly clock = new ManualClock(1_700_000_000_000);
   private readonly rng: SeededRandom;
   private readonly idRng: SeededRandom;
@@ -90,7 +103,11 @@ class WorkloadSim {
   /** Task ID → when its agent will report it RUNNING (or FAILED). */
   private readonly startsAt = new Map<string, { atMs: number; fails: boolean }>();
 
-  constructor(seed: number, extraLoop?: LeaderLoopFactory) {
+  constructor(
+    seed: number,
+    extraLoop: LeaderLoopFactory | undefined,
+    private readonly board: PrefetchOrderBoard,
+  ) {
     this.rng = new SeededRandom(seed);
     this.idRng = new SeededRandom(seed ^ 0x5eed);
     this.loops = new LeaderLoops({
@@ -103,6 +120,7 @@ class WorkloadSim {
         orchestratorLoop({ resolveImage: async () => ({ digest: `sha256:${"a".repeat(64)}` }) }),
         schedulerLoop(),
         constraintEnforcerLoop,
+        prefetchLoop({ images: SIM_IMAGES, board, views: new PrefetchJobViews(), clusterId: "simcluster".padEnd(25, "c"), rootCA: () => this.rootCA!, pieceSize: 1024 * 1024 }),
         ...(extraLoop === undefined ? [] : [extraLoop]),
       ],
       newId: () => this.newId(),
@@ -153,6 +171,7 @@ class WorkloadSim {
   }
 
   async run(steps: number): Promise<void> {
+    this.rootCA = await createRootCA({ clock: this.clock });
     await this.write((tx) => {
       for (let i = 0; i < NODE_COUNT; i++) {
         tx.createNode(
@@ -160,8 +179,8 @@ class WorkloadSim {
             id: nodeName(i),
             spec: { availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, labels: ZONES[i % ZONES.length] === "" ? {} : { zone: ZONES[i % ZONES.length]! }, desiredRole: NodeRole.NODE_ROLE_WORKER },
             role: NodeRole.NODE_ROLE_WORKER,
-            description: { hostname: `n${i}`, executors: ["process"], engineLabels: {} },
-            status: { state: NodeState.NODE_STATE_READY },
+            description: { hostname: `n${i}`, executors: ["process", "runc"], engineLabels: {} },
+            status: { state: NodeState.NODE_STATE_READY, addr: `127.0.0.1:${7000 + i}` },
           }),
         );
       }
@@ -198,7 +217,7 @@ class WorkloadSim {
               mode: global ? ServiceMode.SERVICE_MODE_GLOBAL : ServiceMode.SERVICE_MODE_REPLICATED,
               replicas: global ? 0 : this.rng.int(1, 5),
               zone,
-              container: { command: ["sleep", "600"], env: ["V=1"] },
+              container: { image: "127.0.0.1:5000/app:1", command: ["sleep", "600"], env: ["V=1"] },
               restartPolicy: { condition: RestartCondition.RESTART_CONDITION_ANY, delayMs: BigInt(this.rng.int(1, 4) * 100), maxAttempts: 0, windowMs: 0n },
               updateConfig: { parallelism: this.rng.int(1, 3), delayMs: 0n, monitorMs: 1000n, failureAction: 0, maxFailureRatio: 0 },
             },
@@ -291,6 +310,8 @@ class WorkloadSim {
 
   /** "" when every service runs what it should, else what is missing. */
   private unconverged(): string {
+    const jobs = this.board.jobs();
+    if (jobs.length > 0) return `prefetch jobs still ordered once every task runs: ${jobs.join(", ")}`;
     const nodes = this.store.listNodes();
     for (const s of this.store.listServices()) {
       const tasks = this.store.listTasks({ serviceId: s.id });
@@ -318,6 +339,7 @@ class WorkloadSim {
   /** Safety, after every step. */
   private check(): void {
     if (this.violation !== undefined) throw new Violation(this.violation);
+    this.checkPrefetchOrders();
     for (const s of this.store.listServices()) {
       const bySlot = new Map<string, Task[]>();
       for (const t of this.store.listTasks({ serviceId: s.id })) {
@@ -331,6 +353,26 @@ class WorkloadSim {
         // until it reports or is removed: they are not history yet).
         const ended = list.filter((t) => isTerminalState(t.status?.state ?? TaskState.TASK_STATE_NEW));
         if (ended.length > TASK_HISTORY_PER_SLOT) throw new Violation(`service ${s.spec!.name} slot ${key} keeps ${ended.length} ended tasks (history bound ${TASK_HISTORY_PER_SLOT})`);
+      }
+    }
+  }
+
+  /** Every order on the board: a node of the store, of the zone of the job's tasks; candidates of that zone; the header for seeds only. */
+  private checkPrefetchOrders(): void {
+    const tasks = this.store.listTasks();
+    for (const node of this.store.listNodes()) {
+      for (const entry of this.board.ordersFor(node.id)) {
+        this.stats.prefetchOrders++;
+        const { order } = entry;
+        const jobTasks = tasks.filter((t) => prefetchJobId(t.serviceId, t.specVersion, t.spec?.imageDigest ?? "") === order.jobId);
+        const jobZones = new Set(jobTasks.map((t) => zoneOf(t.zone)));
+        if (entry.zone !== nodeZone(node)) throw new Violation(`prefetch order of job ${order.jobId} for ${node.id} of zone "${nodeZone(node)}" was planned for zone "${entry.zone}"`);
+        if (!jobZones.has(entry.zone) || jobZones.size !== 1) throw new Violation(`prefetch order of job ${order.jobId} for ${node.id} is in zone "${entry.zone}", its tasks are in ${[...jobZones].join(", ") || "no zone"}`);
+        if (!order.seed && order.registryAuthorization !== "") throw new Violation(`prefetch order of job ${order.jobId} gives the registry header to ${node.id}, not a seed`);
+        for (const c of order.candidates) {
+          const peer = this.store.getNode(c.nodeId);
+          if (peer === undefined || nodeZone(peer) !== entry.zone) throw new Violation(`prefetch order of job ${order.jobId} for ${node.id} names candidate ${c.nodeId} outside zone "${entry.zone}"`);
+        }
       }
     }
   }
@@ -377,6 +419,18 @@ class WorkloadSim {
     return advanceLoops(this.clock, this.loops, ms);
   }
 }
+
+/** The prefetch loop's image source in the simulation: a manifest of one config and one 3 MiB layer, and a seed header. */
+const SIM_IMAGES: PrefetchImageSource = {
+  image: async () => ({
+    manifest: Buffer.from('{"schemaVersion":2}'),
+    blobs: [
+      { digest: `sha256:${"c".repeat(64)}`, size: 512 },
+      { digest: `sha256:${"d".repeat(64)}`, size: 3 * 1024 * 1024 + 1 },
+    ],
+  }),
+  seedAccess: async () => ({ authorization: "Basic c2ltOnNpbQ==" }),
+};
 
 function zoneOf(zone: string): string {
   return zone === "" ? DEFAULT_ZONE : zone;
