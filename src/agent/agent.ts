@@ -32,7 +32,11 @@ export interface WorkerOptions {
   /** tmpfs directory for secret files (default /dev/shm/shoal); wiped at start. */
   secretsRoot?: string;
   /** Takes the prefetch orders the managers push (the PrefetchRunner); without it they are ignored. */
-  prefetch?: { sync(orders: ReadonlyMap<string, PrefetchOrder>): void };
+  prefetch?: {
+    sync(orders: ReadonlyMap<string, PrefetchOrder>): void;
+    /** Says again how the jobs that ended here ended: a complete set may come from a new leader that does not know. */
+    reportEnded?(): void;
+  };
 }
 
 export interface AgentOptions {
@@ -94,7 +98,7 @@ export class Agent {
     const runner = this.runner;
     if (runner !== undefined) this.logPublisher = new LogPublisher({ taskLog: (id) => runner.taskLog(id), clock: opts.clock, logger: this.log });
     const description = describeNode({ hostname: opts.hostname, executors: this.runner?.executorNames ?? [], engineLabels: opts.engineLabels ?? {} });
-    this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set) => this.applied(set) });
+    this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set, complete) => this.applied(set, complete) });
     this.session = new DispatcherSession({
       clusterId: opts.clusterId,
       rootCaPem: opts.rootCaPem,
@@ -124,9 +128,12 @@ export class Agent {
     });
   }
 
-  private applied(set: AssignmentSet): void {
+  private applied(set: AssignmentSet, complete: boolean): void {
     // Orders first: a task whose image is being prefetched finds its job already known.
-    this.opts.worker?.prefetch?.sync(set.prefetch);
+    const prefetch = this.opts.worker?.prefetch;
+    prefetch?.sync(set.prefetch);
+    // A complete set opens every stream, so every new session (and a new leader) gets one.
+    if (complete) prefetch?.reportEnded?.();
     this.runner?.sync(set);
   }
 

@@ -5,7 +5,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Clock } from "../base/clock.js";
-import type { AssignmentsMessage } from "../proto/shoal/v1/dispatcher.js";
+import { AssignmentsMessage_Type, type AssignmentsMessage } from "../proto/shoal/v1/dispatcher.js";
 import type { AssignmentSet } from "./assignment-set.js";
 import type { SessionLink } from "./session.js";
 
@@ -16,8 +16,8 @@ export interface AssignmentsStreamOptions {
   set: AssignmentSet;
   clock: Clock;
   logger: Logger;
-  /** After every message applied. */
-  onApplied: (set: AssignmentSet) => void;
+  /** After every message applied; `complete` when it was a COMPLETE set (a new stream's first message). */
+  onApplied: (set: AssignmentSet, complete: boolean) => void;
 }
 
 export class AssignmentsStream {
@@ -79,7 +79,7 @@ export class AssignmentsStream {
           finish("gap");
           return;
         }
-        this.opts.onApplied(set);
+        this.opts.onApplied(set, message.type === AssignmentsMessage_Type.TYPE_COMPLETE);
       });
       stream.on("error", (err: grpc.ServiceError) => {
         this.opts.logger.debug({ code: err.code, message: err.details }, "assignments stream ended");

@@ -5,7 +5,10 @@
 // manager published. Orders for a running job replace its candidates, grants and known hashes in
 // place, so a replan, a renewed grant or newly published hashes reach downloads that are running.
 // What happens is told to `report` (piece hashes from seeds, progress, bad peers, the end), which
-// the wiring forwards to the manager.
+// the wiring forwards to the manager. How a job ended is kept while it stays ordered, and told
+// again (`reportEnded`) when a manager sends a complete set: a new leader publishes the same job
+// IDs and would otherwise never hear that this node is done. Tasks waiting for their image watch
+// the jobs by manifest digest (`jobFor`, `subscribe`; prefetch-wait.ts).
 import type { Logger } from "pino";
 import { pieceCountOf } from "../base/bitfield.js";
 import type { Clock } from "../base/clock.js";
@@ -37,6 +40,34 @@ export interface PrefetchRunnerOptions {
   haveRefreshMs?: number;
   /** The registry's idle timeout for a seed's pulls. */
   registryIdleTimeoutMs?: number;
+  /** Candidates this is true for are not asked (the node's revocation list: a removed node serves nothing). */
+  isRevoked?: (nodeId: string) => boolean;
+}
+
+/** A job as a task waiting for its image sees it. */
+export interface PrefetchJobState {
+  jobId: string;
+  manifestDigest: string;
+  /** Bytes of every blob of the image. */
+  totalBytes: number;
+  /** Bytes held so far (blobs done, and verified pieces of the one being fetched). */
+  heldBytes: number;
+  fromPeers: number;
+  fromRegistry: number;
+  /** Undefined while the job runs. */
+  ended?: { kind: "done" } | { kind: "failed"; code: string; message: string };
+}
+
+/** How a job ended here: what its report said, to say it again. */
+type Outcome = { kind: "done"; bytesFromPeers: number; bytesFromRegistry: number } | { kind: "failed"; code: string; message: string };
+
+interface EndedJob {
+  /** The latest order of the job (it may change while the job stays ended, e.g. after a failover). */
+  order: PrefetchOrder;
+  outcome: Outcome;
+  /** A seed's piece hashes, per blob: a new leader learns them only from its seeds' reports. */
+  hashes?: Map<string, Array<string | undefined>>;
+  state: PrefetchJobState;
 }
 
 interface Job {
@@ -45,6 +76,9 @@ interface Job {
   /** Per blob digest: the hashes known so far (the downloader reads this array as it changes). */
   hashes: Map<string, Array<string | undefined>>;
   done: Promise<void>;
+  /** Per blob digest: bytes held, and the latest progress of its download. */
+  held: Map<string, number>;
+  progress: Map<string, { peers: number; origin: number }>;
 }
 
 const DEFAULT_PIECE_TIMEOUT_MS = 30_000;
@@ -53,7 +87,8 @@ const DEFAULT_HAVE_REFRESH_MS = 250;
 export class PrefetchRunner {
   private readonly jobs = new Map<string, Job>();
   /** Jobs that ended on this node (done or failed) and are still ordered: not started again. */
-  private readonly ended = new Set<string>();
+  private readonly ended = new Map<string, EndedJob>();
+  private readonly listeners = new Set<() => void>();
 
   constructor(private readonly opts: PrefetchRunnerOptions) {}
 
@@ -63,9 +98,53 @@ export class PrefetchRunner {
    * started again while it stays ordered (its report told the manager how it ended).
    */
   sync(orders: ReadonlyMap<string, PrefetchOrder>): void {
-    for (const id of [...this.ended]) if (!orders.has(id)) this.ended.delete(id);
+    for (const id of [...this.ended.keys()]) if (!orders.has(id)) this.ended.delete(id);
     for (const id of [...this.jobs.keys()]) if (!orders.has(id)) void this.stop(id);
-    for (const order of orders.values()) if (!this.ended.has(order.jobId)) this.apply(order);
+    for (const order of orders.values()) {
+      const ended = this.ended.get(order.jobId);
+      if (ended !== undefined) ended.order = order;
+      else this.apply(order);
+    }
+    this.changed();
+  }
+
+  /**
+   * Tells again how every job that ended here and is still ordered ended: called when a manager
+   * sends a complete set of assignments, which after a failover comes from a new leader that
+   * rebuilt the same jobs and knows nothing of this node's part. A seed's piece hashes go first,
+   * while its order still makes it a seed (the dispatcher takes hashes from seeds only).
+   */
+  reportEnded(): void {
+    for (const [jobId, ended] of this.ended) {
+      if (ended.hashes !== undefined && ended.order.seed) {
+        for (const [digest, hashes] of ended.hashes) {
+          hashes.forEach((hash, index) => {
+            if (hash !== undefined) this.opts.report({ kind: "piece-hash", jobId, digest, index, hash });
+          });
+        }
+      }
+      this.opts.report({ jobId, ...ended.outcome });
+    }
+  }
+
+  /** The job of the image `manifestDigest` on this node: one that is done first, else one running, else one that failed. */
+  jobFor(manifestDigest: string): PrefetchJobState | undefined {
+    let running: PrefetchJobState | undefined;
+    let failed: PrefetchJobState | undefined;
+    for (const ended of this.ended.values()) {
+      if (ended.order.manifestDigest !== manifestDigest) continue;
+      if (ended.outcome.kind === "done") return { ...ended.state };
+      failed ??= ended.state;
+    }
+    for (const job of this.jobs.values()) if (job.order.manifestDigest === manifestDigest) running ??= this.stateOf(job);
+    const found = running ?? failed;
+    return found === undefined ? undefined : { ...found };
+  }
+
+  /** Calls `listener` after jobs start, progress, or end (and orders change); returns the unsubscribe. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Starts the order's job, or brings a running one up to date with it. */
@@ -76,7 +155,7 @@ export class PrefetchRunner {
       this.learnHashes(running, order);
       return;
     }
-    const job: Job = { order, abort: new AbortController(), hashes: new Map(), done: Promise.resolve() };
+    const job: Job = { order, abort: new AbortController(), hashes: new Map(), done: Promise.resolve(), held: new Map(), progress: new Map() };
     for (const blob of order.blobs) job.hashes.set(blob.digest, Array.from({ length: pieceCountOf(Number(blob.size), blob.pieceSize) }, () => undefined));
     this.learnHashes(job, order);
     this.jobs.set(order.jobId, job);
@@ -94,6 +173,41 @@ export class PrefetchRunner {
 
   async close(): Promise<void> {
     await Promise.all([...this.jobs.keys()].map((id) => this.stop(id)));
+    this.listeners.clear();
+  }
+
+  private stateOf(job: Job, ended?: PrefetchJobState["ended"]): PrefetchJobState {
+    let totalBytes = 0;
+    let heldBytes = 0;
+    let fromPeers = 0;
+    let fromRegistry = 0;
+    for (const blob of job.order.blobs) {
+      totalBytes += Number(blob.size);
+      heldBytes += job.held.get(blob.digest) ?? 0;
+    }
+    for (const p of job.progress.values()) {
+      fromPeers += p.peers;
+      fromRegistry += p.origin;
+    }
+    return { jobId: job.order.jobId, manifestDigest: job.order.manifestDigest, totalBytes, heldBytes, fromPeers, fromRegistry, ...(ended !== undefined ? { ended } : {}) };
+  }
+
+  private changed(): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener();
+      } catch (err) {
+        this.opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, "a prefetch job listener failed");
+      }
+    }
+  }
+
+  private progressed(job: Job, progress: BlobFetchProgress): void {
+    const blob = job.order.blobs.find((b) => b.digest === progress.digest);
+    if (blob !== undefined) job.held.set(blob.digest, Math.min(Number(blob.size), progress.piecesDone * blob.pieceSize));
+    job.progress.set(progress.digest, { peers: progress.bytesFromPeers, origin: progress.bytesFromOrigin });
+    this.opts.report({ kind: "progress", jobId: job.order.jobId, progress });
+    this.changed();
   }
 
   private learnHashes(job: Job, order: PrefetchOrder): void {
@@ -110,6 +224,7 @@ export class PrefetchRunner {
     const { jobId } = job.order;
     let fromPeers = 0;
     let fromRegistry = 0;
+    let outcome: Outcome | undefined;
     try {
       await this.opts.storeManifest(job.order.manifestDigest, Buffer.from(job.order.manifest));
       // Blobs one after another: each already uses the node's whole download across its peers.
@@ -117,20 +232,28 @@ export class PrefetchRunner {
         const result = job.order.seed ? await this.seed(job, i) : await this.fetch(job, i);
         fromPeers += result.fromPeers;
         fromRegistry += result.fromOrigin;
+        job.held.set(blob.digest, Number(blob.size));
+        job.progress.set(blob.digest, { peers: result.fromPeers, origin: result.fromOrigin });
+        this.changed();
       }
       this.opts.logger.info({ jobId, fromPeers, fromRegistry, seed: job.order.seed }, "prefetch job done on this node");
-      this.opts.report({ kind: "done", jobId, bytesFromPeers: fromPeers, bytesFromRegistry: fromRegistry });
+      outcome = { kind: "done", bytesFromPeers: fromPeers, bytesFromRegistry: fromRegistry };
     } catch (err) {
       if (job.abort.signal.aborted) return;
       const code = isShoalError(err) ? err.code : "INTERNAL";
       const message = err instanceof Error ? err.message : String(err);
       this.opts.logger.warn({ jobId, code, err: message }, "prefetch job failed on this node");
-      this.opts.report({ kind: "failed", jobId, code, message });
+      outcome = { kind: "failed", code, message };
     } finally {
       if (this.jobs.get(jobId) === job) {
         this.jobs.delete(jobId);
-        this.ended.add(jobId);
+        if (outcome !== undefined) {
+          const ended = outcome.kind === "done" ? { kind: "done" as const } : { kind: "failed" as const, code: outcome.code, message: outcome.message };
+          this.ended.set(jobId, { order: job.order, outcome, ...(job.order.seed ? { hashes: job.hashes } : {}), state: this.stateOf(job, ended) });
+        }
       }
+      if (outcome !== undefined) this.opts.report({ jobId, ...outcome });
+      this.changed();
     }
   }
 
@@ -148,7 +271,8 @@ export class PrefetchRunner {
       size: Number(blob.size),
       pieceSize: blob.pieceSize,
       pieceHashes: job.hashes.get(blob.digest)!,
-      peers: (): PeerAddress[] => job.order.candidates.map((c) => ({ nodeId: c.nodeId, addr: c.addr })),
+      // Asked on every round: a peer revoked mid-job is dropped at once, not at the next order.
+      peers: (): PeerAddress[] => job.order.candidates.filter((c) => this.opts.isRevoked?.(c.nodeId) !== true).map((c) => ({ nodeId: c.nodeId, addr: c.addr })),
       grant: () => this.grantOf(job, blob.digest),
       sink: this.opts.sink,
       peer: this.opts.peer,
@@ -158,7 +282,7 @@ export class PrefetchRunner {
       haveRefreshMs: this.opts.haveRefreshMs ?? DEFAULT_HAVE_REFRESH_MS,
       signal: job.abort.signal,
       onBadPeer: (nodeId, piece, reason) => this.opts.report({ kind: "bad-peer", jobId, digest: blob.digest, nodeId, piece, reason }),
-      onProgress: (progress) => this.opts.report({ kind: "progress", jobId, progress }),
+      onProgress: (progress) => this.progressed(job, progress),
       what: `image ${job.order.image}: blob ${blob.digest}`,
     });
   }
@@ -189,7 +313,7 @@ export class PrefetchRunner {
         known[index] ??= hash;
         this.opts.report({ kind: "piece-hash", jobId, digest: blob.digest, index, hash });
       },
-      onProgress: (progress) => this.opts.report({ kind: "progress", jobId, progress }),
+      onProgress: (progress) => this.progressed(job, progress),
       what: `image ${job.order.image}: blob ${blob.digest}`,
     });
   }

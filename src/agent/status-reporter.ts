@@ -59,10 +59,14 @@ export class StatusReporter {
 
   constructor(private readonly opts: { clock: Clock; logger: Logger }) {}
 
-  /** Queues `status` for `taskId` unless it would move the task backwards. */
+  /**
+   * Queues `status` for `taskId` unless it would move the task backwards. The same state again is
+   * taken while it is not terminal: a new message for it (PREPARING with the image's progress).
+   */
   report(taskId: string, status: TaskStatus): void {
     const previous = this.furthest.get(taskId);
-    if (previous !== undefined && stateRank(status.state) <= stateRank(previous)) return;
+    const again = previous === status.state && !isTerminal(status.state);
+    if (previous !== undefined && !again && stateRank(status.state) <= stateRank(previous)) return;
     this.furthest.set(taskId, status.state);
     if (!this.pending.has(taskId) && this.pending.size >= MAX_PENDING_UPDATES) {
       const oldest = this.pending.keys().next().value as string;

@@ -52,6 +52,8 @@ class TaskController {
   /** Whether the end is worth reporting (not when the task left the assignments). */
   private reportEnd = true;
   private started: StartedTask | undefined;
+  /** Aborted by a stop: a preparation still waiting (for its image) gives up. */
+  private readonly stopSignal = new AbortController();
   private wake: (() => void) | undefined;
   private startTimer: Timer | undefined;
   secretsWritten = new Map<string, string>(); // secret ID → target
@@ -92,6 +94,7 @@ class TaskController {
     this.stopping = true;
     this.startTimer?.cancel();
     this.wake?.();
+    this.stopSignal.abort();
     if (this.started !== undefined) void this.executor.stop(this.task.id, this.graceMs).catch(() => undefined);
   }
 
@@ -110,7 +113,16 @@ class TaskController {
 
   private execTask(): ExecTask {
     const spec = this.task.spec!;
-    return { id: this.task.id, spec, output: (stream, chunk) => this.log.append(stream, chunk) };
+    return {
+      id: this.task.id,
+      spec,
+      output: (stream, chunk) => this.log.append(stream, chunk),
+      // Only while it prepares; the reporter sends a same-state update with its new message.
+      progress: (message) => {
+        if (!this.stopping && this.started === undefined) this.report(TaskState.TASK_STATE_PREPARING, message);
+      },
+      signal: this.stopSignal.signal,
+    };
   }
 
   private async run(): Promise<void> {
@@ -128,6 +140,10 @@ class TaskController {
       try {
         owner = await this.executor.prepare(this.execTask());
       } catch (err) {
+        if (this.stopping) {
+          this.report(TaskState.TASK_STATE_SHUTDOWN, "shut down before it started");
+          return;
+        }
         log.info({ code: isShoalError(err) ? err.code : undefined, err: errorText(err) }, "task rejected");
         this.report(TaskState.TASK_STATE_REJECTED, errorText(err), { err: errorText(err) });
         return;

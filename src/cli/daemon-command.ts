@@ -6,6 +6,7 @@ import { ShoalError } from "../base/errors.js";
 import { DEFAULT_RAFT_TIMING, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { createDaemonLogger } from "../daemon/logger.js";
 import { startDaemon } from "../daemon/daemon.js";
+import { parseByteRate } from "../daemon/byte-rate.js";
 import { DEFAULT_DATA_DIR } from "./daemon-client.js";
 
 function positiveInt(text: string, flag: string, max: number): number {
@@ -46,6 +47,8 @@ interface DaemonFlags {
   engineLabel?: Record<string, string>;
   secretsDir?: string;
   hostname?: string;
+  p2pUploadRate?: string;
+  p2pDownloadRate?: string;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -70,6 +73,8 @@ export function registerDaemonCommand(program: Command): void {
     .option("--engine-label <key=value>", "a label this node reports about itself (repeatable; untrusted: usable in constraints as engine.labels.KEY, never for a zone)", collectEngineLabel)
     .option("--secrets-dir <path>", "tmpfs directory for task secret files, wiped at start (default /dev/shm/shoal; give each node on one machine its own)")
     .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
+    .option("--p2p-upload-rate <bytes/s>", "P2P image prefetch: most bytes per second this node serves to its peers, e.g. 10M (default 0: unlimited)")
+    .option("--p2p-download-rate <bytes/s>", "P2P image prefetch: most bytes per second this node fetches from its peers, e.g. 50M (default 0: unlimited)")
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -89,6 +94,8 @@ export function registerDaemonCommand(program: Command): void {
         hostname: flags.hostname === undefined ? undefined : parseHostname(flags.hostname),
         secretsRoot: flags.secretsDir === undefined ? undefined : resolve(flags.secretsDir),
         snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
+        p2pUploadBytesPerSec: flags.p2pUploadRate === undefined ? undefined : parseByteRate(flags.p2pUploadRate, "--p2p-upload-rate"),
+        p2pDownloadBytesPerSec: flags.p2pDownloadRate === undefined ? undefined : parseByteRate(flags.p2pDownloadRate, "--p2p-download-rate"),
       });
       const onSignal = (): void => {
         void daemon.stop();

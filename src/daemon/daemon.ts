@@ -29,7 +29,11 @@ import { dataDirPaths, isNodeKeyEncrypted, readDekFile, readNodeKey, writeFileAt
 import { createJoinChannel, createSecureChannel, fetchRootCA, unaryCall, type SecureChannel } from "../transport/client.js";
 import { callWithLeaderRedirect, retryWhileElecting } from "../transport/leader.js";
 import { createImageResolver } from "../oci/resolver.js";
-import { RegistryImageProvider } from "../agent/images/image-provider.js";
+import { RegistryPrefetchSource } from "../oci/prefetch-source.js";
+import { RegistryClient } from "../oci/registry-client.js";
+import { NodeImages } from "../agent/images/node-images.js";
+import type { PeerServer } from "../agent/p2p/peer-server.js";
+import { PrefetchWaitingImages } from "../agent/prefetch-wait.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
@@ -74,6 +78,9 @@ import {
 import { RaftMembershipClient, type JoinRaftResponse } from "../proto/shoal/v1/raft.js";
 import { readNodeFile, writeNodeFile, nodeFilePath, type NodeFile } from "./node-file.js";
 import { DataDirLock } from "./data-dir-lock.js";
+import { AgentPrefetch } from "./agent-prefetch.js";
+import { checkByteRate } from "./byte-rate.js";
+import { mountPeerService, WorkerPeerListener } from "./peer-listener.js";
 
 export type DaemonState = "inactive" | "locked" | "manager" | "worker";
 
@@ -99,8 +106,12 @@ export interface DaemonOptions {
   engineLabels?: Record<string, string>;
   /** Where task secret files go (tmpfs; default /dev/shm/shoal). Tests running several nodes give each its own. */
   secretsRoot?: string;
-  /** Runs image tasks (default: none yet, every image task is REJECTED with IMAGE_NOT_FOUND). */
+  /** Builds image tasks' root filesystems instead of the node's content store and registry pulls (tests). */
   imageProvider?: ImageProvider;
+  /** `--p2p-upload-rate`: bytes per second this node serves to peers, over all of them; 0 (default) unlimited. */
+  p2pUploadBytesPerSec?: number;
+  /** `--p2p-download-rate`: bytes per second this node fetches from peers; 0 (default) unlimited. */
+  p2pDownloadBytesPerSec?: number;
   /** First component of the runc tasks' cgroup paths (default "shoal"). */
   cgroupParent?: string;
 }
@@ -130,23 +141,6 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-/**
- * The node's image store (DIR/content) and registry client, opened on first use: the agent starts
- * synchronously, and a node that never runs an image task never opens it.
- */
-function lazyRegistryImages(contentDir: string): ImageProvider {
-  let opened: Promise<RegistryImageProvider> | undefined;
-  return {
-    prepareRootfs: async (req) => {
-      opened ??= RegistryImageProvider.open({ contentDir }).catch((err: unknown) => {
-        opened = undefined; // tried again by the next task
-        throw err;
-      });
-      return (await opened).prepareRootfs(req);
-    },
-  };
-}
-
 function roleOf(certPem: string): NodeRole {
   return parseNodeCertificate(certPem).role;
 }
@@ -165,6 +159,19 @@ export class Daemon {
   private stopping = false;
   /** A background retry of the raft join after a promotion whose join kept failing. */
   private promotionRetry: Timer | undefined;
+  /**
+   * The node's one content store (DIR/content) with the image provider and the piece store on it,
+   * opened on first use; it outlives agents and roles, as the directory does.
+   */
+  private readonly images: NodeImages;
+  /** The current agent's prefetch runner and peer client. */
+  private agentPrefetch: AgentPrefetch | undefined;
+  /** The P2P peer service on the manager's TLS server, while this node is a manager. */
+  private managerPeer: PeerServer | undefined;
+  /** A pure worker's own listener for the P2P peer service, on --listen-addr. */
+  private workerPeer: WorkerPeerListener | undefined;
+  private readonly uploadBytesPerSec: number;
+  private readonly downloadBytesPerSec: number;
   /** Set when the daemon stopped because of an error it must not limp past (the CLI exits non-zero). */
   fatalError: Error | undefined;
   private readonly log: Logger;
@@ -186,6 +193,9 @@ export class Daemon {
     this.paths = dataDirPaths(opts.dataDir);
     this.hostname = opts.hostname ?? osHostname();
     this.unlockLimiter = new FailureLimiter({ clock: this.clock, what: "unlock attempts" });
+    this.uploadBytesPerSec = checkByteRate(opts.p2pUploadBytesPerSec, "--p2p-upload-rate");
+    this.downloadBytesPerSec = checkByteRate(opts.p2pDownloadBytesPerSec, "--p2p-download-rate");
+    this.images = new NodeImages({ contentDir: join(opts.dataDir, "content"), logger: this.log });
   }
 
   get socketPath(): string {
@@ -214,6 +224,16 @@ export class Daemon {
   /** The agent's verifier for P2P peers (undefined without an agent). */
   get peerVerifier(): PeerVerifier | undefined {
     return this.agent?.peerVerifier;
+  }
+
+  /** The port of a pure worker's P2P peer listener (undefined when it has none: a manager serves on its own). */
+  get workerPeerPort(): number | undefined {
+    return this.workerPeer?.port;
+  }
+
+  /** The prefetch runner of this node's agent (tests and diagnostics). */
+  get prefetchRunner(): AgentPrefetch["runner"] | undefined {
+    return this.agentPrefetch?.runner;
   }
 
   private get advertiseAddr(): string {
@@ -291,6 +311,7 @@ export class Daemon {
       this.state = "worker";
     }
     this.startAgent();
+    await this.syncPeerListener();
   }
 
   // ---- socket ----
@@ -608,6 +629,7 @@ export class Daemon {
       throw err;
     }
     this.startAgent();
+    await this.syncPeerListener();
     this.log.info({ clusterId: info.clusterId, role: info.role }, "joined the cluster");
     return { nodeId: info.nodeId, role: protoRole(info.role), clusterId: info.clusterId };
   }
@@ -668,8 +690,14 @@ export class Daemon {
   ): Promise<void> {
     const node = this.node!;
     if (node.raftId === "") throw new ShoalError("FAILED_PRECONDITION", "this manager has no raft ID; it must join raft first");
-    // The resolver reads the registry logins from the replicated store it is started with.
+    // The resolver and the prefetch source read the registry logins from the replicated store the
+    // manager is started with, and share one client (and the tokens it learns).
     let started: Manager | undefined;
+    const access = (registry: string) => registryAccessOf(started?.store.getCluster(), registry);
+    const registry = new RegistryClient({ access });
+    // The manager's TLS server takes this node's address: a worker listener of this node goes first.
+    await this.closeWorkerPeerListener();
+    let mountedPeer: PeerServer | undefined;
     const manager = await Manager.start({
       dataDir: this.opts.dataDir,
       nodeId: node.nodeId,
@@ -688,7 +716,12 @@ export class Daemon {
       workloadLoops: this.opts.workloadLoops,
       snapshotIntervalEntries: this.opts.snapshotIntervalEntries,
       // The leader resolves each service's image once into a manifest digest that its tasks carry.
-      resolveImage: createImageResolver({ access: (registry) => registryAccessOf(started?.store.getCluster(), registry) }),
+      resolveImage: createImageResolver({ access, client: registry }),
+      prefetch: { images: new RegistryPrefetchSource({ access, client: registry }) },
+      // The node's pieces are served on the manager's own listener, checked against its revocation list.
+      mountServices: (server, revocation) => {
+        mountedPeer = mountPeerService(server, revocation, this.peerServiceOptions());
+      },
       logger: this.childLogger(),
       clock: this.clock,
       random: this.random,
@@ -703,10 +736,67 @@ export class Daemon {
         this.fatalError = err;
         void this.stop();
       },
+    }).catch((err: unknown) => {
+      mountedPeer?.close();
+      throw err;
     });
     started = manager;
     this.manager = manager;
+    this.managerPeer = mountedPeer;
     this.state = "manager";
+  }
+
+  private peerServiceOptions() {
+    // Opened now, in the background (a few directory calls), so the first peer that asks finds
+    // what is on disk instead of a "not held" while the store opens.
+    void this.images.open().catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "cannot open the content store"));
+    return {
+      clusterId: this.node!.clusterId,
+      rootCaPem: this.rootCaPem,
+      certPem: this.certPem,
+      source: this.images.source,
+      uploadBytesPerSec: this.uploadBytesPerSec,
+      clock: this.clock,
+      logger: this.childLogger(),
+    };
+  }
+
+  /**
+   * A pure worker serves the P2P peer service on its own listener at --listen-addr; a manager
+   * serves it on the manager's, and a node without an agent serves nothing. A listener that cannot
+   * open (the port is taken) is logged: the node still runs its tasks, it only serves no pieces.
+   */
+  private async syncPeerListener(): Promise<void> {
+    const agent = this.agent;
+    const wanted = agent !== undefined && this.manager === undefined && this.state === "worker" && !this.stopping;
+    if (!wanted) {
+      await this.closeWorkerPeerListener();
+      return;
+    }
+    if (this.workerPeer !== undefined) return;
+    try {
+      this.workerPeer = await WorkerPeerListener.start({
+        ...this.peerServiceOptions(),
+        listenAddr: this.opts.listenAddr,
+        identity: { certPem: this.certPem, keyPem: this.keyPem },
+        verifier: agent.peerVerifier,
+        revocation: agent.revocation,
+      });
+      this.log.info({ addr: this.opts.listenAddr, port: this.workerPeer.port }, "serving image pieces to peers");
+    } catch (err) {
+      this.log.error({ addr: this.opts.listenAddr, err: err instanceof Error ? err.message : String(err) }, "cannot open the P2P peer listener; this node serves no image pieces to its peers");
+    }
+  }
+
+  private async closeWorkerPeerListener(): Promise<void> {
+    const listener = this.workerPeer;
+    this.workerPeer = undefined;
+    await listener?.close();
+  }
+
+  private closeManagerPeer(): void {
+    this.managerPeer?.close();
+    this.managerPeer = undefined;
   }
 
   private async stopManagerRole(reason: string): Promise<void> {
@@ -715,6 +805,7 @@ export class Daemon {
     this.manager = undefined;
     this.log.warn({ reason }, "stopping the manager role");
     await manager.stop();
+    this.closeManagerPeer();
     // A former manager keeps no cluster state or data key: it is a worker now (or leaving).
     await rm(this.paths.stateDir, { recursive: true, force: true });
     await rm(this.paths.keysDir, { recursive: true, force: true });
@@ -723,13 +814,30 @@ export class Daemon {
       await writeNodeFile(this.opts.dataDir, this.node).catch(() => undefined);
     }
     if (this.state === "manager") this.state = "worker";
+    // A former manager that keeps its agent serves its pieces on a listener of its own now.
+    await this.syncPeerListener();
   }
 
-  /** The executors this node can run tasks with (runc only where it is installed and we are root). */
-  private workerExecutors(workerDir: string): Executor[] {
+  /**
+   * The executors this node can run tasks with (runc only where it is installed and we are root).
+   * Image tasks wait for their prefetch job when the session plans one (`prefetch`, set right
+   * after the agent is made and before it starts), then build from the node's content store.
+   */
+  private workerExecutors(workerDir: string, prefetch: () => AgentPrefetch | undefined): Executor[] {
     const executors: Executor[] = [new ProcessExecutor({ clock: this.clock, defaultDir: workerDir })];
     if (availableExecutors().includes("runc")) {
-      const images = this.opts.imageProvider ?? lazyRegistryImages(join(this.opts.dataDir, "content"));
+      const given = this.opts.imageProvider;
+      const images = new PrefetchWaitingImages({
+        images: given ?? this.images.images,
+        jobs: {
+          jobFor: (digest) => prefetch()?.runner.jobFor(digest),
+          subscribe: (listener) => prefetch()?.runner.subscribe(listener) ?? (() => undefined),
+        },
+        enabled: () => prefetch()?.planned === true,
+        ...(given === undefined ? { holds: (digest: string) => this.images.images.holds(digest) } : {}),
+        clock: this.clock,
+        logger: this.childLogger(),
+      });
       executors.unshift(new RuncExecutor({ workerDir, images, clock: this.clock, logger: this.childLogger(), cgroupParent: this.opts.cgroupParent }));
     }
     return executors;
@@ -738,6 +846,7 @@ export class Daemon {
   private startAgent(): void {
     const node = this.node!;
     const workerDir = join(this.opts.dataDir, "worker");
+    let prefetch: AgentPrefetch | undefined;
     const agent = new Agent({
       nodeId: node.nodeId,
       clusterId: node.clusterId,
@@ -747,7 +856,12 @@ export class Daemon {
       advertiseAddr: node.advertiseAddr,
       hostname: this.hostname,
       engineLabels: this.opts.engineLabels,
-      worker: { workerDir, executors: this.workerExecutors(workerDir), secretsRoot: this.opts.secretsRoot },
+      worker: {
+        workerDir,
+        executors: this.workerExecutors(workerDir, () => prefetch),
+        secretsRoot: this.opts.secretsRoot,
+        prefetch: { sync: (orders) => prefetch?.runner.sync(orders), reportEnded: () => prefetch?.runner.reportEnded() },
+      },
       clock: this.clock,
       random: this.random,
       logger: this.childLogger(),
@@ -761,7 +875,19 @@ export class Daemon {
       onRenewed: (renewed) => this.serialize(() => this.certificateRenewed(renewed)),
       onRemoved: () => void this.serialize(() => this.removedFromCluster()).catch(() => undefined),
     });
+    prefetch = new AgentPrefetch({
+      agent,
+      images: this.images,
+      clusterId: node.clusterId,
+      rootCaPem: this.rootCaPem,
+      identity: { certPem: this.certPem, keyPem: this.keyPem },
+      downloadBytesPerSec: this.downloadBytesPerSec,
+      clock: this.clock,
+      random: this.random,
+      logger: this.childLogger(),
+    });
     this.agent = agent;
+    this.agentPrefetch = prefetch;
     agent.start();
   }
 
@@ -773,6 +899,10 @@ export class Daemon {
     this.certPem = renewed.certPem;
     this.keyPem = (renewed.privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
     this.manager?.updateIdentity({ certPem: this.certPem, keyPem: this.keyPem });
+    // The peer service serves the zone of the new certificate (a zone change reissues it).
+    this.managerPeer?.setZone(parseNodeCertificate(this.certPem).zone);
+    this.workerPeer?.updateIdentity({ certPem: this.certPem, keyPem: this.keyPem });
+    this.agentPrefetch?.updateIdentity(this.certPem, this.keyPem);
     if (previousRole !== renewed.role) this.log.info({ from: previousRole, to: renewed.role }, "the certificate's role changed");
     // Decided by what runs, not by the previous certificate: a promoted node whose raft join failed
     // already holds its manager certificate, and a later renewal must still join it to raft.
@@ -824,12 +954,18 @@ export class Daemon {
   }
 
   private async stopRoles(): Promise<void> {
+    await this.closeWorkerPeerListener();
     const agent = this.agent;
     this.agent = undefined;
+    const prefetch = this.agentPrefetch;
+    this.agentPrefetch = undefined;
     await agent?.stop();
+    // After the agent: its tasks are stopped, so no preparation waits for a job any more.
+    await prefetch?.close();
     const manager = this.manager;
     this.manager = undefined;
     await manager?.stop();
+    this.closeManagerPeer();
   }
 
   /** Forgets the cluster: certificates, keys, state and node.json. */

@@ -1,7 +1,8 @@
 // A dispatcher the test scripts, served over real mutual TLS (test PKI from test/transport): it
-// serves Session, Heartbeat, Assignments and UpdateTaskStatus for the real Agent, records what the
-// agent sent (session descriptions, status updates, assignment streams opened), and lets the test
-// push assignment messages, inject a gap, or refuse status calls. Several share one `ScriptedStore`
+// serves Session, Heartbeat, Assignments, UpdateTaskStatus and ReportPrefetch for the real Agent,
+// records what the agent sent (session descriptions, status updates, prefetch reports, assignment
+// streams opened), and lets the test push assignment messages (tasks, secrets, prefetch orders),
+// inject a gap, or refuse status calls. Several share one `ScriptedStore`
 // so that a failover keeps the node's tasks. Used where the test must control the stream itself
 // (gaps, refusals, failover); the dispatcher's own tests cover the real one.
 import * as grpc from "@grpc/grpc-js";
@@ -11,6 +12,8 @@ import {
   DispatcherService,
   type AssignmentChange,
   type AssignmentsMessage,
+  type PrefetchOrder,
+  type ReportPrefetchRequest,
   type SessionMessage,
   type SessionRequest,
   type TaskStatusUpdate,
@@ -23,6 +26,10 @@ import { pkiServer, type Pki } from "../transport/fixtures.js";
 export class ScriptedStore {
   readonly tasks = new Map<string, Task>();
   readonly secrets = new Map<string, Secret>();
+  /** Prefetch orders by job ID; a report for a job not here is refused NOT_FOUND, as the real dispatcher does. */
+  readonly prefetch = new Map<string, PrefetchOrder>();
+  /** Every ReportPrefetch the agent sent and a dispatcher took. */
+  readonly prefetchReports: { request: ReportPrefetchRequest; via: string }[] = [];
   /** Every update the agent sent, in arrival order, on any dispatcher. */
   readonly updates: { update: TaskStatusUpdate; atMs: number; via: string }[] = [];
 
@@ -41,6 +48,8 @@ export class ScriptedDispatcher {
   statusCalls = 0;
   /** Refuse this many UpdateTaskStatus calls with UNAVAILABLE before taking them. */
   refuseStatusCalls = 0;
+  /** SessionMessage.prefetch of the sessions this dispatcher opens. */
+  sessionPrefetch = false;
   private stream: grpc.ServerWritableStream<unknown, AssignmentsMessage> | undefined;
   private readonly sessions = new Set<grpc.ServerWritableStream<SessionRequest, SessionMessage>>();
   private seq = 0;
@@ -59,6 +68,7 @@ export class ScriptedDispatcher {
       heartbeat: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { periodMs: 200 }),
       assignments: (call: grpc.ServerWritableStream<unknown, AssignmentsMessage>) => holder.d!.onAssignments(call),
       updateTaskStatus: (call: grpc.ServerUnaryCall<UpdateTaskStatusRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => holder.d!.onStatus(call, cb),
+      reportPrefetch: (call: grpc.ServerUnaryCall<ReportPrefetchRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => holder.d!.onPrefetchReport(call, cb),
     });
     const port = await server.listen("127.0.0.1:0", "open");
     holder.d = new ScriptedDispatcher(name, server, store, `127.0.0.1:${port}`);
@@ -69,7 +79,7 @@ export class ScriptedDispatcher {
     this.descriptions.push(call.request.description);
     this.sessions.add(call);
     call.on("cancelled", () => this.sessions.delete(call));
-    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false });
+    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: this.sessionPrefetch });
   }
 
   private onAssignments(call: grpc.ServerWritableStream<unknown, AssignmentsMessage>): void {
@@ -97,8 +107,18 @@ export class ScriptedDispatcher {
     cb(null, { refused: [] });
   }
 
+  private onPrefetchReport(call: grpc.ServerUnaryCall<ReportPrefetchRequest, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    if (!this.store.prefetch.has(call.request.jobId)) {
+      cb({ code: grpc.status.NOT_FOUND, details: `no order of prefetch job ${call.request.jobId}` });
+      return;
+    }
+    this.store.prefetchReports.push({ request: call.request, via: this.name });
+    cb(null, {});
+  }
+
   private allChanges(): AssignmentChange[] {
     return [
+      ...[...this.store.prefetch.values()].map((prefetch) => ({ assignment: { prefetch }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })),
       ...[...this.store.tasks.values()].map((task) => ({ assignment: { task }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })),
       ...[...this.store.secrets.values()].map((secret) => ({ assignment: { secret }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })),
     ];
@@ -116,6 +136,12 @@ export class ScriptedDispatcher {
       ...tasks.map((task) => ({ assignment: { task }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })),
       ...secrets.map((secret) => ({ assignment: { secret }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })),
     ]);
+  }
+
+  /** Puts (or replaces) prefetch orders in the store and sends them as one INCREMENTAL. */
+  order(orders: PrefetchOrder[]): void {
+    for (const o of orders) this.store.prefetch.set(o.jobId, o);
+    this.incremental(orders.map((prefetch) => ({ assignment: { prefetch }, action: AssignmentAction.ASSIGNMENT_ACTION_UPDATE })));
   }
 
   removeSecret(secret: Secret): void {

@@ -14,6 +14,10 @@ export interface ExecTask {
   spec: ContainerSpec;
   /** Receives the task's stdout and stderr. */
   output?: (stream: "stdout" | "stderr", chunk: Buffer) => void;
+  /** While it prepares: a new PREPARING status message (image progress), at most about once a second. */
+  progress?: (message: string) => void;
+  /** Aborted when the task is stopped: a preparation that waits (for its image) gives up. */
+  signal?: AbortSignal;
 }
 
 export interface PreparedTask {
@@ -58,8 +62,9 @@ export interface Executor {
 /** The image side of the runc executor (implemented by `src/agent/images/`, wired by the agent). */
 export interface ImageProvider {
   /** Pulls (if needed) and unpacks the image with manifest `digest` (pulled from the registry
-   * named in `image`) into `rootfsDir` (which must not exist yet); returns the image config. */
-  prepareRootfs(opts: { image: string; digest: string; rootfsDir: string }): Promise<ImageConfig>;
+   * named in `image`) into `rootfsDir` (which must not exist yet); returns the image config.
+   * `progress` and `signal` are the task's (ExecTask). */
+  prepareRootfs(opts: { image: string; digest: string; rootfsDir: string; progress?: (message: string) => void; signal?: AbortSignal }): Promise<ImageConfig>;
 }
 
 /** What the runc executor needs from an image config: the OCI layer's own type. */

@@ -102,6 +102,24 @@ export class RegistryImageProvider {
     return image.config;
   }
 
+  /**
+   * Whether the image `digest` is whole in the content store (its manifest, config and every
+   * layer), so that prepareRootfs needs no registry. An index is narrowed as prepareRootfs does.
+   */
+  async holds(digest: string, depth = 0): Promise<boolean> {
+    if (!(await this.opts.store.has(digest))) return false;
+    let doc: ImageManifest;
+    try {
+      const parsed = parseManifestOrIndex(await this.opts.store.readVerified(digest, MAX_MANIFEST_BYTES, `image ${digest}`), undefined, `image ${digest}: manifest`);
+      if (parsed.kind === "index") return depth === 0 && (await this.holds(selectPlatform(parsed, this.platform, `image ${digest}`).digest, depth + 1));
+      doc = parsed;
+    } catch {
+      return false; // not usable as it is: prepareRootfs says why
+    }
+    for (const blob of [doc.config, ...doc.layers]) if (!(await this.opts.store.has(blob.digest))) return false;
+    return true;
+  }
+
   /** The manifest `digest` (from the store, else the registry); an index is narrowed to this platform. */
   private async manifestOf(ref: ImageReference, digest: string, what: string, depth = 0): Promise<ImageManifest> {
     let bytes: Buffer;

@@ -73,7 +73,13 @@ export class RuncExecutor implements Executor {
     await rm(bundle, { recursive: true, force: true });
     await mkdir(bundle, { recursive: true, mode: 0o700 });
     const rootfs = join(bundle, "rootfs");
-    const image = await this.opts.images.prepareRootfs({ image: spec.image, digest: spec.imageDigest, rootfsDir: rootfs });
+    const image = await this.opts.images.prepareRootfs({
+      image: spec.image,
+      digest: spec.imageDigest,
+      rootfsDir: rootfs,
+      ...(task.progress !== undefined ? { progress: task.progress } : {}),
+      ...(task.signal !== undefined ? { signal: task.signal } : {}),
+    });
     // runc gives the /tmp tmpfs the mode of its mount point: one it has to create would be 0755.
     await mkdir(join(rootfs, "tmp"), { mode: 0o1777 }).then(
       () => chmod(join(rootfs, "tmp"), 0o1777),

@@ -1,0 +1,90 @@
+// Where a node serves its pieces to the peers of its zone (DESIGN.md §3 rule 9, §8): the Blobs
+// service over mutual TLS at the node's advertise address. A manager mounts it on its own TLS
+// server (ManagerOptions.mountServices), whose interceptor checks every caller against the
+// manager's revocation list; a pure worker, which has no server of its own, gets one here on
+// --listen-addr that serves nothing but Blobs and checks callers against the list its agent
+// receives. Either way the PeerServer adds the zone and the grant, and its zone follows the node's
+// certificate (setZone after a renewal).
+import type { Logger } from "pino";
+import type { Clock } from "../base/clock.js";
+import { parseNodeCertificate, RootCA } from "../ca/index.js";
+import { PeerServer, type PieceSource } from "../agent/p2p/peer-server.js";
+import { BlobsService } from "../proto/shoal/v1/blobs.js";
+import type { MethodPolicy } from "../transport/authz.js";
+import type { PeerVerifier } from "../transport/identity.js";
+import type { RevocationState } from "../transport/revocation.js";
+import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
+
+export interface PeerServiceOptions {
+  clusterId: string;
+  rootCaPem: string;
+  /** The node's certificate: the zone it serves is the one its certificate carries. */
+  certPem: string;
+  source: PieceSource;
+  /** Bytes per second over all of its streams; 0 is unlimited (`--p2p-upload-rate`). */
+  uploadBytesPerSec: number;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** A PeerServer on `server`, refusing callers on `revocation` (its streams end when one is added). */
+export function mountPeerService(server: SecureServer, revocation: RevocationState, opts: PeerServiceOptions): PeerServer {
+  const peer = new PeerServer({
+    clusterId: opts.clusterId,
+    zone: parseNodeCertificate(opts.certPem).zone,
+    rootCA: RootCA.fromCertOnly(opts.rootCaPem),
+    source: opts.source,
+    peerOf: (call) => server.peerOf(call),
+    revocation,
+    clock: opts.clock,
+    logger: opts.logger,
+    uploadBytesPerSec: opts.uploadBytesPerSec,
+  });
+  peer.mount(server);
+  return peer;
+}
+
+/** Blobs only: a worker's listener answers no other RPC, not even the CA's bootstrap calls. */
+function blobsOnly(): Map<string, MethodPolicy> {
+  return new Map(Object.values(BlobsService).map((m) => [m.path, { roles: ["swarm-manager", "swarm-worker"] } as MethodPolicy]));
+}
+
+export class WorkerPeerListener {
+  private constructor(
+    readonly server: SecureServer,
+    readonly peer: PeerServer,
+    readonly port: number,
+  ) {}
+
+  static async start(opts: PeerServiceOptions & { listenAddr: string; identity: NodeIdentityPem; verifier: PeerVerifier; revocation: RevocationState }): Promise<WorkerPeerListener> {
+    const server = createSecureServer({
+      clusterId: opts.clusterId,
+      rootCaPem: opts.rootCaPem,
+      identity: opts.identity,
+      verifier: opts.verifier,
+      revocation: opts.revocation,
+      policies: blobsOnly(),
+      clock: opts.clock,
+    });
+    const peer = mountPeerService(server, opts.revocation, opts);
+    try {
+      const port = await server.listen(opts.listenAddr, "open");
+      return new WorkerPeerListener(server, peer, port);
+    } catch (err) {
+      peer.close();
+      await server.shutdown(0);
+      throw err;
+    }
+  }
+
+  /** After a renewal: the new certificate for new handshakes, and the zone it carries. */
+  updateIdentity(identity: NodeIdentityPem): void {
+    this.server.updateIdentity(identity.certPem, identity.keyPem);
+    this.peer.setZone(parseNodeCertificate(identity.certPem).zone);
+  }
+
+  async close(): Promise<void> {
+    this.peer.close();
+    await this.server.shutdown(500);
+  }
+}
