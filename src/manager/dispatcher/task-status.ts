@@ -45,7 +45,9 @@ export function checkStatusUpdate(task: Task | undefined, nodeId: string, update
     return { ok: false, code: "INVALID_ARGUMENT", message: `a node reports only ACCEPTED, PREPARING, STARTING, RUNNING, COMPLETE, SHUTDOWN, FAILED or REJECTED, not ${stateName(next)}` };
   }
   const current = task.status?.state ?? TaskState.TASK_STATE_NEW;
-  if (next === current) return { ok: true, noop: true };
+  // A PREPARING task's message is its progress (its image's prefetch): a new one is written, at
+  // the rate the agent sends them (at most about once a second per task). Any other repeat is a no-op.
+  if (next === current) return { ok: true, noop: !(next === TaskState.TASK_STATE_PREPARING && update.status!.message !== (task.status?.message ?? "")) };
   if (isTerminalTaskState(current)) {
     return { ok: false, code: "FAILED_PRECONDITION", message: `task ${task.id} has already ended as ${stateName(current)}; it cannot become ${stateName(next)}` };
   }
