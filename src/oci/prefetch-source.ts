@@ -55,8 +55,9 @@ export class RegistryPrefetchSource {
     return { manifest: fetched.bytes, blobs: [doc.config, ...doc.layers].map((d) => ({ digest: d.digest, size: d.size })) };
   }
 
-  async seedAccess(image: string): Promise<SeedAccess> {
-    const ref = parseImageReference(image);
+  async seedAccess(image: string, digest: string): Promise<SeedAccess> {
+    // Asked by the digest the job pulls, so a tag moved or deleted since does not matter.
+    const ref = { ...parseImageReference(image), digest };
     const authorization = await this.client.pullAuthorization(ref);
     const ca = this.opts.access(ref.registry)?.ca;
     return {

@@ -41,7 +41,8 @@ test("image() gives the manifest's bytes and its blobs, the config first, then t
 
 test("an anonymous registry: a seed pulls with no header and no CA", async () => {
   const source = new RegistryPrefetchSource({ access: () => undefined });
-  assert.deepEqual(await source.seedAccess(`${image.reference}:1`), {});
+  assert.deepEqual(await source.seedAccess(`${image.reference}:1`, image.digest), {});
+  assert.ok(open.requests.includes(`HEAD /v2/app/manifests/${image.digest}`), "the seed's access is asked by digest (a tag moved since does not matter)");
 });
 
 test("bytes that are not the digest's are DIGEST_MISMATCH; an index is INVALID_ARGUMENT; a missing manifest IMAGE_NOT_FOUND", async () => {
@@ -65,7 +66,7 @@ test("a token registry: the seed gets the Bearer token the token server scoped t
     const img = registry.addImage("team/app", { config: Buffer.from("{}"), layers: [Buffer.from("x")], tag: "2" });
     const source = new RegistryPrefetchSource({ access: (r) => (r === registry.host ? { credentials: { username: "ci", password: "hunter2-secret" } } : undefined) });
     assert.deepEqual((await source.image(`${img.reference}:2`, img.digest)).blobs, [img.config, ...img.layers]);
-    const access = await source.seedAccess(`${img.reference}:2`);
+    const access = await source.seedAccess(`${img.reference}:2`, img.digest);
     assert.equal(access.authorization, `Bearer ${registry.tokens.get("team/app")}`);
     assert.ok(!JSON.stringify(access).includes("hunter2"), "the password does not reach a seed");
     assert.equal(access.caPem, undefined);
@@ -82,7 +83,7 @@ test("a Basic registry: the seed gets the Basic header (the registry has nothing
   try {
     const img = registry.addImage("app", { config: Buffer.from("{}"), layers: [], tag: "latest" });
     const source = new RegistryPrefetchSource({ access: () => ({ credentials: { username: "ci", password: "pw" } }) });
-    assert.deepEqual(await source.seedAccess(img.reference), { authorization: `Basic ${Buffer.from("ci:pw").toString("base64")}` });
+    assert.deepEqual(await source.seedAccess(img.reference, img.digest), { authorization: `Basic ${Buffer.from("ci:pw").toString("base64")}` });
   } finally {
     await registry.stop();
   }
@@ -98,7 +99,7 @@ test("the login's CA goes to the seed with the header (one lookup per registry, 
     },
     client,
   });
-  assert.deepEqual(await source.seedAccess("registry.example:5000/app:1"), { authorization: "Bearer t0ken", caPem: "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n" });
+  assert.deepEqual(await source.seedAccess("registry.example:5000/app:1", `sha256:${"0".repeat(64)}`), { authorization: "Bearer t0ken", caPem: "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n" });
   assert.deepEqual(asked, ["registry.example:5000"]);
-  assert.deepEqual(await source.seedAccess("other.example/app:1"), { authorization: "Bearer t0ken" });
+  assert.deepEqual(await source.seedAccess("other.example/app:1", `sha256:${"0".repeat(64)}`), { authorization: "Bearer t0ken" });
 });

@@ -20,5 +20,5 @@ export interface PrefetchImageSource {
   /** The manifest `digest` of `image` and its blobs; a registry error is a ShoalError with the registry's code. */
   image(image: string, digest: string): Promise<PrefetchImage>;
   /** Asked when a job's seeds are given their orders, and again when their grants are renewed. */
-  seedAccess(image: string): Promise<SeedAccess>;
+  seedAccess(image: string, digest: string): Promise<SeedAccess>;
 }

@@ -207,7 +207,7 @@ class PrefetchLoop {
     }
     let access = this.seedAccess.get(job.image);
     if (access === undefined || grantsDue) {
-      access = await this.opts.images.seedAccess(job.image);
+      access = await this.opts.images.seedAccess(job.image, job.manifestDigest);
       this.seedAccess.set(job.image, access);
     }
     if (this.ctx.stopped || this.jobs.get(job.jobId) !== job) return;
