@@ -19,7 +19,8 @@ manifest digest it resolved to, the job's state (resolving, running, done, faile
 image's size and how long ago the job started. Per node: its hostname (or ID), zone, role (seed:
 pulls from the registry; peer: fetches from the seeds and peers of its zone), state, the bytes it
 got from peers and from the registry, progress as (peers + registry) / size, and why it failed.
-On a terminal the display refreshes until every job shown has ended; piped, it prints once.
+On a terminal the display refreshes until every job shown has ended (Ctrl-C stops watching and
+exits 0; the jobs go on); piped, it prints once.
 --format json prints the jobs once, with sizes in bytes and times in ISO 8601.`;
 
 /** Service names and node hostnames by ID, asked again only when an ID not asked about yet shows up. */
