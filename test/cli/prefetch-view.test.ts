@@ -23,7 +23,8 @@ const RAW_UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-
 // A node's error as a hostile node might report it: clear screen, a forged row, an 8-bit CSI, a bidi override.
 const HOSTILE = "DIGEST_MISMATCH: bad\x1b[2J\x1b[H\nforged-node   default   seed   done\u009b31m\u202etxt";
 
-function job(overrides: Partial<Parameters<typeof PrefetchJobStatus.fromPartial>[0]> = {}): PrefetchJobStatus {
+// Loosely typed, as the views must cope with whatever a server sends.
+function job(overrides: Record<string, unknown> = {}): PrefetchJobStatus {
   return PrefetchJobStatus.fromPartial({
     jobId: `${id("svc")}.3.ab12cd34ef56ab12`,
     serviceId: id("svc"),
@@ -40,7 +41,7 @@ function job(overrides: Partial<Parameters<typeof PrefetchJobStatus.fromPartial>
       { nodeId: id("n4"), zone: "", role: "peer", state: "pending" },
     ],
     ...overrides,
-  });
+  } as Parameters<typeof PrefetchJobStatus.fromPartial>[0]);
 }
 
 const HOSTS: Record<string, string> = { [id("n1")]: "seed-a", [id("n2")]: "web-2", [id("n3")]: "web-3" };
