@@ -1,6 +1,7 @@
 // What every command handler gets: the process's streams and environment, and a lazily opened
 // connection to the local daemon (so `--help` and usage errors never touch the socket).
 import { Option } from "commander";
+import type { Clock } from "../base/clock.js";
 import type { DaemonClient } from "./daemon-client.js";
 import type { InputStream } from "./input.js";
 
@@ -9,6 +10,14 @@ export interface CliIo {
   stderr: (text: string) => void;
   stdin: InputStream;
   env: Record<string, string | undefined>;
+  /** Whether stdout is a terminal: live displays redraw only there (default: not a terminal). */
+  stdoutIsTTY?: boolean;
+  /** The terminal's width in columns, when known. */
+  columns?: () => number | undefined;
+  /** Calls `handler` on Ctrl-C (SIGINT) until the returned function is called; a live display stops on it. */
+  onInterrupt?: (handler: () => void) => () => void;
+  /** Time for ages and the pace of live displays (default: the system clock). */
+  clock?: Clock;
 }
 
 export interface CommandContext {

@@ -31,6 +31,7 @@ import {
   type UpdateServiceRequest,
   type ServiceLogsMessage,
   type ServiceLogsRequest,
+  type PrefetchJobStatus,
 } from "../proto/shoal/v1/control.js";
 import type { Cluster, LogLine, Node, RegistryAuth, Secret, Service, Task } from "../proto/shoal/v1/objects.js";
 
@@ -200,6 +201,10 @@ export class DaemonClient {
   }
   async registryLogout(registry: string): Promise<void> {
     await this.call(this.control.registryLogout.bind(this.control), { registry });
+  }
+  /** The leader's prefetch jobs, of one service (a name or an ID) or of all (""). */
+  async listPrefetchJobs(service: string): Promise<PrefetchJobStatus[]> {
+    return (await this.call(this.control.listPrefetchJobs.bind(this.control), { service })).jobs;
   }
   async getUnlockKey(request: GetUnlockKeyRequest): Promise<string> {
     return (await this.call(this.control.getUnlockKey.bind(this.control), request)).unlockKey;

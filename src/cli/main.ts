@@ -6,5 +6,11 @@ const exitCode = await runCli(process.argv.slice(2), {
   stderr: (text) => process.stderr.write(text),
   stdin: process.stdin,
   env: process.env,
+  stdoutIsTTY: process.stdout.isTTY === true,
+  columns: () => process.stdout.columns,
+  onInterrupt: (handler) => {
+    process.on("SIGINT", handler);
+    return () => process.off("SIGINT", handler);
+  },
 });
 process.exitCode = exitCode;

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { isShoalError } from "../base/errors.js";
 import { registerClusterCommands } from "./commands/cluster.js";
+import { registerImageCommands } from "./commands/image.js";
 import { registerNodeCommands } from "./commands/node.js";
 import { registerRegistryCommands } from "./commands/registry.js";
 import { registerSecretCommands } from "./commands/secret.js";
@@ -26,6 +27,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerServiceCommands(program, ctx);
   registerSecretCommands(program, ctx);
   registerRegistryCommands(program, ctx);
+  registerImageCommands(program, ctx);
   registerDaemonCommand(program);
   return program;
 }

@@ -44,6 +44,7 @@ const RESPONSE_TYPES: Record<string, Fns> = {
   registryLogin: control.RegistryLoginResponse,
   listRegistries: control.ListRegistriesResponse,
   registryLogout: control.RegistryLogoutResponse,
+  listPrefetchJobs: control.ListPrefetchJobsResponse,
 };
 
 /** Answers one call: a partial response message, or a ShoalError to send as the gRPC error. */
