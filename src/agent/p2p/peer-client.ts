@@ -83,6 +83,7 @@ export class PeerClient {
   private readonly download: TokenBucket;
   private readonly maxChannels: number;
   private closed = false;
+  private readonly unsubscribe: () => void;
   private bytesReceived = 0;
   private waitingForRate = 0;
 
@@ -95,6 +96,14 @@ export class PeerClient {
     if (!Number.isSafeInteger(this.maxChannels) || this.maxChannels < 1) {
       throw new ShoalError("INVALID_ARGUMENT", `maxChannels must be a positive integer, got ${this.maxChannels}`);
     }
+    // The revocation list is checked at the handshake, and an open channel does not shake hands
+    // again: when the list grows, every channel is closed, so the next call to a peer revoked since
+    // it was opened is refused instead of going on over the old connection. Revocations are rare;
+    // the other peers only pay one handshake each.
+    this.unsubscribe =
+      opts.revocation?.subscribe((change) => {
+        if (change.addedNodeIds.length > 0 || change.addedSerials.length > 0) this.dropChannels();
+      }) ?? (() => undefined);
   }
 
   /** Which pieces of `digest` the peer at `addr` holds (verified ones only). */
@@ -169,8 +178,7 @@ export class PeerClient {
   /** After renewal: new calls use the new certificate; calls in flight finish on their channels. */
   updateIdentity(certPem: string, keyPem: string): void {
     this.identity = { certPem, keyPem };
-    for (const ch of this.channels.values()) ch.close();
-    this.channels.clear();
+    this.dropChannels();
   }
 
   /** Forgets a peer (e.g. excluded from the job). */
@@ -181,6 +189,11 @@ export class PeerClient {
 
   close(): void {
     this.closed = true;
+    this.unsubscribe();
+    this.dropChannels();
+  }
+
+  private dropChannels(): void {
     for (const ch of this.channels.values()) ch.close();
     this.channels.clear();
   }
