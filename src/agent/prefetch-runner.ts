@@ -88,6 +88,8 @@ export class PrefetchRunner {
   private readonly jobs = new Map<string, Job>();
   /** Jobs that ended on this node (done or failed) and are still ordered: not started again. */
   private readonly ended = new Map<string, EndedJob>();
+  /** The orders of the last sync (a restarted job takes the one ordered when its old run has stopped). */
+  private latest: ReadonlyMap<string, PrefetchOrder> = new Map();
   private readonly listeners = new Set<() => void>();
 
   constructor(private readonly opts: PrefetchRunnerOptions) {}
@@ -98,12 +100,28 @@ export class PrefetchRunner {
    * started again while it stays ordered (its report told the manager how it ended).
    */
   sync(orders: ReadonlyMap<string, PrefetchOrder>): void {
+    this.latest = orders;
     for (const id of [...this.ended.keys()]) if (!orders.has(id)) this.ended.delete(id);
     for (const id of [...this.jobs.keys()]) if (!orders.has(id)) void this.stop(id);
     for (const order of orders.values()) {
       const ended = this.ended.get(order.jobId);
-      if (ended !== undefined) ended.order = order;
-      else this.apply(order);
+      const running = this.jobs.get(order.jobId);
+      if (ended !== undefined && order.attempt > ended.order.attempt) {
+        // The leader found the job's hashes wrong and runs it again: so does this node.
+        this.ended.delete(order.jobId);
+        this.apply(order);
+      } else if (ended !== undefined) {
+        ended.order = order;
+      } else if (running !== undefined && order.attempt > running.order.attempt) {
+        // Its pieces were checked against hashes that proved wrong: stop (the partial blob goes),
+        // then start again with the new order, if it is still the one ordered.
+        void this.stop(order.jobId).then(() => {
+          const now = this.latest.get(order.jobId);
+          if (now !== undefined && !this.jobs.has(order.jobId) && !this.ended.has(order.jobId)) this.apply(now);
+        });
+      } else {
+        this.apply(order);
+      }
     }
     this.changed();
   }
@@ -229,6 +247,7 @@ export class PrefetchRunner {
       await this.opts.storeManifest(job.order.manifestDigest, Buffer.from(job.order.manifest));
       // Blobs one after another: each already uses the node's whole download across its peers.
       for (const [i, blob] of job.order.blobs.entries()) {
+        job.abort.signal.throwIfAborted();
         const result = job.order.seed ? await this.seed(job, i) : await this.fetch(job, i);
         fromPeers += result.fromPeers;
         fromRegistry += result.fromOrigin;
@@ -236,6 +255,8 @@ export class PrefetchRunner {
         job.progress.set(blob.digest, { peers: result.fromPeers, origin: result.fromOrigin });
         this.changed();
       }
+      // Stopped while its last step finished: a stopped run reports nothing.
+      job.abort.signal.throwIfAborted();
       this.opts.logger.info({ jobId, fromPeers, fromRegistry, seed: job.order.seed }, "prefetch job done on this node");
       outcome = { kind: "done", bytesFromPeers: fromPeers, bytesFromRegistry: fromRegistry };
     } catch (err) {

@@ -43,3 +43,45 @@ test("a job runs once per order: sync after it ended does not start it again; a 
   assert.deepEqual(stored, ["sha256:m1", "sha256:m1"]);
   await runner.close();
 });
+
+test("an order of a higher attempt runs the job again: once ended, and while running (the old run stops first and reports nothing)", { timeout: 30_000 }, async () => {
+  const stored: string[] = [];
+  const reports: PrefetchReport[] = [];
+  let hold: Promise<void> | undefined;
+  const runner = new PrefetchRunner({
+    sink: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["sink"],
+    peer: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["peer"],
+    storeManifest: async (digest) => {
+      stored.push(digest);
+      await hold;
+    },
+    clock: systemClock,
+    random: new SeededRandom(1),
+    logger: pino({ level: "silent" }),
+    report: (r) => reports.push(r),
+  });
+  const order = (attempt: number) => PrefetchOrder.fromPartial({ jobId: "j1", manifestDigest: "sha256:m1", image: "r/app", attempt });
+  const done = (): number => reports.filter((r) => r.kind === "done" && r.jobId === "j1").length;
+
+  runner.sync(new Map([["j1", order(0)]]));
+  await waitFor("j1 done", () => done() === 1, 10_000);
+  runner.sync(new Map([["j1", order(0)]]));
+  runner.sync(new Map([["j1", order(1)]]));
+  await waitFor("j1 done at attempt 1", () => done() === 2, 10_000);
+  assert.equal(stored.length, 2, "ended at attempt 0, run again at attempt 1");
+
+  // Running at attempt 1 (held in its first step) when attempt 2 comes: that run stops, a new one runs.
+  let release!: () => void;
+  hold = new Promise((resolve) => (release = resolve));
+  runner.sync(new Map());
+  runner.sync(new Map([["j1", order(1)]]));
+  await waitFor("the attempt-1 run started", () => stored.length === 3, 10_000);
+  runner.sync(new Map([["j1", order(2)]]));
+  hold = undefined;
+  release();
+  await waitFor("j1 done at attempt 2", () => done() === 3, 10_000);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(stored.length, 4, "the stopped run's job ran again");
+  assert.equal(done(), 3, "the stopped run reported nothing");
+  await runner.close();
+});

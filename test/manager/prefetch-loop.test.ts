@@ -218,3 +218,41 @@ test("a target relabelled into another zone leaves the job: its order is withdra
   assert.equal(entries.filter((e) => e.order.seed).length, 1, "zone a got a new seed");
   h.stop();
 });
+
+test("a blob that fails its digest: the hash sources (or the failing seed) are excluded, the hashes dropped, and the job runs again with new seeds, at most MAX_PREFETCH_ATTEMPTS times", async () => {
+  const { h, board, zoneA } = await setup();
+  await h.createService({ name: "app", replicas: 4, zone: "a", container: { image: IMAGE } as never });
+  const jobId = jobIdOf(board);
+  const seedOf = () => zoneA.find((id) => board.entry(id, jobId)?.order.seed === true);
+  const firstSeed = seedOf()!;
+  const hashes = [0, 1, 2, 3].map((i) => ({ blobDigest: LAYER.digest, index: i, hash: `sha256:${String(i).repeat(64)}` }));
+  board.report({ nodeId: firstSeed, zone: "a", report: ReportPrefetchRequest.fromPartial({ jobId, pieceHashes: hashes }) });
+  await h.advance(250);
+  const peer = zoneA.find((id) => id !== firstSeed)!;
+  assert.equal(board.entry(peer, jobId)!.order.blobs[1]!.pieceHashes[0], hashes[0]!.hash);
+
+  // A peer's blob fails its digest: the seed whose hashes it used is excluded.
+  board.report({ nodeId: peer, zone: "a", report: ReportPrefetchRequest.fromPartial({ jobId, outcome: PrefetchOutcome.PREFETCH_OUTCOME_FAILED, failureCode: "DIGEST_MISMATCH", failureMessage: "blob does not match" }) });
+  await h.advance(250);
+  assert.equal(board.entry(firstSeed, jobId), undefined, "the seed that published the hashes is out");
+  const secondSeed = seedOf()!;
+  assert.ok(secondSeed !== undefined && secondSeed !== firstSeed, "a new seed");
+  for (const id of zoneA.filter((x) => x !== firstSeed)) {
+    const order = board.entry(id, jobId)!.order;
+    assert.equal(order.attempt, 1, `${id} runs the job again`);
+    assert.ok(order.blobs.every((b) => b.pieceHashes.every((x) => x === "")), "the wrong hashes are gone");
+  }
+
+  // The new seed itself fails its digest (the registry's bytes): it is excluded; attempt 2.
+  board.report({ nodeId: secondSeed, zone: "a", report: ReportPrefetchRequest.fromPartial({ jobId, outcome: PrefetchOutcome.PREFETCH_OUTCOME_FAILED, failureCode: "DIGEST_MISMATCH", failureMessage: "blob does not match" }) });
+  await h.advance(250);
+  assert.equal(board.entry(secondSeed, jobId), undefined);
+  const third = seedOf()!;
+  assert.equal(board.entry(third, jobId)!.order.attempt, 2);
+
+  // Once more: the job is not run again (3 attempts in all); the orders stay at attempt 2.
+  board.report({ nodeId: third, zone: "a", report: ReportPrefetchRequest.fromPartial({ jobId, outcome: PrefetchOutcome.PREFETCH_OUTCOME_FAILED, failureCode: "DIGEST_MISMATCH", failureMessage: "blob does not match" }) });
+  await h.advance(250);
+  assert.equal(board.entry(third, jobId)?.order.attempt, 2);
+  h.stop();
+});

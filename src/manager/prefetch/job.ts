@@ -37,6 +37,8 @@ export interface ReportEffect {
   excluded: string[];
   /** The node's part ended with this report. */
   ended: boolean;
+  /** The node's blob failed its digest: the hashes it was given (or, for a seed, the bytes it pulled) were wrong. */
+  digestFailure: boolean;
 }
 
 export type JobPhase = "resolving" | "running";
@@ -65,6 +67,10 @@ export class PrefetchJob {
   lastPublishMs = 0;
   /** When every planned node had reported done (the job's time to all-complete). */
   completedAtMs: number | undefined;
+  /** Raised each time the job starts again on every node (its hashes proved wrong). */
+  attempt = 0;
+  /** The nodes whose reported hashes were published, by blob (the suspects when a blob fails its digest). */
+  private readonly hashSources = new Map<string, Set<string>>();
   private readonly members = new Map<string, JobMember>();
 
   constructor(wanted: WantedJob, nowMs: number) {
@@ -130,7 +136,7 @@ export class PrefetchJob {
 
   /** Takes a node's accepted report in. */
   applyReport(nodeId: string, report: ReportPrefetchRequest): ReportEffect {
-    const effect: ReportEffect = { newHashes: 0, conflictingHashes: 0, excluded: [], ended: false };
+    const effect: ReportEffect = { newHashes: 0, conflictingHashes: 0, excluded: [], ended: false, digestFailure: false };
     const member = this.members.get(nodeId);
     if (member === undefined) return effect;
     for (const h of report.pieceHashes) {
@@ -140,6 +146,7 @@ export class PrefetchJob {
       if (known === "") {
         blob.pieceHashes[h.index] = h.hash;
         effect.newHashes++;
+        (this.hashSources.get(blob.digest) ?? this.hashSources.set(blob.digest, new Set()).get(blob.digest)!).add(nodeId);
       } else if (known !== h.hash) {
         effect.conflictingHashes++;
       }
@@ -162,11 +169,43 @@ export class PrefetchJob {
       effect.ended = member.state !== "failed";
       member.state = "failed";
       member.message = `${report.failureCode}: ${report.failureMessage}`.slice(0, 500);
+      effect.digestFailure = report.failureCode === "DIGEST_MISMATCH";
     } else if (member.state === "pending") {
       member.state = "running";
     }
     if (effect.newHashes > 0) this.dirty = true;
     return effect;
+  }
+
+  /**
+   * Starts the job again on every node after a blob failed its digest on `reporter`: a seed that
+   * reports it pulled (or hashed) wrong bytes is excluded; when a peer reports it, the hashes it
+   * was given were wrong, so every node whose hashes were published is excluded. The published
+   * hashes are dropped (the new seeds report them again), failed members become pending, and the
+   * attempt rises so that every node runs its order again. Returns the nodes excluded.
+   */
+  restart(reporter: string, reporterIsSeed: boolean): string[] {
+    const suspects = reporterIsSeed ? new Set([reporter]) : new Set([...this.hashSources.values()].flatMap((set) => [...set]));
+    const excluded: string[] = [];
+    for (const id of suspects) {
+      const m = this.members.get(id);
+      if (m !== undefined && !m.excluded) {
+        m.excluded = true;
+        excluded.push(id);
+      }
+    }
+    for (const blob of this.blobs) blob.pieceHashes.fill("");
+    this.hashSources.clear();
+    for (const m of this.members.values()) {
+      if (m.state === "failed") {
+        m.state = "pending";
+        m.message = "";
+      }
+    }
+    this.attempt++;
+    this.completedAtMs = undefined;
+    this.dirty = true;
+    return excluded;
   }
 
   /**

@@ -29,6 +29,8 @@ export interface OrdersInput {
   grantTtlMs?: number;
   /** What a seed pulls with: see RegistryClient.pullAuthorization; undefined: anonymous. */
   seedAccess?: { authorization?: string; caPem?: string };
+  /** The job's attempt (raised when its hashes proved wrong and every node must start again). */
+  attempt?: number;
 }
 
 export interface NodeOrder {
@@ -76,6 +78,7 @@ export function buildOrders(input: OrdersInput): NodeOrder[] {
       // Only a seed pulls from the registry, so only a seed is told how (rule 9).
       registryAuthorization: seed ? (input.seedAccess?.authorization ?? "") : "",
       registryCaPem: seed ? (input.seedAccess?.caPem ?? "") : "",
+      attempt: input.attempt ?? 0,
     };
     orders.push({ nodeId: node.nodeId, zone: node.zone, order });
   }

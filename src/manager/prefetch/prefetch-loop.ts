@@ -28,6 +28,8 @@ export const DEFAULT_PUBLISH_INTERVAL_MS = 250;
 export const RESOLVE_RETRY_MS = 5000;
 /** The agents' piece store takes pieces up to 64 MiB (its MAX_PIECE_SIZE). */
 const MAX_PIECE_SIZE = 64 * 1024 * 1024;
+/** A job whose hashes proved wrong runs again at most this many times in all (then its tasks pull themselves). */
+export const MAX_PREFETCH_ATTEMPTS = 3;
 /** More blobs than this is not an image (the OCI client allows 256 layers and a config). */
 const MAX_BLOBS = 257;
 
@@ -118,6 +120,18 @@ class PrefetchLoop {
     }
     for (const bad of effect.excluded) {
       this.ctx.logger.warn({ event: "security", jobId: job.jobId, reportedBy: nodeId, excludedNodeId: bad }, "a node served a bad piece: excluded from the prefetch job");
+    }
+    if (effect.digestFailure) {
+      const role = job.plan?.nodes.find((n) => n.nodeId === nodeId)?.role;
+      if (job.attempt + 1 < MAX_PREFETCH_ATTEMPTS) {
+        const excluded = job.restart(nodeId, role === "seed");
+        this.ctx.logger.warn(
+          { event: "security", jobId: job.jobId, reportedBy: nodeId, reporterRole: role ?? "unknown", excludedNodeIds: excluded, attempt: job.attempt },
+          "a prefetched blob failed its digest: its hash sources are excluded and the job runs again on every node with new seeds",
+        );
+      } else {
+        this.ctx.logger.warn({ jobId: job.jobId, reportedBy: nodeId, attempts: MAX_PREFETCH_ATTEMPTS }, "a prefetched blob failed its digest again; the job is not run again (its tasks pull the image themselves)");
+      }
     }
     if (effect.ended) {
       const m = job.member(nodeId)!;
@@ -224,6 +238,7 @@ class PrefetchLoop {
       nowMs,
       grantTtlMs: this.grantTtlMs,
       seedAccess: access,
+      attempt: job.attempt,
     });
     this.opts.board.publish(job.jobId, orders);
     job.grantsExpireAtMs = nowMs + this.grantTtlMs;

@@ -309,6 +309,12 @@ export interface PrefetchOrder {
    * manifest_digest before it stores it.
    */
   manifest: Buffer;
+  /**
+   * Raised when the job must run again on every node: the published piece hashes proved wrong (a
+   * blob failed its digest) and the leader chose other seeds. A node that ended the job at a lower
+   * attempt, or runs it at one, starts it again.
+   */
+  attempt: number;
 }
 
 export interface PrefetchPieceHash {
@@ -2369,6 +2375,7 @@ function createBasePrefetchOrder(): PrefetchOrder {
     registryAuthorization: "",
     registryCaPem: "",
     manifest: Buffer.alloc(0),
+    attempt: 0,
   };
 }
 
@@ -2413,6 +2420,9 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     }
     if (message.manifest.length !== 0) {
       writer.uint32(98).bytes(message.manifest);
+    }
+    if (message.attempt !== 0) {
+      writer.uint32(104).uint32(message.attempt);
     }
     return writer;
   },
@@ -2536,6 +2546,14 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
             message.manifest = Buffer.from(reader.bytes());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.attempt = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2590,6 +2608,7 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
         ? globalThis.String(object.registry_ca_pem)
         : "",
       manifest: isSet(object.manifest) ? Buffer.from(bytesFromBase64(object.manifest)) : Buffer.alloc(0),
+      attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
     };
   },
 
@@ -2631,6 +2650,9 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     if (message.manifest.length !== 0) {
       obj.manifest = base64FromBytes(message.manifest);
     }
+    if (message.attempt !== 0) {
+      obj.attempt = Math.round(message.attempt);
+    }
     return obj;
   },
 
@@ -2651,6 +2673,7 @@ export const PrefetchOrder: MessageFns<PrefetchOrder> = {
     message.registryAuthorization = object.registryAuthorization ?? "";
     message.registryCaPem = object.registryCaPem ?? "";
     message.manifest = object.manifest ?? Buffer.alloc(0);
+    message.attempt = object.attempt ?? 0;
     return message;
   },
 };
