@@ -180,6 +180,13 @@ export class PrefetchRunner {
     job.done = this.run(job);
   }
 
+  /** Whether this node is a seed of an ordered job that has the blob (its peer server then hides what it sent). */
+  isSeeding(digest: string): boolean {
+    for (const job of this.jobs.values()) if (job.order.seed && job.order.blobs.some((b) => b.digest === digest)) return true;
+    for (const ended of this.ended.values()) if (ended.order.seed && ended.order.blobs.some((b) => b.digest === digest)) return true;
+    return false;
+  }
+
   /** Ends a job (withdrawn by the manager, or done); its downloads stop and their partial blobs go. */
   async stop(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);

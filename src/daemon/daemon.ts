@@ -756,6 +756,7 @@ export class Daemon {
       certPem: this.certPem,
       source: this.images.source,
       uploadBytesPerSec: this.uploadBytesPerSec,
+      isSeeding: (digest: string) => this.agentPrefetch?.runner.isSeeding(digest) === true,
       clock: this.clock,
       logger: this.childLogger(),
     };

@@ -23,8 +23,21 @@ export interface PeerServiceOptions {
   source: PieceSource;
   /** Bytes per second over all of its streams; 0 is unlimited (`--p2p-upload-rate`). */
   uploadBytesPerSec: number;
+  /** Whether this node seeds a job with the blob (the PrefetchRunner's isSeeding). */
+  isSeeding: (digest: string) => boolean;
   clock: Clock;
   logger: Logger;
+}
+
+/** A seed hides a piece it sent for this many piece times at its upload rate (as cluster-sim's DEFAULT_SEED_HIDE_SERVED_PIECES). */
+export const SEED_HIDE_PIECES = 90;
+
+/**
+ * How long a seed hides a piece it began sending: long enough for the first receiver to pass it on.
+ * Only with an upload limit: without one the seed's upload is not what the zone waits for.
+ */
+export function seedHideMs(pieceSize: number, uploadBytesPerSec: number): number {
+  return uploadBytesPerSec > 0 ? Math.round((SEED_HIDE_PIECES * pieceSize * 1000) / uploadBytesPerSec) : 0;
 }
 
 /** A PeerServer on `server`, refusing callers on `revocation` (its streams end when one is added). */
@@ -39,6 +52,8 @@ export function mountPeerService(server: SecureServer, revocation: RevocationSta
     clock: opts.clock,
     logger: opts.logger,
     uploadBytesPerSec: opts.uploadBytesPerSec,
+    isSeeding: opts.isSeeding,
+    seedHideMs: (pieceSize) => seedHideMs(pieceSize, opts.uploadBytesPerSec),
   });
   peer.mount(server);
   return peer;

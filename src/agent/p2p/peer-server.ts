@@ -6,7 +6,7 @@
 // per requester and under the node's upload rate.
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { hasBit } from "../../base/bitfield.js";
+import { clearBit, hasBit } from "../../base/bitfield.js";
 import type { Clock } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
 import { verifyGrant, type RootCA } from "../../ca/index.js";
@@ -53,6 +53,16 @@ export interface PeerServerOptions {
   /** Bytes per PieceChunk message (DEFAULT_CHUNK_BYTES). */
   chunkBytes?: number;
   /**
+   * Whether this node is a seed of a job that has `digest` (it pulled it from the registry). A seed
+   * hides a piece from its Have once it starts sending it to one peer, and answers busy
+   * (PEER_OVERLOADED) to the others, for seedHideMs: its upload then brings every piece into the
+   * zone once, and the zone passes it on ("super-seeding"; the bandwidth simulation in cluster-sim
+   * showed the seed otherwise sends the same early pieces to several peers).
+   */
+  isSeeding?: (digest: string) => boolean;
+  /** How long a seed hides a piece it sent, for pieces of `pieceSize` bytes; 0 (the default): never. */
+  seedHideMs?: (pieceSize: number) => number;
+  /**
    * TEST ONLY: rewrites a piece's bytes before they are sent, so a test can make this peer serve
    * corrupt data and check that downloaders detect, report and exclude it. Never set in production
    * wiring; the daemon has no flag for it.
@@ -93,6 +103,8 @@ export class PeerServer {
   private readonly unsubscribe: () => void;
   private bytesSent = 0;
   private waitingForRate = 0;
+  /** For each blob this node seeds: pieces hidden since it began sending them to one peer. */
+  private readonly hidden = new Map<string, Map<number, { nodeId: string; untilMs: number }>>();
   private closed = false;
 
   constructor(private readonly opts: PeerServerOptions) {
@@ -156,15 +168,18 @@ export class PeerServer {
     // The grant's bytes are never logged: only who asked, for what, and the refusal's code.
     const fields = { nodeId, code };
     if (code === "INTERNAL") this.log.error({ ...fields, err }, `${what} failed`);
+    else if (code === "PEER_OVERLOADED") this.log.debug(fields, `${what} answered busy`);
     else this.log.info(fields, `${what} refused`);
   }
 
   private have(call: grpc.ServerUnaryCall<HaveRequest, HaveResponse>, callback: grpc.sendUnaryData<HaveResponse>): void {
     try {
-      this.admit(call, call.request.digest, call.request.grant);
+      const identity = this.admit(call, call.request.digest, call.request.grant);
       const held = this.opts.source.held(call.request.digest);
       if (held === undefined) throw new ShoalError("NOT_FOUND", "this peer holds no piece of that blob");
-      callback(null, { pieceSize: held.pieceSize, pieceCount: held.pieceCount, have: Buffer.from(held.have) });
+      const have = Buffer.from(held.have);
+      for (const index of this.hiddenFrom(call.request.digest, identity.nodeId)) clearBit(have, index);
+      callback(null, { pieceSize: held.pieceSize, pieceCount: held.pieceCount, have });
     } catch (err) {
       this.refused("Have", err, call);
       callback(toGrpcError(err));
@@ -174,6 +189,7 @@ export class PeerServer {
   private async fetchPiece(call: grpc.ServerWritableStream<FetchPieceRequest, PieceChunk>): Promise<void> {
     const { digest, index, grant } = call.request;
     let stream: OpenStream | undefined;
+    let hid = false;
     try {
       const identity = this.admit(call, digest, grant);
       stream = this.openStream(identity);
@@ -184,18 +200,53 @@ export class PeerServer {
       if (held === undefined) throw new ShoalError("NOT_FOUND", "this peer holds no piece of that blob");
       if (index >= held.pieceCount) throw new ShoalError("INVALID_ARGUMENT", `piece ${index} is out of range: the blob has ${held.pieceCount} pieces`);
       if (!hasBit(held.have, index)) throw new ShoalError("NOT_FOUND", `this peer does not hold piece ${index} of that blob`);
+      if (this.hiddenFrom(digest, identity.nodeId).has(index)) {
+        throw new ShoalError("PEER_OVERLOADED", `this seed sent piece ${index} to another peer a moment ago; ask the peers of the zone for it`);
+      }
+      hid = this.hide(digest, index, identity.nodeId, held.pieceSize);
       let bytes = await this.opts.source.readPiece(digest, index);
       signal.throwIfAborted();
       if (this.opts.corruptPiece) bytes = this.opts.corruptPiece(digest, index, bytes);
       await this.send(call, bytes, signal);
       call.end();
     } catch (err) {
+      // The piece did not get through: the zone does not have it from this peer, so show it again.
+      if (hid) this.hidden.get(digest)?.delete(index);
       const reason = stream?.abort.signal.aborted ? stream.abort.signal.reason : err;
       this.refused("FetchPiece", reason, call);
       endWithError(call, reason);
     } finally {
       if (stream) this.closeStream(stream);
     }
+  }
+
+  /** The pieces of `digest` hidden from `nodeId` now (none unless this node seeds it). */
+  private hiddenFrom(digest: string, nodeId: string): Set<number> {
+    const pieces = this.hidden.get(digest);
+    const out = new Set<number>();
+    if (pieces === undefined) return out;
+    // No longer a seed of it (the job ended): nothing is hidden any more.
+    if (this.opts.isSeeding?.(digest) !== true) {
+      this.hidden.delete(digest);
+      return out;
+    }
+    const now = this.opts.clock.nowMs();
+    for (const [index, h] of pieces) {
+      if (h.untilMs <= now) pieces.delete(index);
+      else if (h.nodeId !== nodeId) out.add(index);
+    }
+    if (pieces.size === 0) this.hidden.delete(digest);
+    return out;
+  }
+
+  /** A seed hides the piece it starts sending; true when it did. */
+  private hide(digest: string, index: number, nodeId: string, pieceSize: number): boolean {
+    if (this.opts.isSeeding?.(digest) !== true) return false;
+    const ms = this.opts.seedHideMs?.(pieceSize) ?? 0;
+    if (!(ms > 0)) return false;
+    const pieces = this.hidden.get(digest) ?? this.hidden.set(digest, new Map()).get(digest)!;
+    pieces.set(index, { nodeId, untilMs: this.opts.clock.nowMs() + ms });
+    return true;
   }
 
   private openStream(identity: PeerIdentity): OpenStream {
