@@ -5,8 +5,10 @@
 //   registry-only: every worker's pull at once, as a cluster without P2P does it: --workers
 //     concurrent pulls of every blob through the relay (the bench process pulls for them, with
 //     the same registry client the nodes use), until the last one ends. Expect about N·S/u.
-//   p2p: `service create --replicas N` of the image; until every task is RUNNING (the image is
-//     complete and verified on every node, then a runc container started). Target <= 1.5 × S/u.
+//   p2p: `service create --replicas N` of the image; until the leader's prefetch job is done (every
+//     node reported the image complete and verified). Target <= 1.5 × S/u. Also reported: until
+//     every task is RUNNING (each node then unpacks the layer and starts a runc container: on a
+//     2-core machine 8 unpacks of a 256 MiB layer take far longer than the transfer).
 // Prints one JSON object; the registry egress of the P2P run as a ratio to S (target <= 1.1).
 // Run as root (runc): node --import tsx scripts/bench/prefetch-loopback.ts [--workers 8] [--size-mib 256] [--rate-mib 40]
 import { rmSync } from "node:fs";
@@ -79,6 +81,19 @@ async function main(): Promise<void> {
     const before = relay.sent();
     const createdAt = Date.now();
     await ok(m1, ["service", "create", "--name", "big", "--replicas", String(workers), "--image", image, "--", "sleep", "600"]);
+    // Every node holds the image, verified: the leader's job says done (each node reported its end).
+    await waitFor(
+      "the prefetch job done on every node",
+      async () => {
+        const r = await m1.cli(["image", "prefetch", "status", "big", "--format", "json"]);
+        if (r.code !== 0) return undefined;
+        const jobs = JSON.parse(r.stdout) as { state: string }[];
+        return jobs.some((j) => j.state === "done") || undefined;
+      },
+      900_000,
+      100,
+    );
+    const p2pHoldMs = Date.now() - createdAt;
     await waitFor(
       `${workers} tasks running`,
       async () => {
@@ -100,9 +115,9 @@ async function main(): Promise<void> {
           registryRateBytesPerSec: rate,
           singleNodeMs: Math.round(singleMs),
           registryOnly: { allHoldMs: registryOnlyMs, overSingle: +(registryOnlyMs / singleMs).toFixed(3) },
-          p2p: { allRunningMs: p2pMs, overSingle: +(p2pMs / singleMs).toFixed(3), registryEgressBytes: egress, egressOverS: +(egress / size).toFixed(3) },
+          p2p: { allHoldMs: p2pHoldMs, overSingle: +(p2pHoldMs / singleMs).toFixed(3), allRunningMs: p2pMs, registryEgressBytes: egress, egressOverS: +(egress / size).toFixed(3) },
           target: { p2pOverSingle: TARGET_P2P_OVER_SINGLE, egressOverS: TARGET_EGRESS_OVER_S },
-          meetsTarget: p2pMs / singleMs <= TARGET_P2P_OVER_SINGLE && egress / size <= TARGET_EGRESS_OVER_S,
+          meetsTarget: p2pHoldMs / singleMs <= TARGET_P2P_OVER_SINGLE && egress / size <= TARGET_EGRESS_OVER_S,
           prefetchStatus: status.code === 0 ? JSON.parse(status.stdout) : status.stderr.trim(),
           loadAvg1m: loadAvg1m(),
         },

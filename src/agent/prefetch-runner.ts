@@ -112,9 +112,11 @@ export class PrefetchRunner {
         this.apply(order);
       } else if (ended !== undefined) {
         ended.order = order;
-      } else if (running !== undefined && order.attempt > running.order.attempt) {
-        // Its pieces were checked against hashes that proved wrong: stop (the partial blob goes),
-        // then start again with the new order, if it is still the one ordered.
+      } else if (running !== undefined && (order.attempt > running.order.attempt || order.seed !== running.order.seed)) {
+        // A higher attempt: its pieces were checked against hashes that proved wrong. A new role
+        // (a replan made this peer a seed, or a seed a peer): a seed pulls from the registry and a
+        // peer from its candidates, so the run in the old role cannot go on. Stop it (the partial
+        // blob goes), then start again with the new order, if it is still the one ordered.
         void this.stop(order.jobId).then(() => {
           const now = this.latest.get(order.jobId);
           if (now !== undefined && !this.jobs.has(order.jobId) && !this.ended.has(order.jobId)) this.apply(now);

@@ -85,3 +85,33 @@ test("an order of a higher attempt runs the job again: once ended, and while run
   assert.equal(done(), 3, "the stopped run reported nothing");
   await runner.close();
 });
+
+test("a running job whose order changes role (a replan made the peer a seed) starts again in the new role", { timeout: 30_000 }, async () => {
+  const stored: string[] = [];
+  const reports: PrefetchReport[] = [];
+  let release!: () => void;
+  let hold: Promise<void> | undefined = new Promise((resolve) => (release = resolve));
+  const runner = new PrefetchRunner({
+    sink: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["sink"],
+    peer: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["peer"],
+    storeManifest: async (digest) => {
+      stored.push(digest);
+      await hold;
+    },
+    clock: systemClock,
+    random: new SeededRandom(1),
+    logger: pino({ level: "silent" }),
+    report: (r) => reports.push(r),
+  });
+  const order = (seed: boolean) => PrefetchOrder.fromPartial({ jobId: "j1", manifestDigest: "sha256:m1", image: "r/app", seed });
+  runner.sync(new Map([["j1", order(false)]]));
+  await waitFor("the peer run started", () => stored.length === 1, 10_000);
+  runner.sync(new Map([["j1", order(true)]]));
+  hold = undefined;
+  release();
+  await waitFor("the seed run done", () => reports.some((r) => r.kind === "done"), 10_000);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(stored.length, 2, "run again as a seed");
+  assert.equal(reports.filter((r) => r.kind === "done").length, 1, "the stopped peer run reported nothing");
+  await runner.close();
+});
