@@ -311,35 +311,43 @@ test("requests are debounced on the clock: one run at once, then at most one per
       return inventory();
     };
     const collector = gc(store, clock, 1, () => ({ images: [] }), { minIntervalMs: 5000 });
+    // Waits (in real time, bounded) until no run is under way.
     const settle = async (): Promise<void> => {
-      for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+      const deadline = Date.now() + 20_000;
+      while (collector.busy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+      assert.equal(collector.busy, false);
     };
     collector.request();
     collector.request();
     assert.equal(clock.pendingTimers, 1);
     clock.advance(0);
+    assert.equal(collector.busy, true);
     await settle();
     assert.deepEqual(runs, [T0]);
     collector.request();
     collector.request();
+    assert.equal(clock.pendingTimers, 1, "one run asked for");
     clock.advance(4999);
-    await settle();
-    assert.equal(runs.length, 1, "not before the interval has passed");
+    assert.equal(collector.busy, false, "not before the interval has passed");
+    assert.equal(runs.length, 1);
     clock.advance(1);
+    assert.equal(collector.busy, true);
     // Asked for while this run is under way: one more run, an interval later.
     collector.request();
     collector.request();
     await settle();
     assert.deepEqual(runs, [T0, T0 + 5000]);
     assert.equal(clock.pendingTimers, 1);
-    clock.advance(5000);
+    clock.advance(4999);
+    assert.equal(collector.busy, false);
+    clock.advance(1);
     await settle();
     assert.deepEqual(runs, [T0, T0 + 5000, T0 + 10_000]);
     assert.equal(clock.pendingTimers, 0, "nothing more was asked for");
     collector.request();
     collector.close();
     clock.advance(60_000);
-    await settle();
+    assert.equal(collector.busy, false);
     assert.equal(runs.length, 3, "closed: no more runs");
   });
 });

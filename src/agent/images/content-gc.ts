@@ -74,6 +74,11 @@ export class ContentGc {
     return this.opts.maxBytes;
   }
 
+  /** Whether a run is under way (tests and diagnostics). */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
   /** Asks for a run soon: now if none started in the last `minIntervalMs`, else when that has passed. */
   request(): void {
     if (this.closed || this.opts.maxBytes <= 0) return;
