@@ -6,7 +6,7 @@ import { ShoalError } from "../base/errors.js";
 import { DEFAULT_RAFT_TIMING, DEFAULT_SNAPSHOT_INTERVAL_ENTRIES } from "../raft/node/index.js";
 import { createDaemonLogger } from "../daemon/logger.js";
 import { startDaemon } from "../daemon/daemon.js";
-import { parseByteRate } from "../daemon/byte-rate.js";
+import { parseByteRate, parseByteSize } from "../daemon/byte-rate.js";
 import { DEFAULT_DATA_DIR } from "./daemon-client.js";
 
 function positiveInt(text: string, flag: string, max: number): number {
@@ -49,6 +49,7 @@ interface DaemonFlags {
   hostname?: string;
   p2pUploadRate?: string;
   p2pDownloadRate?: string;
+  contentMaxBytes?: string;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -75,6 +76,7 @@ export function registerDaemonCommand(program: Command): void {
     .option("--snapshot-interval <entries>", `raft snapshot every this many entries (default ${DEFAULT_SNAPSHOT_INTERVAL_ENTRIES})`)
     .option("--p2p-upload-rate <bytes/s>", "P2P image prefetch: most bytes per second this node serves to its peers, e.g. 10M (default 0: unlimited)")
     .option("--p2p-download-rate <bytes/s>", "P2P image prefetch: most bytes per second this node fetches from its peers, e.g. 50M (default 0: unlimited)")
+    .option("--content-max-bytes <size>", "cap on the node's image content store, e.g. 10G or 512M (binary suffixes); over it, blobs no task or prefetch job here uses are removed, least recently used first (default 0: no cap)")
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -96,6 +98,7 @@ export function registerDaemonCommand(program: Command): void {
         snapshotIntervalEntries: flags.snapshotInterval === undefined ? undefined : positiveInt(flags.snapshotInterval, "--snapshot-interval", 10_000_000),
         p2pUploadBytesPerSec: flags.p2pUploadRate === undefined ? undefined : parseByteRate(flags.p2pUploadRate, "--p2p-upload-rate"),
         p2pDownloadBytesPerSec: flags.p2pDownloadRate === undefined ? undefined : parseByteRate(flags.p2pDownloadRate, "--p2p-download-rate"),
+        contentMaxBytes: flags.contentMaxBytes === undefined ? undefined : parseByteSize(flags.contentMaxBytes, "--content-max-bytes"),
       });
       const onSignal = (): void => {
         void daemon.stop();

@@ -20,6 +20,8 @@ export interface AgentPrefetchOptions {
   identity: { certPem: string; keyPem: string };
   /** Bytes per second over all downloads from peers; 0 is unlimited. */
   downloadBytesPerSec: number;
+  /** A job ended on this node (done or failed): the content store's GC may have blobs to free. */
+  onJobEnded?: () => void;
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -47,7 +49,10 @@ export class AgentPrefetch {
       clock: opts.clock,
       random: opts.random,
       logger: opts.logger.child({ component: "prefetch" }),
-      report: (event) => agent.reportPrefetch(event),
+      report: (event) => {
+        agent.reportPrefetch(event);
+        if (event.kind === "done" || event.kind === "failed") opts.onJobEnded?.();
+      },
       isRevoked: (nodeId) => agent.revocation.isNodeRevoked(nodeId),
     });
   }

@@ -79,7 +79,8 @@ import { RaftMembershipClient, type JoinRaftResponse } from "../proto/shoal/v1/r
 import { readNodeFile, writeNodeFile, nodeFilePath, type NodeFile } from "./node-file.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import { AgentPrefetch } from "./agent-prefetch.js";
-import { checkByteRate } from "./byte-rate.js";
+import { gcRootsOf, InUseWatch, withTaskEnded } from "./content-gc-roots.js";
+import { checkByteRate, checkByteSize } from "./byte-rate.js";
 import { mountPeerService, WorkerPeerListener } from "./peer-listener.js";
 
 export type DaemonState = "inactive" | "locked" | "manager" | "worker";
@@ -112,6 +113,13 @@ export interface DaemonOptions {
   p2pUploadBytesPerSec?: number;
   /** `--p2p-download-rate`: bytes per second this node fetches from peers; 0 (default) unlimited. */
   p2pDownloadBytesPerSec?: number;
+  /**
+   * `--content-max-bytes`: the cap on the content store's complete blobs; over it, unreferenced
+   * blobs are removed, least recently used first. 0 (default): no cap.
+   */
+  contentMaxBytes?: number;
+  /** Least time between two content store GC runs (default 5 s; tests). */
+  contentGcIntervalMs?: number;
   /** First component of the runc tasks' cgroup paths (default "shoal"). */
   cgroupParent?: string;
 }
@@ -195,7 +203,15 @@ export class Daemon {
     this.unlockLimiter = new FailureLimiter({ clock: this.clock, what: "unlock attempts" });
     this.uploadBytesPerSec = checkByteRate(opts.p2pUploadBytesPerSec, "--p2p-upload-rate");
     this.downloadBytesPerSec = checkByteRate(opts.p2pDownloadBytesPerSec, "--p2p-download-rate");
-    this.images = new NodeImages({ contentDir: join(opts.dataDir, "content"), logger: this.log });
+    const contentMaxBytes = checkByteSize(opts.contentMaxBytes, "--content-max-bytes");
+    this.images = new NodeImages({
+      contentDir: join(opts.dataDir, "content"),
+      logger: this.log,
+      clock: this.clock,
+      contentMaxBytes,
+      gcRoots: () => gcRootsOf(this.agent),
+      ...(opts.contentGcIntervalMs !== undefined ? { gcMinIntervalMs: opts.contentGcIntervalMs } : {}),
+    });
   }
 
   get socketPath(): string {
@@ -276,6 +292,8 @@ export class Daemon {
       throw err;
     }
     this.log.info({ state: this.state, socket: this.socketPath }, "daemon started");
+    // Over the cap since the last run (a smaller cap, blobs left by a crash): collect now.
+    this.images.requestGc();
   }
 
   private async releaseDataDir(): Promise<void> {
@@ -839,7 +857,9 @@ export class Daemon {
         clock: this.clock,
         logger: this.childLogger(),
       });
-      executors.unshift(new RuncExecutor({ workerDir, images, clock: this.clock, logger: this.childLogger(), cgroupParent: this.opts.cgroupParent }));
+      const runc = new RuncExecutor({ workerDir, images, clock: this.clock, logger: this.childLogger(), cgroupParent: this.opts.cgroupParent });
+      // A task that ended may leave its image unused: a GC run (when there is a cap) may free it.
+      executors.unshift(withTaskEnded(runc, () => this.images.requestGc()));
     }
     return executors;
   }
@@ -848,7 +868,8 @@ export class Daemon {
     const node = this.node!;
     const workerDir = join(this.opts.dataDir, "worker");
     let prefetch: AgentPrefetch | undefined;
-    const agent = new Agent({
+    const inUse = new InUseWatch();
+    const agent: Agent = new Agent({
       nodeId: node.nodeId,
       clusterId: node.clusterId,
       rootCaPem: this.rootCaPem,
@@ -861,7 +882,14 @@ export class Daemon {
         workerDir,
         executors: this.workerExecutors(workerDir, () => prefetch),
         secretsRoot: this.opts.secretsRoot,
-        prefetch: { sync: (orders) => prefetch?.runner.sync(orders), reportEnded: () => prefetch?.runner.reportEnded() },
+        prefetch: {
+          sync: (orders) => {
+            prefetch?.runner.sync(orders);
+            // A task or an order no longer in use (ended, withdrawn): a GC run may free its blobs.
+            if (inUse.changed(agent)) this.images.requestGc();
+          },
+          reportEnded: () => prefetch?.runner.reportEnded(),
+        },
       },
       clock: this.clock,
       random: this.random,
@@ -883,6 +911,7 @@ export class Daemon {
       rootCaPem: this.rootCaPem,
       identity: { certPem: this.certPem, keyPem: this.keyPem },
       downloadBytesPerSec: this.downloadBytesPerSec,
+      onJobEnded: () => this.images.requestGc(),
       clock: this.clock,
       random: this.random,
       logger: this.childLogger(),
@@ -1032,6 +1061,7 @@ export class Daemon {
     this.stopping = true;
     this.promotionRetry?.cancel();
     this.log.info({}, "daemon stopping");
+    this.images.close();
     await this.stopRoles().catch(() => undefined);
     const server = this.socketServer;
     if (server !== undefined) {

@@ -2,9 +2,20 @@
 // image-layout's blob layout). A blob is written to a temp file under DIR/content/ingest,
 // fsynced, and renamed into place only when its sha256 is the digest it was asked for, so a blob
 // that is present is always whole and right; a bad or interrupted download leaves nothing behind.
+//
+// For the GC (content-gc.ts) the store also knows which blobs are in use right now and when each
+// was last used. "In use": a download in flight (`ensure`), and blobs a user pinned (`use`: a
+// rootfs being built from them); the GC never removes those, and a blob it is removing is waited
+// for by `has`, so a user that checks for it after that sees it gone and fetches it again instead
+// of opening a path that vanishes. "Last used": kept in memory, from the injected clock, each
+// time a blob is pulled or found by `ensure`, verified into place by `adopt`, or pinned and
+// unpinned by a rootfs build. Not in the files' mtime/atime: atime is not kept on noatime or
+// relatime mounts, and writing mtime on every use would cost a metadata write per blob per task
+// start. After a restart memory is empty and the file's mtime (when it was written) stands in.
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { systemClock, type Clock } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
 import { checkDigest, DigestVerifier, digestHex, sha256Digest } from "../../oci/digest.js";
 
@@ -13,11 +24,19 @@ export class ContentStore {
   private readonly ingestDir: string;
   /** One download per digest at a time: concurrent tasks of one image share it. */
   private readonly inFlight = new Map<string, Promise<string>>();
+  /** Pins by digest (a count: two tasks of one image pin its blobs twice). */
+  private readonly pins = new Map<string, number>();
+  /** Last use by digest, in the clock's milliseconds (see the top of this file). */
+  private readonly lastUse = new Map<string, number>();
+  /** Blobs the GC is removing now: `has` waits for them. */
+  private readonly removing = new Map<string, Promise<void>>();
+  private readonly clock: Clock;
 
   /** `contentDir` is DIR/content. */
-  constructor(contentDir: string) {
+  constructor(contentDir: string, opts: { clock?: Clock } = {}) {
     this.blobsDir = join(contentDir, "blobs", "sha256");
     this.ingestDir = join(contentDir, "ingest");
+    this.clock = opts.clock ?? systemClock;
   }
 
   /** Creates the directories and removes temp files an earlier run left (a crash mid-download). */
@@ -32,6 +51,7 @@ export class ContentStore {
   }
 
   async has(digest: string): Promise<boolean> {
+    await this.removing.get(digest);
     try {
       return (await stat(this.pathOf(digest))).isFile();
     } catch {
@@ -42,6 +62,77 @@ export class ContentStore {
   /** The digests present (for tests and GC). */
   async list(): Promise<string[]> {
     return (await readdir(this.blobsDir)).filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  /**
+   * Pins blobs a user reads by path (a rootfs being built from its layers): the GC leaves them
+   * alone until the returned release is called (idempotent). Pinning and releasing count as a use.
+   */
+  use(digests: Iterable<string>): () => void {
+    const held = [...new Set(digests)];
+    for (const d of held) {
+      this.pins.set(d, (this.pins.get(d) ?? 0) + 1);
+      this.touch(d);
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const d of held) {
+        const n = (this.pins.get(d) ?? 1) - 1;
+        if (n <= 0) this.pins.delete(d);
+        else this.pins.set(d, n);
+        this.touch(d);
+      }
+    };
+  }
+
+  /** Whether a blob is pinned or being downloaded by `ensure` now: the GC must not remove it. */
+  inUse(digest: string): boolean {
+    return this.pins.has(digest) || this.inFlight.has(digest);
+  }
+
+  /** When the blob was last used here (clock ms); undefined when not since this process started. */
+  lastUsedMs(digest: string): number | undefined {
+    return this.lastUse.get(digest);
+  }
+
+  private touch(digest: string): void {
+    this.lastUse.set(digest, this.clock.nowMs());
+  }
+
+  /**
+   * The complete blobs with their sizes and last use (memory, else the file's mtime): what the
+   * GC weighs. A blob that vanishes while this runs is left out.
+   */
+  async inventory(): Promise<Array<{ digest: string; size: number; lastUsedMs: number }>> {
+    const out: Array<{ digest: string; size: number; lastUsedMs: number }> = [];
+    for (const digest of await this.list()) {
+      try {
+        const st = await stat(this.pathOf(digest));
+        if (!st.isFile()) continue;
+        out.push({ digest, size: st.size, lastUsedMs: this.lastUse.get(digest) ?? st.mtimeMs });
+      } catch {
+        // removed meanwhile
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes a complete blob (the GC's only way to delete). Refused (false) when it is in use at
+   * the moment of the call; `has` for it waits until the file is gone. A reader that opened the
+   * file before keeps reading it (POSIX unlink); one that opens it after gets ENOENT.
+   */
+  async remove(digest: string): Promise<boolean> {
+    if (this.inUse(digest) || this.removing.has(digest)) return false;
+    const done = rm(this.pathOf(digest), { force: true }).finally(() => {
+      this.removing.delete(digest);
+      this.lastUse.delete(digest);
+    });
+    this.removing.set(digest, done);
+    await done;
+    return true;
   }
 
   /** Temp files currently being written (empty when nothing is in flight). */
@@ -87,10 +178,12 @@ export class ContentStore {
       } finally {
         await handle.close();
       }
-      if (await this.has(digest)) return this.pathOf(digest);
-      await rename(tempPath, this.pathOf(digest));
-      renamed = true;
-      await syncDir(this.blobsDir);
+      if (!(await this.has(digest))) {
+        await rename(tempPath, this.pathOf(digest));
+        renamed = true;
+        await syncDir(this.blobsDir);
+      }
+      this.touch(digest);
       return this.pathOf(digest);
     } finally {
       if (!renamed) await rm(tempPath, { force: true });
@@ -105,8 +198,8 @@ export class ContentStore {
     const running = this.inFlight.get(digest);
     if (running !== undefined) return running;
     const job = (async () => {
-      if (await this.has(digest)) return this.pathOf(digest);
-      await this.ingest(digest, size, await source(), what);
+      if (!(await this.has(digest))) await this.ingest(digest, size, await source(), what);
+      this.touch(digest);
       return this.pathOf(digest);
     })().finally(() => this.inFlight.delete(digest));
     this.inFlight.set(digest, job);

@@ -70,36 +70,47 @@ export class RegistryImageProvider {
         what,
       );
 
-    const manifest = await withUnavailable(what, () => this.manifestOf(ref, digest, what));
-    const configBytes = await withUnavailable(what, async () => {
-      await pull(manifest.config);
-      return this.opts.store.readVerified(manifest.config.digest, MAX_CONFIG_BYTES, what);
-    });
-    const image = parseImageConfig(configBytes, `${what}: config`);
-    if (image.diffIds.length !== 0 && image.diffIds.length !== manifest.layers.length) {
-      throw new ShoalError("INVALID_ARGUMENT", `${what}: the config lists ${image.diffIds.length} layers, the manifest ${manifest.layers.length}`);
-    }
-    const layerPaths = await withUnavailable(what, () => inBatches(manifest.layers, this.opts.maxParallelDownloads ?? 3, pull));
-    const pulled = clock.nowMs();
-
-    await mkdir(dirname(req.rootfsDir), { recursive: true });
+    // Every blob is pinned before it is looked for, and stays pinned until the rootfs is built:
+    // the content store's GC removes none of them meanwhile (and a pin counts as a use).
+    const releases: Array<() => void> = [];
+    const pin = (digests: string[]): void => {
+      releases.push(this.opts.store.use(digests));
+    };
     try {
-      await mkdir(req.rootfsDir, { mode: 0o755 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new ShoalError("FAILED_PRECONDITION", `rootfs directory ${req.rootfsDir} already exists`);
-      throw err;
-    }
-    try {
-      for (const [i, layer] of manifest.layers.entries()) {
-        const diffId = image.diffIds[i];
-        await unpackLayerBlob(req.rootfsDir, layerPaths[i]!, { mediaType: layer.mediaType, digest: layer.digest, ...(diffId !== undefined ? { diffId } : {}) }, what, this.opts.unpack);
+      const manifest = await withUnavailable(what, () => this.manifestOf(ref, digest, what, 0, pin));
+      pin([manifest.config.digest, ...manifest.layers.map((l) => l.digest)]);
+      const configBytes = await withUnavailable(what, async () => {
+        await pull(manifest.config);
+        return this.opts.store.readVerified(manifest.config.digest, MAX_CONFIG_BYTES, what);
+      });
+      const image = parseImageConfig(configBytes, `${what}: config`);
+      if (image.diffIds.length !== 0 && image.diffIds.length !== manifest.layers.length) {
+        throw new ShoalError("INVALID_ARGUMENT", `${what}: the config lists ${image.diffIds.length} layers, the manifest ${manifest.layers.length}`);
       }
-    } catch (err) {
-      await rm(req.rootfsDir, { recursive: true, force: true });
-      throw err;
+      const layerPaths = await withUnavailable(what, () => inBatches(manifest.layers, this.opts.maxParallelDownloads ?? 3, pull));
+      const pulled = clock.nowMs();
+
+      await mkdir(dirname(req.rootfsDir), { recursive: true });
+      try {
+        await mkdir(req.rootfsDir, { mode: 0o755 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new ShoalError("FAILED_PRECONDITION", `rootfs directory ${req.rootfsDir} already exists`);
+        throw err;
+      }
+      try {
+        for (const [i, layer] of manifest.layers.entries()) {
+          const diffId = image.diffIds[i];
+          await unpackLayerBlob(req.rootfsDir, layerPaths[i]!, { mediaType: layer.mediaType, digest: layer.digest, ...(diffId !== undefined ? { diffId } : {}) }, what, this.opts.unpack);
+        }
+      } catch (err) {
+        await rm(req.rootfsDir, { recursive: true, force: true });
+        throw err;
+      }
+      this.lastTimings = { pullMs: pulled - started, unpackMs: clock.nowMs() - pulled, bytesPulled };
+      return image.config;
+    } finally {
+      for (const release of releases) release();
     }
-    this.lastTimings = { pullMs: pulled - started, unpackMs: clock.nowMs() - pulled, bytesPulled };
-    return image.config;
   }
 
   /**
@@ -121,7 +132,8 @@ export class RegistryImageProvider {
   }
 
   /** The manifest `digest` (from the store, else the registry); an index is narrowed to this platform. */
-  private async manifestOf(ref: ImageReference, digest: string, what: string, depth = 0): Promise<ImageManifest> {
+  private async manifestOf(ref: ImageReference, digest: string, what: string, depth = 0, pin: (digests: string[]) => void = () => {}): Promise<ImageManifest> {
+    pin([digest]);
     let bytes: Buffer;
     let contentType: string | undefined;
     if (await this.opts.store.has(digest)) {
@@ -135,7 +147,7 @@ export class RegistryImageProvider {
     const doc = parseManifestOrIndex(bytes, contentType, `${what}: manifest`);
     if (doc.kind === "manifest") return doc;
     if (depth > 0) throw new ShoalError("INVALID_ARGUMENT", `${what}: an index points to another index`);
-    return this.manifestOf(ref, selectPlatform(doc, this.platform, what).digest, what, depth + 1);
+    return this.manifestOf(ref, selectPlatform(doc, this.platform, what).digest, what, depth + 1, pin);
   }
 }
 

@@ -200,6 +200,15 @@ export class PieceStore {
     await rm(blob.path, { force: true });
   }
 
+  /**
+   * The content store's GC removed this complete blob: it is no longer advertised (a partial blob
+   * of the same digest, in the ingest area, is not touched). A read that races the removal still
+   * ends cleanly: readPiece answers NOT_FOUND when the file is gone.
+   */
+  forgetComplete(digest: string): void {
+    this.completed.delete(digest);
+  }
+
   // --- PieceSource (src/agent/p2p/peer-server.ts) -------------------------------------------
 
   held(digest: string): { pieceSize: number; pieceCount: number; have: Uint8Array } | undefined {
