@@ -12,7 +12,7 @@ import type { PrefetchImageSource } from "../../src/manager/prefetch/image-sourc
 import { PrefetchJobViews } from "../../src/manager/prefetch/job-views.js";
 import { PrefetchOrderBoard } from "../../src/manager/prefetch/order-board.js";
 import { DEFAULT_GRANT_TTL_MS } from "../../src/manager/prefetch/orders.js";
-import { prefetchLoop, RESOLVE_RETRY_MS } from "../../src/manager/prefetch/prefetch-loop.js";
+import { DOWN_GRACE_MS, prefetchLoop, RESOLVE_RETRY_MS } from "../../src/manager/prefetch/prefetch-loop.js";
 import { PrefetchOutcome, ReportPrefetchRequest } from "../../src/proto/shoal/v1/dispatcher.js";
 import { NodeState, TaskState } from "../../src/proto/shoal/v1/objects.js";
 import { DIGEST_A, Harness, idOf, makeNode } from "./leader-loop-harness.js";
@@ -142,7 +142,10 @@ test("a bad peer is excluded, a removed node and a down node are planned out, gr
     n.status!.state = NodeState.NODE_STATE_DOWN;
     tx.updateNode(n);
   });
-  assert.equal(board.entry(downNode, jobId), undefined, "a down node has no order");
+  assert.ok(board.entry(downNode, jobId) !== undefined, "a node just marked down keeps its order (it may only have missed heartbeats)");
+  await h.advance(DOWN_GRACE_MS + 1000);
+  assert.equal(board.entry(downNode, jobId), undefined, "down for the grace period: planned out");
+  for (const id of zoneA) for (const c of board.entry(id, jobId)?.order.candidates ?? []) assert.notEqual(c.nodeId, downNode, `${id} no longer lists the down node`);
   await h.write((tx) => {
     const n = tx.getNode(downNode)!;
     n.status!.state = NodeState.NODE_STATE_READY;

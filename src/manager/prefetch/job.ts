@@ -12,6 +12,12 @@ import type { PrefetchImage } from "./image-source.js";
 import { isEligible, type PlanNode, type PrefetchPlan } from "./plan.js";
 import type { WantedJob } from "./wanted-jobs.js";
 
+/** The store says the node is down or disconnected now. */
+export function isDownNow(node: Node): boolean {
+  const state = node.status?.state ?? NodeState.NODE_STATE_UNKNOWN;
+  return state === NodeState.NODE_STATE_DOWN || state === NodeState.NODE_STATE_DISCONNECTED;
+}
+
 /** A task's zone field is "" for the default zone; a node's zone is "default" then. */
 function effectiveZone(zone: string): string {
   return zone === "" ? DEFAULT_ZONE : zone;
@@ -117,17 +123,16 @@ export class PrefetchJob {
    * member relabelled out of the job's zone takes no part (its tasks are being moved): planned on
    * its own it would become a seed of its new zone for an image of another.
    */
-  planNodes(nodes: (nodeId: string) => Node | undefined): PlanNode[] {
+  planNodes(nodes: (nodeId: string) => Node | undefined, isDown: (node: Node) => boolean = isDownNow): PlanNode[] {
     return [...this.members.values()].map((m) => {
       const node = nodes(m.nodeId);
-      const state = node?.status?.state ?? NodeState.NODE_STATE_UNKNOWN;
       const zone = node === undefined ? "" : nodeZone(node);
       return {
         nodeId: m.nodeId,
         zone,
         addr: node?.status?.addr ?? "",
         revoked: node === undefined,
-        down: state === NodeState.NODE_STATE_DOWN || state === NodeState.NODE_STATE_DISCONNECTED,
+        down: node !== undefined && isDown(node),
         excluded: m.excluded || (node !== undefined && zone !== this.zone),
         load: 0,
       };

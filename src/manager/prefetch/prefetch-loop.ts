@@ -12,9 +12,10 @@
 // derived from the store), and the nodes keep what they fetched.
 import { isShoalError, ShoalError } from "../../base/errors.js";
 import type { RootCA } from "../../ca/index.js";
+import type { Node } from "../../proto/shoal/v1/objects.js";
 import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext } from "../../state/index.js";
 import type { PrefetchImageSource, SeedAccess } from "./image-source.js";
-import { PrefetchJob } from "./job.js";
+import { isDownNow, PrefetchJob } from "./job.js";
 import type { PrefetchJobViews } from "./job-views.js";
 import type { PrefetchOrderBoard } from "./order-board.js";
 import { buildOrders, DEFAULT_GRANT_TTL_MS } from "./orders.js";
@@ -28,6 +29,15 @@ export const DEFAULT_PUBLISH_INTERVAL_MS = 250;
 export const RESOLVE_RETRY_MS = 5000;
 /** The agents' piece store takes pieces up to 64 MiB (its MAX_PIECE_SIZE). */
 const MAX_PIECE_SIZE = 64 * 1024 * 1024;
+/**
+ * A node the store says is down takes part until it has been down this long. A node that misses
+ * heartbeats on a loaded machine is marked down and up again within seconds; planned out at once,
+ * it lost its order, stopped its transfer (its partial blob went) and started over, and a seed that
+ * flapped handed the job to a new seed that pulled the image from the registry again (seen in the
+ * loopback bench under load). A node that is really gone is planned out after this; its peers stop
+ * asking it sooner, after a few timeouts (blob-fetch's maxPeerFailures).
+ */
+export const DOWN_GRACE_MS = 15_000;
 /** A job whose hashes proved wrong runs again at most this many times in all (then its tasks pull themselves). */
 export const MAX_PREFETCH_ATTEMPTS = 3;
 /** More blobs than this is not an image (the OCI client allows 256 layers and a config). */
@@ -63,6 +73,24 @@ class PrefetchLoop {
   private readonly grantTtlMs: number;
   private readonly publishIntervalMs: number;
   private publishTimer = false;
+  /** Since when each node has been down, as this loop first saw it (reset when it is up). */
+  private readonly downSince = new Map<string, number>();
+  /** Down for DOWN_GRACE_MS or more (from this loop's first sight of it down). */
+  private readonly isDown = (node: Node): boolean => {
+    if (!isDownNow(node)) {
+      this.downSince.delete(node.id);
+      return false;
+    }
+    const nowMs = this.ctx.clock.nowMs();
+    const since = this.downSince.get(node.id);
+    if (since === undefined) {
+      this.downSince.set(node.id, nowMs);
+      // Look again when the grace ends: the plan then goes on without it.
+      this.ctx.timer(() => this.trigger.request(), DOWN_GRACE_MS);
+      return false;
+    }
+    return nowMs - since >= DOWN_GRACE_MS;
+  };
   private unsubscribe: () => void = () => undefined;
 
   constructor(
@@ -158,7 +186,7 @@ class PrefetchLoop {
       if (this.ctx.stopped) return;
       if (job.phase === "resolving") this.resolve(job, nowMs);
       else await this.publish(job, nowMs);
-      const planNodes = job.planNodes((id) => this.ctx.store.getNode(id));
+      const planNodes = job.planNodes((id) => this.ctx.store.getNode(id), this.isDown);
       if (job.checkComplete(planNodes, nowMs)) this.ctx.logger.info(job.metrics(nowMs), "prefetch job complete: every node holds the image");
       this.opts.views.set(job.view(planNodes));
     }
@@ -190,7 +218,7 @@ class PrefetchLoop {
 
   /** Replans when the members' eligibility changed, then publishes the orders if they are due. */
   private async publish(job: PrefetchJob, nowMs: number): Promise<void> {
-    const planNodes = job.planNodes((id) => this.ctx.store.getNode(id));
+    const planNodes = job.planNodes((id) => this.ctx.store.getNode(id), this.isDown);
     const key = planKeyOf(planNodes);
     const replanned = key !== job.planKey;
     if (replanned) {
@@ -254,7 +282,7 @@ class PrefetchLoop {
     this.jobs.delete(job.jobId);
     this.retryAtMs.delete(job.jobId);
     this.opts.board.withdraw(job.jobId);
-    this.opts.views.set(job.view(job.planNodes((id) => this.ctx.store.getNode(id)), nowMs));
+    this.opts.views.set(job.view(job.planNodes((id) => this.ctx.store.getNode(id), this.isDown), nowMs));
     this.ctx.logger.info(job.metrics(nowMs), "prefetch job ended: none of its tasks waits for the image any more");
     if (![...this.jobs.values()].some((j) => j.image === job.image)) this.seedAccess.delete(job.image);
   }
