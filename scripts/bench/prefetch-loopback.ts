@@ -82,13 +82,17 @@ async function main(): Promise<void> {
     const createdAt = Date.now();
     await ok(m1, ["service", "create", "--name", "big", "--replicas", String(workers), "--image", image, "--", "sleep", "600"]);
     // Every node holds the image, verified: the leader's job says done (each node reported its end).
+    let jobState = "";
     await waitFor(
       "the prefetch job done on every node",
       async () => {
         const r = await m1.cli(["image", "prefetch", "status", "big", "--format", "json"]);
         if (r.code !== 0) return undefined;
         const jobs = JSON.parse(r.stdout) as { state: string }[];
-        return jobs.some((j) => j.state === "done") || undefined;
+        // "ended"/"failed": the tasks stopped waiting before every node reported done (some pulled
+        // the image themselves); the figure is then not the target's, and meetsTarget says false.
+        jobState = jobs.find((j) => ["done", "ended", "failed"].includes(j.state))?.state ?? "";
+        return jobState !== "" || undefined;
       },
       900_000,
       100,
@@ -115,9 +119,9 @@ async function main(): Promise<void> {
           registryRateBytesPerSec: rate,
           singleNodeMs: Math.round(singleMs),
           registryOnly: { allHoldMs: registryOnlyMs, overSingle: +(registryOnlyMs / singleMs).toFixed(3) },
-          p2p: { allHoldMs: p2pHoldMs, overSingle: +(p2pHoldMs / singleMs).toFixed(3), allRunningMs: p2pMs, registryEgressBytes: egress, egressOverS: +(egress / size).toFixed(3) },
+          p2p: { jobState, allHoldMs: p2pHoldMs, overSingle: +(p2pHoldMs / singleMs).toFixed(3), allRunningMs: p2pMs, registryEgressBytes: egress, egressOverS: +(egress / size).toFixed(3) },
           target: { p2pOverSingle: TARGET_P2P_OVER_SINGLE, egressOverS: TARGET_EGRESS_OVER_S },
-          meetsTarget: p2pHoldMs / singleMs <= TARGET_P2P_OVER_SINGLE && egress / size <= TARGET_EGRESS_OVER_S,
+          meetsTarget: jobState === "done" && p2pHoldMs / singleMs <= TARGET_P2P_OVER_SINGLE && egress / size <= TARGET_EGRESS_OVER_S,
           prefetchStatus: status.code === 0 ? JSON.parse(status.stdout) : status.stderr.trim(),
           loadAvg1m: loadAvg1m(),
         },

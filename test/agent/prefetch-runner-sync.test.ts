@@ -44,22 +44,27 @@ test("a job runs once per order: sync after it ended does not start it again; a 
   await runner.close();
 });
 
-test("an order of a higher attempt runs the job again: once ended, and while running (the old run stops first and reports nothing)", { timeout: 30_000 }, async () => {
-  const stored: string[] = [];
-  const reports: PrefetchReport[] = [];
-  let hold: Promise<void> | undefined;
-  const runner = new PrefetchRunner({
+/** A runner for orders with no blobs: `storeManifest` is each run's one step. */
+function blobless(storeManifest: (digest: string) => Promise<void> | undefined, reports: PrefetchReport[]): PrefetchRunner {
+  return new PrefetchRunner({
     sink: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["sink"],
     peer: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["peer"],
-    storeManifest: async (digest) => {
-      stored.push(digest);
-      await hold;
-    },
+    storeManifest: async (digest) => await storeManifest(digest),
     clock: systemClock,
     random: new SeededRandom(1),
     logger: pino({ level: "silent" }),
     report: (r) => reports.push(r),
   });
+}
+
+test("an order of a higher attempt runs the job again: once ended, and while running (the old run stops first and reports nothing)", { timeout: 30_000 }, async () => {
+  const stored: string[] = [];
+  const reports: PrefetchReport[] = [];
+  let hold: Promise<void> | undefined;
+  const runner = blobless((digest) => {
+    stored.push(digest);
+    return hold;
+  }, reports);
   const order = (attempt: number) => PrefetchOrder.fromPartial({ jobId: "j1", manifestDigest: "sha256:m1", image: "r/app", attempt });
   const done = (): number => reports.filter((r) => r.kind === "done" && r.jobId === "j1").length;
 
@@ -91,18 +96,10 @@ test("a running job whose order changes role (a replan made the peer a seed) sta
   const reports: PrefetchReport[] = [];
   let release!: () => void;
   let hold: Promise<void> | undefined = new Promise((resolve) => (release = resolve));
-  const runner = new PrefetchRunner({
-    sink: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["sink"],
-    peer: new Proxy({}, { get: unused }) as PrefetchRunnerOptions["peer"],
-    storeManifest: async (digest) => {
-      stored.push(digest);
-      await hold;
-    },
-    clock: systemClock,
-    random: new SeededRandom(1),
-    logger: pino({ level: "silent" }),
-    report: (r) => reports.push(r),
-  });
+  const runner = blobless((digest) => {
+    stored.push(digest);
+    return hold;
+  }, reports);
   const order = (seed: boolean) => PrefetchOrder.fromPartial({ jobId: "j1", manifestDigest: "sha256:m1", image: "r/app", seed });
   runner.sync(new Map([["j1", order(false)]]));
   await waitFor("the peer run started", () => stored.length === 1, 10_000);
