@@ -129,13 +129,13 @@ export function latestPrefetchJob(jobs: readonly PrefetchJobView[]): PrefetchJob
   return [...jobs].sort((a, b) => b.specVersion - a.specVersion || b.startedAt.localeCompare(a.startedAt))[0];
 }
 
-/** The totals of a prefetch job on one line: its state, size, nodes done, bytes from peers and from the registry. */
+/** The totals of a prefetch job on one line: its state, nodes done, bytes from peers and from the registry, the image's size. */
 export function prefetchTotalsLine(job: PrefetchJobView): string {
   const done = job.nodes.filter((n) => n.state === "done").length;
   const peers = job.nodes.reduce((sum, n) => sum + n.bytesFromPeers, 0);
   const registry = job.nodes.reduce((sum, n) => sum + n.bytesFromRegistry, 0);
-  const size = job.sizeBytes > 0 ? `${bytesText(job.sizeBytes)} image, ` : "";
-  return `prefetch ${job.image}: ${job.state}, ${size}${done} of ${job.nodes.length} nodes done, ${bytesText(peers)} from peers, ${bytesText(registry)} from the registry`;
+  const size = job.sizeBytes > 0 ? ` (image ${bytesText(job.sizeBytes)})` : "";
+  return `prefetch ${job.state}: ${done} of ${job.nodes.length} nodes done, ${bytesText(peers)} from peers, ${bytesText(registry)} from the registry${size}`;
 }
 
 /** The first line of a frame: "web: 2 of 3 tasks running", and how it stands. */

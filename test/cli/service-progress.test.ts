@@ -195,10 +195,10 @@ test("the prefetch totals line: the newest job's state, size, nodes done, bytes 
     );
   const latest = latestPrefetchJob([job(1n, "done"), job(2n, "running")]);
   assert.equal(latest?.specVersion, 2);
-  assert.equal(prefetchTotalsLine(latest!), "prefetch 127.0.0.1:5000/web:2: running, 64.0 MiB image, 1 of 2 nodes done, 32.0 MiB from peers, 72.0 MiB from the registry");
+  assert.equal(prefetchTotalsLine(latest!), "prefetch running: 1 of 2 nodes done, 32.0 MiB from peers, 72.0 MiB from the registry (image 64.0 MiB)");
   assert.equal(latestPrefetchJob([]), undefined);
   const svc = service();
-  assert.match(renderServiceProgress("web", convergence(svc, [], { specVersion: 1n }), [], latest), /\nprefetch 127\.0\.0\.1:5000\/web:2: running, .*\n$/);
+  assert.match(renderServiceProgress("web", convergence(svc, [], { specVersion: 1n }), [], latest), /\nprefetch running: .*\n$/);
 });
 
 test("lines for a non-terminal: one per task state change, the reason of a pending task, not the prefetch progress", () => {
