@@ -141,6 +141,8 @@ test("a login kept by a credential helper (credsStore, credHelpers) or an identi
 test("a malformed config or auth: exit 2, and the file's text (the password) is not quoted", async () => {
   const cases: [string, RegExp][] = [
     [`{"auths": {"${REGISTRY}": {"auth": "${AUTH}", "password": "${PASSWORD}"`, /is not valid JSON/],
+    // V8's parse error would quote the start of the text.
+    [`${PASSWORD}\n`, /is not valid JSON/],
     [`["${PASSWORD}"]`, /is not a Docker config/],
     [JSON.stringify({ auths: { [REGISTRY]: { auth: Buffer.from(PASSWORD.replace(":", "")).toString("base64") } } }), /is not base64 of USER:PASSWORD/],
     [JSON.stringify({ auths: { [REGISTRY]: { auth: `${PASSWORD}!` } } }), /is not base64 of USER:PASSWORD/],
