@@ -8,6 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { ManualClock, type Clock } from "../../src/base/clock.js";
+import { ShoalError } from "../../src/base/errors.js";
 import { runCli } from "../../src/cli/program.js";
 import type { CliIo } from "../../src/cli/context.js";
 import { newTask } from "../../src/manager/orchestrator/task-template.js";
@@ -261,4 +262,24 @@ test("an update that changes nothing is not failed by a failure from before it",
   const r = await run(["service", "update", "web", "--replicas", "2"], terminal());
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /web: 2 of 2 tasks running: converged/);
+});
+
+test("a look the managers cannot answer for a moment (no leader) is skipped; a service removed meanwhile ends it with exit 5", { timeout: 20_000 }, async () => {
+  const svc = web();
+  const story = createStory(svc);
+  fake.reset({
+    createService: () => ({ service: svc }),
+    getService: () => ({ service: svc }),
+    listNodes: nodes,
+    listTasks: (req, i) => (i === 1 ? new ShoalError("NO_QUORUM", "no leader right now") : story(req, i === 0 ? 0 : 2)),
+  });
+  const r = await run(CREATE, terminal());
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(fake.callsTo("listTasks").length, 3);
+  assert.match(r.stdout, /web: 2 of 2 tasks running: converged\n/);
+
+  fake.reset({ createService: () => ({ service: svc }), getService: (_req, i) => (i === 0 ? { service: svc } : new ShoalError("NOT_FOUND", "service web does not exist")), listTasks: story });
+  const gone = await run(CREATE, terminal());
+  assert.equal(gone.code, 5, gone.stderr);
+  assert.match(gone.stderr, /^Error: service web does not exist\n$/);
 });

@@ -5,12 +5,12 @@
 // stops watching (exit 0, the service stays). Elsewhere ("lines", with --wait) one line per task
 // state change goes to stderr, so that stdout still holds only the service ID.
 import { systemClock } from "../../base/clock.js";
-import { ShoalError } from "../../base/errors.js";
+import { isShoalError, ShoalError } from "../../base/errors.js";
 import { escapeUnsafeChars as shown } from "../../base/text.js";
 import type { Service, Task } from "../../proto/shoal/v1/objects.js";
 import type { CommandContext } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
-import { CommandFailed, EXIT_GENERIC } from "../exit-codes.js";
+import { CommandFailed, EXIT_GENERIC, EXIT_UNAVAILABLE, exitCodeFor } from "../exit-codes.js";
 import { pollLive } from "../live.js";
 import { prefetchJobView, redraw, type PrefetchJobView } from "../prefetch-view.js";
 import {
@@ -80,6 +80,19 @@ async function load(daemon: DaemonClient, serviceId: string, hostnames: Hostname
   return { service, tasks, jobs: jobs.map((j) => prefetchJobView(j, () => name, hostnames.of)) };
 }
 
+/**
+ * A look that failed for a moment (no leader during a failover, a full queue): skipped, the last
+ * frame stays and the next look comes as usual, within the bound. Anything else ends the watch.
+ */
+async function loadOrSkip(daemon: DaemonClient, serviceId: string, hostnames: Hostnames): Promise<Snapshot | undefined> {
+  try {
+    return await load(daemon, serviceId, hostnames);
+  } catch (err) {
+    if (isShoalError(err) && exitCodeFor(err.code) === EXIT_UNAVAILABLE) return undefined;
+    throw err;
+  }
+}
+
 function minutes(ms: number): string {
   return `${Math.round(ms / 60_000)} minutes`;
 }
@@ -98,8 +111,12 @@ export async function watchService(ctx: CommandContext, daemon: DaemonClient, op
 
   const end = await pollLive(
     io,
-    () => load(daemon, serviceId, hostnames),
+    () => loadOrSkip(daemon, serviceId, hostnames),
     (snap) => {
+      if (snap === undefined) {
+        if (clock.nowMs() - startedMs < WAIT_BOUND_MS) return false;
+        throw new ShoalError("TIMEOUT", `${name}: the managers did not answer for ${minutes(WAIT_BOUND_MS)}; stopped watching: see \`shoal service ps ${name}\``);
+      }
       if (first && opts.ignoreEarlierFailures === true) target = { ...target, pastFailures: new Set(failedTasks(snap.service, snap.tasks, target).map((t) => t.id)) };
       first = false;
       const c = convergence(snap.service, snap.tasks, target);
