@@ -279,7 +279,8 @@ test("a look the managers cannot answer for a moment (no leader) is skipped; a s
   assert.match(r.stdout, /web: 2 of 2 tasks running: converged\n/);
 
   fake.reset({ createService: () => ({ service: svc }), getService: (_req, i) => (i === 0 ? { service: svc } : new ShoalError("NOT_FOUND", "service web does not exist")), listTasks: story });
-  const gone = await run(CREATE, terminal());
+  let now = NOW; // minutes pass between looks, so a watch that skipped the NOT_FOUND would end at the bound, not hang
+  const gone = await run(CREATE, terminal({ ...immediateClock, nowMs: () => now, setTimeout: (fn) => ((now += 4 * 60_000), immediateClock.setTimeout(fn, 0)) }));
   assert.equal(gone.code, 5, gone.stderr);
   assert.match(gone.stderr, /^Error: service web does not exist\n$/);
 });
