@@ -37,35 +37,43 @@ rejected, or its update pauses or is rolled back (the reason on stderr, exit 1),
 pass (exit 3). Ctrl-C stops watching (exit 0); the service stays and its tasks go on.
 When stdout is not a terminal it returns at once, as scripts that capture the ID expect; --wait
 waits there too, printing one line per task state change on stderr (stdout keeps only the ID).
---detach (-d) returns at once everywhere.`;
+--detach (-d) returns at once everywhere.
+`;
 
 const REGISTRY_AUTH_HELP = `
 --with-registry-auth: the login for the image's registry is read from your Docker config
 ($DOCKER_CONFIG/config.json, else ~/.docker/config.json: "auth", or "username" and "password"), as
 \`docker\` reads it, and stored on the managers (sealed in their store, never sent to a worker's
-disk; the registry checks it first) before the service is written. A login kept only by a
-credential helper (credsStore, credHelpers) is refused: store it with \`shoal registry login\`.`;
+disk; the registry checks it first) before the service is written. A login kept by a credential
+helper (credsStore, credHelpers) is refused: store it with \`shoal registry login\` instead.`;
 
 interface ProgressFlags {
-  detach: boolean;
-  wait: boolean;
-  withRegistryAuth: boolean;
+  detach?: boolean;
+  wait?: boolean;
+  withRegistryAuth?: boolean;
 }
 
 function addProgressOptions(command: Command): Command {
   return command
-    .option("-d, --detach", "return once the service is written, without waiting for its tasks", false)
-    .option("--wait", "wait for the tasks also when stdout is not a terminal (progress lines on stderr)", false)
-    .option("--with-registry-auth", "store the login for the image's registry from your Docker config on the managers first", false)
+    .option("-d, --detach", "return once the service is written, without waiting for its tasks")
+    .option("--wait", "wait for the tasks also when stdout is not a terminal (progress lines on stderr)")
+    .option("--with-registry-auth", "store the login for the image's registry from your Docker config on the managers first")
     .addHelpText("after", PROGRESS_HELP + REGISTRY_AUTH_HELP);
 }
 
-/** How to watch after the call (undefined: return at once). Checked before any call. */
+/**
+ * How to watch after the call (undefined: return at once). Checked before any call. Docker waits
+ * when piped too; we do not by default, because scripts and our own e2e tests and demo run the CLI
+ * without a terminal, capture the ID and poll `service ps` themselves, and some of them create or
+ * update services whose tasks are meant to fail (a rolling update to a failing spec) or never run
+ * (no node of the zone): waiting there would turn those steps into non-zero exits or 10-minute
+ * stalls. DESIGN.md §5 asks long operations to "stay quiet when piped". --wait opts in.
+ */
 function watchMode(ctx: CommandContext, flags: ProgressFlags): WatchMode | undefined {
-  if (flags.detach && flags.wait) throw new ShoalError("INVALID_ARGUMENT", "--detach and --wait contradict each other: give one of them");
-  if (flags.detach) return undefined;
+  if (flags.detach === true && flags.wait === true) throw new ShoalError("INVALID_ARGUMENT", "--detach and --wait contradict each other: give one of them");
+  if (flags.detach === true) return undefined;
   if (ctx.io.stdoutIsTTY === true) return "live";
-  return flags.wait ? "lines" : undefined;
+  return flags.wait === true ? "lines" : undefined;
 }
 
 /** The registry part of a service's image, for --with-registry-auth. */
@@ -184,7 +192,7 @@ function registerCreate(service: Command, ctx: CommandContext): void {
       spec.container!.command = command.slice(0, 1);
       spec.container!.args = command.slice(1);
       // Read before any call: without a login there, nothing is written.
-      const login = opts.withRegistryAuth ? await dockerConfigLogin(ctx.io.env, imageRegistry(spec.container?.image, `service ${opts.name}`)) : undefined;
+      const login = opts.withRegistryAuth === true ? await dockerConfigLogin(ctx.io.env, imageRegistry(spec.container?.image, `service ${opts.name}`)) : undefined;
       try {
         const daemon = ctx.daemon();
         if (secretFlags.length > 0) spec.container!.secrets = secretReferences(secretFlags, await daemon.listSecrets());
@@ -233,9 +241,10 @@ function registerUpdate(service: Command, ctx: CommandContext): void {
       const watch = watchMode(ctx, opts);
       const daemon = ctx.daemon();
       // The image it will run: the new one, or the service's; its registry's login before the update.
-      const login = opts.withRegistryAuth
-        ? await dockerConfigLogin(ctx.io.env, imageRegistry(opts.image ?? (await resolveService(daemon, ref)).spec?.container?.image, `service ${ref}`))
-        : undefined;
+      const login =
+        opts.withRegistryAuth === true
+          ? await dockerConfigLogin(ctx.io.env, imageRegistry(opts.image ?? (await resolveService(daemon, ref)).spec?.container?.image, `service ${ref}`))
+          : undefined;
       try {
         if (login !== undefined) await storeRegistryLogin(ctx, daemon, login);
       } finally {
