@@ -3,10 +3,13 @@
 //
 // Exit codes (stable; scripts rely on them):
 //   0  success
-//   1  generic failure (internal error, anything not classified below)
+//   1  generic failure (internal error, anything not classified below), and a service that
+//      `service create` / `update` waited for did not converge: one of its new tasks failed or was
+//      rejected, or its rolling update paused or was rolled back (the service stays)
 //   2  usage or invalid input: unknown command or flag, missing argument, bad duration, secret too
 //      large, malformed token or key (INVALID_ARGUMENT, MESSAGE_TOO_LARGE, TOKEN_MALFORMED, ...)
-//   3  unavailable: the daemon cannot be reached, no leader or no quorum, timeout
+//   3  unavailable: the daemon cannot be reached, no leader or no quorum, timeout (also a service
+//      that `service create` / `update` waited for and that had not converged after 10 minutes)
 //   4  permission or locked: this node is locked, not a manager, a token/key/certificate/prefetch
 //      grant was refused, access to the socket was denied
 //   5  not found: no node, service or secret by that name or ID
@@ -110,5 +113,19 @@ export function describeError(err: ShoalError): string {
       return `the cluster has no leader or no quorum right now (${err.message}): retry shortly, or bring a majority of managers back`;
     default:
       return err.message;
+  }
+}
+
+/**
+ * A command that ran to its end with an outcome that is a failure of the work, not of a call (a task
+ * of the service being created failed): the sentence for stderr and the exit code, for runCli.
+ */
+export class CommandFailed extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = "CommandFailed";
   }
 }

@@ -11,7 +11,7 @@ import { registerServiceCommands } from "./commands/service.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { registerDaemonCommand } from "./daemon-command.js";
 import { DaemonClient, resolveSocketPath, type SocketOptions } from "./daemon-client.js";
-import { describeError, EXIT_GENERIC, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./exit-codes.js";
+import { CommandFailed, describeError, EXIT_GENERIC, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./exit-codes.js";
 
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command("shoal")
@@ -50,6 +50,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   } catch (err) {
     // Commander has already printed its message (or the help text) through configureOutput.
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (err instanceof CommandFailed) {
+      io.stderr(`Error: ${err.message}\n`);
+      return err.exitCode;
+    }
     if (isShoalError(err)) {
       io.stderr(`Error: ${describeError(err)}\n`);
       return exitCodeFor(err.code);

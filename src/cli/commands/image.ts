@@ -7,11 +7,9 @@ import { systemClock } from "../../base/clock.js";
 import type { PrefetchJobStatus } from "../../proto/shoal/v1/control.js";
 import { formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
+import { pollLive } from "../live.js";
 import { jobEnded, prefetchJobView, redraw, renderPrefetchStatus, type PrefetchJobView } from "../prefetch-view.js";
 import { resolveService } from "../resolve.js";
-
-/** How often a live display asks the leader again. */
-export const REFRESH_MS = 500;
 
 const STATUS_HELP = `
 Per job: the service (its ID when the service is gone), the spec version, the image and the
@@ -74,35 +72,14 @@ class Names {
  */
 async function watch(ctx: CommandContext, load: () => Promise<PrefetchJobView[]>): Promise<void> {
   const clock = ctx.io.clock ?? systemClock;
-  let interrupted = false;
-  let wake = (): void => {};
-  const unsubscribe =
-    ctx.io.onInterrupt?.(() => {
-      interrupted = true;
-      wake();
-    }) ?? (() => {});
-  // Resolves on Ctrl-C, so that neither a slow call nor the pause between frames holds it up.
-  const interruption = new Promise<void>((resolve) => (wake = resolve));
   let rows = 0;
-  try {
-    for (;;) {
-      const loading = load();
-      loading.catch(() => {}); // abandoned on Ctrl-C: its failure must not surface later
-      const views = await Promise.race([loading, interruption]);
-      if (interrupted || views === undefined) return;
-      const final = views.every(jobEnded);
-      const frame = redraw(rows, renderPrefetchStatus(views, clock.nowMs()), { columns: ctx.io.columns?.(), final });
-      ctx.io.stdout(frame.output);
-      rows = frame.rows;
-      if (final) return;
-      let timer: { cancel(): void } | undefined;
-      await Promise.race([new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, REFRESH_MS))), interruption]);
-      timer?.cancel();
-      if (interrupted) return;
-    }
-  } finally {
-    unsubscribe();
-  }
+  await pollLive(ctx.io, load, (views) => {
+    const final = views.every(jobEnded);
+    const frame = redraw(rows, renderPrefetchStatus(views, clock.nowMs()), { columns: ctx.io.columns?.(), final });
+    ctx.io.stdout(frame.output);
+    rows = frame.rows;
+    return final;
+  });
 }
 
 export function registerImageCommands(program: Command, ctx: CommandContext): void {

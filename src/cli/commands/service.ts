@@ -5,9 +5,12 @@ import { ShoalError } from "../../base/errors.js";
 import { NetworkMode, ServiceMode, ServiceSpec, type Secret, type SecretReference, type Service } from "../../proto/shoal/v1/objects.js";
 import { collect, formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 import type { DaemonClient } from "../daemon-client.js";
+import { dockerConfigLogin } from "../docker-config.js";
+import { parseImageReference } from "../../oci/reference.js";
 import { pickSecret, resolveService } from "../resolve.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { registerLogs } from "./service-logs.js";
+import { watchService, type WatchMode } from "./service-watch.js";
 import {
   addWorkloadOptions,
   applyWorkloadPatch,
@@ -25,6 +28,76 @@ const OUT_OF_SCOPE_HELP = `
 Networking: a task has its own network namespace with loopback only, unless --network host shares
 the host's network (an explicit opt-in that \`service inspect\` and \`service ps\` show). Overlay
 networks and published ports are out of scope.`;
+
+const PROGRESS_HELP = `
+Progress: the service ID is printed first, on stdout. On a terminal the command then shows every
+task (its state; while PREPARING, its image prefetch progress) and the prefetch totals, redrawn
+until each task of the new spec that should run is RUNNING (exit 0), a task of it fails or is
+rejected, or its update pauses or is rolled back (the reason on stderr, exit 1), or 10 minutes
+pass (exit 3). Ctrl-C stops watching (exit 0); the service stays and its tasks go on.
+When stdout is not a terminal it returns at once, as scripts that capture the ID expect; --wait
+waits there too, printing one line per task state change on stderr (stdout keeps only the ID).
+--detach (-d) returns at once everywhere.
+`;
+
+const REGISTRY_AUTH_HELP = `
+--with-registry-auth: the login for the image's registry is read from your Docker config
+($DOCKER_CONFIG/config.json, else ~/.docker/config.json: "auth", or "username" and "password"), as
+\`docker\` reads it, and stored on the managers (sealed in their store, never sent to a worker's
+disk; the registry checks it first) before the service is written. A login kept by a credential
+helper (credsStore, credHelpers) is refused: store it with \`shoal registry login\` instead.`;
+
+interface ProgressFlags {
+  detach?: boolean;
+  wait?: boolean;
+  withRegistryAuth?: boolean;
+}
+
+function addProgressOptions(command: Command): Command {
+  return command
+    .option("-d, --detach", "return once the service is written, without waiting for its tasks")
+    .option("--wait", "wait for the tasks also when stdout is not a terminal (progress lines on stderr)")
+    .option("--with-registry-auth", "store the login for the image's registry from your Docker config on the managers first")
+    .addHelpText("after", PROGRESS_HELP + REGISTRY_AUTH_HELP);
+}
+
+/**
+ * How to watch after the call (undefined: return at once). Checked before any call. Docker waits
+ * when piped too; we do not by default, because scripts and our own e2e tests and demo run the CLI
+ * without a terminal, capture the ID and poll `service ps` themselves, and some of them create or
+ * update services whose tasks are meant to fail (a rolling update to a failing spec) or never run
+ * (no node of the zone): waiting there would turn those steps into non-zero exits or 10-minute
+ * stalls. DESIGN.md §5 asks long operations to "stay quiet when piped". --wait opts in.
+ */
+function watchMode(ctx: CommandContext, flags: ProgressFlags): WatchMode | undefined {
+  if (flags.detach === true && flags.wait === true) throw new ShoalError("INVALID_ARGUMENT", "--detach and --wait contradict each other: give one of them");
+  if (flags.detach === true) return undefined;
+  if (ctx.io.stdoutIsTTY === true) return "live";
+  return flags.wait === true ? "lines" : undefined;
+}
+
+/** The registry part of a service's image, for --with-registry-auth. */
+function imageRegistry(image: string | undefined, what: string): string {
+  if (image === undefined || image === "") {
+    throw new ShoalError("INVALID_ARGUMENT", `--with-registry-auth needs an image, and ${what} runs a process: give --image`);
+  }
+  return parseImageReference(image).registry;
+}
+
+/**
+ * Stores the operator's Docker login for `registry` on the managers (RegistryLogin: the registry is
+ * checked first), keeping the registry CA the managers already hold for it. The password goes only
+ * into the request and is zeroed after; nothing of it is printed.
+ */
+async function storeRegistryLogin(ctx: CommandContext, daemon: DaemonClient, login: { registry: string; username: string; password: Buffer }): Promise<void> {
+  try {
+    const known = (await daemon.listRegistries()).find((r) => r.registry === login.registry);
+    const stored = await daemon.registryLogin({ registry: login.registry, username: login.username, password: login.password, caPem: known?.caPem ?? "" });
+    ctx.io.stderr(`Login to ${stored.registry} as ${stored.username} stored on the managers.\n`);
+  } finally {
+    login.password.fill(0);
+  }
+}
 
 function secretReferences(flags: { source: string; target: string }[], secrets: Secret[]): SecretReference[] {
   return flags.map(({ source, target }) => {
@@ -54,12 +127,14 @@ function cloneSpec(service: Service): ServiceSpec {
   return ServiceSpec.fromPartial(service.spec ?? {});
 }
 
-async function updateServiceSpec(daemon: DaemonClient, ref: string, change: (spec: ServiceSpec) => void | Promise<void>): Promise<Service> {
+/** Read, change, write (retried on a version conflict); the service after, and as it was read. */
+async function updateServiceSpec(daemon: DaemonClient, ref: string, change: (spec: ServiceSpec) => void | Promise<void>): Promise<{ service: Service; before: Service }> {
   return retryOnVersionConflict(`service ${ref}`, async () => {
-    const service = await resolveService(daemon, ref);
-    const spec = cloneSpec(service);
+    const before = await resolveService(daemon, ref);
+    const spec = cloneSpec(before);
     await change(spec);
-    return daemon.updateService({ serviceId: service.id, serviceVersion: service.meta?.version ?? 0n, spec, rollback: false });
+    const service = await daemon.updateService({ serviceId: before.id, serviceVersion: before.meta?.version ?? 0n, spec, rollback: false });
+    return { service, before };
   });
 }
 
@@ -78,7 +153,7 @@ function warnHostNetwork(ctx: CommandContext, spec: ServiceSpec): void {
   }
 }
 
-interface CreateFlags extends WorkloadFlagValues {
+interface CreateFlags extends WorkloadFlagValues, ProgressFlags {
   name: string;
   mode?: string;
   constraint: string[];
@@ -97,13 +172,14 @@ function registerCreate(service: Command, ctx: CommandContext): void {
     .option("--secret <secret>", "secret for the tasks: NAME[,target=FILE]; repeatable", collect, [])
     .option("--env <name=value>", "environment variable; repeatable", collect, [])
     .option("--label <key=value>", "service label; repeatable", collect, []);
-  addWorkloadOptions(create, false)
+  addProgressOptions(addWorkloadOptions(create, false))
     .argument("[command...]", "command and arguments, after --")
     .addHelpText("after", OUT_OF_SCOPE_HELP)
     .action(async (command: string[], opts: CreateFlags) => {
       if (command.length === 0 && opts.image === undefined) {
         throw new ShoalError("INVALID_ARGUMENT", "nothing to run: give a command after -- (e.g. -- sleep 3600) or an --image");
       }
+      const watch = watchMode(ctx, opts);
       const mode = opts.mode === undefined ? undefined : parseMode(opts.mode);
       const patch = parseWorkloadFlags(opts);
       const env = opts.env.map((e) => parseEnv(e));
@@ -115,15 +191,23 @@ function registerCreate(service: Command, ctx: CommandContext): void {
       applyWorkloadPatch(spec, patch);
       spec.container!.command = command.slice(0, 1);
       spec.container!.args = command.slice(1);
-      const daemon = ctx.daemon();
-      if (secretFlags.length > 0) spec.container!.secrets = secretReferences(secretFlags, await daemon.listSecrets());
-      const created = await daemon.createService({ spec });
-      warnHostNetwork(ctx, spec);
-      ctx.io.stdout(`${created.id}\n`);
+      // Read before any call: without a login there, nothing is written.
+      const login = opts.withRegistryAuth === true ? await dockerConfigLogin(ctx.io.env, imageRegistry(spec.container?.image, `service ${opts.name}`)) : undefined;
+      try {
+        const daemon = ctx.daemon();
+        if (secretFlags.length > 0) spec.container!.secrets = secretReferences(secretFlags, await daemon.listSecrets());
+        if (login !== undefined) await storeRegistryLogin(ctx, daemon, login);
+        const created = await daemon.createService({ spec });
+        warnHostNetwork(ctx, spec);
+        ctx.io.stdout(`${created.id}\n`);
+        if (watch !== undefined) await watchService(ctx, daemon, { service: created, mode: watch });
+      } finally {
+        login?.password.fill(0);
+      }
     });
 }
 
-interface UpdateFlags extends WorkloadFlagValues {
+interface UpdateFlags extends WorkloadFlagValues, ProgressFlags {
   constraintAdd: string[];
   constraintRm: string[];
   secretAdd: string[];
@@ -144,7 +228,7 @@ function registerUpdate(service: Command, ctx: CommandContext): void {
     .option("--secret-rm <name>", "remove a secret by name or ID; repeatable", collect, [])
     .option("--env-add <name=value>", "add or replace an environment variable; repeatable", collect, [])
     .option("--env-rm <name>", "remove an environment variable; repeatable", collect, []);
-  addWorkloadOptions(update, true)
+  addProgressOptions(addWorkloadOptions(update, true))
     .addHelpText("after", OUT_OF_SCOPE_HELP)
     .action(async (ref: string, command: string[], opts: UpdateFlags) => {
       const patch = parseWorkloadFlags(opts);
@@ -154,9 +238,20 @@ function registerUpdate(service: Command, ctx: CommandContext): void {
       const changes =
         patch.count + command.length + opts.constraintAdd.length + opts.constraintRm.length + opts.secretAdd.length + opts.secretRm.length + envAdd.length + opts.envRm.length;
       if (changes === 0) throw new ShoalError("INVALID_ARGUMENT", "nothing to update: give a flag such as --replicas or --image, or a command after --");
+      const watch = watchMode(ctx, opts);
       const daemon = ctx.daemon();
+      // The image it will run: the new one, or the service's; its registry's login before the update.
+      const login =
+        opts.withRegistryAuth === true
+          ? await dockerConfigLogin(ctx.io.env, imageRegistry(opts.image ?? (await resolveService(daemon, ref)).spec?.container?.image, `service ${ref}`))
+          : undefined;
+      try {
+        if (login !== undefined) await storeRegistryLogin(ctx, daemon, login);
+      } finally {
+        login?.password.fill(0);
+      }
       const secrets = opts.secretAdd.length === 0 ? [] : await daemon.listSecrets();
-      const updated = await updateServiceSpec(daemon, ref, (spec) => {
+      const { service: updated, before } = await updateServiceSpec(daemon, ref, (spec) => {
         applyWorkloadPatch(spec, patch);
         const container = spec.container!;
         if (command.length > 0) {
@@ -176,6 +271,7 @@ function registerUpdate(service: Command, ctx: CommandContext): void {
       });
       if (updated.spec !== undefined) warnHostNetwork(ctx, updated.spec);
       ctx.io.stdout(`${updated.id}\n`);
+      if (watch !== undefined) await watchService(ctx, daemon, { service: updated, mode: watch, ignoreEarlierFailures: updated.specVersion === before.specVersion });
     });
 }
 
