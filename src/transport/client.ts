@@ -36,6 +36,12 @@ export interface SecureChannelOptions {
    * resend on failure themselves (raft), since transparent retries are gone.
    */
   noRetryBuffer?: boolean;
+  /**
+   * The HTTP/2 window this side opens for the server's data (grpc-js's default is 64 KiB). A bulk
+   * download (the P2P peer client) needs more: with 64 KiB in flight a stream waits for a window
+   * update every 64 KiB, and its speed is 64 KiB per round trip of the (busy) event loops.
+   */
+  flowControlWindowBytes?: number;
 }
 
 type ClientConstructor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: Partial<grpc.ClientOptions>) => C;
@@ -76,12 +82,13 @@ export function serverIdentityCheck(opts: Pick<SecureChannelOptions, "clusterId"
 }
 
 function channelOptions(
-  opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions; noRetryBuffer?: boolean },
+  opts: { maxReceiveMessageBytes?: number; maxSendMessageBytes?: number; keepalive?: KeepaliveOptions; noRetryBuffer?: boolean; flowControlWindowBytes?: number },
   targetName: NodeRole = MANAGER_TARGET_NAME,
 ): grpc.ChannelOptions {
   const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
   return {
     ...(opts.noRetryBuffer === true ? { "grpc.per_rpc_retry_buffer_size": 0 } : {}),
+    ...(opts.flowControlWindowBytes !== undefined ? { "grpc-node.flow_control_window": opts.flowControlWindowBytes } : {}),
     // Dialing an IP: TLS SNI must be a name, and the role name is one every certificate of that role has.
     "grpc.ssl_target_name_override": targetName,
     "grpc.max_receive_message_length": messageBytes(opts.maxReceiveMessageBytes, "maxReceiveMessageBytes"),

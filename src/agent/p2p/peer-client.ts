@@ -18,6 +18,8 @@ export const DEFAULT_MAX_PIECE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_PEER_CHANNELS = 256;
 /** A Have answer for more pieces than this is not an answer (1 TiB of 4 MiB pieces). */
 export const MAX_PIECE_COUNT = 262_144;
+/** Two default pieces in flight per connection before the server waits for a window update. */
+export const PEER_FLOW_CONTROL_WINDOW_BYTES = 8 * 1024 * 1024;
 /** Burst of the download bucket: about one server chunk. */
 const DOWNLOAD_BURST_BYTES = 256 * 1024;
 
@@ -212,6 +214,7 @@ export class PeerClient {
         expectServerRole: this.opts.roleOf?.(addr) ?? "swarm-worker",
         clusterId: this.opts.clusterId,
         ...(this.opts.revocation ? { revocation: this.opts.revocation } : {}),
+        flowControlWindowBytes: PEER_FLOW_CONTROL_WINDOW_BYTES,
       });
     }
     this.channels.set(addr, ch);
