@@ -168,6 +168,7 @@ test("the last manager: refused without --renew-expired, renewed with it (same i
   await m.client!.updateNode({ nodeId: init.nodeId, nodeVersion: self.meta!.version, spec: { ...self.spec!, labels: { ...self.spec!.labels, zone: "blue" } } });
   await waitFor("the certificate to carry zone blue", () => certOnDisk(m).zone === "blue" || undefined, 15_000);
   const before = certOnDisk(m);
+  assert.equal(before.zone, "blue");
   await stop(m);
 
   // Just over an hour later by its clock: expired; the new certificate (NotBefore backdated 1 h) is
