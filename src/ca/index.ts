@@ -17,6 +17,8 @@ export {
 export { NODE_ROLES, DEFAULT_ZONE, isNodeRole, isValidZone, spiffeUri, parseSpiffeUri, type NodeRole, type NodeIdentity } from "./node-identity.js";
 export {
   verifyNodeCertificate,
+  verifyExpiredNodeCertificate,
+  isCertificateExpired,
   parseNodeCertificate,
   NodeCertificateVerifier,
   type NodeCertificateInfo,

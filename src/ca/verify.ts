@@ -145,7 +145,7 @@ export class NodeCertificateVerifier {
     return copyInfo(this.entryFor(cert).info);
   }
 
-  verify(cert: string | Uint8Array, options: VerifyNodeCertificateOptions): NodeCertificateInfo {
+  verify(cert: string | Uint8Array, options: VerifyNodeCertificateOptions, dates: { allowExpired?: boolean } = {}): NodeCertificateInfo {
     const entry = this.entryFor(cert);
     const root = options.rootCA;
     if (!entry.verifiedByRoots.has(root.fingerprint)) {
@@ -159,7 +159,7 @@ export class NodeCertificateVerifier {
     if (nowMs < entry.notBeforeMs) {
       throw new ShoalError("CERT_NOT_YET_VALID", `the node certificate is not valid until ${entry.info.notBefore.toISOString()}; check the clocks of both nodes`);
     }
-    if (nowMs > entry.notAfterMs) {
+    if (nowMs > entry.notAfterMs && dates.allowExpired !== true) {
       throw new ShoalError("CERT_EXPIRED", `the node certificate expired at ${entry.info.notAfter.toISOString()}; the node must rejoin with a join token`);
     }
     const info = entry.info;
@@ -184,6 +184,20 @@ const sharedVerifier = new NodeCertificateVerifier();
  */
 export function verifyNodeCertificate(cert: string | Uint8Array, options: VerifyNodeCertificateOptions): NodeCertificateInfo {
   return sharedVerifier.verify(cert, options);
+}
+
+/**
+ * As verifyNodeCertificate, except that a certificate past its NotAfter passes (everything else is
+ * checked: root, subject, cluster, roles, revocation, NotBefore). Only for the recovery of a node
+ * whose certificate expired while it was down (`shoal daemon --renew-expired`); never for an RPC.
+ */
+export function verifyExpiredNodeCertificate(cert: string | Uint8Array, options: VerifyNodeCertificateOptions): NodeCertificateInfo {
+  return sharedVerifier.verify(cert, options, { allowExpired: true });
+}
+
+/** Whether a node certificate is past its NotAfter by `clock` (the same test verifyNodeCertificate makes). */
+export function isCertificateExpired(info: { notAfter: Date }, clock: Clock): boolean {
+  return clock.nowMs() > info.notAfter.getTime();
 }
 
 /** Reads a node certificate's identity without trust checks (display only; never for authorization). */

@@ -50,6 +50,7 @@ interface DaemonFlags {
   p2pUploadRate?: string;
   p2pDownloadRate?: string;
   contentMaxBytes?: string;
+  renewExpired?: boolean;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -77,6 +78,10 @@ export function registerDaemonCommand(program: Command): void {
     .option("--p2p-upload-rate <bytes/s>", "P2P image prefetch: most bytes per second this node serves to its peers, e.g. 10M (default 0: unlimited)")
     .option("--p2p-download-rate <bytes/s>", "P2P image prefetch: most bytes per second this node fetches from its peers, e.g. 50M (default 0: unlimited)")
     .option("--content-max-bytes <size>", "cap on the node's image content store, e.g. 10G or 512M (binary suffixes); over it, blobs no task or prefetch job here uses are removed, least recently used first (default 0: no cap)")
+    .option(
+      "--renew-expired",
+      "the last manager of a cluster (a single-manager cluster off for longer than the certificate expiry) reissues its own expired certificate from the CA key it holds, keeping its node ID, role and zone (with autolock, after `shoal unlock`); refused when other managers exist or the node was removed",
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -99,6 +104,7 @@ export function registerDaemonCommand(program: Command): void {
         p2pUploadBytesPerSec: flags.p2pUploadRate === undefined ? undefined : parseByteRate(flags.p2pUploadRate, "--p2p-upload-rate"),
         p2pDownloadBytesPerSec: flags.p2pDownloadRate === undefined ? undefined : parseByteRate(flags.p2pDownloadRate, "--p2p-download-rate"),
         contentMaxBytes: flags.contentMaxBytes === undefined ? undefined : parseByteSize(flags.contentMaxBytes, "--content-max-bytes"),
+        renewExpired: flags.renewExpired === true,
       });
       const onSignal = (): void => {
         void daemon.stop();

@@ -21,6 +21,8 @@ import {
   parseNodeCertificate,
   RootCA,
   verifyNodeCertificate,
+  isCertificateExpired,
+  type NodeCertificateInfo,
   type NodeRole,
 } from "../ca/index.js";
 import { generateUnlockKey, kekFromUnlockKey, parseUnlockKey } from "../crypto/index.js";
@@ -46,6 +48,7 @@ import { availableExecutors } from "../agent/node-description.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
 import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
+import { renewExpiredLastManager } from "../manager/caserver/expired-renewal.js";
 import { isHostPort } from "../manager/membership.js";
 import type { ControlHandlers, ControlMethod } from "../manager/controlapi/control-api.js";
 import { registryAccessOf } from "../manager/controlapi/registries.js";
@@ -122,6 +125,12 @@ export interface DaemonOptions {
   contentGcIntervalMs?: number;
   /** First component of the runc tasks' cgroup paths (default "shoal"). */
   cgroupParent?: string;
+  /**
+   * `--renew-expired`: a manager whose certificate expired while it was down and that is its
+   * cluster's last manager reissues its own certificate from the CA key it holds (after unlock when
+   * autolock is on), keeping node ID, role, zone and cluster. Without it such a manager refuses to start.
+   */
+  renewExpired?: boolean;
 }
 
 /** Largest message accepted on the control socket (a secret is at most 500 KiB). */
@@ -132,6 +141,8 @@ const PROMOTION_JOIN_BUDGET_MS = 30_000;
 /** How long `shoal join` keeps retrying while the cluster has no leader (NOT_LEADER, NO_QUORUM). */
 const JOIN_ELECTION_BUDGET_MS = 15_000;
 const PROMOTION_RETRY_MS = 10_000;
+/** How long `--renew-expired` waits for the last manager to elect itself and apply its log. */
+const RENEW_EXPIRED_BUDGET_MS = 30_000;
 
 function notInCluster(): ShoalError {
   return new ShoalError("NOT_IN_CLUSTER", "this node is not part of a cluster: run `shoal init` to create one or `shoal join` to join one");
@@ -190,6 +201,8 @@ export class Daemon {
   private readonly hostname: string;
   /** Wrong unlock keys are slowed down; one key for the whole socket, as only the owner can reach it. */
   private readonly unlockLimiter: FailureLimiter;
+  /** The manager's certificate on disk had expired at start and `--renew-expired` was given: renew once the manager runs. */
+  private renewExpiredPending = false;
   private resolveStopped!: () => void;
   /** Settles when the daemon has stopped (signal, fatal error or stop()). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -235,6 +248,11 @@ export class Daemon {
   /** This node's agent (undefined while it has none): its assignments and task runner, for tests and diagnostics. */
   get nodeAgent(): Agent | undefined {
     return this.agent;
+  }
+
+  /** This node's manager role (undefined while it has none): its store and context, for tests and diagnostics. */
+  get nodeManager(): Manager | undefined {
+    return this.manager;
   }
 
   /** The agent's verifier for P2P peers (undefined without an agent). */
@@ -317,6 +335,9 @@ export class Daemon {
     this.certPem = certPem;
     this.setLoggerNode(node.nodeId);
     const role = roleOf(certPem);
+    // Before any key is read or connection made: an expired certificate cannot be renewed the usual
+    // way, and an agent holding one would only retry for ever (moby/moby#24132, #42660).
+    this.checkExpiryAtStart(parseNodeCertificate(certPem), role);
     if (role === "swarm-manager" && (await isNodeKeyEncrypted(this.paths.nodeKeyFile))) {
       this.state = "locked";
       this.log.warn({}, "this manager is locked: autolock is on; run `shoal unlock` with the unlock key");
@@ -325,11 +346,66 @@ export class Daemon {
     this.keyPem = (await readNodeKey(this.paths.nodeKeyFile)).export({ type: "pkcs8", format: "pem" }).toString();
     if (role === "swarm-manager") {
       await this.startManagerRole(undefined, undefined);
+      await this.renewExpiredIfPending();
     } else {
       this.state = "worker";
     }
     this.startAgent();
     await this.syncPeerListener();
+  }
+
+  /**
+   * An expired node certificate at start (by the injected clock): a worker, or a manager without
+   * `--renew-expired`, stops here with CERT_EXPIRED and what to do; a manager with the flag renews
+   * once its manager role runs (after unlock when it is locked).
+   */
+  private checkExpiryAtStart(cert: NodeCertificateInfo, role: NodeRole): void {
+    const dir = this.opts.dataDir;
+    if (!isCertificateExpired(cert, this.clock)) {
+      if (this.opts.renewExpired === true) this.log.info({ notAfter: cert.notAfter.toISOString() }, "--renew-expired: the node certificate has not expired; nothing to renew");
+      return;
+    }
+    const expiredAt = cert.notAfter.toISOString();
+    if (role === "swarm-worker") {
+      this.log.error({ notAfter: expiredAt }, "the node certificate expired while the node was down; the worker must join again");
+      throw new ShoalError(
+        "CERT_EXPIRED",
+        `this worker's certificate (node ${cert.nodeId}) expired at ${expiredAt} while the node was down; an expired certificate cannot be renewed, so the node must join again as a new node: ` +
+          `remove what \`shoal leave\` would (${join(dir, "node.json")} and ${join(dir, "certificates")}), start \`shoal daemon\` again, and run \`shoal join --token <worker token> <manager host:port>\` (\`shoal join-token worker\` on a manager prints the token); ` +
+          `it gets a new node ID: remove the old one with \`shoal node rm ${cert.nodeId}\` on a manager`,
+      );
+    }
+    if (this.opts.renewExpired !== true) {
+      this.log.error({ notAfter: expiredAt }, "the manager certificate expired while the node was down");
+      throw new ShoalError(
+        "CERT_EXPIRED",
+        `this manager's certificate (node ${cert.nodeId}) expired at ${expiredAt} while the node was down. ` +
+          "If it is the cluster's last manager (a single-manager cluster), start it with `shoal daemon --renew-expired` to reissue its certificate from the CA key it holds (node ID, role and zone are kept; with autolock, after `shoal unlock`). " +
+          `If other managers still have quorum, run \`shoal node rm --force ${cert.nodeId}\` on one of them, remove this node's ${join(dir, "node.json")}, ${join(dir, "certificates")}, ${join(dir, "state")} and ${join(dir, "keys")}, and join again with a manager token`,
+      );
+    }
+    this.log.warn({ notAfter: expiredAt }, "the manager certificate expired while the node was down; --renew-expired: reissuing it from the cluster CA once the manager runs");
+    this.renewExpiredPending = true;
+  }
+
+  /**
+   * `--renew-expired` on the last manager: the running manager (leader on its own) signs this node a
+   * new certificate for a new key, with its role and zone from the store; then the daemon switches to
+   * it as after any renewal. Refusals (not the last manager, removed, demoted) are thrown.
+   */
+  private async renewExpiredIfPending(): Promise<void> {
+    if (!this.renewExpiredPending) return;
+    const manager = this.manager!;
+    const { privateKey, csrPem } = await createNodeKeyAndCsr();
+    const renewal = await renewExpiredLastManager(manager.ctx, { expiredCertPem: this.certPem, csr: csrPem, timeoutMs: RENEW_EXPIRED_BUDGET_MS });
+    const info = verifyNodeCertificate(renewal.certPem, { rootCA: RootCA.fromCertOnly(this.rootCaPem), clusterId: this.node!.clusterId, roles: ["swarm-manager"], clock: this.clock });
+    if (info.nodeId !== this.node!.nodeId) throw new ShoalError("CERT_INVALID", "the reissued certificate names another node");
+    await this.certificateRenewed({ certPem: renewal.certPem, privateKey, role: info.role });
+    this.renewExpiredPending = false;
+    this.log.warn(
+      { previousSerial: renewal.previousSerial, serial: info.serial, role: info.role, zone: info.zone, notAfter: info.notAfter.toISOString() },
+      "--renew-expired: this last manager reissued its own expired certificate from the cluster CA key",
+    );
   }
 
   // ---- socket ----
@@ -1031,6 +1107,18 @@ export class Daemon {
     }
     this.keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
     await this.startManagerRole(unlockKey, undefined);
+    try {
+      await this.renewExpiredIfPending();
+    } catch (err) {
+      // Refused (not the last manager, removed): stop the manager again, keep its state, stay locked.
+      const manager = this.manager;
+      this.manager = undefined;
+      await manager?.stop();
+      this.closeManagerPeer();
+      this.keyPem = "";
+      this.state = "locked";
+      throw err;
+    }
     this.startAgent();
     this.log.info({}, "manager unlocked");
   }
