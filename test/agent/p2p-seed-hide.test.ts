@@ -69,3 +69,34 @@ test("the hide time is SEED_HIDE_PIECES piece times at the upload limit, and 0 w
   assert.equal(seedHideMs(4 * 1024 * 1024, 40 * 1024 * 1024), 9000);
   assert.equal(seedHideMs(4 * 1024 * 1024, 0), 0);
 });
+
+test("while it hides pieces, a seed sends at most seedMaxStreams pieces at once and answers the next request busy", { timeout: 60_000 }, async (t) => {
+  const root = await createRootCA({ clock: systemClock });
+  const clusterId = newId();
+  const dir = await mkdtemp(join(tmpdir(), "shoal-seed-streams-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const logger = pino({ level: "silent" });
+  const nodes: PeerNode[] = [];
+  // 2 KiB/s with 1 KiB chunks: a piece of 4 KiB takes about 2 s, so the first stream is still open.
+  nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, "seed"), logger, pieceSize: 4 * PIECE, server: { isSeeding: () => true, seedHideMs: () => 60_000, seedMaxStreams: 1, uploadBytesPerSec: 2048, chunkBytes: 1024 } }));
+  for (const name of ["b", "c"]) nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, name), logger, pieceSize: 4 * PIECE }));
+  t.after(async () => {
+    for (const n of nodes) {
+      n.client.close();
+      n.peer.close();
+      await n.server.shutdown(0);
+    }
+  });
+  const [seed, b, c] = nodes as [PeerNode, PeerNode, PeerNode];
+  const blob = Buffer.alloc(12 * PIECE, 9);
+  const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
+  await seed.store.ensure(digest, blob.length, async () => (async function* () { yield blob; })(), "test blob");
+  const grant = (n: PeerNode) => signGrant(root, { jobId: "job", clusterId, zone: "a", nodeId: n.nodeId, blobDigest: digest, expiresAtMs: Date.now() + 60_000 });
+
+  const first = b.client.fetchPiece(seed.addr, digest, 0, grant(b));
+  await new Promise((r) => setTimeout(r, 300));
+  await assert.rejects(c.client.fetchPiece(seed.addr, digest, 1, grant(c)), (err: unknown) => isShoalError(err, "PEER_OVERLOADED"));
+  assert.equal((await first).length, 4 * PIECE);
+  // The slot is free again, and piece 1 was not left hidden by the refused request.
+  assert.equal((await c.client.fetchPiece(seed.addr, digest, 1, grant(c))).length, 4 * PIECE);
+});

@@ -28,6 +28,7 @@ export interface PieceSource {
 export const DEFAULT_MAX_IN_FLIGHT_PER_PEER = 4;
 export const MAX_IN_FLIGHT_PER_PEER_LIMIT = 256;
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
+export const DEFAULT_SEED_MAX_STREAMS = 2;
 /** Chunks stay well under the transport's 4 MiB default message bound. */
 export const MAX_CHUNK_BYTES = 1024 * 1024;
 const MIN_CHUNK_BYTES = 1024;
@@ -62,6 +63,12 @@ export interface PeerServerOptions {
   isSeeding?: (digest: string) => boolean;
   /** How long a seed hides a piece it sent, for pieces of `pieceSize` bytes; 0 (the default): never. */
   seedHideMs?: (pieceSize: number) => number;
+  /**
+   * While it hides pieces, a seed sends at most this many pieces at once (DEFAULT_SEED_MAX_STREAMS)
+   * and answers busy beyond: its upload then goes to one or two pieces at full speed, which their
+   * receivers can pass on at once, instead of to every peer's request at a fraction of it.
+   */
+  seedMaxStreams?: number;
   /**
    * TEST ONLY: rewrites a piece's bytes before they are sent, so a test can make this peer serve
    * corrupt data and check that downloaders detect, report and exclude it. Never set in production
@@ -103,6 +110,8 @@ export class PeerServer {
   private readonly unsubscribe: () => void;
   private bytesSent = 0;
   private waitingForRate = 0;
+  /** FetchPiece streams of blobs this node seeds (with hiding on), open now. */
+  private seedStreams = 0;
   /** For each blob this node seeds: pieces hidden since it began sending them to one peer. */
   private readonly hidden = new Map<string, Map<number, { nodeId: string; untilMs: number }>>();
   private closed = false;
@@ -204,6 +213,14 @@ export class PeerServer {
         throw new ShoalError("PEER_OVERLOADED", `this seed sent piece ${index} to another peer a moment ago; ask the peers of the zone for it`);
       }
       hid = this.hide(digest, index, identity.nodeId, held.pieceSize);
+      if (hid) {
+        if (this.seedStreams >= (this.opts.seedMaxStreams ?? DEFAULT_SEED_MAX_STREAMS)) {
+          hid = false;
+          this.hidden.get(digest)?.delete(index);
+          throw new ShoalError("PEER_OVERLOADED", `this seed is sending ${this.seedStreams} pieces already; ask the peers of the zone, or again soon`);
+        }
+        this.seedStreams++;
+      }
       let bytes = await this.opts.source.readPiece(digest, index);
       signal.throwIfAborted();
       if (this.opts.corruptPiece) bytes = this.opts.corruptPiece(digest, index, bytes);
@@ -216,6 +233,7 @@ export class PeerServer {
       this.refused("FetchPiece", reason, call);
       endWithError(call, reason);
     } finally {
+      if (hid) this.seedStreams--;
       if (stream) this.closeStream(stream);
     }
   }
