@@ -10,7 +10,7 @@
 //     every task is RUNNING (each node then unpacks the layer and starts a runc container: on a
 //     2-core machine 8 unpacks of a 256 MiB layer take far longer than the transfer).
 // Prints one JSON object; the registry egress of the P2P run as a ratio to S (target <= 1.1).
-// Run as root (runc): node --import tsx scripts/bench/prefetch-loopback.ts [--workers 8] [--size-mib 256] [--rate-mib 40]
+// Run as root (runc): node --import tsx scripts/bench/prefetch-loopback.ts [--workers 8] [--size-mib 256] [--rate-mib 40] [--skip-registry-only]
 import { rmSync } from "node:fs";
 import { argNumber } from "./lib/args.js";
 import { startCountingRelay } from "../lib/counting-relay.js";
@@ -56,11 +56,12 @@ async function main(): Promise<void> {
     const size = blobs.reduce((sum, b) => sum + b.size, 0);
     const singleMs = (size / rate) * 1000;
 
-    // registry-only: N nodes pull at once through the rate-limited relay.
+    // registry-only: N nodes pull at once through the rate-limited relay (N·S/u; --skip-registry-only
+    // leaves it out when only the P2P side is being looked at).
     const viaRelay = new RegistryClient();
     const ref = parseImageReference(image);
     const startedDirect = Date.now();
-    await Promise.all(
+    if (!process.argv.includes("--skip-registry-only")) await Promise.all(
       Array.from({ length: workers }, async () => {
         for (const blob of blobs) {
           const stream = await viaRelay.openBlob(ref, blob);
