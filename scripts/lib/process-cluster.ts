@@ -62,17 +62,36 @@ export function keepOnExit(dir: string): void {
 }
 
 /** Binds port 0 on 127.0.0.1 and returns the port the kernel chose (then frees it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
+/**
+ * Ports handed out below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range,
+ * 32768-60999 here). A port is handed out now and bound later, when the daemon inits or joins; one
+ * from the ephemeral range could meanwhile become the local port of an outgoing connection (P2P
+ * peers open many), and the daemon then failed with EADDRINUSE (seen in CI: "join of m3 failed:
+ * cannot listen on 127.0.0.1:38535"). Below the range only another listener can take it.
+ */
+const PORT_LOW = 20000;
+const PORT_HIGH = 32767;
+const handedOut = new Set<number>();
+
+function tryListen(port: number): Promise<boolean> {
+  return new Promise((resolveFree) => {
     const server = createServer();
     server.unref();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolvePort(port) : reject(new ShoalError("INTERNAL", "the kernel returned no port for port 0"))));
-    });
+    server.once("error", () => resolveFree(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolveFree(true)));
   });
+}
+
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (PORT_HIGH - PORT_LOW + 1));
+    if (handedOut.has(port)) continue;
+    if (await tryListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new ShoalError("INTERNAL", `no free port between ${PORT_LOW} and ${PORT_HIGH} after 200 tries`);
 }
 
 export interface CliResult {
