@@ -517,6 +517,7 @@ export class Daemon {
         caKeyPem: Buffer.from(rootCA.keyPem!),
         caDigest: rootCA.digest(),
         joinTokens: tokens.toProto(),
+        rootRotation: undefined,
       },
       revocationList: { nodes: [] },
       unlockKey: unlockKey ?? "",

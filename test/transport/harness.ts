@@ -59,7 +59,7 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
       call.on("cancelled", forget);
       call.on("close", forget);
       call.on("finish", forget);
-      call.write({ sessionId: `session-of-${peer.nodeId}`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false });
+      call.write({ sessionId: `session-of-${peer.nodeId}`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false, rootCaBundle: Buffer.alloc(0) });
     },
   });
   server.addService(RaftService, {});

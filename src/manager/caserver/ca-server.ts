@@ -30,6 +30,7 @@ import { ZONE_LABEL } from "../../state/index.js";
 import type { ManagerContext } from "../context.js";
 import { revokeOnDemotion } from "../demotion.js";
 import { unary } from "../handlers.js";
+import { IssuingRootCache } from "./issuing-root.js";
 
 export const MAX_CSR_BYTES = 8 * 1024;
 export const MAX_HOSTNAME_CHARS = 255;
@@ -89,13 +90,22 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
  * Signs a certificate for `node` as the store says (role, zone) and writes it to the store.
  * `presentedSerial`: the certificate that authenticated the request, left off a demotion's revocation.
  */
-/** Signs with the cluster's CA for the role and zone the store decided; validity from the cluster spec. */
+const issuingRoots = new WeakMap<ManagerContext, IssuingRootCache>();
+
+/**
+ * Signs with the cluster's CA for the role and zone the store decided; validity from the cluster
+ * spec. During a root rotation the new root signs and the chain carries its cross-signed
+ * certificate, so nodes that still trust only the old root accept it.
+ */
 function signNodeCertificate(
   ctx: ManagerContext,
   cluster: Cluster,
   args: { csr: string | Uint8Array; nodeId: string; role: NodeRole; zone: string },
 ): IssuedNodeCertificate {
-  return ctx.rootCA().issueNodeCertificate({
+  let cache = issuingRoots.get(ctx);
+  if (cache === undefined) issuingRoots.set(ctx, (cache = new IssuingRootCache()));
+  const { rootCA, chainPem } = cache.issuing(cluster, () => ctx.rootCA());
+  const issued = rootCA.issueNodeCertificate({
     csrPem: args.csr,
     nodeId: args.nodeId,
     role: args.role,
@@ -104,6 +114,7 @@ function signNodeCertificate(
     validityMs: certValidityMs(cluster),
     clock: ctx.clock,
   });
+  return chainPem === "" ? issued : { ...issued, certPem: issued.certPem + chainPem };
 }
 
 export async function issueForNode(
