@@ -6,7 +6,7 @@ import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { checkNoControlChars } from "../../base/text.js";
 import { FailureLimiter, sourceAddressOf } from "../../transport/failure-limiter.js";
-import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, parseJoinToken, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
   NodeAvailability,
@@ -90,6 +90,23 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
  * Signs a certificate for `node` as the store says (role, zone) and writes it to the store.
  * `presentedSerial`: the certificate that authenticated the request, left off a demotion's revocation.
  */
+/** Root digests the replaced join tokens pin, other than the current root's (after a root CA rotation). */
+function previousRootDigests(cluster: Cluster): string[] {
+  const tokens = cluster.rootCa?.joinTokens;
+  const current = cluster.rootCa?.caDigest ?? "";
+  const digests = new Set<string>();
+  for (const text of [tokens?.previousWorker ?? "", tokens?.previousManager ?? ""]) {
+    if (text === "") continue;
+    try {
+      const digest = parseJoinToken(text).caDigest;
+      if (digest !== current) digests.add(digest);
+    } catch {
+      // A malformed stored token says nothing about a previous root.
+    }
+  }
+  return [...digests];
+}
+
 const issuingRoots = new WeakMap<ManagerContext, IssuingRootCache>();
 
 /**
@@ -167,7 +184,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
   return {
     getRootCaCertificate: unary(async (): Promise<GetRootCACertificateResponse> => {
       const cluster = requireCluster(ctx);
-      return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)) };
+      return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)), previousCaDigests: previousRootDigests(cluster) };
     }, log),
 
     issueNodeCertificate: unary(async (req: IssueNodeCertificateRequest, call: grpc.ServerUnaryCall<IssueNodeCertificateRequest, IssueNodeCertificateResponse>): Promise<IssueNodeCertificateResponse> => {
