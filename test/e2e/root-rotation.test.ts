@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKeyPairSync, webcrypto, X509Certificate, KeyObject } from "node:crypto";
+import { webcrypto, X509Certificate, KeyObject } from "node:crypto";
 import { ManualClock } from "../../src/base/clock.js";
 import { createRootCA, splitPemBundle } from "../../src/ca/index.js";
 import { x509 } from "../../src/ca/x509-provider.js";
@@ -23,11 +23,12 @@ function writeScratch(name: string, text: string): string {
   return path;
 }
 
-/** True when `openssl verify -CAfile root` accepts the leaf of node.crt (and nothing else is trusted). */
-function opensslVerifies(rootPath: string, nodeCertPem: string, name: string): boolean {
+/** True when `openssl verify -CAfile root [-untrusted intermediate]` accepts the leaf of node.crt. */
+function opensslVerifies(rootPath: string, nodeCertPem: string, name: string, untrustedPem?: string): boolean {
   const leafPath = writeScratch(`${name}-leaf.pem`, splitPemBundle(nodeCertPem)[0]!);
+  const untrusted = untrustedPem === undefined ? [] : ["-untrusted", writeScratch(`${name}-untrusted.pem`, untrustedPem)];
   try {
-    execFileSync("openssl", ["verify", "-CAfile", rootPath, leafPath], { stdio: "pipe" });
+    execFileSync("openssl", ["verify", "-CAfile", rootPath, ...untrusted, leafPath], { stdio: "pipe" });
     return true;
   } catch {
     return false;
@@ -106,6 +107,10 @@ test("rotating the root CA of 3 managers + 2 workers: every node ends under the 
     const certPem = node.file("certificates/node.crt");
     assert.ok(opensslVerifies(newRootPath, certPem, node.name), `${node.name}'s certificate verifies under the new root`);
     assert.ok(!opensslVerifies(oldRootPath, certPem, node.name), `${node.name}'s certificate no longer verifies under the old root alone`);
+    // Issued during the rotation, it carries the new root cross-signed by the old one: a node that
+    // still trusted only the old root accepted it.
+    assert.equal(splitPemBundle(certPem).length, 2, `${node.name} presents leaf + cross-signed root`);
+    assert.ok(opensslVerifies(oldRootPath, certPem, node.name, splitPemBundle(certPem)[1]), `${node.name}'s chain verifies under the old root through the cross-signed certificate`);
   }
   await cluster.waitReady(m1!, 5);
 
@@ -160,7 +165,6 @@ test("a down worker holds the rotation and is named; node rm --force lets it fin
     ["an RSA key", await selfSignedCa(rsaKeys, rsa, true), pkcs8Of(rsaKeys.privateKey), "CA_KEY_UNSUPPORTED"],
     ["a certificate that is not a CA", await selfSignedCa(ecKeys, ec, false), pkcs8Of(ecKeys.privateKey), "CA_CERT_NOT_CA"],
   ];
-  void generateKeyPairSync;
   for (const [what, certPem, keyPem, code] of cases) {
     const certPath = writeScratch(`${code}.crt`, certPem);
     const keyPath = writeScratch(`${code}.key`, keyPem);
