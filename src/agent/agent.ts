@@ -5,7 +5,8 @@ import type { Logger } from "pino";
 import type { Clock } from "../base/clock.js";
 import type { Random } from "../base/random.js";
 import type { PrefetchOrder, SessionMessage } from "../proto/shoal/v1/dispatcher.js";
-import { caPeerVerifier, type PeerVerifier } from "../transport/identity.js";
+import { RootCA, splitPemBundle } from "../ca/index.js";
+import { rootsPeerVerifier, type PeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 import { AssignmentSet } from "./assignment-set.js";
 import { AssignmentsStream } from "./assignments-stream.js";
@@ -87,7 +88,14 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.log = opts.logger.child({ component: "agent" });
-    this.peerVerifier = caPeerVerifier({ rootCaPem: opts.rootCaPem, clusterId: opts.clusterId, clock: opts.clock, revocation: this.revocation });
+    // opts.rootCaPem may be a getter: the daemon follows a root CA rotation (the session's root bundle).
+    let roots: { pem: string; parsed: RootCA[] } | undefined;
+    const currentRoots = (): RootCA[] => {
+      const pem = opts.rootCaPem;
+      if (roots?.pem !== pem) roots = { pem, parsed: splitPemBundle(pem).map((p) => RootCA.fromCertOnly(p)) };
+      return roots.parsed;
+    };
+    this.peerVerifier = rootsPeerVerifier({ roots: currentRoots, clusterId: opts.clusterId, clock: opts.clock, revocation: this.revocation });
     this.reporter = new StatusReporter({ clock: opts.clock, logger: this.log });
     this.prefetchReporter = new PrefetchReporter({ clock: opts.clock, logger: this.log });
     const worker = opts.worker;
@@ -101,7 +109,9 @@ export class Agent {
     this.stream = new AssignmentsStream({ set: this.assignments, clock: opts.clock, logger: this.log, onApplied: (set, complete) => this.applied(set, complete) });
     this.session = new DispatcherSession({
       clusterId: opts.clusterId,
-      rootCaPem: opts.rootCaPem,
+      get rootCaPem() {
+        return opts.rootCaPem;
+      },
       managers: opts.managers,
       identity: opts.identity,
       advertiseAddr: opts.advertiseAddr,

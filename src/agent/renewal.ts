@@ -8,7 +8,7 @@ import type { Clock, Timer } from "../base/clock.js";
 import type { Random } from "../base/random.js";
 import { createNodeKeyAndCsr, DEFAULT_ZONE, parseNodeCertificate, pickRenewalTime, type NodeRole } from "../ca/index.js";
 import { CAClient, type RenewNodeCertificateResponse } from "../proto/shoal/v1/ca.js";
-import { NodeRole as ProtoNodeRole, type Node } from "../proto/shoal/v1/objects.js";
+import { CertificateStatus, NodeRole as ProtoNodeRole, type Node } from "../proto/shoal/v1/objects.js";
 import { unaryCall } from "../transport/client.js";
 import { leaderHintOf } from "../transport/leader.js";
 import { CALL_DEADLINE_MS, type AgentIdentity, type DispatcherSession } from "./session.js";
@@ -22,6 +22,8 @@ export const MIN_SCHEDULED_RENEWAL_INTERVAL_MS = 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_AFTER_FAILURE_MS = 10_000;
 const ZONE_LABEL = "zone";
+/** A renewal the leader asks for starts within this long (spreads a rotation's renewals). */
+export const RENEW_MARK_SPREAD_MS = 1_000;
 
 export interface RenewedCertificate {
   certPem: string;
@@ -44,6 +46,7 @@ export interface RenewalOptions {
 
 export class CertificateRenewal {
   private timer: Timer | undefined;
+  private markTimer: Timer | undefined;
   private renewing: Promise<void> | undefined;
   private lastRenewalMs: number | undefined;
   private stopped = true;
@@ -58,6 +61,7 @@ export class CertificateRenewal {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
+    this.markTimer?.cancel();
     await this.settled();
   }
 
@@ -66,8 +70,23 @@ export class CertificateRenewal {
     return this.renewing?.catch(() => undefined) ?? Promise.resolve();
   }
 
-  /** Renews at once when the store's role or zone for this node differs from the certificate's. */
+  /**
+   * Renews at once when the store's role or zone for this node differs from the certificate's, or
+   * when the leader marked the certificate for renewal (a root CA rotation).
+   */
   checkNode(node: Node): void {
+    if (node.certificate?.status === CertificateStatus.CERTIFICATE_STATUS_RENEW) {
+      // Once per mark: later pushes of the same node (heartbeats) neither postpone nor repeat it.
+      if (this.markTimer !== undefined || this.renewing !== undefined || this.stopped) return;
+      // Spread over a short window so that a rotation does not make every node renew in the same instant.
+      const delayMs = Math.floor(this.opts.random.float() * RENEW_MARK_SPREAD_MS);
+      this.opts.logger.info({ delayMs }, "the leader asked for a new certificate (root CA rotation): renewing");
+      this.markTimer = this.opts.clock.setTimeout(() => {
+        this.markTimer = undefined;
+        void this.renewNow().catch((err) => this.opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, "certificate renewal failed"));
+      }, delayMs);
+      return;
+    }
     const cert = parseNodeCertificate(this.opts.identity().certPem);
     const wantRole: NodeRole = node.spec?.desiredRole === ProtoNodeRole.NODE_ROLE_MANAGER ? "swarm-manager" : "swarm-worker";
     const wantZone = node.spec?.labels[ZONE_LABEL] || DEFAULT_ZONE;

@@ -23,6 +23,12 @@ export const SHOAL_ERROR_CODES = [
   "CERT_WRONG_CLUSTER",
   "CERT_WRONG_ROLE",
   "CERT_REVOKED",
+  /** An imported root CA: the key does not belong to the certificate. */
+  "CA_KEY_MISMATCH",
+  /** An imported root CA key that is not ECDSA P-256. */
+  "CA_KEY_UNSUPPORTED",
+  /** An imported root certificate that is not a CA (basicConstraints cA, keyCertSign). */
+  "CA_CERT_NOT_CA",
   // storage
   "STORE_CORRUPT",
   "STORE_DECRYPT_FAILED",

@@ -95,6 +95,8 @@ interface RoleToken {
   expiresAtMs: number | undefined;
   /** The secret this one replaced, kept to tell "rotated" from "unknown". */
   previousSecret: string | undefined;
+  /** The root digest of the replaced token: another root's after a root CA rotation. */
+  previousDigest?: string;
 }
 
 const ROLES: readonly NodeRole[] = ["swarm-worker", "swarm-manager"];
@@ -111,6 +113,23 @@ export class JoinTokenSet {
     tokens: Map<NodeRole, RoleToken>,
   ) {
     this.tokens = tokens;
+  }
+
+  /**
+   * After a root CA rotation: fresh tokens for both roles pinning `newRoot`; the current ones are
+   * kept as the replaced tokens (TOKEN_ROTATED). Expiries are not carried over.
+   */
+  forNewRoot(newRoot: RootCA): JoinTokenSet {
+    const tokens = new Map<NodeRole, RoleToken>();
+    for (const role of ROLES) {
+      tokens.set(role, {
+        secret: parseJoinToken(generateJoinToken(newRoot)).secret,
+        expiresAtMs: undefined,
+        previousSecret: this.roleToken(role).secret,
+        previousDigest: this.caDigest,
+      });
+    }
+    return new JoinTokenSet(newRoot.digest(), tokens);
   }
 
   /** Fresh tokens for both roles, without expiry. */
@@ -130,12 +149,15 @@ export class JoinTokenSet {
       verifyTokenDigest(parsed, rootCA.certPem);
       const previousText = role === "swarm-worker" ? proto.previousWorker : proto.previousManager;
       let previousSecret: string | undefined;
+      let previousDigest: string | undefined;
       if (previousText !== undefined && previousText !== "") {
+        // A root CA rotation replaces the tokens with ones pinning the new root; the ones it replaced
+        // keep the old root's digest so that they are refused as rotated, not as another cluster's.
         const previous = parseJoinToken(previousText);
-        verifyTokenDigest(previous, rootCA.certPem);
         previousSecret = previous.secret;
+        previousDigest = previous.caDigest;
       }
-      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), previousSecret });
+      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), previousSecret, ...(previousDigest !== undefined ? { previousDigest } : {}) });
     }
     return new JoinTokenSet(rootCA.digest(), tokens);
   }
@@ -156,8 +178,8 @@ export class JoinTokenSet {
   }
 
   private previousToken(role: NodeRole): string {
-    const previous = this.roleToken(role).previousSecret;
-    return previous === undefined ? "" : formatJoinToken(this.caDigest, previous);
+    const entry = this.roleToken(role);
+    return entry.previousSecret === undefined ? "" : formatJoinToken(entry.previousDigest ?? this.caDigest, entry.previousSecret);
   }
 
   private roleToken(role: NodeRole): RoleToken {
@@ -182,7 +204,7 @@ export class JoinTokenSet {
     const expiresAtMs = options.expiresAt?.getTime();
     if (expiresAtMs !== undefined && !Number.isFinite(expiresAtMs)) throw new ShoalError("INVALID_ARGUMENT", "expiresAt must be a valid date");
     const secret = bytesToBase36(randomBytes(JOIN_TOKEN_SECRET_BYTES), JOIN_TOKEN_SECRET_LENGTH);
-    this.tokens.set(role, { secret, expiresAtMs, previousSecret: current.secret });
+    this.tokens.set(role, { secret, expiresAtMs, previousSecret: current.secret, previousDigest: this.caDigest });
     return this.token(role);
   }
 
@@ -192,6 +214,16 @@ export class JoinTokenSet {
    */
   match(presented: string, clock: Clock): NodeRole {
     const parsed = parseJoinToken(presented);
+    // A token of the root this cluster rotated away from is refused as rotated, not as another cluster's.
+    let rotatedRoot = false;
+    for (const role of ROLES) {
+      const entry = this.roleToken(role);
+      if (entry.previousSecret === undefined || entry.previousDigest === undefined || entry.previousDigest === this.caDigest) continue;
+      if (equalConstantTime(parsed.caDigest, entry.previousDigest) && equalConstantTime(parsed.secret, entry.previousSecret)) rotatedRoot = true;
+    }
+    if (rotatedRoot) {
+      throw new ShoalError("TOKEN_ROTATED", "this join token was replaced when the root CA was rotated; get the current one with `shoal join-token worker|manager`");
+    }
     if (!equalConstantTime(parsed.caDigest, this.caDigest)) {
       throw new ShoalError("TOKEN_DIGEST_MISMATCH", "the token belongs to another cluster's CA; use a join token of this cluster");
     }

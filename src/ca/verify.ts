@@ -21,7 +21,8 @@ export interface NodeCertificateInfo extends NodeIdentity {
 }
 
 export interface VerifyNodeCertificateOptions {
-  rootCA: RootCA;
+  /** The trusted roots: one, or (during a root rotation) the old and the new. */
+  rootCA: RootCA | readonly RootCA[];
   /** When set, the certificate's O must equal it. */
   clusterId?: string;
   /** When set, the certificate's OU must be one of these. */
@@ -147,13 +148,13 @@ export class NodeCertificateVerifier {
 
   verify(cert: string | Uint8Array, options: VerifyNodeCertificateOptions, dates: { allowExpired?: boolean } = {}): NodeCertificateInfo {
     const entry = this.entryFor(cert);
-    const root = options.rootCA;
-    if (!entry.verifiedByRoots.has(root.fingerprint)) {
-      const signed = entry.certificate.checkIssued(root.certificate) && entry.certificate.verify(root.publicKey);
-      if (!signed) {
+    const roots: readonly RootCA[] = Array.isArray(options.rootCA) ? options.rootCA : [options.rootCA as RootCA];
+    if (!roots.some((root) => entry.verifiedByRoots.has(root.fingerprint))) {
+      const signer = roots.find((root) => entry.certificate.checkIssued(root.certificate) && entry.certificate.verify(root.publicKey));
+      if (signer === undefined) {
         throw new ShoalError("CERT_UNTRUSTED", "the node certificate was not issued by this cluster's root CA; the node belongs to another cluster or must rejoin");
       }
-      entry.verifiedByRoots.add(root.fingerprint);
+      entry.verifiedByRoots.add(signer.fingerprint);
     }
     const nowMs = options.clock.nowMs();
     if (nowMs < entry.notBeforeMs) {

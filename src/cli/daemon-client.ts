@@ -22,6 +22,9 @@ import {
   type CreateServiceRequest,
   type GetJoinTokenRequest,
   type GetJoinTokenResponse,
+  type GetRootCAResponse,
+  type RotateRootCARequest,
+  type RotateRootCAResponse,
   type GetUnlockKeyRequest,
   type ListTasksRequest,
   type RemoveNodeRequest,
@@ -189,6 +192,12 @@ export class DaemonClient {
   }
   updateCluster(request: UpdateClusterRequest): Promise<UpdateClusterResponse> {
     return this.call(this.control.updateCluster.bind(this.control), request);
+  }
+  getRootCa(): Promise<GetRootCAResponse> {
+    return this.call(this.control.getRootCa.bind(this.control), {});
+  }
+  rotateRootCa(request: RotateRootCARequest): Promise<RotateRootCAResponse> {
+    return this.call(this.control.rotateRootCa.bind(this.control), request);
   }
   getJoinToken(request: GetJoinTokenRequest): Promise<GetJoinTokenResponse> {
     return this.call(this.control.getJoinToken.bind(this.control), request);

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { isShoalError } from "../base/errors.js";
 import { registerClusterCommands } from "./commands/cluster.js";
+import { registerRootCaCommand } from "./commands/root-ca.js";
 import { registerImageCommands } from "./commands/image.js";
 import { registerNodeCommands } from "./commands/node.js";
 import { registerRegistryCommands } from "./commands/registry.js";
@@ -23,6 +24,7 @@ export function buildProgram(ctx: CommandContext): Command {
     // Set before any subcommand is added so that every subcommand inherits it.
     .exitOverride();
   registerClusterCommands(program, ctx);
+  registerRootCaCommand(program, ctx);
   registerNodeCommands(program, ctx);
   registerServiceCommands(program, ctx);
   registerSecretCommands(program, ctx);

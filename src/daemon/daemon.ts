@@ -20,6 +20,7 @@ import {
   parseJoinToken,
   parseNodeCertificate,
   RootCA,
+  splitPemBundle,
   verifyNodeCertificate,
   isCertificateExpired,
   type NodeCertificateInfo,
@@ -593,6 +594,7 @@ export class Daemon {
         caKeyPem: Buffer.from(rootCA.keyPem!),
         caDigest: rootCA.digest(),
         joinTokens: tokens.toProto(),
+        rootRotation: undefined,
       },
       revocationList: { nodes: [] },
       unlockKey: unlockKey ?? "",
@@ -945,10 +947,14 @@ export class Daemon {
     const workerDir = join(this.opts.dataDir, "worker");
     let prefetch: AgentPrefetch | undefined;
     const inUse = new InUseWatch();
+    const daemon = this;
     const agent: Agent = new Agent({
       nodeId: node.nodeId,
       clusterId: node.clusterId,
-      rootCaPem: this.rootCaPem,
+      // Read at each use: the trusted roots follow a root CA rotation (followRootBundle).
+      get rootCaPem() {
+        return daemon.rootCaPem;
+      },
       managers: node.managers,
       identity: () => ({ certPem: this.certPem, keyPem: this.keyPem }),
       advertiseAddr: node.advertiseAddr,
@@ -971,6 +977,7 @@ export class Daemon {
       random: this.random,
       logger: this.childLogger(),
       onSessionMessage: (message) => {
+        if (message.rootCaBundle.length > 0) this.followRootBundle(Buffer.from(message.rootCaBundle).toString("utf8"));
         const addrs = message.managers.map((m) => m.addr).filter((a) => a !== "");
         if (addrs.length > 0 && this.node !== undefined && addrs.join(",") !== this.node.managers.join(",")) {
           this.node.managers = addrs;
@@ -995,6 +1002,28 @@ export class Daemon {
     this.agent = agent;
     this.agentPrefetch = prefetch;
     agent.start();
+  }
+
+  /**
+   * The managers' trusted roots (both during a root CA rotation, the new one alone after it): written
+   * to the root CA file for the next start and used for new connections from now on.
+   */
+  private followRootBundle(bundlePem: string): void {
+    if (bundlePem === this.rootCaPem || this.state === "inactive") return;
+    let roots: string[];
+    try {
+      roots = splitPemBundle(bundlePem);
+      for (const pem of roots) RootCA.fromCertOnly(pem);
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "the managers sent a root CA bundle that does not parse; keeping the current one");
+      return;
+    }
+    if (roots.length === 0) return;
+    this.rootCaPem = bundlePem;
+    this.log.info({ roots: roots.length }, "the cluster's trusted root CAs changed (root CA rotation); writing the root CA file");
+    void this.serialize(() => writeFileAtomic(this.paths.rootCaFile, bundlePem, 0o644)).catch((err: unknown) =>
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "cannot write the root CA file"),
+    );
   }
 
   private async certificateRenewed(renewed: RenewedCertificate): Promise<void> {

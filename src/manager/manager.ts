@@ -21,7 +21,7 @@ import {
 } from "../storage/index.js";
 import { ObjectStore, type ApplyResult, type StoreChange, type StoreTransaction } from "../state/index.js";
 import { createSecureChannel } from "../transport/client.js";
-import { caPeerVerifier } from "../transport/identity.js";
+import { rootsPeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
 import { fromGrpcError } from "../transport/errors.js";
@@ -47,6 +47,9 @@ import type { PrefetchImageSource } from "./prefetch/image-source.js";
 import { PrefetchJobViews } from "./prefetch/job-views.js";
 import { prefetchLoop } from "./prefetch/prefetch-loop.js";
 import { revocationGcLoop } from "./leadership/revocation-gc.js";
+import { rootRotationLoop } from "./leadership/root-rotation.js";
+import { TrustedRoots } from "./trusted-roots.js";
+import { IssuingRootCache } from "./caserver/issuing-root.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
 import { schedulerLoop } from "./scheduler/scheduler.js";
 import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
@@ -143,6 +146,7 @@ export class Manager {
   private stopped = false;
   private lastRevocationKey = "";
   private crlWork: Promise<void> = Promise.resolve();
+  private readonly issuingRoots = new IssuingRootCache();
   private constructor(
     private readonly opts: ManagerOptions,
     private readonly encryptedStore: EncryptedStore,
@@ -173,6 +177,7 @@ export class Manager {
       logger: opts.logger.child({ component: "leader-loops" }),
       loops: [
         revocationGcLoop,
+        rootRotationLoop,
         ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop]),
         ...(opts.workloadLoops === false || opts.prefetch === undefined
           ? []
@@ -193,7 +198,9 @@ export class Manager {
     this.forwarder = new ControlForwarder({
       clock: ctx.clock,
       clusterId: opts.clusterId,
-      rootCaPem: opts.rootCaPem,
+      get rootCaPem() {
+        return opts.rootCaPem;
+      },
       identity: () => identityRef.current,
       revocation,
       isLeader: () => raft.isLeader,
@@ -220,11 +227,13 @@ export class Manager {
     const identityRef = { current: opts.identity };
     // A demoted manager's certificate stays valid for months: every manager-only call also checks the store.
     const access = new ManagerAccess(store);
+    // During a root CA rotation the store's roots (old and new) are trusted at once (trusted-roots.ts).
+    const trusted = new TrustedRoots(opts.rootCaPem);
     const server = createSecureServer({
       clusterId: opts.clusterId,
       rootCaPem: opts.rootCaPem,
       identity: opts.identity,
-      verifier: caPeerVerifier({ rootCaPem: opts.rootCaPem, clusterId: opts.clusterId, clock, revocation }),
+      verifier: rootsPeerVerifier({ roots: () => trusted.roots(), clusterId: opts.clusterId, clock, revocation }),
       revocation,
       clock,
       maxReceiveMessageBytes: 16 * 1024 * 1024,
@@ -232,14 +241,24 @@ export class Manager {
     });
     const transport = new GrpcRaftTransport({
       clusterId: opts.clusterId,
-      rootCaPem: opts.rootCaPem,
+      // Read when a channel is made: new channels follow a root CA rotation.
+      get rootCaPem() {
+        return trusted.bundlePem;
+      },
       identity: () => identityRef.current,
       revocation,
       logger: opts.logger.child({ component: "raft-transport" }),
       selfAddr: opts.advertiseAddr,
       clock,
     });
-    const listeners = new Set<(changes: StoreChange[] | "reset") => void>([(changes) => access.applied(changes)]);
+    const followRoots = (changes: StoreChange[] | "reset"): void => {
+      if (changes !== "reset" && !changes.some((c) => c.table === "clusters")) return;
+      if (trusted.refresh(store.getCluster())) {
+        server.updateTrust(trusted.bundlePem);
+        logger.info({ roots: trusted.roots().map((r) => r.fingerprint) }, "the trusted root CAs changed");
+      }
+    };
+    const listeners = new Set<(changes: StoreChange[] | "reset") => void>([(changes) => access.applied(changes), followRoots]);
     const machine = new StoreMachine(store, (changes) => {
       for (const l of listeners) {
         try {
@@ -361,7 +380,8 @@ export class Manager {
       throw err;
     }
 
-    const manager = new Manager(opts, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, prefetchViews, logBroker, ctx, control, identityRef, port);
+    followRoots("reset");
+    const manager = new Manager({ ...opts, get rootCaPem() { return trusted.bundlePem; } }, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, prefetchViews, logBroker, ctx, control, identityRef, port);
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
@@ -428,7 +448,8 @@ export class Manager {
     const cluster = this.store.getCluster();
     if (cluster === undefined) return;
     const { nodeIds, serials } = revocationSets(this.store);
-    const key = nodeIds.join(",") + "|" + serials.join(",");
+    // The roots are part of the key: a root CA rotation needs a CRL from each trusted root.
+    const key = nodeIds.join(",") + "|" + serials.join(",") + "|" + cluster.rootCa?.caDigest + "|" + (cluster.rootCa?.rootRotation?.caCertPem.length ?? 0);
     if (key !== this.lastRevocationKey) {
       this.lastRevocationKey = key;
       // Synchronous: the authorizer ends the revoked node's open calls right here.
@@ -443,7 +464,11 @@ export class Manager {
     if (this.stopped) return;
     const cluster = this.store.getCluster();
     if (cluster?.rootCa === undefined || cluster.rootCa.caKeyPem.length === 0) return;
-    const crl = await renderCrl(this.ctx.rootCA(), RevocationList.fromProto(cluster.revocationList), { clock: this.ctx.clock });
+    const list = RevocationList.fromProto(cluster.revocationList);
+    let crl = await renderCrl(this.ctx.rootCA(), list, { clock: this.ctx.clock });
+    // During a rotation certificates under the new root are checked against its own CRL.
+    const pending = this.issuingRoots.pending(cluster);
+    if (pending !== undefined) crl += await renderCrl(pending.rootCA, list, { clock: this.ctx.clock });
     if (!this.stopped) this.server.setCrl(crl);
   }
 

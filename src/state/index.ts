@@ -23,3 +23,4 @@ export type { ReconcileTriggerOptions } from "./reconcile-trigger.js";
 export { checkSecretZoneForTask, checkTaskZoneForNode, effectiveZone, isTaskPushed, taskHoldsSecrets } from "./zone-check.js";
 export type { ZoneCheck } from "./zone-check.js";
 export { DEFAULT_CONFLICT_ATTEMPTS, retryOnVersionConflict } from "./conflict-retry.js";
+export { rootRotationProgress, isNodeDown, type RootRotationProgress } from "./root-rotation.js";

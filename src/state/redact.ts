@@ -26,6 +26,7 @@ export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: b
   copy.registries = copy.registries.map(redactRegistryAuth);
   if (copy.rootCa !== undefined) {
     copy.rootCa.caKeyPem = Buffer.alloc(0);
+    if (copy.rootCa.rootRotation !== undefined) copy.rootCa.rootRotation.caKeyPem = Buffer.alloc(0);
     if (copy.rootCa.joinTokens !== undefined && options.includeJoinTokens !== true) {
       copy.rootCa.joinTokens.worker = "";
       copy.rootCa.joinTokens.manager = "";

@@ -366,6 +366,12 @@ export class Staging {
     if (current !== undefined && (current.rootCa?.caKeyPem.length ?? 0) > 0 && (cluster.rootCa?.caKeyPem.length ?? 0) === 0) {
       throw new ShoalError("INVALID_ARGUMENT", "cluster update would drop the CA key; update a full copy from getCluster(), not a redacted view");
     }
+    // The same for a rotation's new root: a redacted copy would lose the key the rotation moves to.
+    const rotating = current?.rootCa?.rootRotation;
+    const next = cluster.rootCa?.rootRotation;
+    if (rotating !== undefined && next !== undefined && rotating.caKeyPem.length > 0 && next.caKeyPem.length === 0) {
+      throw new ShoalError("INVALID_ARGUMENT", "cluster update would drop the rotation's CA key; update a full copy from getCluster(), not a redacted view");
+    }
     // The secret MAC key, like the CA key, never changes once set.
     if (current !== undefined && current.secretMacKey.length > 0) cluster.secretMacKey = current.secretMacKey;
   }

@@ -168,10 +168,13 @@ export function createJoinChannel(address: string, rootCaPem: string, opts: { ma
 }
 
 async function getRootCa(ch: SecureChannel, timeoutMs: number): Promise<Buffer> {
+  return Buffer.from((await getRootCaResponse(ch, timeoutMs)).certificate);
+}
+
+async function getRootCaResponse(ch: SecureChannel, timeoutMs: number): Promise<GetRootCACertificateResponse> {
   const client = ch.client(CAClient);
   const deadline = new Date(Date.now() + timeoutMs);
-  const response = await unaryCall<GetRootCACertificateResponse>((cb) => client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb));
-  return response.certificate;
+  return unaryCall<GetRootCACertificateResponse>((cb) => client.getRootCaCertificate({}, new grpc.Metadata(), { deadline }, cb));
 }
 
 /**
@@ -185,8 +188,11 @@ export async function fetchRootCA(address: string, expectedDigest: string, opts:
   const credentials = tlsCredentials({}, { rejectUnauthorized: false });
   const unverified = wrapChannel(address, credentials, channelOptions({ maxReceiveMessageBytes: 1024 * 1024 }));
   let pem: Buffer;
+  let previousDigests: string[];
   try {
-    pem = await getRootCa(unverified, timeoutMs);
+    const response = await getRootCaResponse(unverified, timeoutMs);
+    pem = Buffer.from(response.certificate);
+    previousDigests = response.previousCaDigests;
   } finally {
     unverified.close();
   }
@@ -194,6 +200,10 @@ export async function fetchRootCA(address: string, expectedDigest: string, opts:
     throw new ShoalError("PEM_INVALID", `the manager sent no usable root CA (${pem.length} bytes); check the address`);
   }
   if (!digestsEqual(caDigestOf(pem), expectedDigest)) {
+    // Unauthenticated, like the CA itself: it changes only the wording of the refusal.
+    if (previousDigests.some((d) => digestsEqual(d, expectedDigest))) {
+      throw new ShoalError("TOKEN_ROTATED", "this join token pins the root CA the cluster rotated away from (`shoal ca --rotate`); get the current one with `shoal join-token worker|manager`");
+    }
     throw new ShoalError(
       "TOKEN_DIGEST_MISMATCH",
       "the manager's root CA does not match the join token: check the token and the manager address, or someone is intercepting the connection",

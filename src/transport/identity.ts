@@ -2,7 +2,7 @@
 // verifier contract the interceptor calls, and its production implementation on src/ca.
 import { createHash } from "node:crypto";
 import type { Clock } from "../base/clock.js";
-import { normalizeSerial, RootCA, verifyNodeCertificate, type NodeRole } from "../ca/index.js";
+import { normalizeSerial, RootCA, splitPemBundle, verifyNodeCertificate, type NodeRole } from "../ca/index.js";
 import type { RevocationState } from "./revocation.js";
 
 export type { NodeRole };
@@ -39,10 +39,15 @@ export function certificateFingerprint(certDer: Buffer): string {
 
 /** The PeerVerifier the daemon uses: src/ca's verifyNodeCertificate against this cluster's root and list. */
 export function caPeerVerifier(opts: { rootCaPem: string; clusterId: string; clock: Clock; revocation: RevocationState }): PeerVerifier {
-  const rootCA = RootCA.fromCertOnly(opts.rootCaPem);
+  const roots = splitPemBundle(opts.rootCaPem).map((pem) => RootCA.fromCertOnly(pem));
+  return rootsPeerVerifier({ ...opts, roots: () => roots });
+}
+
+/** As caPeerVerifier, with roots that may change (a manager during a root CA rotation reads them from the store). */
+export function rootsPeerVerifier(opts: { roots: () => readonly RootCA[]; clusterId: string; clock: Clock; revocation: RevocationState }): PeerVerifier {
   const revocation = { isRevoked: (s: { nodeId: string; serial: string }) => opts.revocation.isRevoked(s.nodeId, s.serial) };
   return (certDer) => {
-    const info = verifyNodeCertificate(certDer, { rootCA, clusterId: opts.clusterId, clock: opts.clock, revocation });
+    const info = verifyNodeCertificate(certDer, { rootCA: opts.roots(), clusterId: opts.clusterId, clock: opts.clock, revocation });
     return { nodeId: info.nodeId, clusterId: info.clusterId, role: info.role, zone: info.zone, serial: info.serial, notAfter: info.notAfter };
   };
 }

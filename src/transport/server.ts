@@ -182,7 +182,7 @@ export class SecureServer {
   private crlPem: string | undefined;
   private readonly handshakeTimeoutMs: number;
 
-  constructor(private readonly opts: SecureServerOptions) {
+  constructor(private opts: SecureServerOptions) {
     checkIdentityPem(opts.identity);
     if (opts.crlPem !== undefined) checkCrlPem(opts.crlPem);
     this.identity = opts.identity;
@@ -235,6 +235,12 @@ export class SecureServer {
     checkIdentityPem({ certPem, keyPem });
     this.identity = { certPem, keyPem };
     for (const c of this.credentials) c.update({ cert: certPem, key: keyPem });
+  }
+
+  /** Replaces the roots client certificates must chain to (a root CA rotation), for new handshakes. */
+  updateTrust(rootCaPem: string): void {
+    this.opts = { ...this.opts, rootCaPem };
+    for (const c of this.credentials) c.update({ ca: rootCaPem });
   }
 
   /**

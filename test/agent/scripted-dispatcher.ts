@@ -79,7 +79,7 @@ export class ScriptedDispatcher {
     this.descriptions.push(call.request.description);
     this.sessions.add(call);
     call.on("cancelled", () => this.sessions.delete(call));
-    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: this.sessionPrefetch });
+    call.write({ sessionId: `${this.name}-session`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: this.sessionPrefetch, rootCaBundle: Buffer.alloc(0) });
   }
 
   private onAssignments(call: grpc.ServerWritableStream<unknown, AssignmentsMessage>): void {

@@ -32,7 +32,7 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
   const values = new Map<string, Buffer>();
   server.addService(CAService, {
     getRootCaCertificate: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, { certificate: Buffer.from(pki.ca.rootCaPem) }),
+      cb(null, { certificate: Buffer.from(pki.ca.rootCaPem), previousCaDigests: [] }),
   });
   server.addService(ControlService, {
     putValue: (call: grpc.ServerUnaryCall<{ key: string; value: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -59,7 +59,7 @@ export async function startHarness(pki: Pki, opts: Partial<SecureServerOptions> 
       call.on("cancelled", forget);
       call.on("close", forget);
       call.on("finish", forget);
-      call.write({ sessionId: `session-of-${peer.nodeId}`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false });
+      call.write({ sessionId: `session-of-${peer.nodeId}`, managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false, rootCaBundle: Buffer.alloc(0) });
     },
   });
   server.addService(RaftService, {});

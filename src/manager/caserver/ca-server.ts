@@ -6,7 +6,7 @@ import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { checkNoControlChars } from "../../base/text.js";
 import { FailureLimiter, sourceAddressOf } from "../../transport/failure-limiter.js";
-import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, parseJoinToken, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
   NodeAvailability,
@@ -30,6 +30,7 @@ import { ZONE_LABEL } from "../../state/index.js";
 import type { ManagerContext } from "../context.js";
 import { revokeOnDemotion } from "../demotion.js";
 import { unary } from "../handlers.js";
+import { IssuingRootCache } from "./issuing-root.js";
 
 export const MAX_CSR_BYTES = 8 * 1024;
 export const MAX_HOSTNAME_CHARS = 255;
@@ -89,13 +90,39 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
  * Signs a certificate for `node` as the store says (role, zone) and writes it to the store.
  * `presentedSerial`: the certificate that authenticated the request, left off a demotion's revocation.
  */
-/** Signs with the cluster's CA for the role and zone the store decided; validity from the cluster spec. */
+/** Root digests the replaced join tokens pin, other than the current root's (after a root CA rotation). */
+function previousRootDigests(cluster: Cluster): string[] {
+  const tokens = cluster.rootCa?.joinTokens;
+  const current = cluster.rootCa?.caDigest ?? "";
+  const digests = new Set<string>();
+  for (const text of [tokens?.previousWorker ?? "", tokens?.previousManager ?? ""]) {
+    if (text === "") continue;
+    try {
+      const digest = parseJoinToken(text).caDigest;
+      if (digest !== current) digests.add(digest);
+    } catch {
+      // A malformed stored token says nothing about a previous root.
+    }
+  }
+  return [...digests];
+}
+
+const issuingRoots = new WeakMap<ManagerContext, IssuingRootCache>();
+
+/**
+ * Signs with the cluster's CA for the role and zone the store decided; validity from the cluster
+ * spec. During a root rotation the new root signs and the chain carries its cross-signed
+ * certificate, so nodes that still trust only the old root accept it.
+ */
 function signNodeCertificate(
   ctx: ManagerContext,
   cluster: Cluster,
   args: { csr: string | Uint8Array; nodeId: string; role: NodeRole; zone: string },
 ): IssuedNodeCertificate {
-  return ctx.rootCA().issueNodeCertificate({
+  let cache = issuingRoots.get(ctx);
+  if (cache === undefined) issuingRoots.set(ctx, (cache = new IssuingRootCache()));
+  const { rootCA, chainPem } = cache.issuing(cluster, () => ctx.rootCA());
+  const issued = rootCA.issueNodeCertificate({
     csrPem: args.csr,
     nodeId: args.nodeId,
     role: args.role,
@@ -104,6 +131,7 @@ function signNodeCertificate(
     validityMs: certValidityMs(cluster),
     clock: ctx.clock,
   });
+  return chainPem === "" ? issued : { ...issued, certPem: issued.certPem + chainPem };
 }
 
 export async function issueForNode(
@@ -156,7 +184,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
   return {
     getRootCaCertificate: unary(async (): Promise<GetRootCACertificateResponse> => {
       const cluster = requireCluster(ctx);
-      return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)) };
+      return { certificate: Buffer.from(cluster.rootCa?.caCertPem ?? Buffer.alloc(0)), previousCaDigests: previousRootDigests(cluster) };
     }, log),
 
     issueNodeCertificate: unary(async (req: IssueNodeCertificateRequest, call: grpc.ServerUnaryCall<IssueNodeCertificateRequest, IssueNodeCertificateResponse>): Promise<IssueNodeCertificateResponse> => {

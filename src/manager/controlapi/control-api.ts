@@ -59,6 +59,7 @@ import type { ManagerContext } from "../context.js";
 import { unary } from "../handlers.js";
 import type { PrefetchStatusSource } from "../prefetch/job-views.js";
 import { prefetchHandlers } from "./prefetch.js";
+import { rootCaHandlers } from "./root-ca.js";
 import { pingRegistryLogin, registryHandlers, type RegistryLoginCheck } from "./registries.js";
 import { createService, removeService, updateService } from "./services.js";
 
@@ -151,6 +152,14 @@ export function controlHandlers(
       check: hooks.checkRegistryLogin ?? pingRegistryLogin,
     }),
     ...prefetchHandlers(ctx.store, hooks.prefetchStatus),
+    ...rootCaHandlers({
+      cluster: () => requireCluster(ctx),
+      nodes: () => ctx.store.listNodes(),
+      updateCluster: updateClusterWith,
+      currentRoot: () => ctx.rootCA(),
+      clock: ctx.clock,
+      logger: ctx.logger,
+    }),
     getNode: async (req: GetNodeRequest): Promise<GetNodeResponse> => {
       checkId(req.nodeId, "node_id");
       return { node: withManagerStatus(mustGet(ctx.store.getNode(req.nodeId), "node", req.nodeId)) };

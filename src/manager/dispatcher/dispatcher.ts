@@ -2,6 +2,7 @@
 // the revocation list), heartbeats (READY, and DOWN after 3 missed periods), assignments streams
 // (tasks and their secrets, zone-checked) and task status reports. Every call after Session is bound
 // to the caller's certificate node ID and to that node's own current session.
+import { trustBundleOf } from "../../ca/index.js";
 import * as grpc from "@grpc/grpc-js";
 import { isShoalError, ShoalError } from "../../base/errors.js";
 import { newId } from "../../base/ids.js";
@@ -125,7 +126,18 @@ export class Dispatcher {
 
   private message(session: Session, node: Node): SessionMessage {
     const revoked = revocationSets(this.ctx.store);
-    return { sessionId: session.id, managers: this.managers(), revokedNodeIds: revoked.nodeIds, revokedSerials: revoked.serials, node, prefetch: this.prefetchImages };
+    const rootCa = this.ctx.store.getCluster()?.rootCa;
+    // The roots the node must trust: during a root rotation the old and the new (src/ca/root-rotation.ts).
+    const rootCaBundle = trustBundleOf(Buffer.from(rootCa?.caCertPem ?? []).toString("utf8"), Buffer.from(rootCa?.rootRotation?.caCertPem ?? []).toString("utf8"));
+    return {
+      sessionId: session.id,
+      managers: this.managers(),
+      revokedNodeIds: revoked.nodeIds,
+      revokedSerials: revoked.serials,
+      node,
+      prefetch: this.prefetchImages,
+      rootCaBundle: Buffer.from(rootCaBundle),
+    };
   }
 
   private push(session: Session): void {

@@ -45,6 +45,11 @@ export interface GetRootCACertificateRequest {
 
 export interface GetRootCACertificateResponse {
   certificate: Buffer;
+  /**
+   * Digests of roots the cluster rotated away from, so that a joiner holding a token that pins one
+   * is told its token was rotated. Unauthenticated like the certificate: it only words a refusal.
+   */
+  previousCaDigests: string[];
 }
 
 export interface IssueNodeCertificateRequest {
@@ -136,13 +141,16 @@ export const GetRootCACertificateRequest: MessageFns<GetRootCACertificateRequest
 };
 
 function createBaseGetRootCACertificateResponse(): GetRootCACertificateResponse {
-  return { certificate: Buffer.alloc(0) };
+  return { certificate: Buffer.alloc(0), previousCaDigests: [] };
 }
 
 export const GetRootCACertificateResponse: MessageFns<GetRootCACertificateResponse> = {
   encode(message: GetRootCACertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.certificate.length !== 0) {
       writer.uint32(10).bytes(message.certificate);
+    }
+    for (const v of message.previousCaDigests) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -168,6 +176,14 @@ export const GetRootCACertificateResponse: MessageFns<GetRootCACertificateRespon
             message.certificate = Buffer.from(reader.bytes());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousCaDigests.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -183,6 +199,11 @@ export const GetRootCACertificateResponse: MessageFns<GetRootCACertificateRespon
   fromJSON(object: any): GetRootCACertificateResponse {
     return {
       certificate: isSet(object.certificate) ? Buffer.from(bytesFromBase64(object.certificate)) : Buffer.alloc(0),
+      previousCaDigests: globalThis.Array.isArray(object?.previousCaDigests)
+        ? object.previousCaDigests.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.previous_ca_digests)
+        ? object.previous_ca_digests.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -190,6 +211,9 @@ export const GetRootCACertificateResponse: MessageFns<GetRootCACertificateRespon
     const obj: any = {};
     if (message.certificate.length !== 0) {
       obj.certificate = base64FromBytes(message.certificate);
+    }
+    if (message.previousCaDigests?.length) {
+      obj.previousCaDigests = message.previousCaDigests;
     }
     return obj;
   },
@@ -200,6 +224,7 @@ export const GetRootCACertificateResponse: MessageFns<GetRootCACertificateRespon
   fromPartial<I extends Exact<DeepPartial<GetRootCACertificateResponse>, I>>(object: I): GetRootCACertificateResponse {
     const message = createBaseGetRootCACertificateResponse();
     message.certificate = object.certificate ?? Buffer.alloc(0);
+    message.previousCaDigests = object.previousCaDigests?.map((e) => e) || [];
     return message;
   },
 };

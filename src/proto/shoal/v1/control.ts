@@ -237,6 +237,54 @@ export interface GetJoinTokenResponse {
   expiresAt: Date | undefined;
 }
 
+/** `shoal ca`: the current root and the rotation in progress, if any. */
+export interface GetRootCARequest {
+}
+
+export interface RootCertificateSummary {
+  subject: string;
+  /** SHA-256 of the certificate's DER, lowercase hex. */
+  fingerprint: string;
+  notAfter: Date | undefined;
+}
+
+export interface RootRotationNode {
+  nodeId: string;
+  hostname: string;
+  /** The dispatcher marked it down: the rotation waits for it until it comes back or is removed. */
+  down: boolean;
+}
+
+export interface RootRotationProgress {
+  target: RootCertificateSummary | undefined;
+  nodesDone: number;
+  nodesTotal: number;
+  waitingFor: RootRotationNode[];
+  startedAt: Date | undefined;
+}
+
+export interface GetRootCAResponse {
+  root:
+    | RootCertificateSummary
+    | undefined;
+  /** Unset when no rotation is in progress. */
+  rotation: RootRotationProgress | undefined;
+  nodeCertExpirySeconds: bigint;
+}
+
+/**
+ * `shoal ca --rotate [--ca-cert F --ca-key F]`: starts a rotation (replacing the target of one in
+ * progress). Both PEMs empty: the managers generate the new root.
+ */
+export interface RotateRootCARequest {
+  caCertPem: Buffer;
+  caKeyPem: Buffer;
+}
+
+export interface RotateRootCAResponse {
+  status: GetRootCAResponse | undefined;
+}
+
 export interface GetUnlockKeyRequest {
   rotate: boolean;
 }
@@ -2880,6 +2928,696 @@ export const GetJoinTokenResponse: MessageFns<GetJoinTokenResponse> = {
   },
 };
 
+function createBaseGetRootCARequest(): GetRootCARequest {
+  return {};
+}
+
+export const GetRootCARequest: MessageFns<GetRootCARequest> = {
+  encode(_: GetRootCARequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRootCARequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRootCARequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetRootCARequest {
+    return {};
+  },
+
+  toJSON(_: GetRootCARequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRootCARequest>, I>>(base?: I): GetRootCARequest {
+    return GetRootCARequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRootCARequest>, I>>(_: I): GetRootCARequest {
+    const message = createBaseGetRootCARequest();
+    return message;
+  },
+};
+
+function createBaseRootCertificateSummary(): RootCertificateSummary {
+  return { subject: "", fingerprint: "", notAfter: undefined };
+}
+
+export const RootCertificateSummary: MessageFns<RootCertificateSummary> = {
+  encode(message: RootCertificateSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== "") {
+      writer.uint32(10).string(message.subject);
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(18).string(message.fingerprint);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootCertificateSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootCertificateSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootCertificateSummary {
+    return {
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RootCertificateSummary): unknown {
+    const obj: any = {};
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootCertificateSummary>, I>>(base?: I): RootCertificateSummary {
+    return RootCertificateSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootCertificateSummary>, I>>(object: I): RootCertificateSummary {
+    const message = createBaseRootCertificateSummary();
+    message.subject = object.subject ?? "";
+    message.fingerprint = object.fingerprint ?? "";
+    message.notAfter = object.notAfter ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRootRotationNode(): RootRotationNode {
+  return { nodeId: "", hostname: "", down: false };
+}
+
+export const RootRotationNode: MessageFns<RootRotationNode> = {
+  encode(message: RootRotationNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(18).string(message.hostname);
+    }
+    if (message.down !== false) {
+      writer.uint32(24).bool(message.down);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootRotationNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootRotationNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.down = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootRotationNode {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      down: isSet(object.down) ? globalThis.Boolean(object.down) : false,
+    };
+  },
+
+  toJSON(message: RootRotationNode): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.down !== false) {
+      obj.down = message.down;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootRotationNode>, I>>(base?: I): RootRotationNode {
+    return RootRotationNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootRotationNode>, I>>(object: I): RootRotationNode {
+    const message = createBaseRootRotationNode();
+    message.nodeId = object.nodeId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.down = object.down ?? false;
+    return message;
+  },
+};
+
+function createBaseRootRotationProgress(): RootRotationProgress {
+  return { target: undefined, nodesDone: 0, nodesTotal: 0, waitingFor: [], startedAt: undefined };
+}
+
+export const RootRotationProgress: MessageFns<RootRotationProgress> = {
+  encode(message: RootRotationProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.target !== undefined) {
+      RootCertificateSummary.encode(message.target, writer.uint32(10).fork()).join();
+    }
+    if (message.nodesDone !== 0) {
+      writer.uint32(16).uint32(message.nodesDone);
+    }
+    if (message.nodesTotal !== 0) {
+      writer.uint32(24).uint32(message.nodesTotal);
+    }
+    for (const v of message.waitingFor) {
+      RootRotationNode.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootRotationProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootRotationProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.target = RootCertificateSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nodesDone = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.nodesTotal = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.waitingFor.push(RootRotationNode.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootRotationProgress {
+    return {
+      target: isSet(object.target) ? RootCertificateSummary.fromJSON(object.target) : undefined,
+      nodesDone: isSet(object.nodesDone)
+        ? globalThis.Number(object.nodesDone)
+        : isSet(object.nodes_done)
+        ? globalThis.Number(object.nodes_done)
+        : 0,
+      nodesTotal: isSet(object.nodesTotal)
+        ? globalThis.Number(object.nodesTotal)
+        : isSet(object.nodes_total)
+        ? globalThis.Number(object.nodes_total)
+        : 0,
+      waitingFor: globalThis.Array.isArray(object?.waitingFor)
+        ? object.waitingFor.map((e: any) => RootRotationNode.fromJSON(e))
+        : globalThis.Array.isArray(object?.waiting_for)
+        ? object.waiting_for.map((e: any) => RootRotationNode.fromJSON(e))
+        : [],
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RootRotationProgress): unknown {
+    const obj: any = {};
+    if (message.target !== undefined) {
+      obj.target = RootCertificateSummary.toJSON(message.target);
+    }
+    if (message.nodesDone !== 0) {
+      obj.nodesDone = Math.round(message.nodesDone);
+    }
+    if (message.nodesTotal !== 0) {
+      obj.nodesTotal = Math.round(message.nodesTotal);
+    }
+    if (message.waitingFor?.length) {
+      obj.waitingFor = message.waitingFor.map((e) => RootRotationNode.toJSON(e));
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootRotationProgress>, I>>(base?: I): RootRotationProgress {
+    return RootRotationProgress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootRotationProgress>, I>>(object: I): RootRotationProgress {
+    const message = createBaseRootRotationProgress();
+    message.target = (object.target !== undefined && object.target !== null)
+      ? RootCertificateSummary.fromPartial(object.target)
+      : undefined;
+    message.nodesDone = object.nodesDone ?? 0;
+    message.nodesTotal = object.nodesTotal ?? 0;
+    message.waitingFor = object.waitingFor?.map((e) => RootRotationNode.fromPartial(e)) || [];
+    message.startedAt = object.startedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetRootCAResponse(): GetRootCAResponse {
+  return { root: undefined, rotation: undefined, nodeCertExpirySeconds: 0n };
+}
+
+export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
+  encode(message: GetRootCAResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.root !== undefined) {
+      RootCertificateSummary.encode(message.root, writer.uint32(10).fork()).join();
+    }
+    if (message.rotation !== undefined) {
+      RootRotationProgress.encode(message.rotation, writer.uint32(18).fork()).join();
+    }
+    if (message.nodeCertExpirySeconds !== 0n) {
+      if (BigInt.asUintN(64, message.nodeCertExpirySeconds) !== message.nodeCertExpirySeconds) {
+        throw new globalThis.Error("value provided for field message.nodeCertExpirySeconds of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.nodeCertExpirySeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRootCAResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRootCAResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.root = RootCertificateSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rotation = RootRotationProgress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.nodeCertExpirySeconds = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRootCAResponse {
+    return {
+      root: isSet(object.root) ? RootCertificateSummary.fromJSON(object.root) : undefined,
+      rotation: isSet(object.rotation) ? RootRotationProgress.fromJSON(object.rotation) : undefined,
+      nodeCertExpirySeconds: isSet(object.nodeCertExpirySeconds)
+        ? BigInt(object.nodeCertExpirySeconds)
+        : isSet(object.node_cert_expiry_seconds)
+        ? BigInt(object.node_cert_expiry_seconds)
+        : 0n,
+    };
+  },
+
+  toJSON(message: GetRootCAResponse): unknown {
+    const obj: any = {};
+    if (message.root !== undefined) {
+      obj.root = RootCertificateSummary.toJSON(message.root);
+    }
+    if (message.rotation !== undefined) {
+      obj.rotation = RootRotationProgress.toJSON(message.rotation);
+    }
+    if (message.nodeCertExpirySeconds !== 0n) {
+      obj.nodeCertExpirySeconds = message.nodeCertExpirySeconds.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRootCAResponse>, I>>(base?: I): GetRootCAResponse {
+    return GetRootCAResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRootCAResponse>, I>>(object: I): GetRootCAResponse {
+    const message = createBaseGetRootCAResponse();
+    message.root = (object.root !== undefined && object.root !== null)
+      ? RootCertificateSummary.fromPartial(object.root)
+      : undefined;
+    message.rotation = (object.rotation !== undefined && object.rotation !== null)
+      ? RootRotationProgress.fromPartial(object.rotation)
+      : undefined;
+    message.nodeCertExpirySeconds =
+      (object.nodeCertExpirySeconds !== undefined && object.nodeCertExpirySeconds !== null)
+        ? BigInt(object.nodeCertExpirySeconds)
+        : 0n;
+    return message;
+  },
+};
+
+function createBaseRotateRootCARequest(): RotateRootCARequest {
+  return { caCertPem: Buffer.alloc(0), caKeyPem: Buffer.alloc(0) };
+}
+
+export const RotateRootCARequest: MessageFns<RotateRootCARequest> = {
+  encode(message: RotateRootCARequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.caCertPem.length !== 0) {
+      writer.uint32(10).bytes(message.caCertPem);
+    }
+    if (message.caKeyPem.length !== 0) {
+      writer.uint32(18).bytes(message.caKeyPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootCARequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootCARequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.caCertPem = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caKeyPem = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateRootCARequest {
+    return {
+      caCertPem: isSet(object.caCertPem)
+        ? Buffer.from(bytesFromBase64(object.caCertPem))
+        : isSet(object.ca_cert_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_cert_pem))
+        : Buffer.alloc(0),
+      caKeyPem: isSet(object.caKeyPem)
+        ? Buffer.from(bytesFromBase64(object.caKeyPem))
+        : isSet(object.ca_key_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_key_pem))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RotateRootCARequest): unknown {
+    const obj: any = {};
+    if (message.caCertPem.length !== 0) {
+      obj.caCertPem = base64FromBytes(message.caCertPem);
+    }
+    if (message.caKeyPem.length !== 0) {
+      obj.caKeyPem = base64FromBytes(message.caKeyPem);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootCARequest>, I>>(base?: I): RotateRootCARequest {
+    return RotateRootCARequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootCARequest>, I>>(object: I): RotateRootCARequest {
+    const message = createBaseRotateRootCARequest();
+    message.caCertPem = object.caCertPem ?? Buffer.alloc(0);
+    message.caKeyPem = object.caKeyPem ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRotateRootCAResponse(): RotateRootCAResponse {
+  return { status: undefined };
+}
+
+export const RotateRootCAResponse: MessageFns<RotateRootCAResponse> = {
+  encode(message: RotateRootCAResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      GetRootCAResponse.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootCAResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootCAResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = GetRootCAResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateRootCAResponse {
+    return { status: isSet(object.status) ? GetRootCAResponse.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: RotateRootCAResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = GetRootCAResponse.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootCAResponse>, I>>(base?: I): RotateRootCAResponse {
+    return RotateRootCAResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootCAResponse>, I>>(object: I): RotateRootCAResponse {
+    const message = createBaseRotateRootCAResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? GetRootCAResponse.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseGetUnlockKeyRequest(): GetUnlockKeyRequest {
   return { rotate: false };
 }
@@ -4750,6 +5488,25 @@ export const ControlService = {
       Buffer.from(GetUnlockKeyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetUnlockKeyResponse => GetUnlockKeyResponse.decode(value),
   },
+  getRootCa: {
+    path: "/shoal.v1.Control/GetRootCA" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRootCARequest): Buffer => Buffer.from(GetRootCARequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRootCARequest => GetRootCARequest.decode(value),
+    responseSerialize: (value: GetRootCAResponse): Buffer => Buffer.from(GetRootCAResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRootCAResponse => GetRootCAResponse.decode(value),
+  },
+  rotateRootCa: {
+    path: "/shoal.v1.Control/RotateRootCA" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateRootCARequest): Buffer => Buffer.from(RotateRootCARequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateRootCARequest => RotateRootCARequest.decode(value),
+    responseSerialize: (value: RotateRootCAResponse): Buffer =>
+      Buffer.from(RotateRootCAResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateRootCAResponse => RotateRootCAResponse.decode(value),
+  },
   putValue: {
     path: "/shoal.v1.Control/PutValue" as const,
     requestStream: false as const,
@@ -4842,6 +5599,8 @@ export interface ControlServer extends UntypedServiceImplementation {
   updateCluster: handleUnaryCall<UpdateClusterRequest, UpdateClusterResponse>;
   getJoinToken: handleUnaryCall<GetJoinTokenRequest, GetJoinTokenResponse>;
   getUnlockKey: handleUnaryCall<GetUnlockKeyRequest, GetUnlockKeyResponse>;
+  getRootCa: handleUnaryCall<GetRootCARequest, GetRootCAResponse>;
+  rotateRootCa: handleUnaryCall<RotateRootCARequest, RotateRootCAResponse>;
   putValue: handleUnaryCall<PutValueRequest, PutValueResponse>;
   getValue: handleUnaryCall<GetValueRequest, GetValueResponse>;
   registryLogin: handleUnaryCall<RegistryLoginRequest, RegistryLoginResponse>;
@@ -5122,6 +5881,36 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetUnlockKeyResponse) => void,
+  ): ClientUnaryCall;
+  getRootCa(
+    request: GetRootCARequest,
+    callback: (error: ServiceError | null, response: GetRootCAResponse) => void,
+  ): ClientUnaryCall;
+  getRootCa(
+    request: GetRootCARequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRootCAResponse) => void,
+  ): ClientUnaryCall;
+  getRootCa(
+    request: GetRootCARequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRootCAResponse) => void,
+  ): ClientUnaryCall;
+  rotateRootCa(
+    request: RotateRootCARequest,
+    callback: (error: ServiceError | null, response: RotateRootCAResponse) => void,
+  ): ClientUnaryCall;
+  rotateRootCa(
+    request: RotateRootCARequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateRootCAResponse) => void,
+  ): ClientUnaryCall;
+  rotateRootCa(
+    request: RotateRootCARequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateRootCAResponse) => void,
   ): ClientUnaryCall;
   putValue(
     request: PutValueRequest,

@@ -131,6 +131,11 @@ export interface SessionMessage {
    * task's image before it pulls from the registry itself.
    */
   prefetch: boolean;
+  /**
+   * The roots this node must trust (PEM bundle): the current root, and during a root rotation the
+   * new one too. The node writes it to its root CA file and trusts it for new connections.
+   */
+  rootCaBundle: Buffer;
 }
 
 export interface HeartbeatRequest {
@@ -525,7 +530,15 @@ export const WeightedPeer: MessageFns<WeightedPeer> = {
 };
 
 function createBaseSessionMessage(): SessionMessage {
-  return { sessionId: "", managers: [], revokedNodeIds: [], revokedSerials: [], node: undefined, prefetch: false };
+  return {
+    sessionId: "",
+    managers: [],
+    revokedNodeIds: [],
+    revokedSerials: [],
+    node: undefined,
+    prefetch: false,
+    rootCaBundle: Buffer.alloc(0),
+  };
 }
 
 export const SessionMessage: MessageFns<SessionMessage> = {
@@ -547,6 +560,9 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     }
     if (message.prefetch !== false) {
       writer.uint32(48).bool(message.prefetch);
+    }
+    if (message.rootCaBundle.length !== 0) {
+      writer.uint32(58).bytes(message.rootCaBundle);
     }
     return writer;
   },
@@ -612,6 +628,14 @@ export const SessionMessage: MessageFns<SessionMessage> = {
             message.prefetch = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.rootCaBundle = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -646,6 +670,11 @@ export const SessionMessage: MessageFns<SessionMessage> = {
         : [],
       node: isSet(object.node) ? Node.fromJSON(object.node) : undefined,
       prefetch: isSet(object.prefetch) ? globalThis.Boolean(object.prefetch) : false,
+      rootCaBundle: isSet(object.rootCaBundle)
+        ? Buffer.from(bytesFromBase64(object.rootCaBundle))
+        : isSet(object.root_ca_bundle)
+        ? Buffer.from(bytesFromBase64(object.root_ca_bundle))
+        : Buffer.alloc(0),
     };
   },
 
@@ -669,6 +698,9 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     if (message.prefetch !== false) {
       obj.prefetch = message.prefetch;
     }
+    if (message.rootCaBundle.length !== 0) {
+      obj.rootCaBundle = base64FromBytes(message.rootCaBundle);
+    }
     return obj;
   },
 
@@ -683,6 +715,7 @@ export const SessionMessage: MessageFns<SessionMessage> = {
     message.revokedSerials = object.revokedSerials?.map((e) => e) || [];
     message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
     message.prefetch = object.prefetch ?? false;
+    message.rootCaBundle = object.rootCaBundle ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -856,7 +856,26 @@ export interface RootCA {
   caKeyPem: Buffer;
   /** SHA-256 of the root CA bundle, base 36 (as in join tokens). */
   caDigest: string;
-  joinTokens: JoinTokens | undefined;
+  joinTokens:
+    | JoinTokens
+    | undefined;
+  /**
+   * Set while `shoal ca --rotate` moves the cluster to a new root; cleared when every node that is
+   * not down holds a certificate under it (src/manager/leadership/root-rotation.ts).
+   */
+  rootRotation: RootRotation | undefined;
+}
+
+/** The root a rotation moves to. Its key is held only in the encrypted store, like RootCA.ca_key_pem. */
+export interface RootRotation {
+  caCertPem: Buffer;
+  caKeyPem: Buffer;
+  /**
+   * The new root's key and subject, issued by the old root: node certificates issued during the
+   * rotation carry it after the leaf, so nodes that still trust only the old root accept them.
+   */
+  crossSignedCaCertPem: Buffer;
+  startedAt: Date | undefined;
 }
 
 export interface EncryptionConfig {
@@ -4932,7 +4951,13 @@ export const CAConfig: MessageFns<CAConfig> = {
 };
 
 function createBaseRootCA(): RootCA {
-  return { caCertPem: Buffer.alloc(0), caKeyPem: Buffer.alloc(0), caDigest: "", joinTokens: undefined };
+  return {
+    caCertPem: Buffer.alloc(0),
+    caKeyPem: Buffer.alloc(0),
+    caDigest: "",
+    joinTokens: undefined,
+    rootRotation: undefined,
+  };
 }
 
 export const RootCA: MessageFns<RootCA> = {
@@ -4948,6 +4973,9 @@ export const RootCA: MessageFns<RootCA> = {
     }
     if (message.joinTokens !== undefined) {
       JoinTokens.encode(message.joinTokens, writer.uint32(34).fork()).join();
+    }
+    if (message.rootRotation !== undefined) {
+      RootRotation.encode(message.rootRotation, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -4997,6 +5025,14 @@ export const RootCA: MessageFns<RootCA> = {
             message.joinTokens = JoinTokens.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rootRotation = RootRotation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5031,6 +5067,11 @@ export const RootCA: MessageFns<RootCA> = {
         : isSet(object.join_tokens)
         ? JoinTokens.fromJSON(object.join_tokens)
         : undefined,
+      rootRotation: isSet(object.rootRotation)
+        ? RootRotation.fromJSON(object.rootRotation)
+        : isSet(object.root_rotation)
+        ? RootRotation.fromJSON(object.root_rotation)
+        : undefined,
     };
   },
 
@@ -5048,6 +5089,9 @@ export const RootCA: MessageFns<RootCA> = {
     if (message.joinTokens !== undefined) {
       obj.joinTokens = JoinTokens.toJSON(message.joinTokens);
     }
+    if (message.rootRotation !== undefined) {
+      obj.rootRotation = RootRotation.toJSON(message.rootRotation);
+    }
     return obj;
   },
 
@@ -5062,6 +5106,147 @@ export const RootCA: MessageFns<RootCA> = {
     message.joinTokens = (object.joinTokens !== undefined && object.joinTokens !== null)
       ? JoinTokens.fromPartial(object.joinTokens)
       : undefined;
+    message.rootRotation = (object.rootRotation !== undefined && object.rootRotation !== null)
+      ? RootRotation.fromPartial(object.rootRotation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRootRotation(): RootRotation {
+  return {
+    caCertPem: Buffer.alloc(0),
+    caKeyPem: Buffer.alloc(0),
+    crossSignedCaCertPem: Buffer.alloc(0),
+    startedAt: undefined,
+  };
+}
+
+export const RootRotation: MessageFns<RootRotation> = {
+  encode(message: RootRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.caCertPem.length !== 0) {
+      writer.uint32(10).bytes(message.caCertPem);
+    }
+    if (message.caKeyPem.length !== 0) {
+      writer.uint32(18).bytes(message.caKeyPem);
+    }
+    if (message.crossSignedCaCertPem.length !== 0) {
+      writer.uint32(26).bytes(message.crossSignedCaCertPem);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.caCertPem = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caKeyPem = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.crossSignedCaCertPem = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootRotation {
+    return {
+      caCertPem: isSet(object.caCertPem)
+        ? Buffer.from(bytesFromBase64(object.caCertPem))
+        : isSet(object.ca_cert_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_cert_pem))
+        : Buffer.alloc(0),
+      caKeyPem: isSet(object.caKeyPem)
+        ? Buffer.from(bytesFromBase64(object.caKeyPem))
+        : isSet(object.ca_key_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_key_pem))
+        : Buffer.alloc(0),
+      crossSignedCaCertPem: isSet(object.crossSignedCaCertPem)
+        ? Buffer.from(bytesFromBase64(object.crossSignedCaCertPem))
+        : isSet(object.cross_signed_ca_cert_pem)
+        ? Buffer.from(bytesFromBase64(object.cross_signed_ca_cert_pem))
+        : Buffer.alloc(0),
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RootRotation): unknown {
+    const obj: any = {};
+    if (message.caCertPem.length !== 0) {
+      obj.caCertPem = base64FromBytes(message.caCertPem);
+    }
+    if (message.caKeyPem.length !== 0) {
+      obj.caKeyPem = base64FromBytes(message.caKeyPem);
+    }
+    if (message.crossSignedCaCertPem.length !== 0) {
+      obj.crossSignedCaCertPem = base64FromBytes(message.crossSignedCaCertPem);
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootRotation>, I>>(base?: I): RootRotation {
+    return RootRotation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootRotation>, I>>(object: I): RootRotation {
+    const message = createBaseRootRotation();
+    message.caCertPem = object.caCertPem ?? Buffer.alloc(0);
+    message.caKeyPem = object.caKeyPem ?? Buffer.alloc(0);
+    message.crossSignedCaCertPem = object.crossSignedCaCertPem ?? Buffer.alloc(0);
+    message.startedAt = object.startedAt ?? undefined;
     return message;
   },
 };
