@@ -134,6 +134,13 @@ export class NodeProcess {
     return join(this.dataDir, "shoal.sock");
   }
 
+  /** How the daemon ended ("running" while it runs): for a failed test's diagnostics. */
+  get exitStatus(): string {
+    if (this.child === undefined) return "not started";
+    if (this.child.exitCode === null && this.child.signalCode === null) return "running";
+    return `exited with ${this.child.exitCode ?? this.child.signalCode}`;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }

@@ -47,6 +47,22 @@ export interface ZonedClusterOptions {
   workerFlags?: string[];
 }
 
+/**
+ * Runs `body`; when it throws, puts each node's state and the end of its log in the test's
+ * diagnostics first (the cluster's directory is deleted at teardown, and with it the logs).
+ */
+export async function withNodeLogsOnFailure<T>(t: TestContext, cluster: ProcessCluster, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    for (const n of cluster.nodes.values()) {
+      const tail = n.readLog().trimEnd().split("\n").slice(-12).map((line) => line.slice(0, 400));
+      t.diagnostic(`${n.name} (${n.exitStatus}), the end of its log:\n${tail.join("\n")}`);
+    }
+    throw err;
+  }
+}
+
 export async function startZonedCluster(t: TestContext, opts: ZonedClusterOptions): Promise<ZonedCluster> {
   await ensureContainerTools((line) => t.diagnostic(line));
   const pushImage =
