@@ -44,6 +44,7 @@ export function rootCaStatus(cluster: Cluster, nodes: readonly Node[]): GetRootC
             startedAt: rotation.startedAt,
           },
     nodeCertExpirySeconds: cluster.spec?.caConfig?.nodeCertExpirySeconds ?? 0n,
+    externalCa: cluster.spec?.caConfig?.externalCa,
   };
 }
 
