@@ -202,7 +202,9 @@ export function checkExternalCertificate(
   // refused certificate does not sit in the shared cache.
   let info;
   try {
-    info = new NodeCertificateVerifier({ maxEntries: 1 }).verify(certificate.raw, { rootCA: expected.issuingRoot, clock: { ...expected.clock, nowMs: () => expected.clock.nowMs() + MAX_EXTERNAL_CA_CLOCK_SKEW_MS } });
+    // NotBefore may lie up to the skew ahead; NotAfter is checked below (at least 10 more minutes).
+    const skewed = { ...expected.clock, nowMs: () => expected.clock.nowMs() + MAX_EXTERNAL_CA_CLOCK_SKEW_MS };
+    info = new NodeCertificateVerifier({ maxEntries: 1 }).verify(certificate.raw, { rootCA: expected.issuingRoot, clock: skewed }, { allowExpired: true });
   } catch (err) {
     const reason = err instanceof ShoalError ? err.message.replace(/^the node certificate /, "").replace(/;.*$/, "") : "is not a node certificate";
     throw mismatch(origin, reason);
