@@ -153,6 +153,9 @@ test("a fake CFSSL: good certificates are used, wrong ones refused with EXTERNAL
 
   await setExternalCa(m.client, { protocol: "cfssl", url: fake.url, caCertPem: Buffer.from(tls.certPem) });
   assert.equal((await m.client.getRootCa()).externalCa?.url, fake.url);
+  // A generated root is one the signer does not hold: refused.
+  await assert.rejects(m.client.rotateRootCa({ caCertPem: Buffer.alloc(0), caKeyPem: Buffer.alloc(0) }), (e) => isShoalError(e, "FAILED_PRECONDITION") && /--ca-cert/.test((e as Error).message));
+  assert.equal((await m.client.getRootCa()).rotation, undefined);
   // The expiry changes alone: the external CA stays.
   const cluster = await m.client.getCluster();
   await m.client.updateCluster({ clusterVersion: cluster.meta?.version ?? 0n, nodeCertExpirySeconds: 2160n * 3600n, autolock: UpdateClusterRequest_Autolock.AUTOLOCK_UNCHANGED });
