@@ -29,6 +29,10 @@ export const SHOAL_ERROR_CODES = [
   "CA_KEY_UNSUPPORTED",
   /** An imported root certificate that is not a CA (basicConstraints cA, keyCertSign). */
   "CA_CERT_NOT_CA",
+  /** The external CA returned a certificate other than the one asked for (subject, key, zone, chain, dates). */
+  "EXTERNAL_CA_MISMATCH",
+  /** The external CA could not be reached, timed out, or answered with an error or unreadable data. */
+  "EXTERNAL_CA_UNAVAILABLE",
   // storage
   "STORE_CORRUPT",
   "STORE_DECRYPT_FAILED",

@@ -47,3 +47,12 @@ export {
   type PrefetchGrant,
   type GrantExpectation,
 } from "./grant.js";
+export {
+  checkExternalCA,
+  checkExternalCertificate,
+  externalCAOrigin,
+  signWithExternalCA,
+  EXTERNAL_CA_PROTOCOLS,
+  EXTERNAL_CA_TIMEOUT_MS,
+  type ExternalSignArgs,
+} from "./external-ca.js";

@@ -190,8 +190,9 @@ export class DaemonClient {
   async getCluster(): Promise<Cluster> {
     return required((await this.call(this.control.getCluster.bind(this.control), {})).cluster, "cluster");
   }
-  updateCluster(request: UpdateClusterRequest): Promise<UpdateClusterResponse> {
-    return this.call(this.control.updateCluster.bind(this.control), request);
+  /** The external CA is left unchanged unless the request says otherwise. */
+  updateCluster(request: Omit<UpdateClusterRequest, "updateExternalCa" | "externalCa"> & Partial<Pick<UpdateClusterRequest, "updateExternalCa" | "externalCa">>): Promise<UpdateClusterResponse> {
+    return this.call(this.control.updateCluster.bind(this.control), { updateExternalCa: false, externalCa: undefined, ...request });
   }
   getRootCa(): Promise<GetRootCAResponse> {
     return this.call(this.control.getRootCa.bind(this.control), {});

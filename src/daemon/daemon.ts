@@ -579,7 +579,7 @@ export class Daemon {
       meta: undefined,
       spec: {
         name: "default",
-        caConfig: { nodeCertExpirySeconds: expirySeconds },
+        caConfig: { nodeCertExpirySeconds: expirySeconds, externalCa: undefined },
         encryptionConfig: { autolockManagers: req.autolock },
         raftConfig: {
           tickMs: timing.tickMs,

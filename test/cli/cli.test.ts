@@ -436,7 +436,7 @@ test("update --autolock=false --cert-expiry 48h sends a compare-and-set UpdateCl
   const r = await runShoal([...sock, "update", "--autolock=false", "--cert-expiry", "48h"]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(fake.callsTo("updateCluster"), [
-    { clusterVersion: 12n, nodeCertExpirySeconds: 48n * 3600n, autolock: UpdateClusterRequest_Autolock.AUTOLOCK_OFF },
+    { clusterVersion: 12n, nodeCertExpirySeconds: 48n * 3600n, autolock: UpdateClusterRequest_Autolock.AUTOLOCK_OFF, updateExternalCa: false, externalCa: undefined },
   ]);
 });
 

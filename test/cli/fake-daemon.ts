@@ -37,6 +37,7 @@ const RESPONSE_TYPES: Record<string, Fns> = {
   removeSecret: control.RemoveSecretResponse,
   getCluster: control.GetClusterResponse,
   updateCluster: control.UpdateClusterResponse,
+  getRootCa: control.GetRootCAResponse,
   getJoinToken: control.GetJoinTokenResponse,
   getUnlockKey: control.GetUnlockKeyResponse,
   putValue: control.PutValueResponse,

@@ -100,11 +100,11 @@ test("garbage, oversized and absurd input is refused clearly and the daemons sta
   await assert.rejects(call((cb) => control.putValue({ key: "", value: Buffer.alloc(1) }, cb)), code("INVALID_ARGUMENT"));
   await assert.rejects(call((cb) => control.putValue({ key: "v", value: Buffer.alloc(100 * 1024) }, cb)), code("INVALID_ARGUMENT"));
   await assert.rejects(
-    call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 2n ** 63n, autolock: 0 }, cb)),
+    call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 2n ** 63n, autolock: 0, updateExternalCa: false, externalCa: undefined }, cb)),
     code("INVALID_ARGUMENT"),
   );
-  await assert.rejects(call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 5n, autolock: 0 }, cb)), code("INVALID_ARGUMENT"));
-  await assert.rejects(call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 0n, autolock: 99 as UpdateClusterRequest_Autolock }, cb)), code("INVALID_ARGUMENT"));
+  await assert.rejects(call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 5n, autolock: 0, updateExternalCa: false, externalCa: undefined }, cb)), code("INVALID_ARGUMENT"));
+  await assert.rejects(call((cb) => control.updateCluster({ clusterVersion: 0n, nodeCertExpirySeconds: 0n, autolock: 99 as UpdateClusterRequest_Autolock, updateExternalCa: false, externalCa: undefined }, cb)), code("INVALID_ARGUMENT"));
   await assert.rejects(
     call((cb) => control.getJoinToken({ role: NodeRole.NODE_ROLE_WORKER, rotate: true, expiresInSeconds: 2n ** 62n }, cb)),
     code("INVALID_ARGUMENT"),

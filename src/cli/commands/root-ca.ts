@@ -1,11 +1,13 @@
 // `shoal ca`: shows the root CA and a rotation in progress; `--rotate` starts one (a new root, or
 // the one given with --ca-cert/--ca-key) and waits until every node holds a certificate under it,
-// with a live line on a terminal; `--detach` returns at once; `--cert-expiry` as on `update`.
+// with a live line on a terminal; `--detach` returns at once; `--cert-expiry` as on `update`;
+// `--external-ca SPEC` / `--no-external-ca` choose who signs node certificates.
 import { readFile } from "node:fs/promises";
 import { Command } from "commander";
 import { ShoalError } from "../../base/errors.js";
 import { systemClock } from "../../base/clock.js";
 import { UpdateClusterRequest_Autolock, type GetRootCAResponse } from "../../proto/shoal/v1/control.js";
+import type { ExternalCA } from "../../proto/shoal/v1/objects.js";
 import { parseCertExpirySeconds } from "../duration.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
@@ -22,6 +24,8 @@ export interface RootCaView {
     waitingFor: { nodeId: string; hostname: string; down: boolean }[];
   };
   nodeCertExpiry: string;
+  /** null: the managers sign node certificates with their own key. */
+  externalCa: { protocol: string; url: string; cacert: boolean } | null;
 }
 
 function summaryView(s: { subject: string; fingerprint: string; notAfter?: Date } | undefined): RootCaView["root"] {
@@ -32,6 +36,10 @@ export function rootCaView(res: GetRootCAResponse): RootCaView {
   const view: RootCaView = {
     root: summaryView(res.root),
     nodeCertExpiry: res.nodeCertExpirySeconds === 0n ? "2160h" : `${Number(res.nodeCertExpirySeconds) / 3600}h`,
+    externalCa:
+      res.externalCa === undefined || res.externalCa.url === ""
+        ? null
+        : { protocol: res.externalCa.protocol, url: res.externalCa.url, cacert: res.externalCa.caCertPem.length > 0 },
   };
   if (res.rotation !== undefined) {
     view.rotation = {
@@ -59,6 +67,7 @@ function printView(ctx: CommandContext, view: RootCaView): void {
     `Fingerprint:    SHA256:${view.root.fingerprint}`,
     `Expires:        ${view.root.notAfter}`,
     `Node cert expiry: ${view.nodeCertExpiry}`,
+    `Signer:         ${view.externalCa === null ? "the managers (own key)" : `external CA, ${view.externalCa.protocol} ${view.externalCa.url}${view.externalCa.cacert ? " (TLS verified with the given cacert)" : ""}`}`,
   ];
   if (view.rotation === undefined) {
     lines.push("Rotation:       none");
@@ -77,7 +86,28 @@ async function readPem(path: string, flag: string): Promise<Buffer> {
   }
 }
 
+/** `protocol=cfssl,url=https://...[,cacert=FILE]`, as `docker swarm ca --external-ca` takes it. */
+export function parseExternalCaSpec(spec: string): { protocol: string; url: string; cacertFile?: string } {
+  const fields = new Map<string, string>();
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part.trim() : part.slice(0, eq).trim().toLowerCase();
+    if (eq < 0 || !["protocol", "url", "cacert"].includes(key)) {
+      throw new ShoalError("INVALID_ARGUMENT", `--external-ca takes protocol=cfssl,url=https://HOST:PORT[,cacert=FILE]; "${part.slice(0, 40)}" is not one of those`);
+    }
+    if (fields.has(key)) throw new ShoalError("INVALID_ARGUMENT", `--external-ca gives ${key}= twice`);
+    fields.set(key, part.slice(eq + 1).trim());
+  }
+  const protocol = fields.get("protocol") ?? "cfssl";
+  const url = fields.get("url");
+  if (url === undefined || url === "") throw new ShoalError("INVALID_ARGUMENT", "--external-ca needs url=https://HOST:PORT (the CFSSL signer)");
+  const cacertFile = fields.get("cacert");
+  return cacertFile === undefined || cacertFile === "" ? { protocol, url } : { protocol, url, cacertFile };
+}
+
 interface CaOptions {
+  /** A spec to set or replace the external CA; false (--no-external-ca): sign with the managers' key again. */
+  externalCa?: string | false;
   rotate?: boolean;
   caCert?: string;
   caKey?: string;
@@ -130,6 +160,11 @@ export function registerRootCaCommand(program: Command, ctx: CommandContext): vo
     .option("--ca-cert <file>", "PEM root CA certificate to rotate to (with --rotate and --ca-key)")
     .option("--ca-key <file>", "PEM ECDSA P-256 key of --ca-cert")
     .option("--cert-expiry <duration>", "validity of node certificates, e.g. 2160h (at least 1h)")
+    .option(
+      "--external-ca <spec>",
+      "have node certificates signed by an external CFSSL signer: protocol=cfssl,url=https://HOST:PORT[,cacert=FILE] (cacert verifies the signer's TLS certificate); it must sign with the cluster's root CA key",
+    )
+    .option("--no-external-ca", "sign node certificates with the managers' own root CA key again")
     .option("-d, --detach", "return once the rotation has started, without waiting for it")
     .addOption(formatOption())
     .action(async (opts: CaOptions) => {
@@ -145,6 +180,17 @@ export function registerRootCaCommand(program: Command, ctx: CommandContext): vo
         await retryOnVersionConflict("the cluster", async () => {
           const cluster = await daemon.getCluster();
           return daemon.updateCluster({ clusterVersion: cluster.meta?.version ?? 0n, nodeCertExpirySeconds, autolock: UpdateClusterRequest_Autolock.AUTOLOCK_UNCHANGED });
+        });
+      }
+      if (opts.externalCa !== undefined) {
+        let externalCa: ExternalCA | undefined;
+        if (opts.externalCa !== false) {
+          const spec = parseExternalCaSpec(opts.externalCa);
+          externalCa = { protocol: spec.protocol, url: spec.url, caCertPem: spec.cacertFile === undefined ? Buffer.alloc(0) : await readPem(spec.cacertFile, "cacert=") };
+        }
+        await retryOnVersionConflict("the cluster", async () => {
+          const cluster = await daemon.getCluster();
+          return daemon.updateCluster({ clusterVersion: cluster.meta?.version ?? 0n, nodeCertExpirySeconds: 0n, autolock: UpdateClusterRequest_Autolock.AUTOLOCK_UNCHANGED, updateExternalCa: true, externalCa });
         });
       }
       let res: GetRootCAResponse;

@@ -6,7 +6,7 @@ import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { checkNoControlChars } from "../../base/text.js";
 import { FailureLimiter, sourceAddressOf } from "../../transport/failure-limiter.js";
-import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, JoinTokenSet, parseJoinToken, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, externalCAOrigin, signWithExternalCA, JoinTokenSet, parseJoinToken, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
   NodeAvailability,
@@ -114,14 +114,39 @@ const issuingRoots = new WeakMap<ManagerContext, IssuingRootCache>();
  * spec. During a root rotation the new root signs and the chain carries its cross-signed
  * certificate, so nodes that still trust only the old root accept it.
  */
-function signNodeCertificate(
+async function signNodeCertificate(
   ctx: ManagerContext,
   cluster: Cluster,
   args: { csr: string | Uint8Array; nodeId: string; role: NodeRole; zone: string },
-): IssuedNodeCertificate {
+): Promise<IssuedNodeCertificate> {
   let cache = issuingRoots.get(ctx);
   if (cache === undefined) issuingRoots.set(ctx, (cache = new IssuingRootCache()));
   const { rootCA, chainPem } = cache.issuing(cluster, () => ctx.rootCA());
+  const externalCa = cluster.spec?.caConfig?.externalCa;
+  if (externalCa !== undefined && externalCa.url !== "") {
+    // The CSR was checked by the caller; the identity is the store's, as for our own signing.
+    let issued: IssuedNodeCertificate;
+    try {
+      issued = await signWithExternalCA(externalCa, {
+        csr: args.csr,
+        nodeId: args.nodeId,
+        clusterId: ctx.clusterId,
+        role: args.role,
+        zone: args.zone,
+        issuingRoot: rootCA,
+        validityMs: certValidityMs(cluster),
+        clock: ctx.clock,
+      });
+    } catch (err) {
+      const code = err instanceof ShoalError ? err.code : "INTERNAL";
+      const fields = { nodeId: args.nodeId, role: args.role, zone: args.zone, externalCa: externalCAOrigin(externalCa), code, reason: err instanceof Error ? err.message : String(err) };
+      if (code === "EXTERNAL_CA_MISMATCH") ctx.logger.warn({ event: "security", ...fields }, "the external CA returned a certificate other than the one asked for; refused, the node gets no certificate");
+      else ctx.logger.warn(fields, "the external CA did not sign; the node gets no certificate");
+      throw err;
+    }
+    ctx.logger.info({ nodeId: args.nodeId, role: args.role, serial: issued.serial, externalCa: externalCAOrigin(externalCa) }, "the external CA signed a node certificate");
+    return chainPem === "" ? issued : { ...issued, certPem: issued.certPem + chainPem };
+  }
   const issued = rootCA.issueNodeCertificate({
     csrPem: args.csr,
     nodeId: args.nodeId,
@@ -149,7 +174,7 @@ export async function issueForNode(
     const cluster = requireCluster(ctx);
     const role = certRole(node.spec?.desiredRole ?? ProtoNodeRole.NODE_ROLE_WORKER);
     const zone = nodeZoneOf(node);
-    const issued = signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
+    const issued = await signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
     const updated: Node = {
       ...node,
       role: protoRole(role),
@@ -201,7 +226,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       const csr = csrInput(req.csr);
       const nodeId = newId();
       const zone = DEFAULT_ZONE;
-      const issued = signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
+      const issued = await signNodeCertificate(ctx, cluster, { csr, nodeId, role, zone });
       const node: Node = {
         id: nodeId,
         meta: undefined,

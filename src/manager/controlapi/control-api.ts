@@ -4,7 +4,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
-import { JoinTokenSet, MIN_NODE_CERT_VALIDITY_MS } from "../../ca/index.js";
+import { checkExternalCA, externalCAOrigin, JoinTokenSet, MIN_NODE_CERT_VALIDITY_MS } from "../../ca/index.js";
 import { generateUnlockKey } from "../../crypto/index.js";
 import { wouldBreakQuorum } from "../../raft/node/index.js";
 import {
@@ -269,7 +269,13 @@ export function controlHandlers(
       let unlockKey = "";
       const cluster = structuredClone(current);
       cluster.spec ??= { name: "default", caConfig: undefined, encryptionConfig: undefined, raftConfig: undefined };
-      if (expiry !== 0n) cluster.spec.caConfig = { nodeCertExpirySeconds: expiry };
+      // Each setting of caConfig changes alone: the expiry keeps the external CA and the other way round.
+      if (expiry !== 0n) cluster.spec.caConfig = { externalCa: undefined, ...cluster.spec.caConfig, nodeCertExpirySeconds: expiry };
+      if (req.updateExternalCa) {
+        const externalCa = req.externalCa === undefined || req.externalCa.url === "" ? undefined : checkExternalCA(req.externalCa);
+        cluster.spec.caConfig = { nodeCertExpirySeconds: 0n, ...cluster.spec.caConfig, externalCa };
+        ctx.logger.info({ externalCa: externalCa === undefined ? "none" : externalCAOrigin(externalCa) }, externalCa === undefined ? "node certificates are signed with the managers' key again" : "node certificates are now signed by an external CA");
+      }
       if (req.autolock === UpdateClusterRequest_Autolock.AUTOLOCK_ON && !wasOn) {
         unlockKey = generateUnlockKey();
         cluster.spec.encryptionConfig = { autolockManagers: true };

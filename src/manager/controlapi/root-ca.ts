@@ -44,6 +44,7 @@ export function rootCaStatus(cluster: Cluster, nodes: readonly Node[]): GetRootC
             startedAt: rotation.startedAt,
           },
     nodeCertExpirySeconds: cluster.spec?.caConfig?.nodeCertExpirySeconds ?? 0n,
+    externalCa: cluster.spec?.caConfig?.externalCa,
   };
 }
 
@@ -64,6 +65,11 @@ export function rootCaHandlers(deps: RootCaHandlerDeps) {
     getRootCa: async (): Promise<GetRootCAResponse> => rootCaStatus(deps.cluster(), deps.nodes()),
 
     rotateRootCa: async (req: RotateRootCARequest): Promise<RotateRootCAResponse> => {
+      // The external CA signs every certificate under the new root: it must hold that root's key,
+      // so a root only the managers know would leave every renewal refused.
+      if (req.caCertPem.length === 0 && (deps.cluster().spec?.caConfig?.externalCa?.url ?? "") !== "") {
+        throw new ShoalError("FAILED_PRECONDITION", "node certificates are signed by an external CA: rotate to a root it holds with --ca-cert and --ca-key, or run `shoal ca --no-external-ca` first");
+      }
       const newRoot = await newRootFor(req, deps.clock);
       const current = deps.currentRoot();
       if (newRoot.fingerprint === current.fingerprint) {

@@ -23,6 +23,7 @@ import {
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 import {
   Cluster,
+  ExternalCA,
   LogLine,
   Node,
   NodeRole,
@@ -176,6 +177,12 @@ export interface UpdateClusterRequest {
   /** Zero leaves the expiry unchanged. */
   nodeCertExpirySeconds: bigint;
   autolock: UpdateClusterRequest_Autolock;
+  /**
+   * True: replace the external CA with external_ca; external_ca unset means the managers sign
+   * with their own key again. False: leave it unchanged.
+   */
+  updateExternalCa: boolean;
+  externalCa: ExternalCA | undefined;
 }
 
 export enum UpdateClusterRequest_Autolock {
@@ -270,6 +277,8 @@ export interface GetRootCAResponse {
   /** Unset when no rotation is in progress. */
   rotation: RootRotationProgress | undefined;
   nodeCertExpirySeconds: bigint;
+  /** Unset: the managers sign node certificates with their own key. */
+  externalCa: ExternalCA | undefined;
 }
 
 /**
@@ -2519,7 +2528,7 @@ export const GetClusterResponse: MessageFns<GetClusterResponse> = {
 };
 
 function createBaseUpdateClusterRequest(): UpdateClusterRequest {
-  return { clusterVersion: 0n, nodeCertExpirySeconds: 0n, autolock: 0 };
+  return { clusterVersion: 0n, nodeCertExpirySeconds: 0n, autolock: 0, updateExternalCa: false, externalCa: undefined };
 }
 
 export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
@@ -2538,6 +2547,12 @@ export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
     }
     if (message.autolock !== 0) {
       writer.uint32(24).int32(message.autolock);
+    }
+    if (message.updateExternalCa !== false) {
+      writer.uint32(32).bool(message.updateExternalCa);
+    }
+    if (message.externalCa !== undefined) {
+      ExternalCA.encode(message.externalCa, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2579,6 +2594,22 @@ export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
             message.autolock = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.updateExternalCa = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.externalCa = ExternalCA.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2604,6 +2635,16 @@ export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
         ? BigInt(object.node_cert_expiry_seconds)
         : 0n,
       autolock: isSet(object.autolock) ? updateClusterRequest_AutolockFromJSON(object.autolock) : 0,
+      updateExternalCa: isSet(object.updateExternalCa)
+        ? globalThis.Boolean(object.updateExternalCa)
+        : isSet(object.update_external_ca)
+        ? globalThis.Boolean(object.update_external_ca)
+        : false,
+      externalCa: isSet(object.externalCa)
+        ? ExternalCA.fromJSON(object.externalCa)
+        : isSet(object.external_ca)
+        ? ExternalCA.fromJSON(object.external_ca)
+        : undefined,
     };
   },
 
@@ -2617,6 +2658,12 @@ export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
     }
     if (message.autolock !== 0) {
       obj.autolock = updateClusterRequest_AutolockToJSON(message.autolock);
+    }
+    if (message.updateExternalCa !== false) {
+      obj.updateExternalCa = message.updateExternalCa;
+    }
+    if (message.externalCa !== undefined) {
+      obj.externalCa = ExternalCA.toJSON(message.externalCa);
     }
     return obj;
   },
@@ -2634,6 +2681,10 @@ export const UpdateClusterRequest: MessageFns<UpdateClusterRequest> = {
         ? BigInt(object.nodeCertExpirySeconds)
         : 0n;
     message.autolock = object.autolock ?? 0;
+    message.updateExternalCa = object.updateExternalCa ?? false;
+    message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
+      ? ExternalCA.fromPartial(object.externalCa)
+      : undefined;
     return message;
   },
 };
@@ -3342,7 +3393,7 @@ export const RootRotationProgress: MessageFns<RootRotationProgress> = {
 };
 
 function createBaseGetRootCAResponse(): GetRootCAResponse {
-  return { root: undefined, rotation: undefined, nodeCertExpirySeconds: 0n };
+  return { root: undefined, rotation: undefined, nodeCertExpirySeconds: 0n, externalCa: undefined };
 }
 
 export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
@@ -3358,6 +3409,9 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
         throw new globalThis.Error("value provided for field message.nodeCertExpirySeconds of type uint64 too large");
       }
       writer.uint32(24).uint64(message.nodeCertExpirySeconds);
+    }
+    if (message.externalCa !== undefined) {
+      ExternalCA.encode(message.externalCa, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3399,6 +3453,14 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
             message.nodeCertExpirySeconds = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.externalCa = ExternalCA.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3420,6 +3482,11 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
         : isSet(object.node_cert_expiry_seconds)
         ? BigInt(object.node_cert_expiry_seconds)
         : 0n,
+      externalCa: isSet(object.externalCa)
+        ? ExternalCA.fromJSON(object.externalCa)
+        : isSet(object.external_ca)
+        ? ExternalCA.fromJSON(object.external_ca)
+        : undefined,
     };
   },
 
@@ -3433,6 +3500,9 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
     }
     if (message.nodeCertExpirySeconds !== 0n) {
       obj.nodeCertExpirySeconds = message.nodeCertExpirySeconds.toString();
+    }
+    if (message.externalCa !== undefined) {
+      obj.externalCa = ExternalCA.toJSON(message.externalCa);
     }
     return obj;
   },
@@ -3452,6 +3522,9 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
       (object.nodeCertExpirySeconds !== undefined && object.nodeCertExpirySeconds !== null)
         ? BigInt(object.nodeCertExpirySeconds)
         : 0n;
+    message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
+      ? ExternalCA.fromPartial(object.externalCa)
+      : undefined;
     return message;
   },
 };

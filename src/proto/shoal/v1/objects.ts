@@ -848,6 +848,22 @@ export interface JoinTokens {
 export interface CAConfig {
   /** Validity of node certificates in seconds (default 90 days, at least 1 hour). */
   nodeCertExpirySeconds: bigint;
+  /** When set, node certificates are signed by this endpoint instead of the managers' key. */
+  externalCa: ExternalCA | undefined;
+}
+
+/**
+ * A CFSSL-compatible signer (`shoal ca --external-ca protocol=cfssl,url=https://...`). The managers
+ * check each CSR as they do for their own signing and check what the endpoint returns
+ * (src/manager/caserver/external-ca.ts). Holds no credentials.
+ */
+export interface ExternalCA {
+  /** Only "cfssl". */
+  protocol: string;
+  /** https://host[:port][/path]; the managers POST to <url>/api/v1/cfssl/sign. */
+  url: string;
+  /** PEM certificates that verify the endpoint's TLS certificate; empty: the system's CAs. */
+  caCertPem: Buffer;
 }
 
 export interface RootCA {
@@ -4872,7 +4888,7 @@ export const JoinTokens: MessageFns<JoinTokens> = {
 };
 
 function createBaseCAConfig(): CAConfig {
-  return { nodeCertExpirySeconds: 0n };
+  return { nodeCertExpirySeconds: 0n, externalCa: undefined };
 }
 
 export const CAConfig: MessageFns<CAConfig> = {
@@ -4882,6 +4898,9 @@ export const CAConfig: MessageFns<CAConfig> = {
         throw new globalThis.Error("value provided for field message.nodeCertExpirySeconds of type uint64 too large");
       }
       writer.uint32(8).uint64(message.nodeCertExpirySeconds);
+    }
+    if (message.externalCa !== undefined) {
+      ExternalCA.encode(message.externalCa, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -4907,6 +4926,14 @@ export const CAConfig: MessageFns<CAConfig> = {
             message.nodeCertExpirySeconds = reader.uint64() as bigint;
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.externalCa = ExternalCA.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4926,6 +4953,11 @@ export const CAConfig: MessageFns<CAConfig> = {
         : isSet(object.node_cert_expiry_seconds)
         ? BigInt(object.node_cert_expiry_seconds)
         : 0n,
+      externalCa: isSet(object.externalCa)
+        ? ExternalCA.fromJSON(object.externalCa)
+        : isSet(object.external_ca)
+        ? ExternalCA.fromJSON(object.external_ca)
+        : undefined,
     };
   },
 
@@ -4933,6 +4965,9 @@ export const CAConfig: MessageFns<CAConfig> = {
     const obj: any = {};
     if (message.nodeCertExpirySeconds !== 0n) {
       obj.nodeCertExpirySeconds = message.nodeCertExpirySeconds.toString();
+    }
+    if (message.externalCa !== undefined) {
+      obj.externalCa = ExternalCA.toJSON(message.externalCa);
     }
     return obj;
   },
@@ -4946,6 +4981,114 @@ export const CAConfig: MessageFns<CAConfig> = {
       (object.nodeCertExpirySeconds !== undefined && object.nodeCertExpirySeconds !== null)
         ? BigInt(object.nodeCertExpirySeconds)
         : 0n;
+    message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
+      ? ExternalCA.fromPartial(object.externalCa)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExternalCA(): ExternalCA {
+  return { protocol: "", url: "", caCertPem: Buffer.alloc(0) };
+}
+
+export const ExternalCA: MessageFns<ExternalCA> = {
+  encode(message: ExternalCA, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.protocol !== "") {
+      writer.uint32(10).string(message.protocol);
+    }
+    if (message.url !== "") {
+      writer.uint32(18).string(message.url);
+    }
+    if (message.caCertPem.length !== 0) {
+      writer.uint32(26).bytes(message.caCertPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalCA {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalCA();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.protocol = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caCertPem = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalCA {
+    return {
+      protocol: isSet(object.protocol) ? globalThis.String(object.protocol) : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      caCertPem: isSet(object.caCertPem)
+        ? Buffer.from(bytesFromBase64(object.caCertPem))
+        : isSet(object.ca_cert_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_cert_pem))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ExternalCA): unknown {
+    const obj: any = {};
+    if (message.protocol !== "") {
+      obj.protocol = message.protocol;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.caCertPem.length !== 0) {
+      obj.caCertPem = base64FromBytes(message.caCertPem);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalCA>, I>>(base?: I): ExternalCA {
+    return ExternalCA.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalCA>, I>>(object: I): ExternalCA {
+    const message = createBaseExternalCA();
+    message.protocol = object.protocol ?? "";
+    message.url = object.url ?? "";
+    message.caCertPem = object.caCertPem ?? Buffer.alloc(0);
     return message;
   },
 };
