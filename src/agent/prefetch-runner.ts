@@ -117,10 +117,12 @@ export class PrefetchRunner {
         // (a replan made this peer a seed, or a seed a peer): a seed pulls from the registry and a
         // peer from its candidates, so the run in the old role cannot go on. Stop it (the partial
         // blob goes), then start again with the new order, if it is still the one ordered.
-        void this.stop(order.jobId).then(() => {
-          const now = this.latest.get(order.jobId);
-          if (now !== undefined && !this.jobs.has(order.jobId) && !this.ended.has(order.jobId)) this.apply(now);
-        });
+        void this.stop(order.jobId)
+          .then(() => {
+            const now = this.latest.get(order.jobId);
+            if (now !== undefined && !this.jobs.has(order.jobId) && !this.ended.has(order.jobId)) this.apply(now);
+          })
+          .catch((err: unknown) => this.opts.logger.warn({ jobId: order.jobId, err: err instanceof Error ? err.message : String(err) }, "prefetch job could not start again"));
       } else {
         this.apply(order);
       }
