@@ -3,7 +3,9 @@
 // worker holds the rotation open long enough to kill the leader while it is visibly in progress
 // (some nodes done, the leader among them, not all); the worker then comes back and the new leader must bring it under the
 // new root and finish. Checked with openssl on every node's certificate, the old token refused as
-// rotated, and the killed manager, restarted afterwards, ending under the new root too.
+// rotated, and the killed manager, restarted afterwards, ending under the new root too. And a node
+// back on an older certificate than the one issued to it (it died before writing the new one) is
+// asked to renew again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -140,4 +142,49 @@ test("the leader SIGKILLed mid-rotation: the new leader completes it; every node
   assert.ok(!opensslVerifies(oldRootPath, oldLeader.file("certificates/node.crt"), oldLeader.name), `${oldLeader.name}'s certificate does not verify under the old root alone`);
   await waitForVoters(newLeader, 3, { timeoutMs: 30_000 });
   await cluster.waitReady(newLeader, 5, 30_000);
+});
+
+// The window between the CA storing a node's new certificate and the node writing it cannot be hit
+// from outside; putting w1's old files back after its renewal brings it back the same way: on a
+// certificate older than the one the store says was issued to it.
+test("a node that comes back during the rotation on an older certificate than the one issued to it is asked to renew, and ends under the new root", { timeout: 240_000 }, async (t) => {
+  const cluster = new ProcessCluster();
+  t.after(() => cluster.close());
+  const [m1, w1, w2] = await Promise.all(["m1", "w1", "w2"].map((n) => cluster.add(n)));
+  const { workerToken } = await cluster.init("m1");
+  await cluster.join("w1", workerToken, m1!.addr);
+  await cluster.join("w2", workerToken, m1!.addr);
+  await cluster.waitReady(m1!, 3);
+  const oldRootPath = writeScratch("lost-old-root.pem", m1!.file("certificates/root-ca.crt"));
+  // What w1 has on disk before the rotation: put back after its renewal, as if it had died before writing.
+  const files = ["certificates/node.crt", "certificates/node.key", "certificates/root-ca.crt"];
+  const saved = files.map((f) => [f, w1!.file(f)] as const);
+  const [w1Id, w2Id] = await Promise.all([w1!.info(), w2!.info()].map(async (i) => (await i).nodeId));
+  // w2 down holds the rotation open.
+  await w2!.stop();
+  await waitFor("w2 to be down", async () => (await m1!.client.listNodes()).some((n) => n.id === w2Id && n.status?.state === 1), 20_000);
+  const started = await m1!.cli(["ca", "--rotate", "--detach", "--format", "json"]);
+  assert.equal(started.code, 0, started.stderr);
+  const target = (JSON.parse(started.stdout) as RootCaView).rotation!.target.fingerprint;
+  await waitFor("w1 to be done", async () => {
+    const r = (await caView(m1!)).rotation;
+    return r !== undefined && !r.waitingFor.some((n) => n.nodeId === w1Id) ? true : undefined;
+  }, 30_000);
+  await w1!.stop("SIGKILL");
+  for (const [f, text] of saved) writeFileSync(join(w1!.dataDir, f), text, { mode: 0o600 });
+  assert.ok(opensslVerifies(oldRootPath, w1!.file("certificates/node.crt"), "w1-restored"), "w1 is back on its old-root certificate");
+  await w1!.start();
+  // w1 came with an older certificate than the one issued to it: it renews, and only then is it done.
+  await waitFor("w1 to renew under the new root", () => {
+    const pem = w1!.file("certificates/node.crt");
+    return !opensslVerifies(oldRootPath, pem, "w1-renewed") || undefined;
+  }, 30_000);
+  await w2!.start();
+  await waitFor("the rotation to finish", async () => (await caView(m1!)).rotation === undefined || undefined, 60_000, 250);
+  const newRootPath = writeScratch("lost-new-root.pem", await waitForRootAlone(m1!, target));
+  for (const node of [m1!, w1!, w2!]) {
+    await waitForRootAlone(node, target);
+    await waitFor(`${node.name}'s certificate to be under the new root`, () => opensslVerifies(newRootPath, node.file("certificates/node.crt"), node.name) || undefined, 30_000);
+  }
+  await cluster.waitReady(m1!, 3, 30_000);
 });
