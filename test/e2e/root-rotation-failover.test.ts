@@ -1,11 +1,11 @@
 // Root CA rotation across a leader failover (issue 11): the rotation's state lives in the replicated
 // store, so when the leader is SIGKILLed mid-rotation the new leader goes on with it. A stopped
 // worker holds the rotation open long enough to kill the leader while it is visibly in progress
-// (some nodes done, the leader among them, not all); the worker then comes back and the new leader must bring it under the
-// new root and finish. Checked with openssl on every node's certificate, the old token refused as
-// rotated, and the killed manager, restarted afterwards, ending under the new root too. And a node
-// back on an older certificate than the one issued to it (it died before writing the new one) is
-// asked to renew again.
+// (some nodes done, the leader among them, not all); the worker then comes back and the new leader
+// must bring it under the new root and finish. Checked with openssl on every node's certificate,
+// the old token refused as rotated, and the killed manager, restarted afterwards, ending under the
+// new root too. And a node back on an older certificate than the one issued to it (it died before
+// writing the new one) is asked to renew again.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
