@@ -245,6 +245,7 @@ export class Dispatcher {
     this.push(session);
     const term = ctx.raft.term;
     void this.reports.setState(peer.nodeId, NodeState.NODE_STATE_READY, call.request.addr, term);
+    void this.reports.recordCertSerial(peer.nodeId, peer.serial, term);
     if (peer.role === "swarm-worker") void this.reports.revokeSuperseded(peer.nodeId, peer.serial, term);
     if (call.request.description !== undefined) void this.reports.recordDescription(peer.nodeId, call.request.description, term);
   }
@@ -263,10 +264,12 @@ export class Dispatcher {
   private async heartbeat(req: HeartbeatRequest, call: grpc.ServerUnaryCall<HeartbeatRequest, HeartbeatResponse>): Promise<HeartbeatResponse> {
     const peer = this.ctx.server.peerOf(call);
     this.ctx.requireLeader();
-    this.bind(req.sessionId, peer, "Heartbeat");
+    const session = this.bind(req.sessionId, peer, "Heartbeat");
     const periodMs = this.heartbeats.choosePeriodMs();
     this.heartbeats.beat(peer.nodeId, periodMs);
     if (!this.readyNodes.has(peer.nodeId)) void this.reports.setState(peer.nodeId, NodeState.NODE_STATE_READY, undefined, this.ctx.raft.term);
+    // The session's write of the serial can lose to conflicts; a heartbeat makes it up (a cheap read when it did not).
+    if (this.ctx.store.getNode(peer.nodeId)?.status?.certSerial !== session.serial) void this.reports.recordCertSerial(peer.nodeId, session.serial, this.ctx.raft.term);
     return { periodMs };
   }
 

@@ -3,7 +3,7 @@
 // now on its worker certificate, the revocation of its earlier serials. Each write is a term-fenced
 // read-modify-write, redone when another writer got in between (VERSION_CONFLICT).
 import { ShoalError } from "../../base/errors.js";
-import { NodeState, type Cluster, type Node, type NodeDescription } from "../../proto/shoal/v1/objects.js";
+import { CertificateStatus, NodeState, type Cluster, type Node, type NodeDescription } from "../../proto/shoal/v1/objects.js";
 import type { ManagerContext } from "../context.js";
 import { revokeSupersededSerials } from "../demotion.js";
 
@@ -80,6 +80,37 @@ export class NodeReports {
       },
       (updated) => (tx) => tx.updateNode(updated),
     );
+  }
+
+  /**
+   * The serial of the certificate the node's session was opened with (NodeStatus.cert_serial): what
+   * a root CA rotation counts as done. During a rotation, a node that comes with another certificate
+   * than the one last issued to it lost that one (it died before writing it): it is asked to renew,
+   * else the rotation would wait for it forever.
+   */
+  async recordCertSerial(nodeId: string, presentedSerial: string, term: number): Promise<void> {
+    let lost = false;
+    await writeWithRetry(
+      this.ctx,
+      term,
+      () => {
+        lost = false;
+        const node = this.ctx.store.getNode(nodeId);
+        if (node === undefined) return undefined;
+        const status = node.status ?? { state: NodeState.NODE_STATE_UNKNOWN, message: "", addr: "", lastHeartbeat: undefined };
+        const rotating = (this.ctx.store.getCluster()?.rootCa?.rootRotation?.caCertPem.length ?? 0) > 0;
+        const cert = node.certificate;
+        lost = rotating && cert !== undefined && cert.status === CertificateStatus.CERTIFICATE_STATUS_ISSUED && cert.serial !== "" && cert.serial !== presentedSerial;
+        if (status.certSerial === presentedSerial && !lost) return undefined;
+        return {
+          ...node,
+          status: { ...status, certSerial: presentedSerial },
+          ...(lost ? { certificate: { ...cert!, status: CertificateStatus.CERTIFICATE_STATUS_RENEW } } : {}),
+        } satisfies Node;
+      },
+      (updated) => (tx) => tx.updateNode(updated),
+    );
+    if (lost) this.ctx.logger.info({ renewNodeId: nodeId, presentedSerial }, "root CA rotation: a node came back with an older certificate than the one last issued to it; asked it to renew");
   }
 
   /** A demoted manager now on its worker certificate: its earlier serials can go (demotion.ts, step 2). */

@@ -52,9 +52,11 @@ export const rootRotationLoop: LeaderLoopFactory = {
           outcome = "finished";
           return true;
         }
+        const issued = new Set(progress.issuedNotInUse.map((n) => n.id));
         for (const node of progress.waiting) {
           // A down node cannot renew: it stays in the list the rotation waits for (`shoal ca`).
-          if (isNodeDown(node) || node.certificate === undefined || node.certificate.status === CertificateStatus.CERTIFICATE_STATUS_RENEW) continue;
+          // One already issued a certificate under the new root waits for its session to use it.
+          if (isNodeDown(node) || issued.has(node.id) || node.certificate === undefined || node.certificate.status === CertificateStatus.CERTIFICATE_STATUS_RENEW) continue;
           tx.updateNode({ ...node, certificate: { ...node.certificate, status: CertificateStatus.CERTIFICATE_STATUS_RENEW } });
           marked++;
         }

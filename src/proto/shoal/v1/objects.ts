@@ -585,7 +585,16 @@ export interface NodeStatus {
   state: NodeState;
   message: string;
   addr: string;
-  lastHeartbeat: Date | undefined;
+  lastHeartbeat:
+    | Date
+    | undefined;
+  /**
+   * Serial of the certificate the node's latest session (or heartbeat) on the leader was made with:
+   * the one it really uses. A root CA rotation counts a node done only when this is the serial of
+   * its certificate under the new root (issued is not enough: a node that died before writing it
+   * would be left holding the old root's certificate only).
+   */
+  certSerial?: string | undefined;
 }
 
 export interface NodeCertificate {
@@ -1718,7 +1727,7 @@ export const Resources: MessageFns<Resources> = {
 };
 
 function createBaseNodeStatus(): NodeStatus {
-  return { state: 0, message: "", addr: "", lastHeartbeat: undefined };
+  return { state: 0, message: "", addr: "", lastHeartbeat: undefined, certSerial: undefined };
 }
 
 export const NodeStatus: MessageFns<NodeStatus> = {
@@ -1734,6 +1743,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     }
     if (message.lastHeartbeat !== undefined) {
       Timestamp.encode(toTimestamp(message.lastHeartbeat), writer.uint32(34).fork()).join();
+    }
+    if (message.certSerial !== undefined) {
+      writer.uint32(42).string(message.certSerial);
     }
     return writer;
   },
@@ -1783,6 +1795,14 @@ export const NodeStatus: MessageFns<NodeStatus> = {
             message.lastHeartbeat = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.certSerial = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1805,6 +1825,11 @@ export const NodeStatus: MessageFns<NodeStatus> = {
         : isSet(object.last_heartbeat)
         ? fromJsonTimestamp(object.last_heartbeat)
         : undefined,
+      certSerial: isSet(object.certSerial)
+        ? globalThis.String(object.certSerial)
+        : isSet(object.cert_serial)
+        ? globalThis.String(object.cert_serial)
+        : undefined,
     };
   },
 
@@ -1822,6 +1847,9 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     if (message.lastHeartbeat !== undefined) {
       obj.lastHeartbeat = message.lastHeartbeat.toISOString();
     }
+    if (message.certSerial !== undefined) {
+      obj.certSerial = message.certSerial;
+    }
     return obj;
   },
 
@@ -1834,6 +1862,7 @@ export const NodeStatus: MessageFns<NodeStatus> = {
     message.message = object.message ?? "";
     message.addr = object.addr ?? "";
     message.lastHeartbeat = object.lastHeartbeat ?? undefined;
+    message.certSerial = object.certSerial ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,140 @@
+// Root CA rotation (issue 11's benchmark): 1 manager + N workers as real daemon processes (default
+// raft timing). Each round writes PutValue in a closed loop on the manager's socket for a baseline
+// window, then starts `ca --rotate` (detached) and keeps writing until the manager reports the
+// rotation over. Reported per round: the time to converge (rotate call -> the leader reports no
+// rotation, and -> every node's trust bundle on disk is the new root alone), and the write
+// throughput during the rotation as a ratio to the baseline's. Medians over the rounds are printed
+// with them. No target beyond reporting (scripts/bench/targets.json "caRotation").
+// Run: node --import tsx scripts/bench/ca-rotation.ts [--workers 8] [--rounds 3] [--clients 16] [--baseline-ms 3000]
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { splitPemBundle } from "../../src/ca/index.js";
+import { ControlClient } from "../../src/proto/shoal/v1/control.js";
+import { ProcessCluster, type NodeProcess } from "../lib/process-cluster.js";
+import { sleep, waitFor } from "../lib/wait.js";
+import { argNumber } from "./lib/args.js";
+
+const workers = argNumber("--workers", 8);
+const rounds = argNumber("--rounds", 3);
+const clients = argNumber("--clients", 16);
+const baselineMs = argNumber("--baseline-ms", 3000);
+const CALL_TIMEOUT_MS = 10_000;
+const value = randomBytes(256);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function loadAvg(): string {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
+function fingerprintOf(pem: string): string {
+  return new X509Certificate(pem).fingerprint256.replace(/:/g, "").toLowerCase();
+}
+
+/** Closed-loop writers on `pool` until `until` resolves; writes/s and failures over that window. */
+async function writeUntil(pool: ControlClient[], until: Promise<unknown>): Promise<{ opsPerSecond: number; ops: number; failures: number; ms: number }> {
+  let stop = false;
+  let ops = 0;
+  let failures = 0;
+  const started = performance.now();
+  const loop = async (w: number): Promise<void> => {
+    for (let seq = 0; !stop; seq++) {
+      try {
+        await new Promise<void>((ok, fail) =>
+          pool[w % pool.length]!.putValue({ key: `bench/${w}/${seq % 1000}`, value }, new grpc.Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err) => (err ? fail(err) : ok())),
+        );
+        if (!stop) ops++;
+      } catch {
+        failures++;
+      }
+    }
+  };
+  const loops = Array.from({ length: clients }, (_, w) => loop(w));
+  await until;
+  const ms = performance.now() - started;
+  stop = true;
+  await Promise.all(loops);
+  return { opsPerSecond: Math.round((ops / ms) * 1000), ops, failures, ms: Math.round(ms) };
+}
+
+const loadAvgBefore = loadAvg();
+const cluster = new ProcessCluster([]);
+try {
+  const names = ["m1", ...Array.from({ length: workers }, (_, i) => `w${i + 1}`)];
+  const nodes = await Promise.all(names.map((n) => cluster.add(n)));
+  const m1 = nodes[0]!;
+  const { workerToken } = await cluster.init("m1");
+  for (const w of nodes.slice(1)) await cluster.join(w.name, workerToken, m1.addr);
+  await cluster.waitReady(m1, nodes.length, 60_000);
+  const pool = Array.from(
+    { length: Math.min(clients, 8) },
+    (_, i) => new ControlClient(`unix://${m1.socketPath}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "shoal.bench_channel": i }),
+  );
+  const trustsAlone = (node: NodeProcess, fingerprint: string): boolean => {
+    try {
+      const roots = splitPemBundle(readFileSync(join(node.dataDir, "certificates/root-ca.crt"), "utf8"));
+      return roots.length === 1 && fingerprintOf(roots[0]!) === fingerprint;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    await writeUntil(pool, sleep(2000)); // warm-up, unmeasured
+    const results = [];
+    for (let round = 0; round < rounds; round++) {
+      const baseline = await writeUntil(pool, sleep(baselineMs));
+      let convergeMs = 0;
+      let allNodesMs = 0;
+      const t0 = performance.now();
+      const rotation = (async () => {
+        const started = await m1.client.rotateRootCa({ caCertPem: Buffer.alloc(0), caKeyPem: Buffer.alloc(0) });
+        const target = started.status?.rotation?.target?.fingerprint ?? "";
+        await waitFor("the rotation to finish", async () => (await m1.client.getRootCa()).rotation === undefined || undefined, 300_000, 50);
+        convergeMs = performance.now() - t0;
+        return target;
+      })();
+      const during = await writeUntil(pool, rotation);
+      const target = await rotation;
+      await waitFor("every node to trust the new root alone", () => nodes.every((n) => trustsAlone(n, target)) || undefined, 120_000, 50);
+      allNodesMs = performance.now() - t0;
+      results.push({
+        round,
+        convergeMs: Math.round(convergeMs),
+        everyNodeTrustsNewRootMs: Math.round(allNodesMs),
+        baselineWritesPerSecond: baseline.opsPerSecond,
+        duringWritesPerSecond: during.opsPerSecond,
+        writeRatio: Math.round((during.opsPerSecond / Math.max(1, baseline.opsPerSecond)) * 100) / 100,
+        failedWritesDuring: during.failures,
+        failedWritesBaseline: baseline.failures,
+      });
+      await sleep(1000); // let the last renewals' sessions settle before the next baseline
+    }
+    process.stdout.write(
+      JSON.stringify({
+        bench: "ca-rotation",
+        nodes: nodes.length,
+        managers: 1,
+        workers,
+        clients,
+        baselineMs,
+        rounds: results,
+        convergeMsMedian: median(results.map((r) => r.convergeMs)),
+        everyNodeTrustsNewRootMsMedian: median(results.map((r) => r.everyNodeTrustsNewRootMs)),
+        writeRatioMedian: median(results.map((r) => r.writeRatio)),
+        loadAvgBefore,
+        loadAvgAfter: loadAvg(),
+      }) + "\n",
+    );
+  } finally {
+    for (const c of pool) c.close();
+  }
+} finally {
+  await cluster.close();
+}
