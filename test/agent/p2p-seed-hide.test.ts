@@ -3,7 +3,7 @@
 // piece from the others' Have and answers their FetchPiece for it busy (PEER_OVERLOADED), until
 // the hide time passes; the first receiver may ask for it again. A node that seeds no job with the
 // blob hides nothing. Real mutual-TLS peers (p2p-fixture).
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -15,22 +15,22 @@ import { systemClock } from "../../src/base/clock.js";
 import { isShoalError } from "../../src/base/errors.js";
 import { newId } from "../../src/base/ids.js";
 import { createRootCA, signGrant } from "../../src/ca/index.js";
+import type { PeerServerOptions } from "../../src/agent/p2p/peer-server.js";
 import { seedHideMs } from "../../src/daemon/peer-listener.js";
 import { startPeerNode, type PeerNode } from "./p2p-fixture.js";
 
 const PIECE = 1024;
 
-test("a seed hides a piece it sent from the other peers until the hide time passes; a non-seed hides nothing", { timeout: 60_000 }, async (t) => {
+/** A seed (with `server` options) and two peers b and c of zone a, a blob of `blobBytes` held by the seed, and grants. */
+async function seedAndPeers(t: TestContext, name: string, pieceSize: number, blobBytes: number, server: Partial<PeerServerOptions>) {
   const root = await createRootCA({ clock: systemClock });
   const clusterId = newId();
-  const dir = await mkdtemp(join(tmpdir(), "shoal-seed-hide-"));
+  const dir = await mkdtemp(join(tmpdir(), `shoal-${name}-`));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const logger = pino({ level: "silent" });
-  let seeding = true;
-  let hideMs = 60_000;
   const nodes: PeerNode[] = [];
-  nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, "seed"), logger, pieceSize: PIECE, server: { isSeeding: () => seeding, seedHideMs: () => hideMs } }));
-  for (const name of ["b", "c"]) nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, name), logger, pieceSize: PIECE }));
+  nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, "seed"), logger, pieceSize, server }));
+  for (const peer of ["b", "c"]) nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, peer), logger, pieceSize }));
   t.after(async () => {
     for (const n of nodes) {
       n.client.close();
@@ -39,10 +39,17 @@ test("a seed hides a piece it sent from the other peers until the hide time pass
     }
   });
   const [seed, b, c] = nodes as [PeerNode, PeerNode, PeerNode];
-  const blob = Buffer.alloc(3 * PIECE, 3);
+  const blob = Buffer.alloc(blobBytes, 3);
   const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
   await seed.store.ensure(digest, blob.length, async () => (async function* () { yield blob; })(), "test blob");
   const grant = (n: PeerNode) => signGrant(root, { jobId: "job", clusterId, zone: "a", nodeId: n.nodeId, blobDigest: digest, expiresAtMs: Date.now() + 60_000 });
+  return { seed, b, c, digest, grant };
+}
+
+test("a seed hides a piece it sent from the other peers until the hide time passes; a non-seed hides nothing", { timeout: 60_000 }, async (t) => {
+  let seeding = true;
+  let hideMs = 60_000;
+  const { seed, b, c, digest, grant } = await seedAndPeers(t, "seed-hide", PIECE, 3 * PIECE, { isSeeding: () => seeding, seedHideMs: () => hideMs });
 
   assert.equal((await b.client.fetchPiece(seed.addr, digest, 0, grant(b))).length, PIECE, "b gets piece 0 first");
   const cHave = await c.client.have(seed.addr, digest, grant(c));
@@ -71,27 +78,8 @@ test("the hide time is SEED_HIDE_PIECES piece times at the upload limit, and 0 w
 });
 
 test("while it hides pieces, a seed sends at most seedMaxStreams pieces at once and answers the next request busy", { timeout: 60_000 }, async (t) => {
-  const root = await createRootCA({ clock: systemClock });
-  const clusterId = newId();
-  const dir = await mkdtemp(join(tmpdir(), "shoal-seed-streams-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const logger = pino({ level: "silent" });
-  const nodes: PeerNode[] = [];
   // 2 KiB/s with 1 KiB chunks: a piece of 4 KiB takes about 2 s, so the first stream is still open.
-  nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, "seed"), logger, pieceSize: 4 * PIECE, server: { isSeeding: () => true, seedHideMs: () => 60_000, seedMaxStreams: 1, uploadBytesPerSec: 2048, chunkBytes: 1024 } }));
-  for (const name of ["b", "c"]) nodes.push(await startPeerNode({ root, clusterId, zone: "a", dir: join(dir, name), logger, pieceSize: 4 * PIECE }));
-  t.after(async () => {
-    for (const n of nodes) {
-      n.client.close();
-      n.peer.close();
-      await n.server.shutdown(0);
-    }
-  });
-  const [seed, b, c] = nodes as [PeerNode, PeerNode, PeerNode];
-  const blob = Buffer.alloc(12 * PIECE, 9);
-  const digest = `sha256:${createHash("sha256").update(blob).digest("hex")}`;
-  await seed.store.ensure(digest, blob.length, async () => (async function* () { yield blob; })(), "test blob");
-  const grant = (n: PeerNode) => signGrant(root, { jobId: "job", clusterId, zone: "a", nodeId: n.nodeId, blobDigest: digest, expiresAtMs: Date.now() + 60_000 });
+  const { seed, b, c, digest, grant } = await seedAndPeers(t, "seed-streams", 4 * PIECE, 12 * PIECE, { isSeeding: () => true, seedHideMs: () => 60_000, seedMaxStreams: 1, uploadBytesPerSec: 2048, chunkBytes: 1024 });
 
   const first = b.client.fetchPiece(seed.addr, digest, 0, grant(b));
   await new Promise((r) => setTimeout(r, 300));
