@@ -212,13 +212,14 @@ export class PeerServer {
       if (this.hiddenFrom(digest, identity.nodeId).has(index)) {
         throw new ShoalError("PEER_OVERLOADED", `this seed sent piece ${index} to another peer a moment ago; ask the peers of the zone for it`);
       }
-      hid = this.hide(digest, index, identity.nodeId, held.pieceSize);
-      if (hid) {
+      const hideMs = this.seedHideMs(digest, held.pieceSize);
+      if (hideMs > 0) {
+        // The slot is checked first: a request refused busy hides nothing.
         if (this.seedStreams >= (this.opts.seedMaxStreams ?? DEFAULT_SEED_MAX_STREAMS)) {
-          hid = false;
-          this.hidden.get(digest)?.delete(index);
           throw new ShoalError("PEER_OVERLOADED", `this seed is sending ${this.seedStreams} pieces already; ask the peers of the zone, or again soon`);
         }
+        this.hide(digest, index, identity.nodeId, hideMs);
+        hid = true;
         this.seedStreams++;
       }
       let bytes = await this.opts.source.readPiece(digest, index);
@@ -257,14 +258,16 @@ export class PeerServer {
     return out;
   }
 
-  /** A seed hides the piece it starts sending; true when it did. */
-  private hide(digest: string, index: number, nodeId: string, pieceSize: number): boolean {
-    if (this.opts.isSeeding?.(digest) !== true) return false;
+  /** How long this node hides a piece of `digest` it starts sending: 0 unless it seeds the blob with hiding on. */
+  private seedHideMs(digest: string, pieceSize: number): number {
+    if (this.opts.isSeeding?.(digest) !== true) return 0;
     const ms = this.opts.seedHideMs?.(pieceSize) ?? 0;
-    if (!(ms > 0)) return false;
+    return ms > 0 ? ms : 0;
+  }
+
+  private hide(digest: string, index: number, nodeId: string, ms: number): void {
     const pieces = this.hidden.get(digest) ?? this.hidden.set(digest, new Map()).get(digest)!;
     pieces.set(index, { nodeId, untilMs: this.opts.clock.nowMs() + ms });
-    return true;
   }
 
   private openStream(identity: PeerIdentity): OpenStream {
