@@ -41,6 +41,7 @@ import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
 import { FailureLimiter } from "../transport/failure-limiter.js";
+import { toGrpcError } from "../transport/errors.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import type { Executor, ImageProvider } from "../agent/executor/executor.js";
 import { ProcessExecutor } from "../agent/executor/process/process-executor.js";
@@ -438,10 +439,11 @@ export class Daemon {
     });
     const control: Record<string, grpc.handleUnaryCall<unknown, unknown> | grpc.handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>> = {};
     for (const method of Object.keys(ControlService) as ControlMethod[]) {
-      if ((method as string) === "serviceLogs") continue;
+      if ((method as string) === "serviceLogs" || (method as string) === "events") continue;
       control[method] = unary(async (req: unknown) => this.controlCall(method, req), log);
     }
     control["serviceLogs"] = (call: grpc.ServerWritableStream<ServiceLogsRequest, ServiceLogsMessage>) => void this.serviceLogsCall(call);
+    control["events"] = (call: grpc.ServerWritableStream<unknown, unknown>) => call.destroy(toGrpcError(new ShoalError("FAILED_PRECONDITION", "`shoal events` is not built yet")));
     server.addService(ControlService, control);
     // Only the owner may connect: create the socket under a umask-like mode, then tighten it.
     await new Promise<void>((resolve, reject) => {

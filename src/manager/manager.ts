@@ -24,7 +24,7 @@ import { createSecureChannel } from "../transport/client.js";
 import { rootsPeerVerifier } from "../transport/identity.js";
 import { RevocationState } from "../transport/revocation.js";
 import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
-import { fromGrpcError } from "../transport/errors.js";
+import { fromGrpcError, toGrpcError } from "../transport/errors.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
 import { ControlService, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
@@ -364,7 +364,11 @@ export class Manager {
     });
     server.addService(DispatcherService, { ...dispatcher.handlers(), ...logBroker.agentHandlers() } as unknown as grpc.UntypedServiceImplementation);
     const control = controlHandlers(ctx, { prefetchStatus: prefetchViews });
-    server.addService(ControlService, controlServiceImplementation(control, logger, { serviceLogs: logBroker.serviceLogsHandler() }) as unknown as grpc.UntypedServiceImplementation);
+    server.addService(ControlService, controlServiceImplementation(control, logger, {
+        serviceLogs: logBroker.serviceLogsHandler(),
+        // Events are served from each manager's own applied store on its local socket, never over TLS.
+        events: (call) => call.destroy(toGrpcError(new ShoalError("FAILED_PRECONDITION", "events are served on a manager's local socket only: run `shoal events` on that manager"))),
+      }) as unknown as grpc.UntypedServiceImplementation);
 
     opts.mountServices?.(server, revocation);
 

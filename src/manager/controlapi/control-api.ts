@@ -71,8 +71,11 @@ export const MAX_CERT_EXPIRY_SECONDS = 10n * 365n * 24n * 3600n;
 type Handler<Req, Res> = (request: Req) => Promise<Res>;
 
 /** One promise-returning function per Control method; the same object serves the socket and TLS. */
-/** ServiceLogs streams: the log broker serves it (src/manager/logbroker/), not these handlers. */
-export type ControlStreamingMethod = "serviceLogs";
+/**
+ * The streaming methods are not among these handlers: the log broker serves ServiceLogs
+ * (src/manager/logbroker/) and the local event history serves Events.
+ */
+export type ControlStreamingMethod = "serviceLogs" | "events";
 export type ControlMethod = Exclude<keyof typeof ControlService, ControlStreamingMethod>;
 export type ControlHandlers = {
   [K in ControlMethod]: ControlServer[K] extends grpc.handleUnaryCall<infer Req, infer Res> ? Handler<Req, Res> : never;

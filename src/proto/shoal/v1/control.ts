@@ -341,6 +341,49 @@ export interface ServiceLogsMessage {
 }
 
 /**
+ * `shoal events`: what changed in the cluster, as `docker events` shows it. Each manager derives
+ * events from the changes it applies (so every manager sees the same stream, whoever leads) and
+ * keeps a bounded history for `--since`. No event carries a secret's data, a key or a token.
+ */
+export interface ClusterEvent {
+  /** node | service | task | secret | ca */
+  type: string;
+  /** e.g. create, update, remove, down, ready, label, scale, state, rotate, revoke */
+  action: string;
+  /** The object's ID (node, service, task, secret; the cluster's for ca). */
+  id: string;
+  /** A name a person reads: hostname, service name, task "service.slot", secret name. */
+  name: string;
+  /** Details safe to show: zone, state, old_state, replicas, node, service, ... */
+  attributes: { [key: string]: string };
+  time:
+    | Date
+    | undefined;
+  /** The raft index of the change that produced the event (events are in index order). */
+  index: bigint;
+}
+
+export interface ClusterEvent_AttributesEntry {
+  key: string;
+  value: string;
+}
+
+export interface EventsRequest {
+  /** Replay kept events at or after this time first (unset: only new ones). */
+  since:
+    | Date
+    | undefined;
+  /** Only these types (empty: all). */
+  types: string[];
+  /** End the stream after the replay instead of following. */
+  noFollow: boolean;
+}
+
+export interface EventsMessage {
+  events: ClusterEvent[];
+}
+
+/**
  * `shoal registry login`: the leader checks the login against the registry (GET /v2/) before it
  * stores it, so a typo is refused at once rather than at the first pull.
  */
@@ -4354,6 +4397,463 @@ export const ServiceLogsMessage: MessageFns<ServiceLogsMessage> = {
   },
 };
 
+function createBaseClusterEvent(): ClusterEvent {
+  return { type: "", action: "", id: "", name: "", attributes: {}, time: undefined, index: 0n };
+}
+
+export const ClusterEvent: MessageFns<ClusterEvent> = {
+  encode(message: ClusterEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
+    }
+    if (message.id !== "") {
+      writer.uint32(26).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    globalThis.Object.entries(message.attributes).forEach(([key, value]: [string, string]) => {
+      ClusterEvent_AttributesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    if (message.time !== undefined) {
+      Timestamp.encode(toTimestamp(message.time), writer.uint32(50).fork()).join();
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ClusterEvent_AttributesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.attributes[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterEvent {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      attributes: isObject(object.attributes)
+        ? (globalThis.Object.entries(object.attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+    };
+  },
+
+  toJSON(message: ClusterEvent): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.attributes) {
+      const entries = globalThis.Object.entries(message.attributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.attributes = {};
+        entries.forEach(([k, v]) => {
+          obj.attributes[k] = v;
+        });
+      }
+    }
+    if (message.time !== undefined) {
+      obj.time = message.time.toISOString();
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterEvent>, I>>(base?: I): ClusterEvent {
+    return ClusterEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterEvent>, I>>(object: I): ClusterEvent {
+    const message = createBaseClusterEvent();
+    message.type = object.type ?? "";
+    message.action = object.action ?? "";
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.attributes = (globalThis.Object.entries(object.attributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.time = object.time ?? undefined;
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseClusterEvent_AttributesEntry(): ClusterEvent_AttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const ClusterEvent_AttributesEntry: MessageFns<ClusterEvent_AttributesEntry> = {
+  encode(message: ClusterEvent_AttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterEvent_AttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterEvent_AttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterEvent_AttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ClusterEvent_AttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterEvent_AttributesEntry>, I>>(base?: I): ClusterEvent_AttributesEntry {
+    return ClusterEvent_AttributesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterEvent_AttributesEntry>, I>>(object: I): ClusterEvent_AttributesEntry {
+    const message = createBaseClusterEvent_AttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseEventsRequest(): EventsRequest {
+  return { since: undefined, types: [], noFollow: false };
+}
+
+export const EventsRequest: MessageFns<EventsRequest> = {
+  encode(message: EventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(10).fork()).join();
+    }
+    for (const v of message.types) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.noFollow !== false) {
+      writer.uint32(24).bool(message.noFollow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.types.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.noFollow = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventsRequest {
+    return {
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => globalThis.String(e)) : [],
+      noFollow: isSet(object.noFollow)
+        ? globalThis.Boolean(object.noFollow)
+        : isSet(object.no_follow)
+        ? globalThis.Boolean(object.no_follow)
+        : false,
+    };
+  },
+
+  toJSON(message: EventsRequest): unknown {
+    const obj: any = {};
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.types?.length) {
+      obj.types = message.types;
+    }
+    if (message.noFollow !== false) {
+      obj.noFollow = message.noFollow;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EventsRequest>, I>>(base?: I): EventsRequest {
+    return EventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EventsRequest>, I>>(object: I): EventsRequest {
+    const message = createBaseEventsRequest();
+    message.since = object.since ?? undefined;
+    message.types = object.types?.map((e) => e) || [];
+    message.noFollow = object.noFollow ?? false;
+    return message;
+  },
+};
+
+function createBaseEventsMessage(): EventsMessage {
+  return { events: [] };
+}
+
+export const EventsMessage: MessageFns<EventsMessage> = {
+  encode(message: EventsMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      ClusterEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventsMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventsMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(ClusterEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventsMessage {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => ClusterEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: EventsMessage): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => ClusterEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EventsMessage>, I>>(base?: I): EventsMessage {
+    return EventsMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EventsMessage>, I>>(object: I): EventsMessage {
+    const message = createBaseEventsMessage();
+    message.events = object.events?.map((e) => ClusterEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseRegistryLoginRequest(): RegistryLoginRequest {
   return { registry: "", username: "", password: Buffer.alloc(0), caPem: "" };
 }
@@ -5641,7 +6141,7 @@ export const ControlService = {
       Buffer.from(ListPrefetchJobsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListPrefetchJobsResponse => ListPrefetchJobsResponse.decode(value),
   },
-  /** Server-streaming: the only Control method that is not unary. */
+  /** Server-streaming (with Events below, the only Control methods that are not unary). */
   serviceLogs: {
     path: "/shoal.v1.Control/ServiceLogs" as const,
     requestStream: false as const,
@@ -5650,6 +6150,16 @@ export const ControlService = {
     requestDeserialize: (value: Buffer): ServiceLogsRequest => ServiceLogsRequest.decode(value),
     responseSerialize: (value: ServiceLogsMessage): Buffer => Buffer.from(ServiceLogsMessage.encode(value).finish()),
     responseDeserialize: (value: Buffer): ServiceLogsMessage => ServiceLogsMessage.decode(value),
+  },
+  /** Server-streaming, served by the local manager from its own applied store (never forwarded). */
+  events: {
+    path: "/shoal.v1.Control/Events" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: EventsRequest): Buffer => Buffer.from(EventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventsRequest => EventsRequest.decode(value),
+    responseSerialize: (value: EventsMessage): Buffer => Buffer.from(EventsMessage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EventsMessage => EventsMessage.decode(value),
   },
 } as const;
 
@@ -5680,8 +6190,10 @@ export interface ControlServer extends UntypedServiceImplementation {
   listRegistries: handleUnaryCall<ListRegistriesRequest, ListRegistriesResponse>;
   registryLogout: handleUnaryCall<RegistryLogoutRequest, RegistryLogoutResponse>;
   listPrefetchJobs: handleUnaryCall<ListPrefetchJobsRequest, ListPrefetchJobsResponse>;
-  /** Server-streaming: the only Control method that is not unary. */
+  /** Server-streaming (with Events below, the only Control methods that are not unary). */
   serviceLogs: handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>;
+  /** Server-streaming, served by the local manager from its own applied store (never forwarded). */
+  events: handleServerStreamingCall<EventsRequest, EventsMessage>;
 }
 
 export interface ControlClient extends Client {
@@ -6075,13 +6587,20 @@ export interface ControlClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListPrefetchJobsResponse) => void,
   ): ClientUnaryCall;
-  /** Server-streaming: the only Control method that is not unary. */
+  /** Server-streaming (with Events below, the only Control methods that are not unary). */
   serviceLogs(request: ServiceLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<ServiceLogsMessage>;
   serviceLogs(
     request: ServiceLogsRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ServiceLogsMessage>;
+  /** Server-streaming, served by the local manager from its own applied store (never forwarded). */
+  events(request: EventsRequest, options?: Partial<CallOptions>): ClientReadableStream<EventsMessage>;
+  events(
+    request: EventsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<EventsMessage>;
 }
 
 export const ControlClient = makeGenericClientConstructor(ControlService, "shoal.v1.Control") as unknown as {
@@ -6130,6 +6649,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
