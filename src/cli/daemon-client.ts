@@ -32,6 +32,9 @@ import {
   type UpdateClusterResponse,
   type UpdateNodeRequest,
   type UpdateServiceRequest,
+  type ClusterEvent,
+  type EventsMessage,
+  type EventsRequest,
   type ServiceLogsMessage,
   type ServiceLogsRequest,
   type PrefetchJobStatus,
@@ -232,6 +235,44 @@ export class DaemonClient {
       call.on("error", (error: grpc.ServiceError) => {
         if (cancelled && error.code === grpc.status.CANCELLED) resolvePromise();
         else reject(this.translate(error, DEFAULT_CALL_TIMEOUT_MS));
+      });
+      call.on("end", () => resolvePromise());
+    });
+    return {
+      done,
+      cancel: () => {
+        cancelled = true;
+        call.cancel();
+      },
+    };
+  }
+
+  /**
+   * `shoal events`: calls `onEvents` with each batch as it arrives. `done` settles when the stream
+   * ends (with no_follow, after the replay); `cancel` ends it from this side (done then resolves).
+   * A stream that breaks after it opened (the daemon went away) rejects with UNAVAILABLE.
+   */
+  events(request: EventsRequest, onEvents: (events: ClusterEvent[]) => void): { done: Promise<void>; cancel: () => void } {
+    const call = this.control.events(request, new grpc.Metadata());
+    let cancelled = false;
+    let opened = false;
+    const done = new Promise<void>((resolvePromise, reject) => {
+      call.on("metadata", () => (opened = true));
+      call.on("data", (msg: EventsMessage) => {
+        opened = true;
+        onEvents(msg.events);
+      });
+      call.on("error", (error: grpc.ServiceError) => {
+        if (cancelled && error.code === grpc.status.CANCELLED) {
+          resolvePromise();
+          return;
+        }
+        const fromServer = error.metadata?.get(ERROR_CODE_METADATA)?.[0] !== undefined;
+        if (opened && !fromServer) {
+          reject(new ShoalError("UNAVAILABLE", `the event stream from the Shoal daemon at ${this.socketPath} broke (${error.details || "connection lost"}): is \`shoal daemon\` still running?`, { cause: error }));
+          return;
+        }
+        reject(this.translate(error, DEFAULT_CALL_TIMEOUT_MS));
       });
       call.on("end", () => resolvePromise());
     });

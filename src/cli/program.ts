@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { isShoalError } from "../base/errors.js";
 import { registerClusterCommands } from "./commands/cluster.js";
+import { registerEventsCommand } from "./commands/events.js";
 import { registerRootCaCommand } from "./commands/root-ca.js";
 import { registerImageCommands } from "./commands/image.js";
 import { registerNodeCommands } from "./commands/node.js";
@@ -30,6 +31,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerSecretCommands(program, ctx);
   registerRegistryCommands(program, ctx);
   registerImageCommands(program, ctx);
+  registerEventsCommand(program, ctx);
   registerDaemonCommand(program);
   return program;
 }

@@ -41,7 +41,6 @@ import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
 import { FailureLimiter } from "../transport/failure-limiter.js";
-import { toGrpcError } from "../transport/errors.js";
 import { Agent, type RenewedCertificate } from "../agent/agent.js";
 import type { Executor, ImageProvider } from "../agent/executor/executor.js";
 import { ProcessExecutor } from "../agent/executor/process/process-executor.js";
@@ -59,7 +58,8 @@ import {
   type IssueNodeCertificateResponse,
   type NodeCertificateStatusResponse,
 } from "../proto/shoal/v1/ca.js";
-import { ControlService, type ServiceLogsMessage, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
+import { ControlService, type EventsMessage, type EventsRequest, type ServiceLogsMessage, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
+import { eventsCallSink } from "./events-call.js";
 import { callSink } from "../manager/logbroker/log-broker.js";
 import {
   LocalNodeService,
@@ -437,13 +437,16 @@ export class Daemon {
       ),
       leave: unary(async (req: LeaveRequest) => this.serialize(() => this.notLocked().then(() => this.leave(req))), log),
     });
-    const control: Record<string, grpc.handleUnaryCall<unknown, unknown> | grpc.handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage>> = {};
+    const control: Record<
+      string,
+      grpc.handleUnaryCall<unknown, unknown> | grpc.handleServerStreamingCall<ServiceLogsRequest, ServiceLogsMessage> | grpc.handleServerStreamingCall<EventsRequest, EventsMessage>
+    > = {};
     for (const method of Object.keys(ControlService) as ControlMethod[]) {
       if ((method as string) === "serviceLogs" || (method as string) === "events") continue;
       control[method] = unary(async (req: unknown) => this.controlCall(method, req), log);
     }
     control["serviceLogs"] = (call: grpc.ServerWritableStream<ServiceLogsRequest, ServiceLogsMessage>) => void this.serviceLogsCall(call);
-    control["events"] = (call: grpc.ServerWritableStream<unknown, unknown>) => call.destroy(toGrpcError(new ShoalError("FAILED_PRECONDITION", "`shoal events` is not built yet")));
+    control["events"] = (call: grpc.ServerWritableStream<EventsRequest, EventsMessage>) => void this.eventsCall(call);
     server.addService(ControlService, control);
     // Only the owner may connect: create the socket under a umask-like mode, then tighten it.
     await new Promise<void>((resolve, reject) => {
@@ -480,6 +483,23 @@ export class Daemon {
         throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
       }
       const cancel = await this.manager.serviceLogs(call.request, sink);
+      if (call.cancelled) cancel();
+      else call.on("cancelled", cancel);
+    } catch (err) {
+      sink.end(isShoalError(err) ? err : new ShoalError("INTERNAL", "internal error in the daemon; see its log"));
+    }
+  }
+
+  /** `shoal events` on the local socket: served from this manager's own event history, never forwarded. */
+  private async eventsCall(call: grpc.ServerWritableStream<EventsRequest, EventsMessage>): Promise<void> {
+    const sink = eventsCallSink(call);
+    try {
+      await this.notLocked();
+      if (this.state === "inactive") throw notInCluster();
+      if (this.manager === undefined) {
+        throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
+      }
+      const cancel = this.manager.events(call.request, sink);
       if (call.cancelled) cancel();
       else call.on("cancelled", cancel);
     } catch (err) {

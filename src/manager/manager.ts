@@ -26,7 +26,7 @@ import { RevocationState } from "../transport/revocation.js";
 import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../transport/server.js";
 import { fromGrpcError, toGrpcError } from "../transport/errors.js";
 import { CAService } from "../proto/shoal/v1/ca.js";
-import { ControlService, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
+import { ControlService, type EventsRequest, type ServiceLogsRequest } from "../proto/shoal/v1/control.js";
 import { DispatcherService } from "../proto/shoal/v1/dispatcher.js";
 import { RaftMembershipClient, RaftMembershipService, RaftService } from "../proto/shoal/v1/raft.js";
 import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
@@ -54,6 +54,8 @@ import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./or
 import { schedulerLoop } from "./scheduler/scheduler.js";
 import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
 import { PrefetchOrderBoard } from "./prefetch/order-board.js";
+import { EventHistory, type EventSink } from "./events/event-history.js";
+import { EventFeed } from "./events/event-feed.js";
 
 export { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "../raft/node/index.js";
 
@@ -165,6 +167,9 @@ export class Manager {
     control: ControlHandlers,
     private readonly identityRef: { current: NodeIdentityPem },
     readonly boundPort: number,
+    /** What `shoal events` reads: the events derived from this manager's own applies. */
+    private readonly eventHistory: EventHistory,
+    private readonly eventFeed: EventFeed,
   ) {
     this.ctx = ctx;
     this.wrapKey = opts.unlockKey;
@@ -268,6 +273,9 @@ export class Manager {
         }
       }
     });
+    // Watching before raft starts: the entries raft replays at start are told apart by index (event-feed.ts).
+    const eventHistory = new EventHistory();
+    const eventFeed = new EventFeed(store, eventHistory, clock, opts.logger.child({ component: "events" }));
     const timing = opts.raftTiming ?? DEFAULT_RAFT_TIMING;
     const selfInfo: RaftMemberInfo = { raftId: opts.raftId, nodeId: opts.nodeId, addr: opts.advertiseAddr };
     let raft: RaftNode;
@@ -289,9 +297,11 @@ export class Manager {
         snapshotIntervalEntries: opts.snapshotIntervalEntries,
       });
     } catch (err) {
+      eventFeed.close();
       await encryptedStore.close();
       throw err;
     }
+    eventFeed.goLive(raft.commitIndex);
     transport.bind(raft);
     access.setRaftMembers(raft.status().members.map((m) => m.nodeId));
 
@@ -377,6 +387,7 @@ export class Manager {
       port = await server.listen(opts.listenAddr, "open");
       if (opts.peerListenAddr !== undefined) await server.listen(opts.peerListenAddr, "peer");
     } catch (err) {
+      eventFeed.close();
       await raft.stop();
       transport.close();
       await encryptedStore.close();
@@ -385,7 +396,7 @@ export class Manager {
     }
 
     followRoots("reset");
-    const manager = new Manager({ ...opts, get rootCaPem() { return trusted.bundlePem; } }, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, prefetchViews, logBroker, ctx, control, identityRef, port);
+    const manager = new Manager({ ...opts, get rootCaPem() { return trusted.bundlePem; } }, encryptedStore, store, raft, server, transport, revocation, dispatcher, prefetchOrders, prefetchViews, logBroker, ctx, control, identityRef, port, eventHistory, eventFeed);
     listeners.add((changes) => manager.afterApply(changes));
     raft.on("leader-changed", (change) => manager.leaderChanged(change.isLeader, change.term));
     raft.on("membership-changed", (change) => {
@@ -533,6 +544,16 @@ export class Manager {
     return this.forwarder.forwardServiceLogs(addr, request, sink);
   }
 
+  /**
+   * A `shoal events` call from the local socket, served from this manager's own history (never
+   * forwarded: every manager derives the same events, and the stream outlives a leader change).
+   * Returns the function that cancels it.
+   */
+  events(request: EventsRequest, sink: EventSink): () => void {
+    if (this.stopped) throw new ShoalError("UNAVAILABLE", "this manager is stopping");
+    return this.eventHistory.subscribe(request, sink);
+  }
+
   /** Takes this manager out of raft (through the leader, which checks quorum); the caller stops it afterwards. */
   async leaveRaft(): Promise<void> {
     if (this.raft.isLeader) {
@@ -563,6 +584,8 @@ export class Manager {
     this.stopped = true;
     this.leaderLoops.stop();
     this.logBroker.close();
+    this.eventFeed.close();
+    this.eventHistory.close(new ShoalError("UNAVAILABLE", "this manager is shutting down"));
     this.dispatcher.close();
     this.forwarder.close();
     await this.server.shutdown(500);

@@ -24,3 +24,4 @@ export { checkSecretZoneForTask, checkTaskZoneForNode, effectiveZone, isTaskPush
 export type { ZoneCheck } from "./zone-check.js";
 export { DEFAULT_CONFLICT_ATTEMPTS, retryOnVersionConflict } from "./conflict-retry.js";
 export { rootRotationProgress, isNodeDown, type RootRotationProgress } from "./root-rotation.js";
+export { deriveEvents, resetEvent, EVENT_TYPES, type DeriveContext, type EventType, type JoinTokenRole } from "./cluster-events.js";
