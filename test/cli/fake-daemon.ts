@@ -81,6 +81,27 @@ export class FakeDaemon {
   private handlers(methods: string[]): grpc.UntypedServiceImplementation {
     const impl: grpc.UntypedServiceImplementation = {};
     for (const method of methods) {
+      if (method === "events") {
+        // Server-streaming: { batches: EventsMessage[], error?: ShoalError, hangUp?: true, follow?: true }:
+        // the batches, then the error, a status without a Shoal code (a daemon that went away), or,
+        // with follow, an open stream until the client cancels it.
+        impl[method] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+          const index = this.calls.filter((c) => c.method === method).length;
+          this.calls.push({ method, request: call.request });
+          const responder = this.responders.get(method);
+          const answer = responder === undefined ? { batches: [] } : responder(call.request, index);
+          if (answer instanceof ShoalError) {
+            call.emit("error", toGrpcError(answer));
+            return;
+          }
+          const { batches, error, hangUp, follow } = answer as { batches: object[]; error?: ShoalError; hangUp?: boolean; follow?: boolean };
+          for (const batch of batches) call.write(control.EventsMessage.fromPartial(batch));
+          if (error !== undefined) call.emit("error", toGrpcError(error));
+          else if (hangUp === true) call.emit("error", Object.assign(new Error("Connection dropped"), { code: grpc.status.UNAVAILABLE, details: "Connection dropped" }));
+          else if (follow !== true) call.end();
+        }) as grpc.UntypedHandleCall;
+        continue;
+      }
       if (method === "serviceLogs") {
         // Server-streaming: the responder answers { batches: ServiceLogsMessage[], error?: ShoalError }
         // (the batches, then the error if any, as a stream that breaks) or an error at once.

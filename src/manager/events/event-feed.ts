@@ -47,7 +47,6 @@ export class EventFeed {
   goLive(index: number): void {
     this.replayedUntil = index;
     this.tokenMacs = this.currentTokenMacs();
-    this.history.append([{ type: "cluster", action: "start", id: "", name: "", attributes: { index: String(index) }, time: new Date(this.clock.nowMs()), index: BigInt(index) }]);
   }
 
   close(): void {
