@@ -122,18 +122,24 @@ test("shoal events on a follower: workload, node, secret and CA events, across a
   t.diagnostic(`${all.length} events on the follower's stream: ${[...new Set(all.map((e) => `${e.type} ${e.action}`))].join(", ")}`);
 
   // A new call replays what it kept.
-  const replay = await follower.shoal(["events", "--since", "1m", "--until", "0s", "--format", "json"]);
-  assert.equal(replay.code, 0, replay.stderr);
-  const replayed = replay.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as EventLine);
-  for (const want of ["service create", "service scale", "node label", "secret create", "node remove", "ca revoke", "node down"]) {
-    assert.ok(replayed.some((e) => `${e.type} ${e.action}` === want), `--since 1m replays "${want}"`);
+  const replayOf = async (since: string): Promise<EventLine[]> => {
+    const r = await follower.shoal(["events", "--since", since, "--until", "0s", "--format", "json"]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as EventLine);
+  };
+  const lastMinute = await replayOf("1m");
+  assert.ok(lastMinute.some((e) => e.type === "service" && e.action === "scale" && e.attributes["replicas"] === "3"), `--since 1m replays the latest scale: ${JSON.stringify(lastMinute)}`);
+  assert.ok(lastMinute.every((e) => Date.parse(e.time) >= Date.now() - 120_000), "and nothing much older");
+  const replayed = await replayOf("30m");
+  for (const want of ["service create", "service scale", "node label", "secret create", "node remove", "ca revoke", "node down", "task state"]) {
+    assert.ok(replayed.some((e) => `${e.type} ${e.action}` === want), `--since 30m replays "${want}"`);
   }
-  const services = await follower.shoal(["events", "--since", "1m", "--until", "0s", "--filter", "type=service", "--format", "json"]);
+  const services = await follower.shoal(["events", "--since", "30m", "--until", "0s", "--filter", "type=service", "--format", "json"]);
   assert.equal(services.code, 0, services.stderr);
   const serviceEvents = services.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as EventLine);
   assert.ok(serviceEvents.length >= 3, services.stdout);
   assert.deepEqual([...new Set(serviceEvents.map((e) => e.type))], ["service"], "--filter type=service shows only services");
-  const human = await follower.shoal(["events", "--since", "1m", "--until", "0s", "--filter", "type=service"]);
+  const human = await follower.shoal(["events", "--since", "30m", "--until", "0s", "--filter", "type=service"]);
   assert.match(human.stdout, /^\d{4}-\d\d-\d\dT\S+Z service create [0-9a-z]{25} \(name=web, .*replicas=1/m);
 
   // Parse errors.
