@@ -57,7 +57,7 @@ test("a following stream gets new events of its types (and the cluster markers),
   h.append([ev("service", 1, 1)]);
   const sink = new FakeSink();
   const cancel = h.subscribe({ since: undefined, types: ["service"], noFollow: false }, sink);
-  assert.deepEqual(sink.received, [], "without since: only new events");
+  assert.equal(sink.received.length, 0, "without since: only new events");
   h.append([ev("node", 2, 2), ev("service", 3, 3)]);
   h.append([{ ...ev("cluster", 4, 4), action: "reset" }]);
   await tick();
