@@ -30,7 +30,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerSecretCommands(program, ctx);
   registerRegistryCommands(program, ctx);
   registerImageCommands(program, ctx);
-  registerDaemonCommand(program);
+  registerDaemonCommand(program, ctx.io.stdin);
   return program;
 }
 
