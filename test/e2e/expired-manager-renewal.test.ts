@@ -14,7 +14,8 @@
 // - the leader logged each outcome, and no log holds a token.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { isShoalError } from "../../src/base/errors.js";
@@ -24,7 +25,7 @@ import { NodeRole, NodeState } from "../../src/proto/shoal/v1/objects.js";
 import { readNodeKey } from "../../src/storage/index.js";
 import { createJoinChannel, fetchRootCA, unaryCall, type SecureChannel } from "../../src/transport/client.js";
 import { callWithLeaderRedirect } from "../../src/transport/leader.js";
-import { ProcessCluster, REPO_ROOT, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
+import { FAST_DAEMON_FLAGS, ProcessCluster, REPO_ROOT, waitFor, waitForVoters, type NodeProcess } from "./cluster.js";
 
 const SHIFTED_LAUNCHER = join(REPO_ROOT, "test", "e2e", "fixtures", "shoal-shifted-clock.js");
 const OFFSET_MS = 65 * 60_000;
@@ -65,7 +66,7 @@ async function renewDirectly(via: NodeProcess, token: string, req: Omit<RenewExp
 }
 
 test("a manager whose certificate expired while it was down renews through a live manager with the manager token; wrong tokens, a wrong proof and a removed manager are refused", { timeout: 600_000 }, async (t) => {
-  const cluster = new ProcessCluster();
+  const cluster = new ProcessCluster(FAST_DAEMON_FLAGS, mkdtempSync(join(tmpdir(), "shoal-expired-mgr-")));
   const began = Date.now();
   const step = (what: string): void => console.log(`[${((Date.now() - began) / 1000).toFixed(1)} s] ${what}`);
   let failed = true;
