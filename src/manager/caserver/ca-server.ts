@@ -287,7 +287,7 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
         try {
           const renewed = await joinLimiter.run(
             source,
-            async () => renewExpiredManagerForPeer(ctx, req, csrInput(req.csr), (fields) => Object.assign(seen, fields)),
+            async () => renewExpiredManagerForPeer(ctx, req, () => csrInput(req.csr), (fields) => Object.assign(seen, fields)),
             isExpiredRenewalFailure,
           );
           log.warn(

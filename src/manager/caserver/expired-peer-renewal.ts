@@ -34,13 +34,14 @@ function trustedRoots(ctx: ManagerContext): RootCA[] {
 }
 
 /**
- * Checks the request and signs. `onStage` learns the node ID as soon as the certificate names one
- * (for the caller's refusal log line). Throws the refusals listed at the top of this file.
+ * Checks the request and signs. `parseCsr` checks the CSR (after the token, certificate and proof).
+ * `onStage` learns the node ID as soon as the certificate names one (for the caller's refusal log
+ * line). Throws the refusals listed at the top of this file.
  */
 export async function renewExpiredManagerForPeer(
   ctx: ManagerContext,
   req: RenewExpiredManagerCertificateRequest,
-  csr: string | Uint8Array,
+  parseCsr: () => string | Uint8Array,
   onStage: (fields: { nodeId?: string; serial?: string }) => void = () => undefined,
 ): Promise<RenewExpiredManagerCertificateResponse & { previousSerial: string; expiredForMs: number }> {
   ctx.requireLeader();
@@ -77,6 +78,7 @@ export async function renewExpiredManagerForPeer(
     );
   }
   verifyExpiredRenewalProof(certPem, req.proof, { clusterId: ctx.clusterId, nodeId: info.nodeId, csr: req.csr });
+  const csr = parseCsr();
   // Every committed entry applied: a removal or demotion that just happened is seen.
   await ctx.raft.readIndex({ timeoutMs: READ_INDEX_TIMEOUT_MS });
   if (ctx.revocation.isRevoked(info.nodeId, info.serial)) {
