@@ -114,6 +114,12 @@ export class NodeProcess {
   exited: Promise<ExitStatus> = Promise.resolve({ code: 0, signal: null });
   private clientCache: DaemonClient | undefined;
   private paused = false;
+  /** The script run with node for the next start (default bin/shoal.js; a test may give a launcher of its own). */
+  bin: string = SHOAL_BIN;
+  /** More `shoal daemon` flags for the next start, after extraFlags (a restart with other options). */
+  restartFlags: string[] = [];
+  /** More environment for the next start. */
+  env: Record<string, string> = {};
 
   constructor(
     readonly name: string,
@@ -157,10 +163,10 @@ export class NodeProcess {
     const log = openSync(this.logFile, "a");
     // Every node of a local cluster runs on this machine: each reports its own name as its hostname.
     const hostname = this.extraFlags.includes("--hostname") ? [] : ["--hostname", this.name];
-    const child = spawn(process.execPath, [SHOAL_BIN, "--data-dir", this.dataDir, "daemon", "--listen-addr", this.addr, ...hostname, ...this.extraFlags], {
+    const child = spawn(process.execPath, [this.bin, "--data-dir", this.dataDir, "daemon", "--listen-addr", this.addr, ...hostname, ...this.extraFlags, ...this.restartFlags], {
       cwd: REPO_ROOT,
       stdio: ["ignore", log, log],
-      env: { ...process.env, SHOAL_SOCKET: "" },
+      env: { ...process.env, SHOAL_SOCKET: "", ...this.env },
     });
     closeSync(log);
     this.child = child;

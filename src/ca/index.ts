@@ -36,6 +36,7 @@ export {
 } from "./join-token.js";
 export { RevocationList, renderCrl, REVOCATION_RETENTION_AFTER_EXPIRY_MS, DEFAULT_CRL_NEXT_UPDATE_MS, type RevokedNodeEntry } from "./revocation.js";
 export { decodePem, encodePem } from "./pem.js";
+export { signExpiredRenewalProof, verifyExpiredRenewalProof, EXPIRED_RENEWAL_PROOF_DOMAIN, MAX_EXPIRED_RENEWAL_PROOF_BYTES } from "./expired-renewal-proof.js";
 export { importRootCA, crossSignRoot, splitPemBundle, trustBundleOf, isIssuedBy } from "./root-rotation.js";
 export {
   signGrant,

@@ -1,5 +1,6 @@
 // `shoal daemon`: runs a node in the foreground until SIGINT/SIGTERM. `--data-dir` and `--socket`
 // are program-level options (program.ts), read here through optsWithGlobals().
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ShoalError } from "../base/errors.js";
@@ -8,6 +9,7 @@ import { createDaemonLogger } from "../daemon/logger.js";
 import { startDaemon } from "../daemon/daemon.js";
 import { parseByteRate, parseByteSize } from "../daemon/byte-rate.js";
 import { DEFAULT_DATA_DIR } from "./daemon-client.js";
+import { readBounded } from "./input.js";
 
 function positiveInt(text: string, flag: string, max: number): number {
   const value = Number(text);
@@ -51,6 +53,7 @@ interface DaemonFlags {
   p2pDownloadRate?: string;
   contentMaxBytes?: string;
   renewExpired?: boolean;
+  renewExpiredTokenFile?: string;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -61,7 +64,33 @@ export function parseHostname(text: string): string {
   return text;
 }
 
-export function registerDaemonCommand(program: Command): void {
+/** Largest token file read (a token is 111 characters; anything far longer is the wrong file). */
+const MAX_TOKEN_FILE_BYTES = 4096;
+
+/**
+ * The manager join token from a file, or from stdin until EOF for `-`: kept out of argv, which `ps`
+ * shows to every user. The first line, trimmed; the token itself is never echoed in an error.
+ */
+export async function readTokenFile(path: string, stdin: NodeJS.ReadableStream): Promise<string> {
+  let text: string;
+  if (path === "-") {
+    text = (await readBounded(stdin, MAX_TOKEN_FILE_BYTES, () => new ShoalError("INVALID_ARGUMENT", `stdin holds more than ${MAX_TOKEN_FILE_BYTES} bytes: give only the manager join token`))).toString("utf8");
+  } else {
+    let content: Buffer;
+    try {
+      content = await readFile(resolve(path));
+    } catch (err) {
+      throw new ShoalError("INVALID_ARGUMENT", `cannot read --renew-expired-token-file ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+    if (content.length > MAX_TOKEN_FILE_BYTES) throw new ShoalError("INVALID_ARGUMENT", `--renew-expired-token-file ${path} is larger than ${MAX_TOKEN_FILE_BYTES} bytes: it should hold only the manager join token`);
+    text = content.toString("utf8");
+  }
+  const token = (text.split("\n")[0] ?? "").trim();
+  if (token === "") throw new ShoalError("INVALID_ARGUMENT", `--renew-expired-token-file ${path === "-" ? "- (stdin)" : path} holds no token: put the output of \`shoal join-token manager -q\` in it`);
+  return token;
+}
+
+export function registerDaemonCommand(program: Command, stdin: NodeJS.ReadableStream = process.stdin): void {
   program
     .command("daemon")
     .description("run a Shoal node: unjoined until `shoal init` or `shoal join`, or resuming its role")
@@ -82,8 +111,16 @@ export function registerDaemonCommand(program: Command): void {
       "--renew-expired",
       "the last manager of a cluster (a single-manager cluster off for longer than the certificate expiry) reissues its own expired certificate from the CA key it holds, keeping its node ID, role and zone (with autolock, after `shoal unlock`); refused when other managers exist or the node was removed",
     )
+    .option(
+      "--renew-expired-token-file <file>",
+      "with --renew-expired, on a manager whose certificate expired while the other managers kept quorum: the file holding the current manager join token (`-`: read it from stdin); a live manager renews the certificate, keeping node ID, role, zone and raft membership",
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
+      if (flags.renewExpiredTokenFile !== undefined && flags.renewExpired !== true) {
+        throw new ShoalError("INVALID_ARGUMENT", "--renew-expired-token-file goes with --renew-expired: give both to have a live manager renew this manager's expired certificate");
+      }
+      const renewExpiredToken = flags.renewExpiredTokenFile === undefined ? undefined : await readTokenFile(flags.renewExpiredTokenFile, stdin);
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
       const logger = createDaemonLogger();
       const tickMs = flags.raftTickMs === undefined ? DEFAULT_RAFT_TIMING.tickMs : positiveInt(flags.raftTickMs, "--raft-tick-ms", 10_000);
@@ -105,6 +142,7 @@ export function registerDaemonCommand(program: Command): void {
         p2pDownloadBytesPerSec: flags.p2pDownloadRate === undefined ? undefined : parseByteRate(flags.p2pDownloadRate, "--p2p-download-rate"),
         contentMaxBytes: flags.contentMaxBytes === undefined ? undefined : parseByteSize(flags.contentMaxBytes, "--content-max-bytes"),
         renewExpired: flags.renewExpired === true,
+        renewExpiredToken,
       });
       const onSignal = (): void => {
         void daemon.stop();

@@ -32,7 +32,7 @@ export function buildProgram(ctx: CommandContext): Command {
   registerRegistryCommands(program, ctx);
   registerImageCommands(program, ctx);
   registerEventsCommand(program, ctx);
-  registerDaemonCommand(program);
+  registerDaemonCommand(program, ctx.io.stdin);
   return program;
 }
 

@@ -50,6 +50,7 @@ import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manage
 import { unary } from "../manager/handlers.js";
 import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
 import { renewExpiredLastManager } from "../manager/caserver/expired-renewal.js";
+import { renewExpiredThroughLiveManager } from "./expired-peer-renewal.js";
 import { isHostPort } from "../manager/membership.js";
 import type { ControlHandlers, ControlMethod } from "../manager/controlapi/control-api.js";
 import { registryAccessOf } from "../manager/controlapi/registries.js";
@@ -133,6 +134,12 @@ export interface DaemonOptions {
    * autolock is on), keeping node ID, role, zone and cluster. Without it such a manager refuses to start.
    */
   renewExpired?: boolean;
+  /**
+   * With `renewExpired` (`--renew-expired-token-file`): the manager join token. The expired manager
+   * then asks a live manager for its new certificate (expired certificate plus token) before its
+   * manager role starts, instead of reissuing it itself. Never logged.
+   */
+  renewExpiredToken?: string;
 }
 
 /** Largest message accepted on the control socket (a secret is at most 500 KiB). */
@@ -205,6 +212,8 @@ export class Daemon {
   private readonly unlockLimiter: FailureLimiter;
   /** The manager's certificate on disk had expired at start and `--renew-expired` was given: renew once the manager runs. */
   private renewExpiredPending = false;
+  /** As renewExpiredPending, with a manager token: renew through a live manager before the manager role starts. */
+  private renewThroughPeerPending = false;
   private resolveStopped!: () => void;
   /** Settles when the daemon has stopped (signal, fatal error or stop()). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -345,8 +354,10 @@ export class Daemon {
       this.log.warn({}, "this manager is locked: autolock is on; run `shoal unlock` with the unlock key");
       return;
     }
-    this.keyPem = (await readNodeKey(this.paths.nodeKeyFile)).export({ type: "pkcs8", format: "pem" }).toString();
+    const nodeKey = await readNodeKey(this.paths.nodeKeyFile);
+    this.keyPem = nodeKey.export({ type: "pkcs8", format: "pem" }).toString();
     if (role === "swarm-manager") {
+      await this.renewThroughPeerIfPending(nodeKey, undefined);
       await this.startManagerRole(undefined, undefined);
       await this.renewExpiredIfPending();
     } else {
@@ -382,9 +393,16 @@ export class Daemon {
       throw new ShoalError(
         "CERT_EXPIRED",
         `this manager's certificate (node ${cert.nodeId}) expired at ${expiredAt} while the node was down. ` +
-          "If it is the cluster's last manager (a single-manager cluster), start it with `shoal daemon --renew-expired` to reissue its certificate from the CA key it holds (node ID, role and zone are kept; with autolock, after `shoal unlock`). " +
-          `If other managers still have quorum, run \`shoal node rm --force ${cert.nodeId}\` on one of them, remove this node's ${join(dir, "node.json")}, ${join(dir, "certificates")}, ${join(dir, "state")} and ${join(dir, "keys")}, and join again with a manager token`,
+          "If other managers still have quorum, put the current manager join token (`shoal join-token manager -q` on a live manager) in a file only you can read and start this one with " +
+          "`shoal daemon --renew-expired --renew-expired-token-file FILE` (FILE `-` reads it from stdin): a live manager renews it, keeping its node ID, role, zone and raft membership (with autolock, after `shoal unlock`). " +
+          "If it is the cluster's last manager (a single-manager cluster), start it with `shoal daemon --renew-expired` alone to reissue its certificate from the CA key it holds (the same is kept). " +
+          `Otherwise run \`shoal node rm --force ${cert.nodeId}\` on a live manager, remove this node's ${join(dir, "node.json")}, ${join(dir, "certificates")}, ${join(dir, "state")} and ${join(dir, "keys")}, and join again with a manager token`,
       );
+    }
+    if (this.opts.renewExpiredToken !== undefined) {
+      this.log.warn({ notAfter: expiredAt }, "the manager certificate expired while the node was down; --renew-expired with a manager token: asking a live manager to renew it");
+      this.renewThroughPeerPending = true;
+      return;
     }
     this.log.warn({ notAfter: expiredAt }, "the manager certificate expired while the node was down; --renew-expired: reissuing it from the cluster CA once the manager runs");
     this.renewExpiredPending = true;
@@ -407,6 +425,45 @@ export class Daemon {
     this.log.warn(
       { previousSerial: renewal.previousSerial, serial: info.serial, role: info.role, zone: info.zone, notAfter: info.notAfter.toISOString() },
       "--renew-expired: this last manager reissued its own expired certificate from the cluster CA key",
+    );
+  }
+
+  /**
+   * `--renew-expired` with a manager token: before the manager role starts, a live manager renews
+   * the expired certificate (src/daemon/expired-peer-renewal.ts); the new key and certificate are
+   * written as after any renewal (the key wrapped under `unlockKey` with autolock). Refusals are thrown.
+   */
+  private async renewThroughPeerIfPending(oldKey: KeyObject, unlockKey: string | undefined): Promise<void> {
+    if (!this.renewThroughPeerPending) return;
+    const node = this.node!;
+    const previousSerial = parseNodeCertificate(this.certPem).serial;
+    let renewal;
+    try {
+      renewal = await renewExpiredThroughLiveManager({
+        managers: node.managers,
+        selfAddr: node.advertiseAddr,
+        token: this.opts.renewExpiredToken!,
+        expiredCertPem: this.certPem,
+        oldKey,
+        nodeId: node.nodeId,
+        clusterId: node.clusterId,
+        rootCaPem: this.rootCaPem,
+        clock: this.clock,
+        logger: this.log,
+      });
+    } catch (err) {
+      this.log.error({ code: isShoalError(err) ? err.code : "INTERNAL", err: err instanceof Error ? err.message : String(err) }, "--renew-expired: the expired manager certificate was not renewed; nothing changed");
+      throw err;
+    }
+    await writeNodeKey(this.paths.nodeKeyFile, renewal.privateKey, unlockKey);
+    await writeFileAtomic(this.paths.nodeCertFile, renewal.certPem, 0o644);
+    this.certPem = renewal.certPem;
+    this.keyPem = renewal.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    this.renewThroughPeerPending = false;
+    const info = renewal.info;
+    this.log.warn(
+      { previousSerial, serial: info.serial, role: info.role, zone: info.zone, notAfter: info.notAfter.toISOString(), via: renewal.via },
+      "--renew-expired: a live manager renewed this manager's expired certificate (expired certificate plus manager token)",
     );
   }
 
@@ -1157,6 +1214,13 @@ export class Daemon {
       kek.dispose();
     }
     this.keyPem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    try {
+      await this.renewThroughPeerIfPending(privateKey, unlockKey);
+    } catch (err) {
+      // Refused or no manager answered: nothing changed on disk; stay locked.
+      this.keyPem = "";
+      throw err;
+    }
     await this.startManagerRole(unlockKey, undefined);
     try {
       await this.renewExpiredIfPending();

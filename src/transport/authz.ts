@@ -37,6 +37,8 @@ export function defaultMethodPolicies(): Map<string, MethodPolicy> {
   policies.set(CAService.getRootCaCertificate.path, "bootstrap");
   policies.set(CAService.issueNodeCertificate.path, "bootstrap");
   policies.set(CAService.nodeCertificateStatus.path, "bootstrap");
+  // An expired manager certificate cannot pass TLS: it travels in the request with the manager token.
+  policies.set(CAService.renewExpiredManagerCertificate.path, "bootstrap");
   policies.set(CAService.renewNodeCertificate.path, ANY_NODE);
   return policies;
 }

@@ -1,6 +1,7 @@
 // The CA service (DESIGN.md §3 rule 1): the root CA for anyone, certificates for joiners holding a
-// token (the node is created in the store with the token's role), and renewals authenticated by the
-// current certificate, with role and zone taken from the store. Only the leader signs.
+// token (the node is created in the store with the token's role), renewals authenticated by the
+// current certificate, and renewals of a manager's expired certificate authenticated by it plus the
+// manager token (expired-peer-renewal.ts), with role and zone taken from the store. Only the leader signs.
 import type * as grpc from "@grpc/grpc-js";
 import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
@@ -23,6 +24,8 @@ import type {
   IssueNodeCertificateResponse,
   NodeCertificateStatusRequest,
   NodeCertificateStatusResponse,
+  RenewExpiredManagerCertificateRequest,
+  RenewExpiredManagerCertificateResponse,
   RenewNodeCertificateRequest,
   RenewNodeCertificateResponse,
 } from "../../proto/shoal/v1/ca.js";
@@ -31,6 +34,7 @@ import type { ManagerContext } from "../context.js";
 import { revokeOnDemotion } from "../demotion.js";
 import { unary } from "../handlers.js";
 import { IssuingRootCache } from "./issuing-root.js";
+import { renewExpiredManagerForPeer } from "./expired-peer-renewal.js";
 
 export const MAX_CSR_BYTES = 8 * 1024;
 export const MAX_HOSTNAME_CHARS = 255;
@@ -202,6 +206,11 @@ function isTokenFailure(err: unknown): boolean {
   return err instanceof ShoalError && err.code.startsWith("TOKEN_");
 }
 
+/** What the join limiter counts on the expired-manager path: a refused token, certificate or proof, or a removed node. */
+function isExpiredRenewalFailure(err: unknown): boolean {
+  return err instanceof ShoalError && (err.code.startsWith("TOKEN_") || err.code.startsWith("CERT_") || err.code === "UNAUTHENTICATED" || err.code === "NOT_FOUND" || err.code === "CSR_INVALID");
+}
+
 export function caServiceHandlers(ctx: ManagerContext): CAServer {
   const log = ctx.logger;
   // Wrong join tokens are slowed down per source address (transport/failure-limiter.ts).
@@ -266,5 +275,39 @@ export function caServiceHandlers(ctx: ManagerContext): CAServer {
       log.info({ renewedNodeId: peer.nodeId, role }, "renewed a node certificate");
       return { nodeId: peer.nodeId, certificate: Buffer.from(certPem), role: protoRole(role) };
     }, log),
+
+    renewExpiredManagerCertificate: unary(
+      async (
+        req: RenewExpiredManagerCertificateRequest,
+        call: grpc.ServerUnaryCall<RenewExpiredManagerCertificateRequest, RenewExpiredManagerCertificateResponse>,
+      ): Promise<RenewExpiredManagerCertificateResponse> => {
+        ctx.requireLeader();
+        const source = sourceAddressOf(call);
+        const seen: { nodeId?: string; serial?: string } = {};
+        try {
+          const renewed = await joinLimiter.run(
+            source,
+            async () => renewExpiredManagerForPeer(ctx, req, () => csrInput(req.csr), (fields) => Object.assign(seen, fields)),
+            isExpiredRenewalFailure,
+          );
+          log.warn(
+            { event: "security", renewedNodeId: renewed.nodeId, previousSerial: renewed.previousSerial, expiredForMs: renewed.expiredForMs, source },
+            "renewed the expired certificate of a manager (authenticated by the expired certificate and the manager token)",
+          );
+          return { nodeId: renewed.nodeId, certificate: renewed.certificate, role: renewed.role };
+        } catch (err) {
+          const code = err instanceof ShoalError ? err.code : "INTERNAL";
+          // Never the token: only the code, the node the certificate names (if it got that far) and the source.
+          if (code !== "NOT_LEADER") {
+            log.warn(
+              { event: "security", code, nodeId: seen.nodeId ?? "", serial: seen.serial ?? "", source, reason: err instanceof Error ? err.message : String(err) },
+              "refused to renew an expired manager certificate",
+            );
+          }
+          throw err;
+        }
+      },
+      log,
+    ),
   };
 }

@@ -26,8 +26,9 @@ export function checkLastManager(ctx: ManagerContext): void {
   if (voters.length !== 1 || voters[0]!.raftId !== status.id) {
     throw new ShoalError(
       "FAILED_PRECONDITION",
-      `--renew-expired is only for a cluster's last manager, and this one's raft configuration has ${voters.length} voting managers: ` +
-        "on a live manager run `shoal node rm --force` of this node, then wipe this node (DIR/node.json, DIR/certificates, DIR/state, DIR/keys) and join again with a manager token",
+      `--renew-expired without a token is only for a cluster's last manager, and this one's raft configuration has ${voters.length} voting managers: ` +
+        "while the others have quorum, give the current manager join token with `--renew-expired-token-file FILE` so that a live manager renews it; " +
+        "else on a live manager run `shoal node rm --force` of this node, then wipe this node (DIR/node.json, DIR/certificates, DIR/state, DIR/keys) and join again with a manager token",
     );
   }
 }

@@ -35,9 +35,9 @@ export const protobufPackage = "shoal.v1";
 export const protobufFileName = "shoal/v1/ca.proto";
 
 /**
- * The certificate authority. GetRootCACertificate, IssueNodeCertificate (with a token) and
- * NodeCertificateStatus need no client certificate; RenewNodeCertificate is authenticated by the
- * node's current certificate.
+ * The certificate authority. GetRootCACertificate, IssueNodeCertificate (with a token),
+ * NodeCertificateStatus and RenewExpiredManagerCertificate (expired certificate plus manager token)
+ * need no client certificate; RenewNodeCertificate is authenticated by the node's current certificate.
  */
 
 export interface GetRootCACertificateRequest {
@@ -84,6 +84,32 @@ export interface RenewNodeCertificateRequest {
 export interface RenewNodeCertificateResponse {
   nodeId: string;
   /** The new certificate (PEM), signed by the leader at once, so the node needs no second call. */
+  certificate: Buffer;
+  role: NodeRole;
+}
+
+/**
+ * A manager whose certificate expired while it was down asks a live manager for a new one (issue 11).
+ * A TLS handshake with an expired client certificate fails, so the call carries the certificate in
+ * the request: the leader checks the manager join token first, then that the certificate chains to a
+ * root the cluster trusts (its expiry ignored up to a bound), that `proof` is the expired
+ * certificate's key's signature over this request's CSR (src/ca/expired-renewal-proof.ts), and that
+ * the node is still a manager in the store and not revoked. Node ID, role and zone come from the store.
+ */
+export interface RenewExpiredManagerCertificateRequest {
+  /** The expired node certificate (PEM; the leaf first, a chain after it is ignored). */
+  expiredCertificate: Buffer;
+  /** CSR for the node's new key (PEM or DER). */
+  csr: Buffer;
+  /** The current manager join token. */
+  token: string;
+  /** ECDSA P-256 SHA-256 signature (DER) by the expired certificate's key over the proof message. */
+  proof: Buffer;
+}
+
+export interface RenewExpiredManagerCertificateResponse {
+  nodeId: string;
+  /** The new certificate chain (PEM). */
   certificate: Buffer;
   role: NodeRole;
 }
@@ -819,6 +845,240 @@ export const RenewNodeCertificateResponse: MessageFns<RenewNodeCertificateRespon
   },
 };
 
+function createBaseRenewExpiredManagerCertificateRequest(): RenewExpiredManagerCertificateRequest {
+  return { expiredCertificate: Buffer.alloc(0), csr: Buffer.alloc(0), token: "", proof: Buffer.alloc(0) };
+}
+
+export const RenewExpiredManagerCertificateRequest: MessageFns<RenewExpiredManagerCertificateRequest> = {
+  encode(message: RenewExpiredManagerCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expiredCertificate.length !== 0) {
+      writer.uint32(10).bytes(message.expiredCertificate);
+    }
+    if (message.csr.length !== 0) {
+      writer.uint32(18).bytes(message.csr);
+    }
+    if (message.token !== "") {
+      writer.uint32(26).string(message.token);
+    }
+    if (message.proof.length !== 0) {
+      writer.uint32(34).bytes(message.proof);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewExpiredManagerCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewExpiredManagerCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expiredCertificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.csr = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.proof = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewExpiredManagerCertificateRequest {
+    return {
+      expiredCertificate: isSet(object.expiredCertificate)
+        ? Buffer.from(bytesFromBase64(object.expiredCertificate))
+        : isSet(object.expired_certificate)
+        ? Buffer.from(bytesFromBase64(object.expired_certificate))
+        : Buffer.alloc(0),
+      csr: isSet(object.csr) ? Buffer.from(bytesFromBase64(object.csr)) : Buffer.alloc(0),
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      proof: isSet(object.proof) ? Buffer.from(bytesFromBase64(object.proof)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RenewExpiredManagerCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.expiredCertificate.length !== 0) {
+      obj.expiredCertificate = base64FromBytes(message.expiredCertificate);
+    }
+    if (message.csr.length !== 0) {
+      obj.csr = base64FromBytes(message.csr);
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.proof.length !== 0) {
+      obj.proof = base64FromBytes(message.proof);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewExpiredManagerCertificateRequest>, I>>(
+    base?: I,
+  ): RenewExpiredManagerCertificateRequest {
+    return RenewExpiredManagerCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewExpiredManagerCertificateRequest>, I>>(
+    object: I,
+  ): RenewExpiredManagerCertificateRequest {
+    const message = createBaseRenewExpiredManagerCertificateRequest();
+    message.expiredCertificate = object.expiredCertificate ?? Buffer.alloc(0);
+    message.csr = object.csr ?? Buffer.alloc(0);
+    message.token = object.token ?? "";
+    message.proof = object.proof ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRenewExpiredManagerCertificateResponse(): RenewExpiredManagerCertificateResponse {
+  return { nodeId: "", certificate: Buffer.alloc(0), role: 0 };
+}
+
+export const RenewExpiredManagerCertificateResponse: MessageFns<RenewExpiredManagerCertificateResponse> = {
+  encode(message: RenewExpiredManagerCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.certificate.length !== 0) {
+      writer.uint32(18).bytes(message.certificate);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewExpiredManagerCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewExpiredManagerCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RenewExpiredManagerCertificateResponse {
+    return {
+      nodeId: isSet(object.nodeId)
+        ? globalThis.String(object.nodeId)
+        : isSet(object.node_id)
+        ? globalThis.String(object.node_id)
+        : "",
+      certificate: isSet(object.certificate) ? Buffer.from(bytesFromBase64(object.certificate)) : Buffer.alloc(0),
+      role: isSet(object.role) ? nodeRoleFromJSON(object.role) : 0,
+    };
+  },
+
+  toJSON(message: RenewExpiredManagerCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.nodeId !== "") {
+      obj.nodeId = message.nodeId;
+    }
+    if (message.certificate.length !== 0) {
+      obj.certificate = base64FromBytes(message.certificate);
+    }
+    if (message.role !== 0) {
+      obj.role = nodeRoleToJSON(message.role);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RenewExpiredManagerCertificateResponse>, I>>(
+    base?: I,
+  ): RenewExpiredManagerCertificateResponse {
+    return RenewExpiredManagerCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RenewExpiredManagerCertificateResponse>, I>>(
+    object: I,
+  ): RenewExpiredManagerCertificateResponse {
+    const message = createBaseRenewExpiredManagerCertificateResponse();
+    message.nodeId = object.nodeId ?? "";
+    message.certificate = object.certificate ?? Buffer.alloc(0);
+    message.role = object.role ?? 0;
+    return message;
+  },
+};
+
 export type CAService = typeof CAService;
 export const CAService = {
   getRootCaCertificate: {
@@ -865,6 +1125,19 @@ export const CAService = {
       Buffer.from(RenewNodeCertificateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RenewNodeCertificateResponse => RenewNodeCertificateResponse.decode(value),
   },
+  renewExpiredManagerCertificate: {
+    path: "/shoal.v1.CA/RenewExpiredManagerCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RenewExpiredManagerCertificateRequest): Buffer =>
+      Buffer.from(RenewExpiredManagerCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RenewExpiredManagerCertificateRequest =>
+      RenewExpiredManagerCertificateRequest.decode(value),
+    responseSerialize: (value: RenewExpiredManagerCertificateResponse): Buffer =>
+      Buffer.from(RenewExpiredManagerCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RenewExpiredManagerCertificateResponse =>
+      RenewExpiredManagerCertificateResponse.decode(value),
+  },
 } as const;
 
 export interface CAServer extends UntypedServiceImplementation {
@@ -872,6 +1145,10 @@ export interface CAServer extends UntypedServiceImplementation {
   issueNodeCertificate: handleUnaryCall<IssueNodeCertificateRequest, IssueNodeCertificateResponse>;
   nodeCertificateStatus: handleUnaryCall<NodeCertificateStatusRequest, NodeCertificateStatusResponse>;
   renewNodeCertificate: handleUnaryCall<RenewNodeCertificateRequest, RenewNodeCertificateResponse>;
+  renewExpiredManagerCertificate: handleUnaryCall<
+    RenewExpiredManagerCertificateRequest,
+    RenewExpiredManagerCertificateResponse
+  >;
 }
 
 export interface CAClient extends Client {
@@ -934,6 +1211,21 @@ export interface CAClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RenewNodeCertificateResponse) => void,
+  ): ClientUnaryCall;
+  renewExpiredManagerCertificate(
+    request: RenewExpiredManagerCertificateRequest,
+    callback: (error: ServiceError | null, response: RenewExpiredManagerCertificateResponse) => void,
+  ): ClientUnaryCall;
+  renewExpiredManagerCertificate(
+    request: RenewExpiredManagerCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RenewExpiredManagerCertificateResponse) => void,
+  ): ClientUnaryCall;
+  renewExpiredManagerCertificate(
+    request: RenewExpiredManagerCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RenewExpiredManagerCertificateResponse) => void,
   ): ClientUnaryCall;
 }
 
