@@ -14,7 +14,6 @@ import { newId } from "../base/ids.js";
 import { systemRandom, type Random } from "../base/random.js";
 import {
   createNodeKeyAndCsr,
-  createRootCA,
   DEFAULT_ZONE,
   JoinTokenSet,
   parseJoinToken,
