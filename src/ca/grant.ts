@@ -248,7 +248,25 @@ function managerSignerKey(roots: RootCA | readonly RootCA[], signerCertDer: Buff
     const reason = err instanceof ShoalError ? `${err.code}: ${err.message}` : "its certificate cannot be read";
     throw invalid(`is not signed by a current manager of this cluster (${reason})`);
   }
-  return new X509Certificate(signerCertDer).publicKey;
+  return signerKeyOf(signerCertDer);
+}
+
+// Public keys of the signer certificates seen last (a cluster has a handful of managers, and one
+// leader signs every grant of a job): parsing the certificate again on every request made a v2 check
+// cost about 4 times a v1 one (scripts/bench/grant-verify.ts). Keyed by the whole DER, so a key is
+// only reused for exactly the certificate that was just verified above.
+const SIGNER_KEY_CACHE_ENTRIES = 16;
+const signerKeys = new Map<string, KeyObject>();
+
+function signerKeyOf(certDer: Buffer): KeyObject {
+  const id = certDer.toString("base64");
+  let key = signerKeys.get(id);
+  if (key === undefined) {
+    key = new X509Certificate(certDer).publicKey;
+    signerKeys.set(id, key);
+    if (signerKeys.size > SIGNER_KEY_CACHE_ENTRIES) signerKeys.delete(signerKeys.keys().next().value!);
+  }
+  return key;
 }
 
 /**
