@@ -141,7 +141,7 @@ export function registerRootCaCommand(program: Command, ctx: CommandContext): vo
       "--external-ca <spec>",
       "have node certificates signed by an external CFSSL signer: protocol=cfssl,url=https://HOST:PORT[,cacert=FILE] (cacert verifies the signer's TLS certificate); it must sign with the cluster's root CA key",
     )
-    .option("--no-external-ca", "sign node certificates with the managers' own root CA key again")
+    .option("--no-external-ca", "sign node certificates with the managers' own root CA key again (refused in a cluster made with `init --external-ca`, whose managers hold no key)")
     .option("-d, --detach", "return once the rotation has started, without waiting for it")
     .addOption(formatOption())
     .action(async (opts: CaOptions) => {
