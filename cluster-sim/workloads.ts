@@ -120,7 +120,7 @@ class WorkloadSim {
         orchestratorLoop({ resolveImage: async () => ({ digest: `sha256:${"a".repeat(64)}` }) }),
         schedulerLoop(),
         constraintEnforcerLoop,
-        prefetchLoop({ images: SIM_IMAGES, board, views: new PrefetchJobViews(), clusterId: "simcluster".padEnd(25, "c"), rootCA: () => this.rootCA!, pieceSize: 1024 * 1024 }),
+        prefetchLoop({ images: SIM_IMAGES, board, views: new PrefetchJobViews(), clusterId: "simcluster".padEnd(25, "c"), grantSigner: () => this.rootCA!, pieceSize: 1024 * 1024 }),
         ...(extraLoop === undefined ? [] : [extraLoop]),
       ],
       newId: () => this.newId(),

@@ -33,6 +33,8 @@ export const SHOAL_ERROR_CODES = [
   "EXTERNAL_CA_MISMATCH",
   /** The external CA could not be reached, timed out, or answered with an error or unreadable data. */
   "EXTERNAL_CA_UNAVAILABLE",
+  /** The operation needs the root CA key, and this cluster's managers hold its certificate only (`shoal init --external-ca`). */
+  "CA_KEY_NOT_HELD",
   // storage
   "STORE_CORRUPT",
   "STORE_DECRYPT_FAILED",

@@ -1,18 +1,38 @@
-// Prefetch grants (DESIGN.md §2, §3 rule 9): a short statement signed by the cluster CA key that one
-// node may fetch one blob from the peers of one zone until a time. A serving peer holds only the root
-// certificate, so it verifies with the CA's public key; only the leader, which holds the key, signs.
+// Prefetch grants (DESIGN.md §2, §3 rule 9): a short statement that one node may fetch one blob from
+// the peers of one zone until a time, signed by the leader. A serving peer holds only the root
+// certificate. Two versions, told apart by the first byte:
+//
+//  v1 (clusters whose managers hold the root CA key): signed by the CA key, verified with the root's
+//     public key. Unchanged since it was introduced.
+//  v2 (clusters with an external CA, `shoal init --external-ca`, whose managers hold the root
+//     certificate only): signed by the signing manager's own node key, and carrying that manager's
+//     certificate. A verifier accepts it only when that certificate chains to the cluster root, has
+//     O = this cluster and OU = swarm-manager, is within its dates and is not on the revocation list
+//     (by node ID or serial) — the same checks every manager RPC makes of a manager. Why this and not
+//     a key the external CA would certify for grants: the leader already holds exactly such a
+//     credential (a root-issued swarm-manager certificate), revocation already covers it (`node rm`
+//     and demotion revoke a manager's certificates), and no new key has to be made, stored or
+//     rotated. A worker's certificate, a removed or demoted manager's and another cluster's are all
+//     refused, so what a v2 grant proves is what a v1 grant proves: a current manager of this cluster
+//     issued it (a manager can sign certificates through the CA server anyway).
 //
 // Wire form (opaque to everyone but this module), all lengths in bytes:
-//   version u8 (=1) · jobId · clusterId · zone · nodeId · blobDigest · expiresAtMs u64 BE · signature
+//   v1: version u8 (=1) · jobId · clusterId · zone · nodeId · blobDigest · expiresAtMs u64 BE · signature
+//   v2: version u8 (=2) · jobId · clusterId · zone · nodeId · blobDigest · expiresAtMs u64 BE
+//       · signer certificate DER length u16 BE · signer certificate DER · signature
 // where each string is a u8 length then its UTF-8 bytes, and the signature is ECDSA P-256/SHA-256 in
 // IEEE P1363 form (64 bytes: fixed length, so the body's end is known without a second length).
-// The signature covers GRANT_SIGNING_DOMAIN followed by the body, so no other thing the CA key signs
-// (certificates, CRLs: DER that starts with 0x30) can be replayed as a grant, nor a grant as them.
-import { createPrivateKey, sign, verify, type KeyObject } from "node:crypto";
+// The signature covers the version's signing domain followed by everything before the signature, so
+// no other thing the key signs (certificates, CRLs, TLS handshakes: none starts with the domain) can
+// be replayed as a grant, nor a grant as them, nor a v1 grant as a v2 one.
+import { createPrivateKey, createPublicKey, sign, verify, X509Certificate, type KeyObject } from "node:crypto";
+import type { Clock } from "../base/clock.js";
 import { ShoalError } from "../base/errors.js";
 import { isValidId } from "../base/ids.js";
 import { isValidZone } from "./node-identity.js";
+import { decodePem } from "./pem.js";
 import type { RootCA } from "./root-ca.js";
+import { verifyNodeCertificate, type RevocationChecker } from "./verify.js";
 
 export interface PrefetchGrant {
   jobId: string;
@@ -29,12 +49,33 @@ export interface GrantExpectation {
   nodeId: string;
   blobDigest: string;
   nowMs: number;
+  /**
+   * The serving node's revocation list. A v2 (manager-signed) grant is refused without it: its
+   * signer's certificate must be checked against the list.
+   */
+  revocation?: RevocationChecker;
 }
 
+/** A manager's own node certificate (the leaf) and key: what signs v2 grants in a keyless cluster. */
+export interface ManagerGrantSigner {
+  readonly kind: "manager";
+  readonly certDer: Buffer;
+  readonly key: KeyObject;
+}
+
+/** The CA key (v1) or, in a cluster whose managers hold no root key, the leader's node key (v2). */
+export type GrantSigner = RootCA | ManagerGrantSigner;
+
 export const GRANT_SIGNING_DOMAIN = Buffer.from("shoal-prefetch-grant-v1\0", "ascii");
+export const GRANT_SIGNING_DOMAIN_V2 = Buffer.from("shoal-prefetch-grant-v2\0", "ascii");
 export const GRANT_VERSION = 1;
-/** Upper bound on an encoded grant; anything larger is refused before it is parsed. */
+export const GRANT_VERSION_MANAGER_SIGNED = 2;
+/** Upper bound on an encoded v1 grant; anything larger is refused before it is parsed. */
 export const MAX_GRANT_BYTES = 1024;
+/** Upper bound on a signer certificate inside a v2 grant (ours are about 700 bytes of DER). */
+export const MAX_GRANT_SIGNER_CERT_BYTES = 3 * 1024;
+/** Upper bound on an encoded v2 grant (the v1 fields, the signer certificate, the signature). */
+export const MAX_MANAGER_SIGNED_GRANT_BYTES = MAX_GRANT_BYTES + 2 + MAX_GRANT_SIGNER_CERT_BYTES;
 /** DESIGN.md §2: a grant lives at most this long. */
 export const MAX_GRANT_LIFETIME_MS = 10 * 60 * 1000;
 /**
@@ -63,8 +104,8 @@ function fieldProblem(grant: PrefetchGrant): string | undefined {
   return undefined;
 }
 
-function encodeBody(grant: PrefetchGrant): Buffer {
-  const parts: Buffer[] = [Buffer.from([GRANT_VERSION])];
+function encodeBody(grant: PrefetchGrant, version: number = GRANT_VERSION): Buffer {
+  const parts: Buffer[] = [Buffer.from([version])];
   for (const text of [grant.jobId, grant.clusterId, grant.zone, grant.nodeId, grant.blobDigest]) {
     const bytes = Buffer.from(text, "utf8");
     parts.push(Buffer.from([bytes.length]), bytes);
@@ -75,12 +116,24 @@ function encodeBody(grant: PrefetchGrant): Buffer {
   return Buffer.concat(parts);
 }
 
+interface Decoded {
+  version: number;
+  grant: PrefetchGrant;
+  /** Everything the signature covers after the domain. */
+  body: Buffer;
+  signature: Buffer;
+  /** v2 only: the signing manager's certificate (DER). */
+  signerCertDer?: Buffer;
+}
+
 /** Splits wire bytes into the grant, the signed body and the signature; GRANT_INVALID when malformed. */
-function decode(bytes: Uint8Array): { grant: PrefetchGrant; body: Buffer; signature: Buffer } {
+function decode(bytes: Uint8Array): Decoded {
   if (bytes.length === 0) throw invalid("is missing");
-  if (bytes.length > MAX_GRANT_BYTES) throw invalid(`is larger than ${MAX_GRANT_BYTES} bytes`);
+  if (bytes.length > MAX_MANAGER_SIGNED_GRANT_BYTES) throw invalid(`is larger than ${MAX_MANAGER_SIGNED_GRANT_BYTES} bytes`);
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (buf[0] !== GRANT_VERSION) throw invalid("has an unknown version");
+  const version = buf[0]!;
+  if (version !== GRANT_VERSION && version !== GRANT_VERSION_MANAGER_SIGNED) throw invalid("has an unknown version");
+  if (version === GRANT_VERSION && buf.length > MAX_GRANT_BYTES) throw invalid(`is larger than ${MAX_GRANT_BYTES} bytes`);
   let at = 1;
   const texts: string[] = [];
   for (let i = 0; i < 5; i++) {
@@ -93,16 +146,49 @@ function decode(bytes: Uint8Array): { grant: PrefetchGrant; body: Buffer; signat
     texts.push(text);
     at += 1 + length;
   }
-  if (at + 8 + SIGNATURE_BYTES !== buf.length) throw invalid("has the wrong length");
+  if (at + 8 > buf.length) throw invalid("is truncated");
   const expires = buf.readBigUInt64BE(at);
   if (expires > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid("has an expiry out of range");
   at += 8;
+  let signerCertDer: Buffer | undefined;
+  if (version === GRANT_VERSION_MANAGER_SIGNED) {
+    if (at + 2 > buf.length) throw invalid("is truncated");
+    const certLength = buf.readUInt16BE(at);
+    if (certLength === 0 || certLength > MAX_GRANT_SIGNER_CERT_BYTES) throw invalid(`has a signer certificate that is not 1 to ${MAX_GRANT_SIGNER_CERT_BYTES} bytes`);
+    if (at + 2 + certLength > buf.length) throw invalid("is truncated");
+    signerCertDer = buf.subarray(at + 2, at + 2 + certLength);
+    at += 2 + certLength;
+  }
+  if (at + SIGNATURE_BYTES !== buf.length) throw invalid("has the wrong length");
   const [jobId, clusterId, zone, nodeId, blobDigest] = texts as [string, string, string, string, string];
   return {
+    version,
     grant: { jobId, clusterId, zone, nodeId, blobDigest, expiresAtMs: Number(expires) },
     body: buf.subarray(0, at),
     signature: buf.subarray(at),
+    ...(signerCertDer !== undefined ? { signerCertDer } : {}),
   };
+}
+
+/**
+ * The signer for v2 grants from a manager's own TLS identity (its certificate chain PEM, leaf
+ * first, and its PKCS#8 key). Only the leaf goes into grants: a verifier checks it against the root.
+ */
+export function managerGrantSigner(certPem: string, keyPem: string): ManagerGrantSigner {
+  const certDer = decodePem(certPem, "CERTIFICATE", "the manager's node certificate");
+  if (certDer.length > MAX_GRANT_SIGNER_CERT_BYTES) {
+    throw new ShoalError("INVALID_ARGUMENT", `the manager's node certificate is larger than ${MAX_GRANT_SIGNER_CERT_BYTES} bytes and cannot sign grants`);
+  }
+  const key = createPrivateKey(keyPem);
+  const certKey = new X509Certificate(certDer).publicKey.export({ type: "spki", format: "der" });
+  if (!certKey.equals(createPublicKey(key).export({ type: "spki", format: "der" }))) {
+    throw new ShoalError("INVALID_ARGUMENT", "the manager's node key does not belong to its node certificate");
+  }
+  return { kind: "manager", certDer, key };
+}
+
+function isManagerSigner(signer: GrantSigner): signer is ManagerGrantSigner {
+  return (signer as ManagerGrantSigner).kind === "manager";
 }
 
 // KeyObjects parsed from a RootCA's PKCS#8 once, not on every grant the leader issues.
@@ -120,10 +206,23 @@ function signingKeyOf(rootCA: RootCA): KeyObject {
   return key;
 }
 
-/** Encodes and signs a grant with the cluster CA key. INVALID_ARGUMENT names a bad field. */
-export function signGrant(rootCA: RootCA, grant: PrefetchGrant): Buffer {
+/**
+ * Encodes and signs a grant: v1 with the cluster CA key, v2 with a manager's node key (see the
+ * header). INVALID_ARGUMENT names a bad field.
+ */
+export function signGrant(signer: GrantSigner, grant: PrefetchGrant): Buffer {
   const problem = fieldProblem(grant);
   if (problem !== undefined) throw new ShoalError("INVALID_ARGUMENT", `a prefetch grant ${problem}`);
+  if (isManagerSigner(signer)) {
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(signer.certDer.length);
+    const body = Buffer.concat([encodeBody(grant, GRANT_VERSION_MANAGER_SIGNED), length, signer.certDer]);
+    const signature = sign("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN_V2, body]), { key: signer.key, dsaEncoding: "ieee-p1363" });
+    const bytes = Buffer.concat([body, signature]);
+    if (bytes.length > MAX_MANAGER_SIGNED_GRANT_BYTES) throw new ShoalError("INTERNAL", `an encoded grant took ${bytes.length} bytes, above ${MAX_MANAGER_SIGNED_GRANT_BYTES}`);
+    return bytes;
+  }
+  const rootCA = signer;
   const body = encodeBody(grant);
   const signature = sign("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN, body]), { key: signingKeyOf(rootCA), dsaEncoding: "ieee-p1363" });
   const bytes = Buffer.concat([body, signature]);
@@ -132,19 +231,72 @@ export function signGrant(rootCA: RootCA, grant: PrefetchGrant): Buffer {
   return bytes;
 }
 
-/**
- * Checks a grant as a serving peer must on every request: signed by this cluster's CA, then each
- * expectation in turn, each mismatch with its own code. Needs only the root certificate.
- */
-export function verifyGrant(rootCA: RootCA, bytes: Uint8Array, expect: GrantExpectation): PrefetchGrant {
-  const { grant, body, signature } = decode(bytes);
-  let good = false;
+/** A clock that stands still at the verifier's `nowMs`: certificate dates are judged at that time. */
+function frozenClock(nowMs: number): Clock {
+  const noTimers = (): never => {
+    throw new ShoalError("INTERNAL", "grant verification sets no timers");
+  };
+  return { nowMs: () => nowMs, setTimeout: noTimers, setInterval: noTimers, sleep: noTimers };
+}
+
+/** v2: the signer must be a current manager of this cluster under one of the roots; returns its key. */
+function managerSignerKey(roots: RootCA | readonly RootCA[], signerCertDer: Buffer, expect: GrantExpectation): KeyObject {
+  if (expect.revocation === undefined) throw invalid("is signed by a manager, and this peer has no revocation list to check that manager against");
   try {
-    good = verify("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN, body]), { key: rootCA.publicKey, dsaEncoding: "ieee-p1363" }, signature);
-  } catch {
-    good = false;
+    verifyNodeCertificate(signerCertDer, { rootCA: roots, clusterId: expect.clusterId, roles: ["swarm-manager"], clock: frozenClock(expect.nowMs), revocation: expect.revocation });
+  } catch (err) {
+    const reason = err instanceof ShoalError ? `${err.code}: ${err.message}` : "its certificate cannot be read";
+    throw invalid(`is not signed by a current manager of this cluster (${reason})`);
   }
-  if (!good) throw invalid("is not signed by this cluster's CA");
+  return signerKeyOf(signerCertDer);
+}
+
+// Public keys of the signer certificates seen last (a cluster has a handful of managers, and one
+// leader signs every grant of a job): parsing the certificate again on every request made a v2 check
+// cost about 4 times a v1 one (scripts/bench/grant-verify.ts). Keyed by the whole DER, so a key is
+// only reused for exactly the certificate that was just verified above.
+const SIGNER_KEY_CACHE_ENTRIES = 16;
+const signerKeys = new Map<string, KeyObject>();
+
+function signerKeyOf(certDer: Buffer): KeyObject {
+  const id = certDer.toString("base64");
+  let key = signerKeys.get(id);
+  if (key === undefined) {
+    key = new X509Certificate(certDer).publicKey;
+    signerKeys.set(id, key);
+    if (signerKeys.size > SIGNER_KEY_CACHE_ENTRIES) signerKeys.delete(signerKeys.keys().next().value!);
+  }
+  return key;
+}
+
+/**
+ * Checks a grant as a serving peer must on every request: signed by this cluster's CA (v1), or by a
+ * current manager of this cluster (v2: its certificate chains to a root, O = this cluster, OU =
+ * swarm-manager, valid, not revoked), then each expectation in turn, each mismatch with its own code.
+ * Needs only the root certificates (and, for v2, the revocation list).
+ */
+export function verifyGrant(roots: RootCA | readonly RootCA[], bytes: Uint8Array, expect: GrantExpectation): PrefetchGrant {
+  const { version, grant, body, signature, signerCertDer } = decode(bytes);
+  let good = false;
+  if (version === GRANT_VERSION_MANAGER_SIGNED) {
+    const key = managerSignerKey(roots, signerCertDer!, expect);
+    try {
+      good = verify("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN_V2, body]), { key, dsaEncoding: "ieee-p1363" }, signature);
+    } catch {
+      good = false;
+    }
+    if (!good) throw invalid("does not carry a valid signature of the manager it names");
+  } else {
+    const list: readonly RootCA[] = Array.isArray(roots) ? roots : [roots as RootCA];
+    good = list.some((rootCA) => {
+      try {
+        return verify("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN, body]), { key: rootCA.publicKey, dsaEncoding: "ieee-p1363" }, signature);
+      } catch {
+        return false;
+      }
+    });
+    if (!good) throw invalid("is not signed by this cluster's CA");
+  }
   const problem = fieldProblem(grant);
   if (problem !== undefined) throw invalid(problem);
   if (grant.clusterId !== expect.clusterId) throw new ShoalError("GRANT_WRONG_CLUSTER", "the prefetch grant is for another cluster");

@@ -41,12 +41,17 @@ export { importRootCA, crossSignRoot, splitPemBundle, trustBundleOf, isIssuedBy 
 export {
   signGrant,
   verifyGrant,
+  managerGrantSigner,
   GRANT_SIGNING_DOMAIN,
+  GRANT_SIGNING_DOMAIN_V2,
   MAX_GRANT_BYTES,
+  MAX_MANAGER_SIGNED_GRANT_BYTES,
   MAX_GRANT_LIFETIME_MS,
   MAX_GRANT_CLOCK_SKEW_MS,
   type PrefetchGrant,
   type GrantExpectation,
+  type GrantSigner,
+  type ManagerGrantSigner,
 } from "./grant.js";
 export {
   checkExternalCA,

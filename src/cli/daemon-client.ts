@@ -133,8 +133,9 @@ export class DaemonClient {
   info(): Promise<InfoResponse> {
     return this.call(this.local.info.bind(this.local), {});
   }
-  init(request: InitRequest): Promise<InitResponse> {
-    return this.call(this.local.init.bind(this.local), request, LIFECYCLE_CALL_TIMEOUT_MS);
+  /** `externalCa` and `caCertPem` are for `shoal init --external-ca` only; left out, the managers make and hold the root. */
+  init(request: Omit<InitRequest, "externalCa" | "caCertPem"> & Partial<Pick<InitRequest, "externalCa" | "caCertPem">>): Promise<InitResponse> {
+    return this.call(this.local.init.bind(this.local), { externalCa: undefined, caCertPem: Buffer.alloc(0), ...request }, LIFECYCLE_CALL_TIMEOUT_MS);
   }
   join(request: JoinRequest): Promise<JoinResponse> {
     return this.call(this.local.join.bind(this.local), request, LIFECYCLE_CALL_TIMEOUT_MS);

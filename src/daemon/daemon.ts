@@ -14,7 +14,6 @@ import { newId } from "../base/ids.js";
 import { systemRandom, type Random } from "../base/random.js";
 import {
   createNodeKeyAndCsr,
-  createRootCA,
   DEFAULT_ZONE,
   JoinTokenSet,
   parseJoinToken,
@@ -49,6 +48,7 @@ import { availableExecutors } from "../agent/node-description.js";
 import { Manager, DEFAULT_RAFT_TIMING, type RaftTiming } from "../manager/manager.js";
 import { unary } from "../manager/handlers.js";
 import { issuedCertificateRecord, protoRole } from "../manager/caserver/ca-server.js";
+import { initialRoot } from "./init-root.js";
 import { renewExpiredLastManager } from "../manager/caserver/expired-renewal.js";
 import { renewExpiredThroughLiveManager } from "./expired-peer-renewal.js";
 import { isHostPort } from "../manager/membership.js";
@@ -639,11 +639,11 @@ export class Daemon {
     const clusterId = newId();
     const nodeId = newId();
     const raftId = allocateRaftId([], this.random);
-    const rootCA = await createRootCA({ clock: this.clock });
-    const tokens = JoinTokenSet.generate(rootCA);
     const { privateKey, csrPem } = await createNodeKeyAndCsr();
     const validityMs = expirySeconds === 0n ? undefined : Number(expirySeconds) * 1000;
-    const issued = rootCA.issueNodeCertificate({ csrPem, nodeId, role: "swarm-manager", clusterId, zone: DEFAULT_ZONE, validityMs, clock: this.clock });
+    // Generated, or with --external-ca the operator's root certificate and a certificate from the signer.
+    const { rootCA, caKeyPem, externalCa, issued } = await initialRoot(req, { clusterId, nodeId, csrPem, validityMs, clock: this.clock });
+    const tokens = JoinTokenSet.generate(rootCA);
     const unlockKey = req.autolock ? generateUnlockKey() : undefined;
 
     await rm(this.paths.stateDir, { recursive: true, force: true });
@@ -658,7 +658,7 @@ export class Daemon {
       meta: undefined,
       spec: {
         name: "default",
-        caConfig: { nodeCertExpirySeconds: expirySeconds, externalCa: undefined },
+        caConfig: { nodeCertExpirySeconds: expirySeconds, externalCa },
         encryptionConfig: { autolockManagers: req.autolock },
         raftConfig: {
           tickMs: timing.tickMs,
@@ -670,7 +670,7 @@ export class Daemon {
       },
       rootCa: {
         caCertPem: Buffer.from(rootCA.certPem),
-        caKeyPem: Buffer.from(rootCA.keyPem!),
+        caKeyPem: Buffer.from(caKeyPem),
         caDigest: rootCA.digest(),
         joinTokens: tokens.toProto(),
         rootRotation: undefined,
@@ -712,7 +712,7 @@ export class Daemon {
     }
     await writeNodeFile(this.opts.dataDir, this.node);
     this.startAgent();
-    this.log.info({ clusterId, autolock: req.autolock }, "initialized a new cluster");
+    this.log.info({ clusterId, autolock: req.autolock, rootKey: caKeyPem === "" ? "none (external CA)" : "held by the managers" }, "initialized a new cluster");
     return {
       nodeId,
       clusterId,

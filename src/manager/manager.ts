@@ -7,7 +7,9 @@ import type { Logger } from "pino";
 import { ShoalError, isShoalError } from "../base/errors.js";
 import { systemClock, type Clock } from "../base/clock.js";
 import { systemRandom, type Random } from "../base/random.js";
-import { loadRootCA, RevocationList, renderCrl, type RootCA } from "../ca/index.js";
+import { loadRootCA, RevocationList, renderCrl, RootCA } from "../ca/index.js";
+import { grantSignerSource } from "./grant-signer.js";
+import { isKeylessRoot } from "./keyless.js";
 import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
 import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftStateMachine } from "../raft/node/index.js";
 import { NO_NODE } from "../raft/core/types.js";
@@ -192,7 +194,7 @@ export class Manager {
                 board: prefetchOrders,
                 views: prefetchViews,
                 clusterId: opts.clusterId,
-                rootCA: () => ctx.rootCA(),
+                grantSigner: grantSignerSource(() => ctx.rootCA(), () => identityRef.current),
                 ...(opts.prefetch.pieceSize !== undefined ? { pieceSize: opts.prefetch.pieceSize } : {}),
                 ...(opts.prefetch.grantTtlMs !== undefined ? { grantTtlMs: opts.prefetch.grantTtlMs } : {}),
               }),
@@ -319,11 +321,13 @@ export class Manager {
       logger,
       rootCA: () => {
         const rootCa = store.getCluster()?.rootCa;
-        if (rootCa === undefined || rootCa.caKeyPem.length === 0) {
+        if (rootCa === undefined || rootCa.caCertPem.length === 0) {
           throw new ShoalError("UNAVAILABLE", "this manager does not hold the root CA yet; retry in a moment");
         }
         const pem = Buffer.from(rootCa.caCertPem).toString("utf8");
-        if (rootCache?.pem !== pem) rootCache = { pem, ca: loadRootCA(pem, Buffer.from(rootCa.caKeyPem).toString("utf8")) };
+        // A cluster made with `shoal init --external-ca` has no key in its store: a verify-only root
+        // (canSign false); what needs the key refuses with CA_KEY_NOT_HELD (src/manager/keyless.ts).
+        if (rootCache?.pem !== pem) rootCache = { pem, ca: isKeylessRoot(rootCa) ? RootCA.fromCertOnly(pem) : loadRootCA(pem, Buffer.from(rootCa.caKeyPem).toString("utf8")) };
         return rootCache.ca;
       },
       requireLeader: () => {
@@ -478,7 +482,14 @@ export class Manager {
   private async refreshCrl(): Promise<void> {
     if (this.stopped) return;
     const cluster = this.store.getCluster();
-    if (cluster?.rootCa === undefined || cluster.rootCa.caKeyPem.length === 0) return;
+    if (cluster?.rootCa === undefined) return;
+    // An X.509 CRL must be signed by the certificates' issuer (OpenSSL looks it up by issuer name and
+    // checks it with the issuer's key), so a manager without the root key cannot make one that the
+    // TLS layer accepts, and one signed by its node key would fail every handshake ("unable to get
+    // certificate CRL"). In a keyless cluster the "peer" listener therefore checks the chain at the
+    // handshake and revocation in the authorization interceptor on every call, by node ID and serial,
+    // ending open streams at once: the check the "open" listener always relies on (transport/server.ts).
+    if (isKeylessRoot(cluster.rootCa)) return;
     const list = RevocationList.fromProto(cluster.revocationList);
     let crl = await renderCrl(this.ctx.rootCA(), list, { clock: this.ctx.clock });
     // During a rotation certificates under the new root are checked against its own CRL.

@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { ManualClock, systemClock, type Clock } from "../../src/base/clock.js";
 import { isShoalError, ShoalError, type ShoalErrorCode } from "../../src/base/errors.js";
 import { newId } from "../../src/base/ids.js";
-import { createNodeKeyAndCsr, createRootCA, RootCA, signGrant, type PrefetchGrant } from "../../src/ca/index.js";
+import { createNodeKeyAndCsr, createRootCA, managerGrantSigner, RootCA, signGrant, type GrantSigner, type PrefetchGrant } from "../../src/ca/index.js";
 import { caPeerVerifier, type NodeRole } from "../../src/transport/identity.js";
 import { RevocationState } from "../../src/transport/revocation.js";
 import { createSecureServer, type SecureServer } from "../../src/transport/server.js";
@@ -170,7 +170,7 @@ describe("P2P peer over mutual TLS", () => {
   const clients: PeerClient[] = [];
   const peers: Peer[] = [];
 
-  const grantFor = (nodeId: string, overrides: Partial<PrefetchGrant> = {}, signer?: RootCA): Buffer => {
+  const grantFor = (nodeId: string, overrides: Partial<PrefetchGrant> = {}, signer?: GrantSigner): Buffer => {
     const bytes = signGrant(signer ?? root, {
       jobId: "job-1",
       clusterId,
@@ -434,6 +434,27 @@ describe("P2P peer over mutual TLS", () => {
     abort.abort(new ShoalError("UNAVAILABLE", "endgame: another peer delivered it"));
     const err = await assertRefused(aborted, "UNAVAILABLE");
     assert.match(err.message, /endgame/);
+  });
+
+  test("manager-signed (v2) grants, as a keyless cluster's leader makes them: served for a current manager's, refused for a worker's or a revoked manager's", async () => {
+    const signerOf = (n: Node) => managerGrantSigner(n.certPem, n.keyPem);
+    const leader = await issueNode(root, clusterId, "default", { role: "swarm-manager" });
+    const c = client(requester);
+    const v2 = (n: Node) => grantFor(requester.nodeId, {}, signerOf(n));
+    assert.equal(v2(leader)[0], 2);
+    const piece = await c.fetchPiece(peer.addr, blob.digest, 0, v2(leader));
+    assert.ok(piece.equals(blob.pieces[0]!));
+    await assertRefused(c.fetchPiece(peer.addr, blob.digest, 0, v2(await issueNode(root, clusterId, "zone-a"))), "GRANT_INVALID");
+    await assertRefused(c.fetchPiece(peer.addr, blob.digest, 0, v2(await issueNode(root, otherClusterId, "default", { role: "swarm-manager" }))), "GRANT_INVALID");
+    await assertRefused(c.fetchPiece(peer.addr, blob.digest, 0, v2(await issueNode(otherRoot, clusterId, "default", { role: "swarm-manager" }))), "GRANT_INVALID");
+    // A removed manager: on this peer's revocation list (its own peer, so the shared one stays clean).
+    const own = await start(root, clusterId, serverNode, "zone-a", blob.source);
+    const removed = await issueNode(root, clusterId, "default", { role: "swarm-manager" });
+    const grant = v2(removed);
+    assert.ok((await c.fetchPiece(own.addr, blob.digest, 1, grant)).equals(blob.pieces[1]!));
+    own.revocation.revoke({ nodeIds: [removed.nodeId] });
+    const refused = await assertRefused(c.fetchPiece(own.addr, blob.digest, 1, grant), "GRANT_INVALID");
+    assert.match(refused.message, /current manager/);
   });
 
   test("no log line and no error message carries grant bytes", async () => {

@@ -134,7 +134,7 @@ test("a prefetch job: per zone one registry copy from its seed, every other node
     blobs,
     plan,
     nodes: new Map(targets.map((t) => [t.nodeId, t])),
-    rootCA: root,
+    grantSigner: root,
     nowMs: Date.now(),
     seedAccess: { authorization: authorization! },
   });

@@ -60,3 +60,38 @@ test("ca --external-ca usage errors exit 2 without changing the cluster", async 
   }
   assert.deepEqual(fake.callsTo("updateCluster"), []);
 });
+
+test("init --external-ca SPEC --ca-cert ROOT.pem sends the signer and the root certificate; either alone exits 2 with no call", async () => {
+  const root = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n";
+  writeFileSync(join(dir, "root.pem"), root);
+  fake.reset({ init: () => ({ nodeId: "n".repeat(25), clusterId: "c".repeat(25), workerToken: "SWMTKN-1-x-y", managerToken: "SWMTKN-1-x-z", unlockKey: "" }) });
+  const r = await runShoal([...sock, "init", "--external-ca", `protocol=cfssl,url=https://127.0.0.1:8888,cacert=${join(dir, "signer-ca.pem")}`, "--ca-cert", join(dir, "root.pem")]);
+  assert.equal(r.code, 0, r.stderr);
+  const [req] = fake.callsTo("init");
+  assert.deepEqual(req.externalCa, { protocol: "cfssl", url: "https://127.0.0.1:8888", caCertPem: Buffer.from(CACERT) });
+  assert.deepEqual(Buffer.from(req.caCertPem), Buffer.from(root));
+
+  fake.reset();
+  for (const args of [["--external-ca", "protocol=cfssl,url=https://127.0.0.1:8888"], ["--ca-cert", join(dir, "root.pem")], ["--external-ca", "url=https://x:1", "--ca-cert", join(dir, "missing.pem")]]) {
+    const bad = await runShoal([...sock, "init", ...args]);
+    assert.equal(bad.code, 2, `${args.join(" ")}: ${bad.stderr}`);
+    assert.match(bad.stderr, /--ca-cert|--external-ca/);
+  }
+  assert.deepEqual(fake.calls, []);
+
+  const help = await runShoal(["init", "--help"]);
+  assert.match(help.stdout, /--external-ca <spec>/);
+  assert.match(help.stdout, /--ca-cert <file>/);
+  assert.match(help.stdout, /never its key/);
+});
+
+test("ca shows whether the managers hold the root CA key", async () => {
+  for (const [held, pattern] of [[true, /^Root CA key: +held by the managers/m], [false, /^Root CA key: +none on the managers/m]] as const) {
+    fake.reset({ getRootCa: () => ({ ...rootCa({ protocol: "cfssl", url: "https://127.0.0.1:8888", caCertPem: Buffer.alloc(0) }), rootKeyHeld: held }) });
+    const r = await runShoal([...sock, "ca"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, pattern);
+    const json = await runShoal([...sock, "ca", "--format", "json"]);
+    assert.equal(JSON.parse(json.stdout).rootKeyHeld, held);
+  }
+});

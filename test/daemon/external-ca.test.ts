@@ -7,26 +7,24 @@
 // EXTERNAL_CA_UNAVAILABLE and the join works once it is back.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { pino } from "pino";
 import { isShoalError } from "../../src/base/errors.js";
-import { newId } from "../../src/base/ids.js";
 import { systemClock } from "../../src/base/clock.js";
-import { createNodeKeyAndCsr, createRootCA, normalizeSerial, parseSpiffeUri, type NodeRole, type RootCA } from "../../src/ca/index.js";
+import { createRootCA, normalizeSerial, type RootCA } from "../../src/ca/index.js";
 import { DaemonClient } from "../../src/cli/daemon-client.js";
 import { startDaemon, type Daemon } from "../../src/daemon/daemon.js";
 import { UpdateClusterRequest_Autolock } from "../../src/proto/shoal/v1/control.js";
 import { NodeAvailability, NodeRole as ProtoNodeRole, type ExternalCA } from "../../src/proto/shoal/v1/objects.js";
 import { findExecutable } from "../../scripts/lib/container-tools.js";
 import { freePort, waitFor } from "../e2e/cluster.js";
+import { fakeCfssl, tlsIdentity } from "./fake-cfssl.js";
 
 const FAST = { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 };
-const HOUR_MS = 3600_000;
 
 interface Started {
   daemon: Daemon;
@@ -46,15 +44,6 @@ async function node(t: TestContext, root: string, name: string, logLines?: strin
     await daemon.stop();
   });
   return { daemon, client, addr, dir };
-}
-
-/** A TLS certificate for 127.0.0.1 (self-signed: it is also the cacert= the managers verify with). */
-function tlsIdentity(dir: string): { certFile: string; keyFile: string; certPem: string; keyPem: string } {
-  const keyFile = join(dir, "tls-key.pem");
-  const certFile = join(dir, "tls.pem");
-  execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", keyFile]);
-  execFileSync("openssl", ["req", "-x509", "-new", "-key", keyFile, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2", "-out", certFile], { stdio: "ignore" });
-  return { certFile, keyFile, certPem: readFileSync(certFile, "utf8"), keyPem: readFileSync(keyFile, "utf8") };
 }
 
 /** A one-manager cluster whose root is `root` (imported by a rotation, so the test holds its key). */
@@ -77,54 +66,6 @@ async function setExternalCa(client: DaemonClient, externalCa: ExternalCA | unde
 
 function joinRequest(token: string, remoteAddr: string) {
   return { token, remoteAddr, advertiseAddr: "", availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE };
-}
-
-type FakeMode = "good" | "other-cn" | "other-ou" | "other-key" | "other-zone" | "error";
-
-/** A CFSSL sign endpoint that signs with `root`, faithfully or wrongly as `mode` says. */
-async function fakeCfssl(t: TestContext, root: RootCA, tls: { certPem: string; keyPem: string }) {
-  const state = { mode: "good" as FakeMode, requests: [] as { hosts: string[]; subject: unknown }[], serials: [] as string[] };
-  const port = await freePort();
-  let server: Server | undefined;
-  const start = () =>
-    new Promise<void>((resolve) => {
-      server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
-        const chunks: Buffer[] = [];
-        req.on("data", (c: Buffer) => chunks.push(c));
-        req.on("end", () => {
-          void (async () => {
-            const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-              certificate_request: string;
-              hosts: string[];
-              subject: { CN: string; names: { O: string; OU: string }[] };
-            };
-            state.requests.push({ hosts: body.hosts, subject: body.subject });
-            if (req.url !== "/api/v1/cfssl/sign" || state.mode === "error") {
-              res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ success: false, result: null, errors: [{ code: 1003, message: "Invalid request" }], messages: [] }));
-              return;
-            }
-            const identity = parseSpiffeUri(body.hosts[2]!)!;
-            const flipped: NodeRole = body.subject.names[0]!.OU === "swarm-worker" ? "swarm-manager" : "swarm-worker";
-            const issued = root.issueNodeCertificate({
-              csrPem: state.mode === "other-key" ? (await createNodeKeyAndCsr()).csrPem : body.certificate_request,
-              nodeId: state.mode === "other-cn" ? newId() : body.subject.CN,
-              role: state.mode === "other-ou" ? flipped : (body.subject.names[0]!.OU as NodeRole),
-              clusterId: body.subject.names[0]!.O,
-              zone: state.mode === "other-zone" ? "elsewhere" : identity.zone,
-              validityMs: 2160 * HOUR_MS,
-              clock: systemClock,
-            });
-            state.serials.push(issued.serial);
-            res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ success: true, result: { certificate: issued.certPem }, errors: [], messages: [] }));
-          })();
-        });
-      });
-      server.listen(port, "127.0.0.1", resolve);
-    });
-  const stop = () => new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
-  await start();
-  t.after(stop);
-  return { state, url: `https://127.0.0.1:${port}`, start, stop };
 }
 
 function securityEvents(lines: string[]): { code: string; reason: string; nodeId: string }[] {

@@ -48,7 +48,7 @@ async function setup(options: { fail?: ShoalError } = {}) {
   const probe = new Harness();
   const root = await createRootCA({ clock: probe.clock });
   probe.stop();
-  const h = new Harness([prefetchLoop({ images, board, views, clusterId, rootCA: () => root, pieceSize: PIECE, publishIntervalMs: 200 })]);
+  const h = new Harness([prefetchLoop({ images, board, views, clusterId, grantSigner: () => root, pieceSize: PIECE, publishIntervalMs: 200 })]);
   h.clock.advanceTo(probe.clock.nowMs());
   const zoneA = ["a1", "a2", "a3", "a4"];
   const zoneB = ["b1", "b2"];

@@ -38,7 +38,7 @@ test("orders: grants verify for their node, zone and blob only; candidates stay 
     blobs,
     plan,
     nodes: all,
-    rootCA: root,
+    grantSigner: root,
     nowMs: NOW_MS,
     seedAccess: { authorization: "Bearer scoped-token", caPem: "" },
   });
@@ -76,7 +76,7 @@ test("orders: a plan that puts a node in another zone's list is refused, not sen
   const b = node("b", 2);
   const nodes = new Map([a, b].map((n) => [n.nodeId, n]));
   const bad = { jobId: "j", zones: ["a", "b"], nodes: [{ nodeId: a.nodeId, zone: "a", role: "peer" as const, candidates: [b.nodeId] }] };
-  const input = { jobId: "j", clusterId, image: "r/x", manifestDigest: `sha256:${"e".repeat(64)}`, manifest: Buffer.from("{}"), blobs, plan: bad, nodes, rootCA: root, nowMs: NOW_MS };
+  const input = { jobId: "j", clusterId, image: "r/x", manifestDigest: `sha256:${"e".repeat(64)}`, manifest: Buffer.from("{}"), blobs, plan: bad, nodes, grantSigner: root, nowMs: NOW_MS };
   assert.throws(() => buildOrders(input), (e: unknown) => isShoalError(e, "INTERNAL") && /another zone/.test((e as Error).message));
   assert.throws(() => buildOrders({ ...input, plan: { ...bad, nodes: [] }, grantTtlMs: 60 * 60 * 1000 }), (e: unknown) => isShoalError(e, "INVALID_ARGUMENT"));
 });

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { clearBit, hasBit } from "../../base/bitfield.js";
 import type { Clock } from "../../base/clock.js";
 import { ShoalError } from "../../base/errors.js";
-import { verifyGrant, type RootCA } from "../../ca/index.js";
+import { verifyGrant, type RevocationChecker, type RootCA } from "../../ca/index.js";
 import { BlobsService, type BlobsServer, type FetchPieceRequest, type HaveRequest, type HaveResponse, type PieceChunk } from "../../proto/shoal/v1/blobs.js";
 import { toGrpcError } from "../../transport/errors.js";
 import type { PeerIdentity } from "../../transport/identity.js";
@@ -108,6 +108,7 @@ export class PeerServer {
   private readonly inFlightByNode = new Map<string, number>();
   private readonly log: Logger;
   private readonly unsubscribe: () => void;
+  private readonly grantRevocation: RevocationChecker;
   private bytesSent = 0;
   private waitingForRate = 0;
   /** FetchPiece streams of blobs this node seeds (with hiding on), open now. */
@@ -132,6 +133,7 @@ export class PeerServer {
     // The transport's interceptor ends a revoked peer's calls too; this stops our reading and
     // writing for them and frees their in-flight slots in the same tick.
     this.unsubscribe = opts.revocation.subscribe(() => this.endRevokedStreams());
+    this.grantRevocation = { isRevoked: ({ nodeId, serial }) => opts.revocation.isRevoked(nodeId, serial) };
   }
 
   mount(server: SecureServer): void {
@@ -162,7 +164,9 @@ export class PeerServer {
       throw new ShoalError("PEER_WRONG_ZONE", `node ${identity.nodeId} is in zone ${identity.zone}; this peer serves zone ${this.zone} only`);
     }
     if (!DIGEST_PATTERN.test(digest)) throw new ShoalError("INVALID_ARGUMENT", "the blob digest must be sha256:<64 hex>");
-    verifyGrant(this.opts.rootCA, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs() });
+    // A manager-signed grant (a cluster whose managers hold no root key) is checked against the same
+    // revocation list as the requester: a removed or demoted manager's grants are refused.
+    verifyGrant(this.opts.rootCA, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs(), revocation: this.grantRevocation });
     return identity;
   }
 

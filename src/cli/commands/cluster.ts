@@ -4,6 +4,7 @@ import { ShoalError } from "../../base/errors.js";
 import { NodeRole } from "../../proto/shoal/v1/objects.js";
 import { UpdateClusterRequest_Autolock } from "../../proto/shoal/v1/control.js";
 import { parseCertExpirySeconds, parseDurationSeconds } from "../duration.js";
+import { externalCaFromSpec, readPem } from "../external-ca-flag.js";
 import { readUnlockKey } from "../input.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { infoView, parseAvailability } from "../views.js";
@@ -61,9 +62,31 @@ export function registerClusterCommands(program: Command, ctx: CommandContext): 
     .option("--autolock", "encrypt the node's keys with an unlock key kept off the disk", false)
     .option("--cert-expiry <duration>", "validity of node certificates, e.g. 2160h (at least 1h)")
     .option("--advertise-addr <host:port>", "address other nodes use to reach this manager")
-    .action(async (opts: { autolock: boolean; certExpiry?: string; advertiseAddr?: string }) => {
+    .option(
+      "--external-ca <spec>",
+      "have every node certificate (this manager's first) signed by an external CFSSL signer: protocol=cfssl,url=https://HOST:PORT[,cacert=FILE] " +
+        "(cacert verifies the signer's TLS certificate); needs --ca-cert; the managers then never hold the root CA key",
+    )
+    .option("--ca-cert <file>", "with --external-ca: the PEM root CA certificate the signer signs under (the certificate only, no key)")
+    .addHelpText(
+      "after",
+      "\nWith --external-ca and --ca-cert the cluster's managers hold the root certificate but never its key:\n" +
+        "joins and renewals fail with EXTERNAL_CA_UNAVAILABLE while the signer is down (existing certificates keep working);\n" +
+        "prefetch grants are signed by the leader's own manager certificate; `shoal ca --rotate`, `shoal ca --no-external-ca`\n" +
+        "and `shoal daemon --renew-expired` need the root key and are refused (CA_KEY_NOT_HELD).\n",
+    )
+    .action(async (opts: { autolock: boolean; certExpiry?: string; advertiseAddr?: string; externalCa?: string; caCert?: string }) => {
       const certExpirySeconds = opts.certExpiry === undefined ? 0n : BigInt(parseCertExpirySeconds(opts.certExpiry));
       const advertiseAddr = opts.advertiseAddr === undefined ? "" : parseHostPort(opts.advertiseAddr, "--advertise-addr");
+      if ((opts.externalCa === undefined) !== (opts.caCert === undefined)) {
+        throw new ShoalError(
+          "INVALID_ARGUMENT",
+          opts.externalCa === undefined
+            ? "--ca-cert at init goes with --external-ca: the signer holds that root's key, the managers only its certificate"
+            : "--external-ca at init needs --ca-cert ROOT.pem: the root certificate the signer signs under",
+        );
+      }
+      const external = opts.externalCa === undefined ? {} : { externalCa: await externalCaFromSpec(opts.externalCa), caCertPem: await readPem(opts.caCert!, "--ca-cert") };
       const res = await ctx.daemon().init({
         autolock: opts.autolock,
         certExpirySeconds,
@@ -71,6 +94,7 @@ export function registerClusterCommands(program: Command, ctx: CommandContext): 
         tickMs: 0,
         electionTicks: 0,
         heartbeatTicks: 0,
+        ...external,
       });
       const addr = advertiseAddr || (await managerAddress(ctx));
       ctx.io.stdout(

@@ -2,13 +2,13 @@
 // the one given with --ca-cert/--ca-key) and waits until every node holds a certificate under it,
 // with a live line on a terminal; `--detach` returns at once; `--cert-expiry` as on `update`;
 // `--external-ca SPEC` / `--no-external-ca` choose who signs node certificates.
-import { readFile } from "node:fs/promises";
 import { Command } from "commander";
 import { ShoalError } from "../../base/errors.js";
 import { systemClock } from "../../base/clock.js";
 import { UpdateClusterRequest_Autolock, type GetRootCAResponse } from "../../proto/shoal/v1/control.js";
 import type { ExternalCA } from "../../proto/shoal/v1/objects.js";
 import { parseCertExpirySeconds } from "../duration.js";
+import { externalCaFromSpec, readPem } from "../external-ca-flag.js";
 import { retryOnVersionConflict } from "../retry.js";
 import { formatOption, printJson, type CommandContext, type OutputFormat } from "../context.js";
 
@@ -26,6 +26,8 @@ export interface RootCaView {
   nodeCertExpiry: string;
   /** null: the managers sign node certificates with their own key. */
   externalCa: { protocol: string; url: string; cacert: boolean } | null;
+  /** false: a cluster made with `shoal init --external-ca`, whose managers hold the root certificate only. */
+  rootKeyHeld: boolean;
 }
 
 function summaryView(s: { subject: string; fingerprint: string; notAfter?: Date } | undefined): RootCaView["root"] {
@@ -40,6 +42,7 @@ export function rootCaView(res: GetRootCAResponse): RootCaView {
       res.externalCa === undefined || res.externalCa.url === ""
         ? null
         : { protocol: res.externalCa.protocol, url: res.externalCa.url, cacert: res.externalCa.caCertPem.length > 0 },
+    rootKeyHeld: res.rootKeyHeld,
   };
   if (res.rotation !== undefined) {
     view.rotation = {
@@ -68,6 +71,7 @@ function printView(ctx: CommandContext, view: RootCaView): void {
     `Expires:        ${view.root.notAfter}`,
     `Node cert expiry: ${view.nodeCertExpiry}`,
     `Signer:         ${view.externalCa === null ? "the managers (own key)" : `external CA, ${view.externalCa.protocol} ${view.externalCa.url}${view.externalCa.cacert ? " (TLS verified with the given cacert)" : ""}`}`,
+    `Root CA key:    ${view.rootKeyHeld ? "held by the managers (encrypted store)" : "none on the managers: they hold the root certificate only; the external CA holds the key"}`,
   ];
   if (view.rotation === undefined) {
     lines.push("Rotation:       none");
@@ -76,33 +80,6 @@ function printView(ctx: CommandContext, view: RootCaView): void {
     lines.push(`Progress:       ${view.rotation.nodesDone}/${view.rotation.nodesTotal} nodes, ${waitingText(view.rotation)}`);
   }
   ctx.io.stdout(lines.join("\n") + "\n");
-}
-
-async function readPem(path: string, flag: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new ShoalError("INVALID_ARGUMENT", `cannot read ${flag} ${path}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
-
-/** `protocol=cfssl,url=https://...[,cacert=FILE]`, as `docker swarm ca --external-ca` takes it. */
-export function parseExternalCaSpec(spec: string): { protocol: string; url: string; cacertFile?: string } {
-  const fields = new Map<string, string>();
-  for (const part of spec.split(",")) {
-    const eq = part.indexOf("=");
-    const key = eq < 0 ? part.trim() : part.slice(0, eq).trim().toLowerCase();
-    if (eq < 0 || !["protocol", "url", "cacert"].includes(key)) {
-      throw new ShoalError("INVALID_ARGUMENT", `--external-ca takes protocol=cfssl,url=https://HOST:PORT[,cacert=FILE]; "${part.slice(0, 40)}" is not one of those`);
-    }
-    if (fields.has(key)) throw new ShoalError("INVALID_ARGUMENT", `--external-ca gives ${key}= twice`);
-    fields.set(key, part.slice(eq + 1).trim());
-  }
-  const protocol = fields.get("protocol") ?? "cfssl";
-  const url = fields.get("url");
-  if (url === undefined || url === "") throw new ShoalError("INVALID_ARGUMENT", "--external-ca needs url=https://HOST:PORT (the CFSSL signer)");
-  const cacertFile = fields.get("cacert");
-  return cacertFile === undefined || cacertFile === "" ? { protocol, url } : { protocol, url, cacertFile };
 }
 
 interface CaOptions {
@@ -164,7 +141,7 @@ export function registerRootCaCommand(program: Command, ctx: CommandContext): vo
       "--external-ca <spec>",
       "have node certificates signed by an external CFSSL signer: protocol=cfssl,url=https://HOST:PORT[,cacert=FILE] (cacert verifies the signer's TLS certificate); it must sign with the cluster's root CA key",
     )
-    .option("--no-external-ca", "sign node certificates with the managers' own root CA key again")
+    .option("--no-external-ca", "sign node certificates with the managers' own root CA key again (refused in a cluster made with `init --external-ca`, whose managers hold no key)")
     .option("-d, --detach", "return once the rotation has started, without waiting for it")
     .addOption(formatOption())
     .action(async (opts: CaOptions) => {
@@ -185,8 +162,7 @@ export function registerRootCaCommand(program: Command, ctx: CommandContext): vo
       if (opts.externalCa !== undefined) {
         let externalCa: ExternalCA | undefined;
         if (opts.externalCa !== false) {
-          const spec = parseExternalCaSpec(opts.externalCa);
-          externalCa = { protocol: spec.protocol, url: spec.url, caCertPem: spec.cacertFile === undefined ? Buffer.alloc(0) : await readPem(spec.cacertFile, "cacert=") };
+          externalCa = await externalCaFromSpec(opts.externalCa);
         }
         await retryOnVersionConflict("the cluster", async () => {
           const cluster = await daemon.getCluster();

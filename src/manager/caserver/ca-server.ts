@@ -151,6 +151,11 @@ async function signNodeCertificate(
     ctx.logger.info({ nodeId: args.nodeId, role: args.role, serial: issued.serial, externalCa: externalCAOrigin(externalCa) }, "the external CA signed a node certificate");
     return chainPem === "" ? issued : { ...issued, certPem: issued.certPem + chainPem };
   }
+  // Not reachable through the control API (--no-external-ca is refused without a key), but a store
+  // that somehow lost the setting must say what is wrong, not that "this root" cannot sign.
+  if (!rootCA.canSign) {
+    throw new ShoalError("CA_KEY_NOT_HELD", "this cluster's managers hold no root CA key and no external CA is set, so no certificate can be signed: set the signer again with `shoal ca --external-ca protocol=cfssl,url=https://...`");
+  }
   const issued = rootCA.issueNodeCertificate({
     csrPem: args.csr,
     nodeId: args.nodeId,

@@ -8,6 +8,7 @@ import { ShoalError } from "../../base/errors.js";
 import { verifyExpiredNodeCertificate } from "../../ca/index.js";
 import { NodeRole as ProtoNodeRole } from "../../proto/shoal/v1/objects.js";
 import type { ManagerContext } from "../context.js";
+import { keylessRenewExpiredRefused } from "../keyless.js";
 import { issueForNode } from "./ca-server.js";
 
 export interface ExpiredRenewal {
@@ -53,6 +54,7 @@ export async function renewExpiredLastManager(
   // Every entry of the log applied: the revocation list and the node record are the latest.
   await ctx.raft.readIndex({ timeoutMs: args.timeoutMs });
   checkLastManager(ctx);
+  if (!ctx.rootCA().canSign) throw keylessRenewExpiredRefused(ctx.nodeId);
   const info = verifyExpiredNodeCertificate(args.expiredCertPem, {
     rootCA: ctx.rootCA(),
     clusterId: ctx.clusterId,

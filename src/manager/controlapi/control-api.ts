@@ -60,6 +60,7 @@ import { unary } from "../handlers.js";
 import type { PrefetchStatusSource } from "../prefetch/job-views.js";
 import { prefetchHandlers } from "./prefetch.js";
 import { rootCaHandlers } from "./root-ca.js";
+import { isKeylessRoot, keylessNoExternalCaRefused } from "../keyless.js";
 import { pingRegistryLogin, registryHandlers, type RegistryLoginCheck } from "./registries.js";
 import { createService, removeService, updateService } from "./services.js";
 
@@ -276,6 +277,7 @@ export function controlHandlers(
       if (expiry !== 0n) cluster.spec.caConfig = { externalCa: undefined, ...cluster.spec.caConfig, nodeCertExpirySeconds: expiry };
       if (req.updateExternalCa) {
         const externalCa = req.externalCa === undefined || req.externalCa.url === "" ? undefined : checkExternalCA(req.externalCa);
+        if (externalCa === undefined && isKeylessRoot(current.rootCa)) throw keylessNoExternalCaRefused();
         cluster.spec.caConfig = { nodeCertExpirySeconds: 0n, ...cluster.spec.caConfig, externalCa };
         ctx.logger.info({ externalCa: externalCa === undefined ? "none" : externalCAOrigin(externalCa) }, externalCa === undefined ? "node certificates are signed with the managers' key again" : "node certificates are now signed by an external CA");
       }

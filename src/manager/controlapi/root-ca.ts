@@ -7,6 +7,7 @@ import type { Clock } from "../../base/clock.js";
 import type { GetRootCAResponse, RootCertificateSummary, RotateRootCARequest, RotateRootCAResponse } from "../../proto/shoal/v1/control.js";
 import type { Cluster, Node } from "../../proto/shoal/v1/objects.js";
 import { isNodeDown, rootRotationProgress } from "../../state/index.js";
+import { isKeylessRoot, keylessRotationRefused } from "../keyless.js";
 
 /** Largest PEM accepted for an imported root certificate or key. */
 export const MAX_IMPORTED_PEM_BYTES = 64 * 1024;
@@ -45,6 +46,7 @@ export function rootCaStatus(cluster: Cluster, nodes: readonly Node[]): GetRootC
           },
     nodeCertExpirySeconds: cluster.spec?.caConfig?.nodeCertExpirySeconds ?? 0n,
     externalCa: cluster.spec?.caConfig?.externalCa,
+    rootKeyHeld: !isKeylessRoot(rootCa),
   };
 }
 
@@ -65,6 +67,7 @@ export function rootCaHandlers(deps: RootCaHandlerDeps) {
     getRootCa: async (): Promise<GetRootCAResponse> => rootCaStatus(deps.cluster(), deps.nodes()),
 
     rotateRootCa: async (req: RotateRootCARequest): Promise<RotateRootCAResponse> => {
+      if (isKeylessRoot(deps.cluster().rootCa)) throw keylessRotationRefused();
       // The external CA signs every certificate under the new root: it must hold that root's key,
       // so a root only the managers know would leave every renewal refused.
       if (req.caCertPem.length === 0 && (deps.cluster().spec?.caConfig?.externalCa?.url ?? "") !== "") {

@@ -1,11 +1,11 @@
 // From a plan to what each node of a prefetch job is told (DESIGN.md §3 rule 9, §8): its role, the
 // blobs with their piece hashes, the peers of its own zone it may ask, a grant per blob signed by
-// the cluster CA (peers check it on every call), and — for a seed alone — the header to pull with.
+// the cluster CA or the leader (peers check it on every call), and — for a seed alone — the header to pull with.
 // Pure apart from the signature: the leader calls it when a job starts, is replanned, or its grants
 // near expiry.
 import { pieceCountOf } from "../../base/bitfield.js";
 import { ShoalError } from "../../base/errors.js";
-import { MAX_GRANT_LIFETIME_MS, signGrant, type RootCA } from "../../ca/index.js";
+import { MAX_GRANT_LIFETIME_MS, signGrant, type GrantSigner } from "../../ca/index.js";
 import type { PrefetchBlob, PrefetchOrder } from "../../proto/shoal/v1/dispatcher.js";
 import { isEligible, originStartPiece, type PlanNode, type PrefetchPlan } from "./plan.js";
 
@@ -24,7 +24,8 @@ export interface OrdersInput {
   plan: PrefetchPlan;
   /** Every target, by node ID, as the store says now (zone, address, revoked, down). */
   nodes: ReadonlyMap<string, PlanNode>;
-  rootCA: RootCA;
+  /** The CA key, or in a cluster whose managers hold no root key, the leader's node key (src/ca/grant.ts). */
+  grantSigner: GrantSigner;
   nowMs: number;
   grantTtlMs?: number;
   /** What a seed pulls with: see RegistryClient.pullAuthorization; undefined: anonymous. */
@@ -72,7 +73,7 @@ export function buildOrders(input: OrdersInput): NodeOrder[] {
       candidates,
       grants: input.blobs.map((b) => ({
         blobDigest: b.digest,
-        grant: signGrant(input.rootCA, { jobId: input.jobId, clusterId: input.clusterId, zone: node.zone, nodeId: node.nodeId, blobDigest: b.digest, expiresAtMs }),
+        grant: signGrant(input.grantSigner, { jobId: input.jobId, clusterId: input.clusterId, zone: node.zone, nodeId: node.nodeId, blobDigest: b.digest, expiresAtMs }),
       })),
       grantsExpireAt: new Date(expiresAtMs),
       // Only a seed pulls from the registry, so only a seed is told how (rule 9).

@@ -11,7 +11,7 @@
 // Jobs live in this loop's memory only: a new leader rebuilds them from the tasks (the job IDs are
 // derived from the store), and the nodes keep what they fetched.
 import { isShoalError, ShoalError } from "../../base/errors.js";
-import type { RootCA } from "../../ca/index.js";
+import type { GrantSigner } from "../../ca/index.js";
 import type { Node } from "../../proto/shoal/v1/objects.js";
 import { ReconcileTrigger, type LeaderLoop, type LeaderLoopFactory, type LoopContext } from "../../state/index.js";
 import type { PrefetchImageSource, SeedAccess } from "./image-source.js";
@@ -48,8 +48,8 @@ export interface PrefetchLoopOptions {
   board: PrefetchOrderBoard;
   views: PrefetchJobViews;
   clusterId: string;
-  /** The cluster CA with its key (the leader signs the grants). */
-  rootCA: () => RootCA;
+  /** What signs the grants: the CA key, or the leader's node key in a keyless cluster (grant-signer.ts). */
+  grantSigner: () => GrantSigner;
   pieceSize?: number;
   grantTtlMs?: number;
   candidatesPerNode?: number;
@@ -262,7 +262,7 @@ class PrefetchLoop {
       blobs: job.blobs,
       plan: job.plan!,
       nodes: new Map(planNodes.map((p) => [p.nodeId, p])),
-      rootCA: this.opts.rootCA(),
+      grantSigner: this.opts.grantSigner(),
       nowMs,
       grantTtlMs: this.grantTtlMs,
       seedAccess: access,

@@ -34,7 +34,10 @@ export const protobufFileName = "shoal/v1/blobs.proto";
 export interface HaveRequest {
   /** "sha256:<hex>" of the blob. */
   digest: string;
-  /** An opaque prefetch grant (src/ca/grant.ts), signed by the cluster CA key. */
+  /**
+   * An opaque prefetch grant (src/ca/grant.ts), signed by the cluster CA key, or by the leader's
+   * node key in a cluster whose managers hold no root key.
+   */
   grant: Buffer;
 }
 

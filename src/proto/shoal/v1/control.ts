@@ -278,7 +278,14 @@ export interface GetRootCAResponse {
   rotation: RootRotationProgress | undefined;
   nodeCertExpirySeconds: bigint;
   /** Unset: the managers sign node certificates with their own key. */
-  externalCa: ExternalCA | undefined;
+  externalCa:
+    | ExternalCA
+    | undefined;
+  /**
+   * False for a cluster created with `shoal init --external-ca`: the managers hold the root
+   * certificate only, never its key.
+   */
+  rootKeyHeld: boolean;
 }
 
 /**
@@ -3436,7 +3443,7 @@ export const RootRotationProgress: MessageFns<RootRotationProgress> = {
 };
 
 function createBaseGetRootCAResponse(): GetRootCAResponse {
-  return { root: undefined, rotation: undefined, nodeCertExpirySeconds: 0n, externalCa: undefined };
+  return { root: undefined, rotation: undefined, nodeCertExpirySeconds: 0n, externalCa: undefined, rootKeyHeld: false };
 }
 
 export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
@@ -3455,6 +3462,9 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
     }
     if (message.externalCa !== undefined) {
       ExternalCA.encode(message.externalCa, writer.uint32(34).fork()).join();
+    }
+    if (message.rootKeyHeld !== false) {
+      writer.uint32(40).bool(message.rootKeyHeld);
     }
     return writer;
   },
@@ -3504,6 +3514,14 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
             message.externalCa = ExternalCA.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.rootKeyHeld = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3530,6 +3548,11 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
         : isSet(object.external_ca)
         ? ExternalCA.fromJSON(object.external_ca)
         : undefined,
+      rootKeyHeld: isSet(object.rootKeyHeld)
+        ? globalThis.Boolean(object.rootKeyHeld)
+        : isSet(object.root_key_held)
+        ? globalThis.Boolean(object.root_key_held)
+        : false,
     };
   },
 
@@ -3546,6 +3569,9 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
     }
     if (message.externalCa !== undefined) {
       obj.externalCa = ExternalCA.toJSON(message.externalCa);
+    }
+    if (message.rootKeyHeld !== false) {
+      obj.rootKeyHeld = message.rootKeyHeld;
     }
     return obj;
   },
@@ -3568,6 +3594,7 @@ export const GetRootCAResponse: MessageFns<GetRootCAResponse> = {
     message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
       ? ExternalCA.fromPartial(object.externalCa)
       : undefined;
+    message.rootKeyHeld = object.rootKeyHeld ?? false;
     return message;
   },
 };

@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
+  ExternalCA,
   NodeAvailability,
   nodeAvailabilityFromJSON,
   nodeAvailabilityToJSON,
@@ -71,6 +72,13 @@ export interface InitRequest {
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
+  /**
+   * `shoal init --external-ca ... --ca-cert ROOT.pem`: node certificates, the first manager's
+   * included, are signed by this endpoint, and the managers hold `ca_cert_pem` (the root
+   * certificate) but never a root key. Both set, or neither.
+   */
+  externalCa: ExternalCA | undefined;
+  caCertPem: Buffer;
 }
 
 export interface InitResponse {
@@ -563,7 +571,16 @@ export const InfoResponse: MessageFns<InfoResponse> = {
 };
 
 function createBaseInitRequest(): InitRequest {
-  return { autolock: false, certExpirySeconds: 0n, advertiseAddr: "", tickMs: 0, electionTicks: 0, heartbeatTicks: 0 };
+  return {
+    autolock: false,
+    certExpirySeconds: 0n,
+    advertiseAddr: "",
+    tickMs: 0,
+    electionTicks: 0,
+    heartbeatTicks: 0,
+    externalCa: undefined,
+    caCertPem: Buffer.alloc(0),
+  };
 }
 
 export const InitRequest: MessageFns<InitRequest> = {
@@ -588,6 +605,12 @@ export const InitRequest: MessageFns<InitRequest> = {
     }
     if (message.heartbeatTicks !== 0) {
       writer.uint32(48).uint32(message.heartbeatTicks);
+    }
+    if (message.externalCa !== undefined) {
+      ExternalCA.encode(message.externalCa, writer.uint32(58).fork()).join();
+    }
+    if (message.caCertPem.length !== 0) {
+      writer.uint32(66).bytes(message.caCertPem);
     }
     return writer;
   },
@@ -653,6 +676,22 @@ export const InitRequest: MessageFns<InitRequest> = {
             message.heartbeatTicks = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.externalCa = ExternalCA.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.caCertPem = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -693,6 +732,16 @@ export const InitRequest: MessageFns<InitRequest> = {
         : isSet(object.heartbeat_ticks)
         ? globalThis.Number(object.heartbeat_ticks)
         : 0,
+      externalCa: isSet(object.externalCa)
+        ? ExternalCA.fromJSON(object.externalCa)
+        : isSet(object.external_ca)
+        ? ExternalCA.fromJSON(object.external_ca)
+        : undefined,
+      caCertPem: isSet(object.caCertPem)
+        ? Buffer.from(bytesFromBase64(object.caCertPem))
+        : isSet(object.ca_cert_pem)
+        ? Buffer.from(bytesFromBase64(object.ca_cert_pem))
+        : Buffer.alloc(0),
     };
   },
 
@@ -716,6 +765,12 @@ export const InitRequest: MessageFns<InitRequest> = {
     if (message.heartbeatTicks !== 0) {
       obj.heartbeatTicks = Math.round(message.heartbeatTicks);
     }
+    if (message.externalCa !== undefined) {
+      obj.externalCa = ExternalCA.toJSON(message.externalCa);
+    }
+    if (message.caCertPem.length !== 0) {
+      obj.caCertPem = base64FromBytes(message.caCertPem);
+    }
     return obj;
   },
 
@@ -732,6 +787,10 @@ export const InitRequest: MessageFns<InitRequest> = {
     message.tickMs = object.tickMs ?? 0;
     message.electionTicks = object.electionTicks ?? 0;
     message.heartbeatTicks = object.heartbeatTicks ?? 0;
+    message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
+      ? ExternalCA.fromPartial(object.externalCa)
+      : undefined;
+    message.caCertPem = object.caCertPem ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1498,6 +1557,14 @@ export const LocalNodeClient = makeGenericClientConstructor(LocalNodeService, "s
   service: typeof LocalNodeService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
