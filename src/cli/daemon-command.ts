@@ -51,6 +51,8 @@ interface DaemonFlags {
   p2pDownloadRate?: string;
   contentMaxBytes?: string;
   renewExpired?: boolean;
+  metricsAddr?: string;
+  metricsAllowRemote?: boolean;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -82,6 +84,8 @@ export function registerDaemonCommand(program: Command): void {
       "--renew-expired",
       "the last manager of a cluster (a single-manager cluster off for longer than the certificate expiry) reissues its own expired certificate from the CA key it holds, keeping its node ID, role and zone (with autolock, after `shoal unlock`); refused when other managers exist or the node was removed",
     )
+    .option("--metrics-addr <host:port>", "serve Prometheus metrics at GET /metrics on this address (default: off); loopback only unless --metrics-allow-remote")
+    .option("--metrics-allow-remote", "let --metrics-addr listen on an address other than loopback (the endpoint has no authentication: firewall it)")
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       const dataDir = resolve(flags.dataDir ?? DEFAULT_DATA_DIR);
@@ -105,6 +109,8 @@ export function registerDaemonCommand(program: Command): void {
         p2pDownloadBytesPerSec: flags.p2pDownloadRate === undefined ? undefined : parseByteRate(flags.p2pDownloadRate, "--p2p-download-rate"),
         contentMaxBytes: flags.contentMaxBytes === undefined ? undefined : parseByteSize(flags.contentMaxBytes, "--content-max-bytes"),
         renewExpired: flags.renewExpired === true,
+        metricsAddr: flags.metricsAddr,
+        metricsAllowRemote: flags.metricsAllowRemote === true,
       });
       const onSignal = (): void => {
         void daemon.stop();

@@ -9,7 +9,7 @@ import { systemClock, type Clock } from "../base/clock.js";
 import { systemRandom, type Random } from "../base/random.js";
 import { loadRootCA, RevocationList, renderCrl, type RootCA } from "../ca/index.js";
 import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
-import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftStateMachine } from "../raft/node/index.js";
+import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeObserver, type RaftStateMachine } from "../raft/node/index.js";
 import { NO_NODE } from "../raft/core/types.js";
 import {
   EncryptedStore,
@@ -33,7 +33,7 @@ import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
 import { caServiceHandlers } from "./caserver/ca-server.js";
 import type { AppliedProposal, ManagerContext } from "./context.js";
 import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
-import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { Dispatcher, type DispatcherObserver } from "./dispatcher/dispatcher.js";
 import { ControlForwarder } from "./control-forwarder.js";
 import { LogBroker, type LogSink } from "./logbroker/log-broker.js";
 import { LeaderRedirect } from "./handlers.js";
@@ -51,7 +51,7 @@ import { rootRotationLoop } from "./leadership/root-rotation.js";
 import { TrustedRoots } from "./trusted-roots.js";
 import { IssuingRootCache } from "./caserver/issuing-root.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
-import { schedulerLoop } from "./scheduler/scheduler.js";
+import { schedulerLoop, type SchedulerObserver } from "./scheduler/scheduler.js";
 import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
 import { PrefetchOrderBoard } from "./prefetch/order-board.js";
 
@@ -100,6 +100,8 @@ export interface ManagerOptions {
   onRemovedFromRaft?: () => void;
   /** The node stopped on an error it must not limp past. */
   onFatal?: (err: Error) => void;
+  /** Told what raft, the dispatcher and the scheduler do (the daemon's metrics); each optional. */
+  observers?: { raft?: RaftNodeObserver; dispatcher?: DispatcherObserver; scheduler?: SchedulerObserver };
 }
 
 class StoreMachine implements RaftStateMachine {
@@ -178,7 +180,7 @@ export class Manager {
       loops: [
         revocationGcLoop,
         rootRotationLoop,
-        ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop]),
+        ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop({ ...(opts.observers?.scheduler !== undefined ? { observer: opts.observers.scheduler } : {}) }), constraintEnforcerLoop]),
         ...(opts.workloadLoops === false || opts.prefetch === undefined
           ? []
           : [
@@ -287,6 +289,7 @@ export class Manager {
         electionJitterTicks: electionJitterTicks(timing),
         heartbeatTicks: timing.heartbeatTicks,
         snapshotIntervalEntries: opts.snapshotIntervalEntries,
+        ...(opts.observers?.raft !== undefined ? { observer: opts.observers.raft } : {}),
       });
     } catch (err) {
       await encryptedStore.close();
@@ -354,6 +357,7 @@ export class Manager {
       heartbeatPeriodMs: opts.heartbeatPeriodMs,
       prefetch: prefetchOrders,
       prefetchImages: opts.prefetch !== undefined && opts.workloadLoops !== false,
+      ...(opts.observers?.dispatcher !== undefined ? { observer: opts.observers.dispatcher } : {}),
     });
     server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
@@ -431,6 +435,11 @@ export class Manager {
 
   get isLeader(): boolean {
     return this.raft.isLeader;
+  }
+
+  /** Agent sessions open on this manager's dispatcher (0 on a follower). */
+  get dispatcherSessions(): number {
+    return this.dispatcher.sessionCount;
   }
 
   private leaderChanged(isLeader: boolean, term: number): void {
