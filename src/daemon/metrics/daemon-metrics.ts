@@ -2,8 +2,9 @@
 // several daemons in one process, so never the global one). Gauges read the node's state when
 // scraped (`collect()`); counters and histograms are fed through the observers the raft node, the
 // dispatcher and the scheduler are given, which are plain interfaces of those layers (they do not
-// know prom-client). Two registries: the process and lock-state metrics are always served; the
-// rest only while the node runs a role (a locked manager shows nothing of its cluster).
+// know prom-client). Three registries: the process and lock-state metrics are always served; the
+// node's (certificate, revocation list, prefetch) while it runs a role; raft, dispatcher, scheduler
+// and store only while it is a manager (a locked manager shows nothing of its cluster).
 // Labels are bounded (state, role, zone, outcome, source, kind), and nothing secret is read.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Clock } from "../../base/clock.js";
@@ -52,8 +53,10 @@ const TASK_STATES = Object.values(TaskState).filter((v): v is TaskState => typeo
 export class DaemonMetrics implements Scrape {
   /** Process and lock-state metrics: always served. */
   private readonly base = new Registry();
-  /** Everything about the node's role and cluster: served only while it runs one. */
+  /** The node's certificate, revocation list and prefetch: served while it runs a role (manager or worker). */
   private readonly role = new Registry();
+  /** Raft, the dispatcher, the scheduler and the store: served only while it runs the manager role. */
+  private readonly manager = new Registry();
   readonly contentType = this.base.contentType;
   readonly raftObserver: RaftNodeObserver;
   readonly dispatcherObserver: DispatcherObserver;
@@ -64,7 +67,7 @@ export class DaemonMetrics implements Scrape {
   private certCache: { pem: string; notAfterMs: number; zone: string } | undefined;
 
   constructor(private readonly opts: DaemonMetricsOptions) {
-    const { base, role } = this;
+    const { base, role, manager } = this;
     const view = opts.view;
     collectDefaultMetrics({ register: base });
     new Gauge({
@@ -91,7 +94,7 @@ export class DaemonMetrics implements Scrape {
     new Gauge({
       name: "shoal_raft_term",
       help: "Current raft term of this manager",
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const r = raft();
@@ -102,7 +105,7 @@ export class DaemonMetrics implements Scrape {
       name: "shoal_raft_role",
       help: "1 for this manager's current raft role, 0 for the others",
       labelNames: ["role"],
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const r = raft();
@@ -114,7 +117,7 @@ export class DaemonMetrics implements Scrape {
     new Gauge({
       name: "shoal_raft_commit_index",
       help: "Highest raft log index this manager knows to be committed",
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const r = raft();
@@ -124,40 +127,40 @@ export class DaemonMetrics implements Scrape {
     new Gauge({
       name: "shoal_raft_applied_index",
       help: "Highest raft log index this manager applied to its store",
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const r = raft();
         if (r !== undefined) this.set(r.appliedIndex);
       },
     });
-    const leaderChanges = new Counter({ name: "shoal_raft_leader_changes_total", help: "Times the leader this manager follows changed (or it started or stopped leading)", registers: [role] });
+    const leaderChanges = new Counter({ name: "shoal_raft_leader_changes_total", help: "Times the leader this manager follows changed (or it started or stopped leading)", registers: [manager] });
     const proposals = new Histogram({
       name: "shoal_raft_proposal_duration_seconds",
       help: "Time from a proposal handed to raft on this manager to its apply here (outcome applied) or its failure",
       labelNames: ["outcome"],
       buckets: LATENCY_BUCKETS,
-      registers: [role],
+      registers: [manager],
     });
     const persists = new Histogram({
       name: "shoal_raft_persist_duration_seconds",
       help: "Time of one synced (fsync) write of a raft Ready: entries and hard state",
       buckets: FSYNC_BUCKETS,
-      registers: [role],
+      registers: [manager],
     });
     const readyEntries = new Histogram({
       name: "shoal_raft_ready_entries",
       help: "Log entries persisted per raft Ready (Readies without entries are not counted)",
       buckets: BATCH_BUCKETS,
-      registers: [role],
+      registers: [manager],
     });
     const snapshots = new Counter({
       name: "shoal_raft_snapshots_total",
       help: "Raft snapshots taken on this manager (kind taken) or installed from the leader (kind installed)",
       labelNames: ["kind"],
-      registers: [role],
+      registers: [manager],
     });
-    const snapshotBytes = new Gauge({ name: "shoal_raft_snapshot_size_bytes", help: "Size of the last raft snapshot this manager took or installed", registers: [role] });
+    const snapshotBytes = new Gauge({ name: "shoal_raft_snapshot_size_bytes", help: "Size of the last raft snapshot this manager took or installed", registers: [manager] });
     this.raftObserver = {
       readyEntries: (n) => readyEntries.observe(n),
       persistStarted: () => persists.startTimer(),
@@ -176,7 +179,7 @@ export class DaemonMetrics implements Scrape {
     new Gauge({
       name: "shoal_dispatcher_sessions",
       help: "Agent sessions open on this manager's dispatcher (only the leader holds sessions)",
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const m = view().manager;
@@ -186,14 +189,14 @@ export class DaemonMetrics implements Scrape {
     const missed = new Counter({
       name: "shoal_dispatcher_heartbeats_missed_total",
       help: "Nodes this manager, as leader, found silent for 3 heartbeat periods and marked DOWN",
-      registers: [role],
+      registers: [manager],
     });
     this.dispatcherObserver = { heartbeatsMissed: (n) => missed.inc(n) };
     new Gauge({
       name: "shoal_nodes",
       help: "Nodes by state and security zone, in this manager's own copy of the store (each manager, leader or follower, reports its own view)",
       labelNames: ["state", "zone"],
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const store = view().manager?.store;
@@ -209,7 +212,7 @@ export class DaemonMetrics implements Scrape {
       name: "shoal_tasks",
       help: "Tasks by state, in this manager's own copy of the store (each manager, leader or follower, reports its own view)",
       labelNames: ["state"],
-      registers: [role],
+      registers: [manager],
       collect() {
         this.reset();
         const store = view().manager?.store;
@@ -227,13 +230,13 @@ export class DaemonMetrics implements Scrape {
       name: "shoal_scheduler_decisions_total",
       help: "Placement decisions of this manager's scheduler passes: assigned (a node was chosen) or unplaceable (no node fits; counted again on every pass it stays pending)",
       labelNames: ["outcome"],
-      registers: [role],
+      registers: [manager],
     });
     const passes = new Histogram({
       name: "shoal_scheduler_pass_duration_seconds",
       help: "Time of one scheduler pass with pending tasks: placement and the commit of its assignments",
       buckets: LATENCY_BUCKETS,
-      registers: [role],
+      registers: [manager],
     });
     this.schedulerObserver = {
       passStarted: () => passes.startTimer(),
@@ -289,12 +292,11 @@ export class DaemonMetrics implements Scrape {
     this.prefetchCounter.report(event);
   }
 
-  /** One scrape: the process and lock-state metrics, and the role's while the node runs one. */
+  /** One scrape: the process and lock-state metrics, the node's while it runs a role, the manager's while it is one. */
   async text(): Promise<string> {
     const state = this.opts.view().state;
-    const base = await this.base.metrics();
-    if (state !== "manager" && state !== "worker") return base;
-    return base + "\n" + (await this.role.metrics());
+    const registries = state === "manager" ? [this.base, this.role, this.manager] : state === "worker" ? [this.base, this.role] : [this.base];
+    return (await Promise.all(registries.map((r) => r.metrics()))).join("\n");
   }
 
   private certificate(): { notAfterMs: number; zone: string } | undefined {
