@@ -181,13 +181,19 @@ test("metrics: --metrics-addr off a loopback host is refused without --metrics-a
   const root = mkdtempSync(join(tmpdir(), "shoal-metrics-addr-"));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const base = { listenAddr: `127.0.0.1:${await freePort()}`, logger: silent };
-  await assert.rejects(startDaemon({ ...base, dataDir: join(root, "a"), metricsAddr: "0.0.0.0:9323" }), (e) => isShoalError(e, "METRICS_ADDR_NOT_LOOPBACK") && /--metrics-allow-remote/.test(e.message));
-  await assert.rejects(startDaemon({ ...base, dataDir: join(root, "b"), metricsAddr: "nonsense" }), (e) => isShoalError(e, "INVALID_ARGUMENT"));
+  // A daemon that starts where it should have been refused is stopped, so the failure ends the test.
+  const refused = (opts: DaemonOptions) =>
+    startDaemon(opts).then(async (d) => {
+      await d.stop();
+      return d;
+    });
+  await assert.rejects(refused({ ...base, dataDir: join(root, "a"), metricsAddr: "0.0.0.0:9323" }), (e) => isShoalError(e, "METRICS_ADDR_NOT_LOOPBACK") && /--metrics-allow-remote/.test(e.message));
+  await assert.rejects(refused({ ...base, dataDir: join(root, "b"), metricsAddr: "nonsense" }), (e) => isShoalError(e, "INVALID_ARGUMENT"));
   const remote = await startDaemon({ ...base, dataDir: join(root, "c"), metricsAddr: "0.0.0.0:0", metricsAllowRemote: true });
   try {
     assert.equal((await scrapeText(remote.metricsPort!)).status, 200, "allowed with --metrics-allow-remote");
     await assert.rejects(
-      startDaemon({ ...base, listenAddr: `127.0.0.1:${await freePort()}`, dataDir: join(root, "d"), metricsAddr: `127.0.0.1:${remote.metricsPort}` }),
+      refused({ ...base, listenAddr: `127.0.0.1:${await freePort()}`, dataDir: join(root, "d"), metricsAddr: `127.0.0.1:${remote.metricsPort}` }),
       (e) => isShoalError(e, "UNAVAILABLE") && /cannot listen for metrics/.test(e.message),
     );
   } finally {

@@ -79,7 +79,12 @@ test("shoal daemon --metrics-addr on a non-loopback host exits with the usage co
       const child = spawn(process.execPath, [SHOAL_BIN, "--data-dir", dir, "daemon", "--listen-addr", `127.0.0.1:1`, ...args], { stdio: ["ignore", "ignore", "pipe"] });
       let stderr = "";
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("exit", (code) => resolve({ code, stderr }));
+      // A daemon that starts instead of refusing is killed, so the failure ends the test.
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      child.on("exit", (code) => {
+        clearTimeout(timer);
+        resolve({ code, stderr });
+      });
     });
   const refused = await run(["--metrics-addr", "0.0.0.0:9323"]);
   assert.equal(refused.code, EXIT_USAGE, refused.stderr);
