@@ -24,5 +24,7 @@ echo "# typecheck ok"
 # Container tools for the runc, registry and image tests (apt-get as root when missing; it says
 # what it installs, and fails with the command to run when not root).
 node --import tsx scripts/lib/container-tools.ts
+# Prometheus for the metrics test (the same way, under the same apt lock).
+node --import tsx scripts/lib/prometheus.ts
 mapfile -t files < <(find test cluster-sim -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 exec node --import tsx --test --test-reporter=tap --test-concurrency=2 "${files[@]}"

@@ -18,7 +18,7 @@ export const CONTAINER_TOOLS: Readonly<Record<string, string>> = {
   busybox: "busybox-static",
 };
 
-const INSTALL_LOCK = "/tmp/shoal-container-tools.lock";
+export const INSTALL_LOCK = "/tmp/shoal-container-tools.lock";
 
 /** The full path of `name` on PATH (plus the sbin directories, where runc lives), if any. */
 export function findExecutable(name: string): string | undefined {

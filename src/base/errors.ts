@@ -15,6 +15,8 @@ export const SHOAL_ERROR_CODES = [
   "UNLOCK_KEY_WRONG",
   "PEM_INVALID",
   "CSR_INVALID",
+  /** `--metrics-addr` on a host other than loopback without `--metrics-allow-remote`. */
+  "METRICS_ADDR_NOT_LOOPBACK",
   // certificates
   "CERT_INVALID",
   "CERT_EXPIRED",

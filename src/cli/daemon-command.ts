@@ -54,6 +54,8 @@ interface DaemonFlags {
   contentMaxBytes?: string;
   renewExpired?: boolean;
   renewExpiredTokenFile?: string;
+  metricsAddr?: string;
+  metricsAllowRemote?: boolean;
 }
 
 /** RFC 1123 host name: dot-separated labels of letters, digits and '-' (not at a label's ends), at most 253 characters. */
@@ -115,6 +117,8 @@ export function registerDaemonCommand(program: Command, stdin: NodeJS.ReadableSt
       "--renew-expired-token-file <file>",
       "with --renew-expired, on a manager whose certificate expired while the other managers kept quorum: the file holding the current manager join token (`-`: read it from stdin); a live manager renews the certificate, keeping node ID, role, zone and raft membership",
     )
+    .option("--metrics-addr <host:port>", "serve Prometheus metrics at GET /metrics on this address (default: off); loopback only unless --metrics-allow-remote")
+    .option("--metrics-allow-remote", "let --metrics-addr listen on an address other than loopback (the endpoint has no authentication: firewall it)")
     .action(async (_opts: unknown, cmd: Command) => {
       const flags = cmd.optsWithGlobals<DaemonFlags>();
       if (flags.renewExpiredTokenFile !== undefined && flags.renewExpired !== true) {
@@ -143,6 +147,8 @@ export function registerDaemonCommand(program: Command, stdin: NodeJS.ReadableSt
         contentMaxBytes: flags.contentMaxBytes === undefined ? undefined : parseByteSize(flags.contentMaxBytes, "--content-max-bytes"),
         renewExpired: flags.renewExpired === true,
         renewExpiredToken,
+        metricsAddr: flags.metricsAddr,
+        metricsAllowRemote: flags.metricsAllowRemote === true,
       });
       const onSignal = (): void => {
         void daemon.stop();

@@ -10,7 +10,7 @@ import type { Random } from "../base/random.js";
 import type { Agent } from "../agent/agent.js";
 import type { NodeImages } from "../agent/images/node-images.js";
 import { PeerClient } from "../agent/p2p/peer-client.js";
-import { PrefetchRunner } from "../agent/prefetch-runner.js";
+import { PrefetchRunner, type PrefetchReport } from "../agent/prefetch-runner.js";
 
 export interface AgentPrefetchOptions {
   agent: Agent;
@@ -22,6 +22,8 @@ export interface AgentPrefetchOptions {
   downloadBytesPerSec: number;
   /** A job ended on this node (done or failed): the content store's GC may have blobs to free. */
   onJobEnded?: () => void;
+  /** Sees every report the runner makes, after the agent was given it (the daemon's metrics). */
+  onReport?: (event: PrefetchReport) => void;
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -51,6 +53,7 @@ export class AgentPrefetch {
       logger: opts.logger.child({ component: "prefetch" }),
       report: (event) => {
         agent.reportPrefetch(event);
+        opts.onReport?.(event);
         if (event.kind === "done" || event.kind === "failed") opts.onJobEnded?.();
       },
       isRevoked: (nodeId) => agent.revocation.isNodeRevoked(nodeId),

@@ -36,6 +36,7 @@ import { RegistryClient } from "../oci/registry-client.js";
 import { NodeImages } from "../agent/images/node-images.js";
 import type { PeerServer } from "../agent/p2p/peer-server.js";
 import { PrefetchWaitingImages } from "../agent/prefetch-wait.js";
+import type { PrefetchReport } from "../agent/prefetch-runner.js";
 import type { PeerVerifier } from "../transport/identity.js";
 import type { RevocationState } from "../transport/revocation.js";
 import { GRPC_NO_CHANNELZ } from "../transport/server.js";
@@ -88,6 +89,9 @@ import { AgentPrefetch } from "./agent-prefetch.js";
 import { gcRootsOf, InUseWatch, withTaskEnded } from "./content-gc-roots.js";
 import { checkByteRate, checkByteSize } from "./byte-rate.js";
 import { mountPeerService, WorkerPeerListener } from "./peer-listener.js";
+import { DaemonMetrics } from "./metrics/daemon-metrics.js";
+import { parseMetricsAddr, type MetricsAddr } from "./metrics/metrics-addr.js";
+import { MetricsServer } from "./metrics/metrics-server.js";
 
 export type DaemonState = "inactive" | "locked" | "manager" | "worker";
 
@@ -140,6 +144,10 @@ export interface DaemonOptions {
    * manager role starts, instead of reissuing it itself. Never logged.
    */
   renewExpiredToken?: string;
+  /** `--metrics-addr HOST:PORT`: serve Prometheus metrics at GET /metrics there (off without it; port 0 picks one). */
+  metricsAddr?: string;
+  /** `--metrics-allow-remote`: let --metrics-addr listen on a host other than loopback. */
+  metricsAllowRemote?: boolean;
 }
 
 /** Largest message accepted on the control socket (a secret is at most 500 KiB). */
@@ -214,6 +222,10 @@ export class Daemon {
   private renewExpiredPending = false;
   /** As renewExpiredPending, with a manager token: renew through a live manager before the manager role starts. */
   private renewThroughPeerPending = false;
+  /** `--metrics-addr`: where, the collectors, and the listener once open. */
+  private readonly metricsAddr: MetricsAddr | undefined;
+  private readonly metrics: DaemonMetrics | undefined;
+  private metricsServer: MetricsServer | undefined;
   private resolveStopped!: () => void;
   /** Settles when the daemon has stopped (signal, fatal error or stop()). */
   readonly stopped: Promise<void> = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -228,6 +240,14 @@ export class Daemon {
     this.uploadBytesPerSec = checkByteRate(opts.p2pUploadBytesPerSec, "--p2p-upload-rate");
     this.downloadBytesPerSec = checkByteRate(opts.p2pDownloadBytesPerSec, "--p2p-download-rate");
     const contentMaxBytes = checkByteSize(opts.contentMaxBytes, "--content-max-bytes");
+    this.metricsAddr = opts.metricsAddr === undefined ? undefined : parseMetricsAddr(opts.metricsAddr, opts.metricsAllowRemote === true);
+    this.metrics =
+      this.metricsAddr === undefined
+        ? undefined
+        : new DaemonMetrics({
+            clock: this.clock,
+            view: () => ({ state: this.state, manager: this.manager, revocation: this.manager?.revocation ?? this.agent?.revocation, certPem: this.certPem }),
+          });
     this.images = new NodeImages({
       contentDir: join(opts.dataDir, "content"),
       logger: this.log,
@@ -249,6 +269,11 @@ export class Daemon {
   /** The port the manager's TLS listener is bound to (useful with port 0). */
   get managerPort(): number | undefined {
     return this.manager?.boundPort;
+  }
+
+  /** The port the metrics endpoint listens on (undefined without --metrics-addr). */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port;
   }
 
   /** The revocation list this node's agent received from the managers (undefined without an agent). */
@@ -314,9 +339,11 @@ export class Daemon {
     this.dataDirLock = await DataDirLock.acquire(this.opts.dataDir, this.clock.nowMs());
     try {
       await this.resume();
+      await this.openMetrics();
       await this.openSocket();
     } catch (err) {
       await this.stopRoles().catch(() => undefined);
+      await this.closeMetrics();
       await this.releaseDataDir();
       throw err;
     }
@@ -465,6 +492,21 @@ export class Daemon {
       { previousSerial, serial: info.serial, role: info.role, zone: info.zone, notAfter: info.notAfter.toISOString(), via: renewal.via },
       "--renew-expired: a live manager renewed this manager's expired certificate (expired certificate plus manager token)",
     );
+  }
+
+  // ---- metrics ----
+
+  /** `--metrics-addr`: opened whatever the state (a locked manager shows its process and lock state). */
+  private async openMetrics(): Promise<void> {
+    if (this.metricsAddr === undefined || this.metrics === undefined) return;
+    this.metricsServer = await MetricsServer.start(this.metricsAddr, this.metrics, (err) => this.log.warn({ err: err.message }, "metrics endpoint error"));
+    this.log.info({ addr: `${this.metricsAddr.host}:${this.metricsServer.port}`, port: this.metricsServer.port }, "serving Prometheus metrics at GET /metrics");
+  }
+
+  private async closeMetrics(): Promise<void> {
+    const server = this.metricsServer;
+    this.metricsServer = undefined;
+    await server?.close();
   }
 
   // ---- socket ----
@@ -900,6 +942,9 @@ export class Daemon {
       logger: this.childLogger(),
       clock: this.clock,
       random: this.random,
+      ...(this.metrics !== undefined
+        ? { observers: { raft: this.metrics.raftObserver, dispatcher: this.metrics.dispatcherObserver, scheduler: this.metrics.schedulerObserver } }
+        : {}),
       onAutolockChanged: (on) => {
         if (this.node === undefined || this.node.autolock === on) return;
         this.node.autolock = on;
@@ -1074,6 +1119,7 @@ export class Daemon {
       identity: { certPem: this.certPem, keyPem: this.keyPem },
       downloadBytesPerSec: this.downloadBytesPerSec,
       onJobEnded: () => this.images.requestGc(),
+      ...(this.metrics !== undefined ? { onReport: (event: PrefetchReport) => this.metrics?.prefetchReport(event) } : {}),
       clock: this.clock,
       random: this.random,
       logger: this.childLogger(),
@@ -1111,6 +1157,7 @@ export class Daemon {
     await writeNodeKey(this.paths.nodeKeyFile, renewed.privateKey, renewed.role === "swarm-manager" ? unlockKey : undefined);
     await writeFileAtomic(this.paths.nodeCertFile, renewed.certPem, 0o644);
     this.certPem = renewed.certPem;
+    this.metrics?.renewed();
     this.keyPem = (renewed.privateKey as KeyObject).export({ type: "pkcs8", format: "pem" }).toString();
     this.manager?.updateIdentity({ certPem: this.certPem, keyPem: this.keyPem });
     // The peer service serves the zone of the new certificate (a zone change reissues it).
@@ -1266,6 +1313,7 @@ export class Daemon {
     this.log.info({}, "daemon stopping");
     this.images.close();
     await this.stopRoles().catch(() => undefined);
+    await this.closeMetrics().catch(() => undefined);
     const server = this.socketServer;
     if (server !== undefined) {
       await new Promise<void>((resolve) => {

@@ -11,7 +11,7 @@ import { loadRootCA, RevocationList, renderCrl, RootCA } from "../ca/index.js";
 import { grantSignerSource } from "./grant-signer.js";
 import { isKeylessRoot } from "./keyless.js";
 import { DataKey, kekFromUnlockKey } from "../crypto/index.js";
-import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftStateMachine } from "../raft/node/index.js";
+import { NotLeaderError, RaftNode, type AppliedEntry, type RaftMemberInfo, type RaftNodeObserver, type RaftStateMachine } from "../raft/node/index.js";
 import { NO_NODE } from "../raft/core/types.js";
 import {
   EncryptedStore,
@@ -35,7 +35,7 @@ import type { Cluster, Node } from "../proto/shoal/v1/objects.js";
 import { caServiceHandlers } from "./caserver/ca-server.js";
 import type { AppliedProposal, ManagerContext } from "./context.js";
 import { controlHandlers, controlServiceImplementation, type ControlHandlers } from "./controlapi/control-api.js";
-import { Dispatcher } from "./dispatcher/dispatcher.js";
+import { Dispatcher, type DispatcherObserver } from "./dispatcher/dispatcher.js";
 import { ControlForwarder } from "./control-forwarder.js";
 import { LogBroker, type LogSink } from "./logbroker/log-broker.js";
 import { LeaderRedirect } from "./handlers.js";
@@ -53,7 +53,7 @@ import { rootRotationLoop } from "./leadership/root-rotation.js";
 import { TrustedRoots } from "./trusted-roots.js";
 import { IssuingRootCache } from "./caserver/issuing-root.js";
 import { orchestratorLoop, pinnedDigestResolver, type ImageResolver } from "./orchestrator/orchestrator.js";
-import { schedulerLoop } from "./scheduler/scheduler.js";
+import { schedulerLoop, type SchedulerObserver } from "./scheduler/scheduler.js";
 import { constraintEnforcerLoop } from "./constraintenforcer/constraint-enforcer.js";
 import { PrefetchOrderBoard } from "./prefetch/order-board.js";
 import { EventHistory, type EventSink } from "./events/event-history.js";
@@ -104,6 +104,8 @@ export interface ManagerOptions {
   onRemovedFromRaft?: () => void;
   /** The node stopped on an error it must not limp past. */
   onFatal?: (err: Error) => void;
+  /** Told what raft, the dispatcher and the scheduler do (the daemon's metrics); each optional. */
+  observers?: { raft?: RaftNodeObserver; dispatcher?: DispatcherObserver; scheduler?: SchedulerObserver };
 }
 
 class StoreMachine implements RaftStateMachine {
@@ -185,7 +187,7 @@ export class Manager {
       loops: [
         revocationGcLoop,
         rootRotationLoop,
-        ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop(), constraintEnforcerLoop]),
+        ...(opts.workloadLoops === false ? [] : [orchestratorLoop({ resolveImage: opts.resolveImage ?? pinnedDigestResolver }), schedulerLoop({ ...(opts.observers?.scheduler !== undefined ? { observer: opts.observers.scheduler } : {}) }), constraintEnforcerLoop]),
         ...(opts.workloadLoops === false || opts.prefetch === undefined
           ? []
           : [
@@ -297,6 +299,7 @@ export class Manager {
         electionJitterTicks: electionJitterTicks(timing),
         heartbeatTicks: timing.heartbeatTicks,
         snapshotIntervalEntries: opts.snapshotIntervalEntries,
+        ...(opts.observers?.raft !== undefined ? { observer: opts.observers.raft } : {}),
       });
     } catch (err) {
       eventFeed.close();
@@ -368,6 +371,7 @@ export class Manager {
       heartbeatPeriodMs: opts.heartbeatPeriodMs,
       prefetch: prefetchOrders,
       prefetchImages: opts.prefetch !== undefined && opts.workloadLoops !== false,
+      ...(opts.observers?.dispatcher !== undefined ? { observer: opts.observers.dispatcher } : {}),
     });
     server.addService(CAService, caServiceHandlers(ctx) as unknown as grpc.UntypedServiceImplementation);
     server.addService(RaftService, raftServiceHandlers({ server, node: () => raft, logger }) as unknown as grpc.UntypedServiceImplementation);
@@ -446,6 +450,11 @@ export class Manager {
 
   get isLeader(): boolean {
     return this.raft.isLeader;
+  }
+
+  /** Agent sessions open on this manager's dispatcher (0 on a follower). */
+  get dispatcherSessions(): number {
+    return this.dispatcher.sessionCount;
   }
 
   private leaderChanged(isLeader: boolean, term: number): void {

@@ -457,6 +457,17 @@ export class ObjectStore {
   getTask(id: string): Task | undefined {
     return copyOf(this.state.tables.tasks.get(id));
   }
+  /**
+   * How many tasks fall under each key `keyOf` gives (e.g. their state), without copying them: for
+   * gauges read at every scrape. `keyOf` must not keep or change the object it is shown.
+   */
+  countTasks(keyOf: (task: Readonly<Task>) => string): Map<string, number> {
+    return countBy(this.state.tables.tasks.values(), keyOf);
+  }
+  /** As countTasks, for nodes (e.g. by state and zone). */
+  countNodes(keyOf: (node: Readonly<Node>) => string): Map<string, number> {
+    return countBy(this.state.tables.nodes.values(), keyOf);
+  }
   /** Tasks of one service and/or one node (both: the intersection), sorted by ID. */
   listTasks(filter: { serviceId?: string; nodeId?: string } = {}): Task[] {
     const tasks = this.state.tables.tasks;
@@ -514,4 +525,13 @@ export class ObjectStore {
     for (const table of TABLES) out[table] = this.state.tables[table].size;
     return out;
   }
+}
+
+function countBy<T>(objects: Iterable<T>, keyOf: (object: Readonly<T>) => string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const object of objects) {
+    const key = keyOf(object);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
 }

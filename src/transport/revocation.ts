@@ -32,6 +32,11 @@ export class RevocationState {
     return this.currentVersion;
   }
 
+  /** How many node IDs and certificate serials the list holds. */
+  get size(): { nodeIds: number; serials: number } {
+    return { nodeIds: this.nodeIds.size, serials: this.serials.size };
+  }
+
   isRevoked(nodeId: string, serial: string): boolean {
     return this.nodeIds.has(nodeId) || this.serials.has(normaliseSerial(serial));
   }

@@ -44,6 +44,14 @@ export interface DispatcherOptions {
   prefetch?: PrefetchOrderSource;
   /** The leader runs the prefetch loop: sessions tell agents to wait for an order before pulling. */
   prefetchImages?: boolean;
+  /** Told what the dispatcher decides (the daemon's metrics). */
+  observer?: DispatcherObserver;
+}
+
+/** What the dispatcher tells an onlooker; cheap calls, each optional. */
+export interface DispatcherObserver {
+  /** These many nodes missed their heartbeats (3 periods) and are being marked DOWN. */
+  heartbeatsMissed?(nodes: number): void;
 }
 
 export class Dispatcher {
@@ -62,6 +70,7 @@ export class Dispatcher {
   private readonly unsubscribe: () => void;
   private readonly prefetch: PrefetchOrderSource | undefined;
   private readonly prefetchImages: boolean;
+  private readonly observer: DispatcherObserver;
 
   constructor(
     private readonly ctx: ManagerContext,
@@ -69,6 +78,7 @@ export class Dispatcher {
   ) {
     this.log = ctx.logger.child({ component: "dispatcher" });
     this.prefetch = options.prefetch;
+    this.observer = options.observer ?? {};
     this.prefetchImages = options.prefetch !== undefined && options.prefetchImages === true;
     this.heartbeats = new HeartbeatMonitor({
       periodMs: options.heartbeatPeriodMs ?? DEFAULT_HEARTBEAT_PERIOD_MS,
@@ -191,6 +201,7 @@ export class Dispatcher {
 
   private markDown(nodeIds: string[]): void {
     if (!this.ctx.raft.isLeader || this.ctx.raft.term !== this.leaderTerm) return;
+    this.observer.heartbeatsMissed?.(nodeIds.length);
     for (const nodeId of nodeIds) void this.reports.setState(nodeId, NodeState.NODE_STATE_DOWN, undefined, this.leaderTerm);
   }
 

@@ -11,14 +11,24 @@ export const SCHEDULER_BATCH_TASKS = 500;
 
 export interface SchedulerOptions {
   batchTasks?: number;
+  /** Told about each pass (the daemon's metrics). */
+  observer?: SchedulerObserver;
+}
+
+/** What the scheduler tells an onlooker; cheap calls, each optional. */
+export interface SchedulerObserver {
+  /** A pass with pending tasks starts; the returned function runs when its writes committed (or failed). */
+  passStarted?(): () => void;
+  /** A pass decided: `assigned` tasks got a node, `unplaceable` found none (they stay pending). */
+  decided?(outcome: "assigned" | "unplaceable", tasks: number): void;
 }
 
 export function schedulerLoop(options: SchedulerOptions = {}): LeaderLoopFactory {
-  return { name: "scheduler", start: (ctx) => startScheduler(ctx, options.batchTasks ?? SCHEDULER_BATCH_TASKS) };
+  return { name: "scheduler", start: (ctx) => startScheduler(ctx, options.batchTasks ?? SCHEDULER_BATCH_TASKS, options.observer ?? {}) };
 }
 
-function startScheduler(ctx: LoopContext, batchTasks: number): LeaderLoop {
-  const trigger: ReconcileTrigger = new ReconcileTrigger(() => pass(ctx, batchTasks, () => trigger.request()), {
+function startScheduler(ctx: LoopContext, batchTasks: number, observer: SchedulerObserver): LeaderLoop {
+  const trigger: ReconcileTrigger = new ReconcileTrigger(() => timedPass(ctx, batchTasks, () => trigger.request(), observer), {
     clock: ctx.clock,
     onError: (err) => ctx.logger.warn({ err: String(err) }, "scheduler pass failed; retrying"),
   });
@@ -41,11 +51,23 @@ function startScheduler(ctx: LoopContext, batchTasks: number): LeaderLoop {
   };
 }
 
-async function pass(ctx: LoopContext, batchTasks: number, again: () => void): Promise<void> {
+async function timedPass(ctx: LoopContext, batchTasks: number, again: () => void, observer: SchedulerObserver): Promise<void> {
+  let ended: (() => void) | undefined;
+  try {
+    await pass(ctx, batchTasks, again, observer, () => (ended = observer.passStarted?.()));
+  } finally {
+    ended?.();
+  }
+}
+
+async function pass(ctx: LoopContext, batchTasks: number, again: () => void, observer: SchedulerObserver, started: () => void): Promise<void> {
   const tasks = ctx.store.listTasks();
   const pendingTasks = tasks.filter(isSchedulable);
   if (pendingTasks.length === 0) return;
+  started();
   const result = schedule(ctx.store.listNodes(), pendingTasks, tasks.filter(occupiesNode));
+  if (result.assignments.length > 0) observer.decided?.("assigned", result.assignments.length);
+  if (result.pending.length > 0) observer.decided?.("unplaceable", result.pending.length);
   const byId = new Map(pendingTasks.map((t) => [t.id, t]));
   // A reason is written only when it changed, so an unplaceable task costs no proposal per pass.
   const reasons = result.pending.filter((p) => byId.get(p.taskId)?.status?.message !== p.reason);

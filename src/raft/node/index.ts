@@ -1,6 +1,7 @@
 // The Raft driver's public surface: RaftNode, the transport interface and the loopback network,
 // and the membership helpers the manager layer uses.
 export { RaftNode } from "./node.js";
+export type { RaftNodeObserver } from "./observer.js";
 export { DEFAULT_RAFT_TIMING, electionJitterTicks, type RaftTiming } from "./timing.js";
 export {
   NotLeaderError,

@@ -47,6 +47,7 @@ import { loadOrFound, openDurableLog, restoreFromSnapshot, validateStartOptions 
 import { appliedWhileSaving, earlyMessageFilter, hardStateToSave } from "./ready-order.js";
 import { cloneConf, MemberTable } from "./member-table.js";
 import { SnapshotPolicy } from "./snapshot-policy.js";
+import type { RaftNodeObserver } from "./observer.js";
 import { RequestQueues, removeSettledFrom, type Job } from "./requests.js";
 import { Waiter } from "./waiters.js";
 
@@ -66,6 +67,7 @@ export class RaftNode implements RaftInbound {
   private readonly clock: Clock;
   private readonly logger: RaftNodeLogger | undefined;
   private readonly faults: RaftNodeFaults;
+  private readonly observer: RaftNodeObserver;
   private readonly opts: Required<
     Pick<
       RaftNodeOptions,
@@ -134,6 +136,7 @@ export class RaftNode implements RaftInbound {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger;
     this.faults = options.faults ?? {};
+    this.observer = options.observer ?? {};
     const tickMs = options.tickMs ?? 100;
     const electionTicks = options.electionTicks ?? 10;
     this.opts = {
@@ -263,6 +266,8 @@ export class RaftNode implements RaftInbound {
   async propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<unknown> {
     if (data.length === 0) return Promise.reject(new ShoalError("INVALID_ARGUMENT", "a proposal must not be empty (empty entries are raft no-ops)"));
     const waiter = new Waiter<unknown>(this.deadline(options.timeoutMs), "the raft proposal");
+    const ended = this.observer.proposalStarted?.();
+    if (ended !== undefined) waiter.promise.then(() => ended(true), () => ended(false));
     this.enqueueJob({ kind: "propose", data, waiter });
     return waiter.promise;
   }
@@ -559,7 +564,10 @@ export class RaftNode implements RaftInbound {
     }
     let saving: Promise<void> | undefined;
     if (hardState !== undefined || rd.entries.length > 0 || rd.snapshot !== undefined) {
+      if (rd.entries.length > 0) this.observer.readyEntries?.(rd.entries.length);
+      const persisted = this.observer.persistStarted?.();
       saving = this.log.save({ hardState, entries: rd.entries, snapshot: rd.snapshot });
+      if (persisted !== undefined) saving.then(persisted, () => undefined);
       // Awaited below; this only keeps a failed save from counting as unhandled if apply throws first.
       saving.catch(() => undefined);
     }
@@ -596,6 +604,7 @@ export class RaftNode implements RaftInbound {
     if (soft.leader === NO_NODE) this.noLeaderSinceMs ??= this.clock.nowMs();
     else this.noLeaderSinceMs = undefined;
     if (previousLeaderId !== soft.leader || wasLeader !== this.isLeader) {
+      this.observer.leaderChanged?.();
       this.emit("leader-changed", { leaderId: soft.leader, previousLeaderId, isLeader: this.isLeader, term: this.currentTerm });
     }
     if (soft.leader !== NO_NODE) {
@@ -644,6 +653,7 @@ export class RaftNode implements RaftInbound {
     this.applied = index;
     this.appliedTerm = snapshot.metadata.term;
     this.snapshots.restored(index, snapshot.data.length);
+    this.observer.snapshot?.("installed", snapshot.data.length);
     // Proposals at or below the snapshot were overtaken: we cannot tell whether they committed.
     for (const [at, pending] of this.requests.pending) {
       if (at <= index) {
@@ -661,6 +671,7 @@ export class RaftNode implements RaftInbound {
     if (this.snapshots.captureDue(this.applied)) {
       const data = encodeSnapshotEnvelope(this.members.image(), this.sm.snapshot());
       this.snapshots.captured({ metadata: { index: this.applied, term: this.appliedTerm, confState: cloneConf(this.members.confState) }, data });
+      this.observer.snapshot?.("taken", data.length);
     }
     const held = this.snapshots.takeCompaction(this.applied);
     if (held !== undefined) {

@@ -1,5 +1,6 @@
 // What RaftNode is given and what it reports: its options (with the test-only planted faults), the
 // interfaces its owner implements (state machine, durable log, logger), its events and status.
+import type { RaftNodeObserver } from "./observer.js";
 import { ShoalError } from "../../base/errors.js";
 import type { Clock } from "../../base/clock.js";
 import type { Random } from "../../base/random.js";
@@ -131,6 +132,8 @@ export interface RaftNodeOptions {
   maxPendingReads?: number;
   /** Test only: deliberate bugs (see RaftNodeFaults). */
   faults?: RaftNodeFaults;
+  /** Told about Readies, persists, proposals, leader changes and snapshots (the daemon's metrics). */
+  observer?: RaftNodeObserver;
 }
 
 export interface LeaderChange {
