@@ -564,24 +564,26 @@ export class Daemon {
   }
 
   private async controlCall(method: ControlMethod, request: unknown): Promise<unknown> {
+    const manager = await this.activeManager();
+    return manager.callControl(method as keyof ControlHandlers, request);
+  }
+
+  /** The manager behind a control call on the socket: refused while locked, out of a cluster, or on a worker. */
+  private async activeManager(): Promise<Manager> {
     await this.notLocked();
     if (this.state === "inactive") throw notInCluster();
     if (this.manager === undefined) {
       throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
     }
-    return this.manager.callControl(method as keyof ControlHandlers, request);
+    return this.manager;
   }
 
   /** `service logs` on the local socket: a stream, served or forwarded by the manager. */
   private async serviceLogsCall(call: grpc.ServerWritableStream<ServiceLogsRequest, ServiceLogsMessage>): Promise<void> {
     const sink = callSink(call);
     try {
-      await this.notLocked();
-      if (this.state === "inactive") throw notInCluster();
-      if (this.manager === undefined) {
-        throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
-      }
-      const cancel = await this.manager.serviceLogs(call.request, sink);
+      const manager = await this.activeManager();
+      const cancel = await manager.serviceLogs(call.request, sink);
       if (call.cancelled) cancel();
       else call.on("cancelled", cancel);
     } catch (err) {
@@ -593,12 +595,8 @@ export class Daemon {
   private async eventsCall(call: grpc.ServerWritableStream<EventsRequest, EventsMessage>): Promise<void> {
     const sink = eventsCallSink(call);
     try {
-      await this.notLocked();
-      if (this.state === "inactive") throw notInCluster();
-      if (this.manager === undefined) {
-        throw new ShoalError("NOT_MANAGER", "this node is not a manager: run the command on a manager node (see `shoal info` for the managers)");
-      }
-      const cancel = this.manager.events(call.request, sink);
+      const manager = await this.activeManager();
+      const cancel = manager.events(call.request, sink);
       if (call.cancelled) cancel();
       else call.on("cancelled", cancel);
     } catch (err) {
