@@ -134,15 +134,20 @@ export function signGrant(rootCA: RootCA, grant: PrefetchGrant): Buffer {
 
 /**
  * Checks a grant as a serving peer must on every request: signed by this cluster's CA, then each
- * expectation in turn, each mismatch with its own code. Needs only the root certificate.
+ * expectation in turn, each mismatch with its own code. Needs only the root certificate. During a
+ * root CA rotation a node trusts two roots and the leader signs with the one it holds as current:
+ * pass every trusted root; a grant signed by any of them is the cluster's.
  */
-export function verifyGrant(rootCA: RootCA, bytes: Uint8Array, expect: GrantExpectation): PrefetchGrant {
+export function verifyGrant(rootCA: RootCA | readonly RootCA[], bytes: Uint8Array, expect: GrantExpectation): PrefetchGrant {
   const { grant, body, signature } = decode(bytes);
+  const signed = Buffer.concat([GRANT_SIGNING_DOMAIN, body]);
   let good = false;
-  try {
-    good = verify("sha256", Buffer.concat([GRANT_SIGNING_DOMAIN, body]), { key: rootCA.publicKey, dsaEncoding: "ieee-p1363" }, signature);
-  } catch {
-    good = false;
+  for (const root of Array.isArray(rootCA) ? (rootCA as readonly RootCA[]) : [rootCA as RootCA]) {
+    try {
+      good ||= verify("sha256", signed, { key: root.publicKey, dsaEncoding: "ieee-p1363" }, signature);
+    } catch {
+      // Not this root's signature.
+    }
   }
   if (!good) throw invalid("is not signed by this cluster's CA");
   const problem = fieldProblem(grant);

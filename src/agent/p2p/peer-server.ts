@@ -38,8 +38,12 @@ export interface PeerServerOptions {
   clusterId: string;
   /** This node's zone, as its own certificate carries it. */
   zone: string;
-  /** The cluster root; a verify-only root (RootCA.fromCertOnly) is all a worker has and needs. */
-  rootCA: RootCA;
+  /**
+   * The cluster root that signs grants; a verify-only root (RootCA.fromCertOnly) is all a worker
+   * has and needs. A function is read on every request: the node's trusted roots, which change
+   * with a root CA rotation (both during it, the new one alone after it).
+   */
+  rootCA: RootCA | (() => readonly RootCA[]);
   source: PieceSource;
   /** The verified identity of a call's client: SecureServer.peerOf. */
   peerOf: (call: { metadata: grpc.Metadata }) => PeerIdentity;
@@ -162,7 +166,8 @@ export class PeerServer {
       throw new ShoalError("PEER_WRONG_ZONE", `node ${identity.nodeId} is in zone ${identity.zone}; this peer serves zone ${this.zone} only`);
     }
     if (!DIGEST_PATTERN.test(digest)) throw new ShoalError("INVALID_ARGUMENT", "the blob digest must be sha256:<64 hex>");
-    verifyGrant(this.opts.rootCA, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs() });
+    const roots = typeof this.opts.rootCA === "function" ? this.opts.rootCA() : this.opts.rootCA;
+    verifyGrant(roots, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs() });
     return identity;
   }
 
