@@ -5,7 +5,11 @@
 // rotation, and -> every node's trust bundle on disk is the new root alone), and the write
 // throughput during the rotation as a ratio to the baseline's. Medians over the rounds are printed
 // with them. No target beyond reporting (scripts/bench/targets.json "caRotation").
-// Run: node --import tsx scripts/bench/ca-rotation.ts [--workers 8] [--rounds 3] [--clients 16] [--baseline-ms 3000]
+// Every node is its own `shoal daemon` process, also at 50 workers (`--workers 50`): one idle
+// daemon takes about 100 MiB of RSS, so 51 of them fit in a few GiB; what a 2-core machine lacks
+// is CPU, so the nodes start and join in batches of --start-batch. The RSS of every daemon is
+// sampled after the cluster is ready and at the end of each rotation (sum, median, max).
+// Run: node --import tsx scripts/bench/ca-rotation.ts [--workers 8] [--rounds 3] [--clients 16] [--baseline-ms 3000] [--start-batch 8]
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -13,7 +17,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { splitPemBundle } from "../../src/ca/index.js";
 import { ControlClient } from "../../src/proto/shoal/v1/control.js";
-import { ProcessCluster, type NodeProcess } from "../lib/process-cluster.js";
+import { freePort, NodeProcess, ProcessCluster } from "../lib/process-cluster.js";
 import { sleep, waitFor } from "../lib/wait.js";
 import { argNumber } from "./lib/args.js";
 
@@ -21,7 +25,9 @@ const workers = argNumber("--workers", 8);
 const rounds = argNumber("--rounds", 3);
 const clients = argNumber("--clients", 16);
 const baselineMs = argNumber("--baseline-ms", 3000);
+const startBatch = argNumber("--start-batch", 8);
 const CALL_TIMEOUT_MS = 10_000;
+const START_TIMEOUT_MS = 180_000;
 const value = randomBytes(256);
 
 function median(values: number[]): number {
@@ -32,6 +38,42 @@ function median(values: number[]): number {
 
 function loadAvg(): string {
   return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+}
+
+/** The 1-minute load average (the first field of /proc/loadavg). */
+function loadAvg1(): number {
+  return Number(loadAvg().split(" ")[0]);
+}
+
+/** Resident set size of a running daemon in MiB (VmRSS of /proc/PID/status), undefined when gone. */
+function rssMiB(node: NodeProcess): number | undefined {
+  const pid = node.child?.pid;
+  if (pid === undefined || !node.running) return undefined;
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Math.round(Number(match[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function rssOf(nodes: NodeProcess[]): { totalMiB: number; medianMiB: number; maxMiB: number; managerMiB: number | undefined; sampled: number } {
+  const all = nodes.map(rssMiB);
+  const values = all.filter((v): v is number => v !== undefined);
+  return {
+    totalMiB: values.reduce((a, b) => a + b, 0),
+    medianMiB: values.length === 0 ? 0 : median(values),
+    maxMiB: values.length === 0 ? 0 : Math.max(...values),
+    managerMiB: all[0],
+    sampled: values.length,
+  };
+}
+
+/** Runs `each` over `items`, `size` at a time (a 2-core machine does not start 50 daemons at once). */
+async function inBatches<T, R>(items: T[], size: number, each: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += size) out.push(...(await Promise.all(items.slice(i, i + size).map(each))));
+  return out;
 }
 
 function fingerprintOf(pem: string): string {
@@ -65,14 +107,24 @@ async function writeUntil(pool: ControlClient[], until: Promise<unknown>): Promi
 }
 
 const loadAvgBefore = loadAvg();
+const loadAvg1Before = loadAvg1();
 const cluster = new ProcessCluster([]);
 try {
   const names = ["m1", ...Array.from({ length: workers }, (_, i) => `w${i + 1}`)];
-  const nodes = await Promise.all(names.map((n) => cluster.add(n)));
+  const setupStarted = performance.now();
+  // Started here rather than with cluster.add for a longer start timeout: 50 daemons loading on 2
+  // shared cores take longer than the e2e tests' 30 s each.
+  const nodes = await inBatches(names, startBatch, async (name) => {
+    const node = new NodeProcess(name, cluster.root, await freePort(), []);
+    cluster.nodes.set(name, node);
+    await node.start(START_TIMEOUT_MS);
+    return node;
+  });
   const m1 = nodes[0]!;
   const { workerToken } = await cluster.init("m1");
-  for (const w of nodes.slice(1)) await cluster.join(w.name, workerToken, m1.addr);
-  await cluster.waitReady(m1, nodes.length, 60_000);
+  await inBatches(nodes.slice(1), startBatch, (w) => cluster.join(w.name, workerToken, m1.addr));
+  await cluster.waitReady(m1, nodes.length, 60_000 + 2_000 * nodes.length);
+  const setupMs = Math.round(performance.now() - setupStarted);
   const pool = Array.from(
     { length: Math.min(clients, 8) },
     (_, i) => new ControlClient(`unix://${m1.socketPath}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "shoal.bench_channel": i }),
@@ -87,9 +139,11 @@ try {
   };
   try {
     await writeUntil(pool, sleep(2000)); // warm-up, unmeasured
+    const rssReady = rssOf(nodes);
     const results = [];
     for (let round = 0; round < rounds; round++) {
       const baseline = await writeUntil(pool, sleep(baselineMs));
+      const loadAvg1AtRotate = loadAvg1();
       let convergeMs = 0;
       let allNodesMs = 0;
       const t0 = performance.now();
@@ -113,6 +167,9 @@ try {
         writeRatio: Math.round((during.opsPerSecond / Math.max(1, baseline.opsPerSecond)) * 100) / 100,
         failedWritesDuring: during.failures,
         failedWritesBaseline: baseline.failures,
+        loadAvg1AtRotate,
+        loadAvg1AtEnd: loadAvg1(),
+        rssAtEnd: rssOf(nodes),
       });
       await sleep(1000); // let the last renewals' sessions settle before the next baseline
     }
@@ -122,6 +179,10 @@ try {
         nodes: nodes.length,
         managers: 1,
         workers,
+        processes: "one shoal daemon process per node",
+        startBatch,
+        setupMs,
+        rssReady,
         clients,
         baselineMs,
         rounds: results,
@@ -129,7 +190,9 @@ try {
         everyNodeTrustsNewRootMsMedian: median(results.map((r) => r.everyNodeTrustsNewRootMs)),
         writeRatioMedian: median(results.map((r) => r.writeRatio)),
         loadAvgBefore,
+        loadAvg1Before,
         loadAvgAfter: loadAvg(),
+        loadAvg1After: loadAvg1(),
       }) + "\n",
     );
   } finally {

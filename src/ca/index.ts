@@ -32,6 +32,8 @@ export {
   verifyTokenDigest,
   JoinTokenSet,
   JOIN_TOKEN_LENGTH,
+  MAX_REPLACED_TOKENS_PER_ROLE,
+  replacedRootDigests,
   type ParsedJoinToken,
 } from "./join-token.js";
 export { RevocationList, renderCrl, REVOCATION_RETENTION_AFTER_EXPIRY_MS, DEFAULT_CRL_NEXT_UPDATE_MS, type RevokedNodeEntry } from "./revocation.js";

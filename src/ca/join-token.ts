@@ -1,7 +1,7 @@
 // Join tokens (DESIGN.md §2): SWMTKN-1-<CA digest>-<secret>. The digest lets a joiner pin the root CA
 // it fetched without TLS; the secret authorizes the join and decides the role. Error messages never
 // repeat any part of a presented token.
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../base/clock.js";
 import { ShoalError } from "../base/errors.js";
 import { bytesToBase36 } from "../base/ids.js";
@@ -90,20 +90,64 @@ export function verifyTokenDigest(token: string | ParsedJoinToken, caPem: string
   }
 }
 
+/**
+ * Replaced tokens kept per role. Each `join-token --rotate` and each root CA rotation adds one;
+ * 16 covers more rotations than an operator makes in a token's useful life (a leaked token is
+ * rotated once or twice), while the cluster object, which every manager replicates and snapshots,
+ * grows by at most 2 × 16 × ~90 bytes. A token older than that is still refused, as TOKEN_INVALID.
+ */
+export const MAX_REPLACED_TOKENS_PER_ROLE = 16;
+const REPLACED_DIGEST_DOMAIN = "shoal replaced join token v1\0";
+
+/**
+ * What is kept of a rotated token: the root digest it pinned (public) and a SHA-256 of the token.
+ * The secret is 128 CSPRNG bits, so the digest cannot be reversed by guessing (unlike a password's,
+ * DESIGN.md §3 rule 6), and the store never holds a replaced secret that would still open a door
+ * elsewhere (a script, an old manager) for whoever reads a snapshot.
+ */
+interface ReplacedToken {
+  caDigest: string;
+  tokenDigest: Buffer;
+}
+
+function replacedTokenDigest(caDigest: string, secret: string): Buffer {
+  return createHash("sha256").update(REPLACED_DIGEST_DOMAIN).update(formatJoinToken(caDigest, secret)).digest();
+}
+
 interface RoleToken {
   secret: string;
   expiresAtMs: number | undefined;
-  /** The secret this one replaced, kept to tell "rotated" from "unknown". */
-  previousSecret: string | undefined;
-  /** The root digest of the replaced token: another root's after a root CA rotation. */
-  previousDigest?: string;
+  /** The tokens this role's earlier ones were, newest first, at most MAX_REPLACED_TOKENS_PER_ROLE. */
+  replaced: ReplacedToken[];
 }
 
 const ROLES: readonly NodeRole[] = ["swarm-worker", "swarm-manager"];
 
+/** Puts `token` first and drops what falls beyond the bound (and a repeat of `token`). */
+function withReplaced(history: readonly ReplacedToken[], token: ReplacedToken): ReplacedToken[] {
+  return [token, ...history.filter((t) => !t.tokenDigest.equals(token.tokenDigest))].slice(0, MAX_REPLACED_TOKENS_PER_ROLE);
+}
+
+/** The root digests replaced tokens pin other than `currentDigest` (roots this cluster rotated away from), from the store. */
+export function replacedRootDigests(proto: JoinTokens | undefined, currentDigest: string): string[] {
+  const digests = new Set<string>();
+  for (const entry of [...(proto?.replacedWorker ?? []), ...(proto?.replacedManager ?? [])]) digests.add(entry.caDigest);
+  for (const text of [proto?.previousWorker ?? "", proto?.previousManager ?? ""]) {
+    if (text === "") continue;
+    try {
+      digests.add(parseJoinToken(text).caDigest);
+    } catch {
+      // A malformed stored token says nothing about a previous root.
+    }
+  }
+  digests.delete(currentDigest);
+  return [...digests].filter((d) => /^[0-9a-z]{50}$/.test(d));
+}
+
 /**
- * The worker and manager tokens a manager accepts, with optional expiries. The secret each token
- * replaced is persisted too (proto JoinTokens previous_*), so TOKEN_ROTATED survives a restart.
+ * The worker and manager tokens a manager accepts, with optional expiries. A digest of each token
+ * a role's current one replaced is persisted too (proto JoinTokens replaced_*), so TOKEN_ROTATED
+ * survives a restart.
  */
 export class JoinTokenSet {
   private readonly tokens: Map<NodeRole, RoleToken>;
@@ -116,17 +160,17 @@ export class JoinTokenSet {
   }
 
   /**
-   * After a root CA rotation: fresh tokens for both roles pinning `newRoot`; the current ones are
-   * kept as the replaced tokens (TOKEN_ROTATED). Expiries are not carried over.
+   * After a root CA rotation: fresh tokens for both roles pinning `newRoot`; the current ones join
+   * the replaced tokens (TOKEN_ROTATED). Expiries are not carried over.
    */
   forNewRoot(newRoot: RootCA): JoinTokenSet {
     const tokens = new Map<NodeRole, RoleToken>();
     for (const role of ROLES) {
+      const current = this.roleToken(role);
       tokens.set(role, {
         secret: parseJoinToken(generateJoinToken(newRoot)).secret,
         expiresAtMs: undefined,
-        previousSecret: this.roleToken(role).secret,
-        previousDigest: this.caDigest,
+        replaced: withReplaced(current.replaced, { caDigest: this.caDigest, tokenDigest: replacedTokenDigest(this.caDigest, current.secret) }),
       });
     }
     return new JoinTokenSet(newRoot.digest(), tokens);
@@ -135,7 +179,7 @@ export class JoinTokenSet {
   /** Fresh tokens for both roles, without expiry. */
   static generate(rootCA: RootCA): JoinTokenSet {
     const tokens = new Map<NodeRole, RoleToken>();
-    for (const role of ROLES) tokens.set(role, { secret: parseJoinToken(generateJoinToken(rootCA)).secret, expiresAtMs: undefined, previousSecret: undefined });
+    for (const role of ROLES) tokens.set(role, { secret: parseJoinToken(generateJoinToken(rootCA)).secret, expiresAtMs: undefined, replaced: [] });
     return new JoinTokenSet(rootCA.digest(), tokens);
   }
 
@@ -143,21 +187,25 @@ export class JoinTokenSet {
   static fromProto(proto: JoinTokens, rootCA: RootCA): JoinTokenSet {
     const tokens = new Map<NodeRole, RoleToken>();
     for (const role of ROLES) {
-      const text = role === "swarm-worker" ? proto.worker : proto.manager;
-      const expiresAt = role === "swarm-worker" ? proto.workerExpiresAt : proto.managerExpiresAt;
-      const parsed = parseJoinToken(text);
+      const worker = role === "swarm-worker";
+      const parsed = parseJoinToken(worker ? proto.worker : proto.manager);
       verifyTokenDigest(parsed, rootCA.certPem);
-      const previousText = role === "swarm-worker" ? proto.previousWorker : proto.previousManager;
-      let previousSecret: string | undefined;
-      let previousDigest: string | undefined;
-      if (previousText !== undefined && previousText !== "") {
-        // A root CA rotation replaces the tokens with ones pinning the new root; the ones it replaced
-        // keep the old root's digest so that they are refused as rotated, not as another cluster's.
-        const previous = parseJoinToken(previousText);
-        previousSecret = previous.secret;
-        previousDigest = previous.caDigest;
+      const expiresAt = worker ? proto.workerExpiresAt : proto.managerExpiresAt;
+      const stored = worker ? proto.replacedWorker : proto.replacedManager;
+      // Newest first as stored; anything past the bound (a store written with a larger one) is dropped.
+      let replaced: ReplacedToken[] = stored
+        .filter((t) => t.tokenDigest.length === 32)
+        .slice(0, MAX_REPLACED_TOKENS_PER_ROLE)
+        .map((t) => ({ caDigest: t.caDigest, tokenDigest: Buffer.from(t.tokenDigest) }));
+      // An older version kept the one replaced token in full (previous_*): it becomes the newest
+      // entry, and is written back as a digest only. After a root CA rotation it pins the old
+      // root's digest, so it is refused as rotated, not as another cluster's.
+      const legacy = worker ? proto.previousWorker : proto.previousManager;
+      if (legacy !== undefined && legacy !== "") {
+        const previous = parseJoinToken(legacy);
+        replaced = withReplaced(replaced, { caDigest: previous.caDigest, tokenDigest: replacedTokenDigest(previous.caDigest, previous.secret) });
       }
-      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), previousSecret, ...(previousDigest !== undefined ? { previousDigest } : {}) });
+      tokens.set(role, { secret: parsed.secret, expiresAtMs: expiresAt?.getTime(), replaced });
     }
     return new JoinTokenSet(rootCA.digest(), tokens);
   }
@@ -167,19 +215,17 @@ export class JoinTokenSet {
       const ms = this.roleToken(role).expiresAtMs;
       return ms === undefined ? undefined : new Date(ms);
     };
+    const replaced = (role: NodeRole) => this.roleToken(role).replaced.map((t) => ({ caDigest: t.caDigest, tokenDigest: Buffer.from(t.tokenDigest) }));
     return {
       worker: this.token("swarm-worker"),
       manager: this.token("swarm-manager"),
       workerExpiresAt: expiry("swarm-worker"),
       managerExpiresAt: expiry("swarm-manager"),
-      previousWorker: this.previousToken("swarm-worker"),
-      previousManager: this.previousToken("swarm-manager"),
+      previousWorker: "",
+      previousManager: "",
+      replacedWorker: replaced("swarm-worker"),
+      replacedManager: replaced("swarm-manager"),
     };
-  }
-
-  private previousToken(role: NodeRole): string {
-    const entry = this.roleToken(role);
-    return entry.previousSecret === undefined ? "" : formatJoinToken(entry.previousDigest ?? this.caDigest, entry.previousSecret);
   }
 
   private roleToken(role: NodeRole): RoleToken {
@@ -198,13 +244,19 @@ export class JoinTokenSet {
     return ms === undefined ? undefined : new Date(ms);
   }
 
+  /** How many replaced tokens of a role are remembered (tests and diagnostics; never the tokens). */
+  replacedCount(role: NodeRole): number {
+    return this.roleToken(role).replaced.length;
+  }
+
   /** Replaces a role's token; the old one is refused from now on. Returns the new token. */
   rotate(role: NodeRole, options: { expiresAt?: Date } = {}): string {
     const current = this.roleToken(role);
     const expiresAtMs = options.expiresAt?.getTime();
     if (expiresAtMs !== undefined && !Number.isFinite(expiresAtMs)) throw new ShoalError("INVALID_ARGUMENT", "expiresAt must be a valid date");
     const secret = bytesToBase36(randomBytes(JOIN_TOKEN_SECRET_BYTES), JOIN_TOKEN_SECRET_LENGTH);
-    this.tokens.set(role, { secret, expiresAtMs, previousSecret: current.secret, previousDigest: this.caDigest });
+    const replaced = withReplaced(current.replaced, { caDigest: this.caDigest, tokenDigest: replacedTokenDigest(this.caDigest, current.secret) });
+    this.tokens.set(role, { secret, expiresAtMs, replaced });
     return this.token(role);
   }
 
@@ -214,26 +266,26 @@ export class JoinTokenSet {
    */
   match(presented: string, clock: Clock): NodeRole {
     const parsed = parseJoinToken(presented);
-    // A token of the root this cluster rotated away from is refused as rotated, not as another cluster's.
-    let rotatedRoot = false;
+    // Every replaced token of both roles is compared, so the time taken does not say which one matched.
+    const presentedDigest = replacedTokenDigest(parsed.caDigest, parsed.secret);
+    let replaced = false;
     for (const role of ROLES) {
-      const entry = this.roleToken(role);
-      if (entry.previousSecret === undefined || entry.previousDigest === undefined || entry.previousDigest === this.caDigest) continue;
-      if (equalConstantTime(parsed.caDigest, entry.previousDigest) && equalConstantTime(parsed.secret, entry.previousSecret)) rotatedRoot = true;
+      for (const entry of this.roleToken(role).replaced) {
+        if (timingSafeEqual(entry.tokenDigest, presentedDigest)) replaced = true;
+      }
     }
-    if (rotatedRoot) {
+    const currentRoot = equalConstantTime(parsed.caDigest, this.caDigest);
+    // A token of the root this cluster rotated away from is refused as rotated, not as another cluster's.
+    if (replaced && !currentRoot) {
       throw new ShoalError("TOKEN_ROTATED", "this join token was replaced when the root CA was rotated; get the current one with `shoal join-token worker|manager`");
     }
-    if (!equalConstantTime(parsed.caDigest, this.caDigest)) {
+    if (!currentRoot) {
       throw new ShoalError("TOKEN_DIGEST_MISMATCH", "the token belongs to another cluster's CA; use a join token of this cluster");
     }
     // Compare against every secret so the time taken does not depend on which one matched.
     let matched: NodeRole | undefined;
-    let rotated = false;
     for (const role of ROLES) {
-      const entry = this.roleToken(role);
-      if (equalConstantTime(parsed.secret, entry.secret)) matched = role;
-      if (entry.previousSecret !== undefined && equalConstantTime(parsed.secret, entry.previousSecret)) rotated = true;
+      if (equalConstantTime(parsed.secret, this.roleToken(role).secret)) matched = role;
     }
     if (matched !== undefined) {
       const expiresAtMs = this.roleToken(matched).expiresAtMs;
@@ -242,7 +294,7 @@ export class JoinTokenSet {
       }
       return matched;
     }
-    if (rotated) {
+    if (replaced) {
       throw new ShoalError("TOKEN_ROTATED", "this join token was rotated and is no longer accepted; get the current one with `shoal join-token worker|manager`");
     }
     throw new ShoalError("TOKEN_INVALID", "the join token is not valid for this cluster; get the current one with `shoal join-token worker|manager`");

@@ -69,6 +69,11 @@ export class AgentPrefetch {
     this.client.updateIdentity(certPem, keyPem);
   }
 
+  /** After a root CA rotation: the peers' certificates are checked against these roots from now on. */
+  updateTrust(rootCaPem: string): void {
+    this.client.updateTrust(rootCaPem);
+  }
+
   async close(): Promise<void> {
     await this.runner.close();
     this.client.close();

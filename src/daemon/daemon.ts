@@ -970,7 +970,8 @@ export class Daemon {
     void this.images.open().catch((err: unknown) => this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "cannot open the content store"));
     return {
       clusterId: this.node!.clusterId,
-      rootCaPem: this.rootCaPem,
+      // Read on every request: the roots follow a root CA rotation (followRootBundle).
+      rootCaPem: () => this.rootCaPem,
       certPem: this.certPem,
       source: this.images.source,
       uploadBytesPerSec: this.uploadBytesPerSec,
@@ -1143,6 +1144,10 @@ export class Daemon {
     }
     if (roots.length === 0) return;
     this.rootCaPem = bundlePem;
+    // The long-lived P2P side follows without a restart: a worker's peer listener (new handshakes)
+    // and the peer client (new channels). The grant check and the agent's verifier read rootCaPem.
+    this.workerPeer?.updateTrust(bundlePem);
+    this.agentPrefetch?.updateTrust(bundlePem);
     this.log.info({ roots: roots.length }, "the cluster's trusted root CAs changed (root CA rotation); writing the root CA file");
     void this.serialize(() => writeFileAtomic(this.paths.rootCaFile, bundlePem, 0o644)).catch((err: unknown) =>
       this.log.warn({ err: err instanceof Error ? err.message : String(err) }, "cannot write the root CA file"),

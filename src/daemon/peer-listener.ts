@@ -4,10 +4,13 @@
 // manager's revocation list; a pure worker, which has no server of its own, gets one here on
 // --listen-addr that serves nothing but Blobs and checks callers against the list its agent
 // receives. Either way the PeerServer adds the zone and the grant, and its zone follows the node's
-// certificate (setZone after a renewal).
+// certificate (setZone after a renewal). A root CA rotation changes what the node trusts without a
+// restart: the grant's signer is checked against the node's current roots on every request, and
+// the worker's listener takes the new roots and its new certificate for new handshakes
+// (updateTrust, updateIdentity; a manager's own listener does the same in the manager).
 import type { Logger } from "pino";
 import type { Clock } from "../base/clock.js";
-import { parseNodeCertificate, RootCA } from "../ca/index.js";
+import { parseNodeCertificate, RootCA, splitPemBundle } from "../ca/index.js";
 import { PeerServer, type PieceSource } from "../agent/p2p/peer-server.js";
 import { BlobsService } from "../proto/shoal/v1/blobs.js";
 import type { MethodPolicy } from "../transport/authz.js";
@@ -17,7 +20,8 @@ import { createSecureServer, type NodeIdentityPem, type SecureServer } from "../
 
 export interface PeerServiceOptions {
   clusterId: string;
-  rootCaPem: string;
+  /** The node's trusted root CA bundle, read on every request (it follows a root CA rotation). */
+  rootCaPem: () => string;
   /** The node's certificate: the zone it serves is the one its certificate carries. */
   certPem: string;
   source: PieceSource;
@@ -40,12 +44,22 @@ export function seedHideMs(pieceSize: number, uploadBytesPerSec: number): number
   return uploadBytesPerSec > 0 ? Math.round((SEED_HIDE_PIECES * pieceSize * 1000) / uploadBytesPerSec) : 0;
 }
 
+/** The roots of a PEM bundle that `bundlePem` returns, parsed again only when the bundle changes. */
+export function currentRoots(bundlePem: () => string): () => readonly RootCA[] {
+  let cache: { pem: string; roots: RootCA[] } | undefined;
+  return () => {
+    const pem = bundlePem();
+    if (cache?.pem !== pem) cache = { pem, roots: splitPemBundle(pem).map((p) => RootCA.fromCertOnly(p)) };
+    return cache.roots;
+  };
+}
+
 /** A PeerServer on `server`, refusing callers on `revocation` (its streams end when one is added). */
 export function mountPeerService(server: SecureServer, revocation: RevocationState, opts: PeerServiceOptions): PeerServer {
   const peer = new PeerServer({
     clusterId: opts.clusterId,
     zone: parseNodeCertificate(opts.certPem).zone,
-    rootCA: RootCA.fromCertOnly(opts.rootCaPem),
+    rootCA: currentRoots(opts.rootCaPem),
     source: opts.source,
     peerOf: (call) => server.peerOf(call),
     revocation,
@@ -74,7 +88,7 @@ export class WorkerPeerListener {
   static async start(opts: PeerServiceOptions & { listenAddr: string; identity: NodeIdentityPem; verifier: PeerVerifier; revocation: RevocationState }): Promise<WorkerPeerListener> {
     const server = createSecureServer({
       clusterId: opts.clusterId,
-      rootCaPem: opts.rootCaPem,
+      rootCaPem: opts.rootCaPem(),
       identity: opts.identity,
       verifier: opts.verifier,
       revocation: opts.revocation,
@@ -96,6 +110,15 @@ export class WorkerPeerListener {
   updateIdentity(identity: NodeIdentityPem): void {
     this.server.updateIdentity(identity.certPem, identity.keyPem);
     this.peer.setZone(parseNodeCertificate(identity.certPem).zone);
+  }
+
+  /**
+   * After the node's trusted roots changed (a root CA rotation): new handshakes offer and check
+   * these roots. The grant check reads them itself (PeerServiceOptions.rootCaPem), and callers'
+   * certificates are checked by the agent's verifier, which follows the same roots.
+   */
+  updateTrust(rootCaPem: string): void {
+    this.server.updateTrust(rootCaPem);
   }
 
   async close(): Promise<void> {

@@ -33,6 +33,9 @@ export function redactCluster(cluster: Cluster, options: { includeJoinTokens?: b
       // A rotated-away token still names the CA and a secret that was handed out; never show it.
       copy.rootCa.joinTokens.previousWorker = "";
       copy.rootCa.joinTokens.previousManager = "";
+      // Digests of replaced tokens: not reversible, but a read API has no use for them.
+      copy.rootCa.joinTokens.replacedWorker = [];
+      copy.rootCa.joinTokens.replacedManager = [];
     }
   }
   return copy;

@@ -96,6 +96,18 @@ test("a grant signed by another CA, or a body spliced with another grant's signa
   throwsCode(() => verifyGrant(root, spliced, expectationOf(grant)), "GRANT_INVALID");
 });
 
+test("with the two roots of a root CA rotation, a grant signed by either is accepted, one by a third CA is not", async () => {
+  const root = await rootPromise;
+  const other = await otherRootPromise;
+  const third = await createRootCA({ clock: new ManualClock(NOW_MS - 3600_000) });
+  const grant = aGrant();
+  const trusted = [RootCA.fromCertOnly(root.certPem), RootCA.fromCertOnly(other.certPem)];
+  assert.deepEqual(verifyGrant(trusted, signGrant(root, grant), expectationOf(grant)), grant);
+  assert.deepEqual(verifyGrant(trusted, signGrant(other, grant), expectationOf(grant)), grant);
+  throwsCode(() => verifyGrant(trusted, signGrant(third, grant), expectationOf(grant)), "GRANT_INVALID");
+  throwsCode(() => verifyGrant([], signGrant(root, grant), expectationOf(grant)), "GRANT_INVALID");
+});
+
 test("each expectation mismatch has its own code", async () => {
   const root = await rootPromise;
   const grant = aGrant();

@@ -9,9 +9,12 @@ import {
   generateJoinToken,
   JoinTokenSet,
   JOIN_TOKEN_LENGTH,
+  MAX_REPLACED_TOKENS_PER_ROLE,
   parseJoinToken,
+  replacedRootDigests,
   verifyTokenDigest,
 } from "../../src/ca/index.js";
+import { Cluster } from "../../src/proto/shoal/v1/objects.js";
 import { throwsCode } from "./fixtures.js";
 
 const clock = new ManualClock(Date.UTC(2030, 0, 1));
@@ -135,11 +138,88 @@ test("JoinTokenSet survives the proto round trip (tokens, expiries and the rotat
   assert.equal(restored.match(proto.manager, clock), "swarm-manager");
   throwsCode(() => restored.match(proto.worker, new ManualClock(expiresAt.getTime())), "TOKEN_EXPIRED");
   throwsCode(() => restored.match(old, clock), "TOKEN_ROTATED");
-  assert.equal(proto.previousWorker, old);
+  assert.equal(proto.previousWorker, "", "a replaced token is no longer stored in full");
   assert.equal(proto.previousManager, "");
+  assert.equal(proto.replacedWorker.length, 1);
+  assert.equal(proto.replacedManager.length, 0);
   // Tokens of another root are refused when restoring.
   const other = await otherRootPromise;
   throwsCode(() => JoinTokenSet.fromProto(proto, other), "TOKEN_DIGEST_MISMATCH");
+});
+
+/** What a manager restart reads back: the set through the encoded cluster object. */
+function restarted(set: JoinTokenSet, root: Awaited<typeof rootPromise>): { set: JoinTokenSet; bytes: Buffer } {
+  const bytes = Buffer.from(Cluster.encode(Cluster.fromPartial({ rootCa: { joinTokens: set.toProto() } })).finish());
+  return { set: JoinTokenSet.fromProto(Cluster.decode(bytes).rootCa!.joinTokens!, root), bytes };
+}
+
+test("every one of the last 16 replaced tokens of a role is refused as rotated, also after a restart; only a digest of each is stored", async () => {
+  const root = await rootPromise;
+  let set = JoinTokenSet.generate(root);
+  const replaced: string[] = [];
+  const manager = set.token("swarm-manager");
+  for (let i = 0; i < MAX_REPLACED_TOKENS_PER_ROLE + 4; i++) {
+    replaced.push(set.token("swarm-worker"));
+    set.rotate("swarm-worker");
+    // A restart now and then: the history is carried by the replicated cluster object.
+    if (i % 5 === 4) set = restarted(set, root).set;
+  }
+  assert.equal(set.replacedCount("swarm-worker"), MAX_REPLACED_TOKENS_PER_ROLE);
+  assert.equal(set.replacedCount("swarm-manager"), 0);
+  const { set: after, bytes } = restarted(set, root);
+  const recent = replaced.slice(-MAX_REPLACED_TOKENS_PER_ROLE);
+  const older = replaced.slice(0, -MAX_REPLACED_TOKENS_PER_ROLE);
+  for (const s of [set, after]) {
+    for (const token of recent) throwsCode(() => s.match(token, clock), "TOKEN_ROTATED");
+    // Past the bound a replaced token is still refused, only without the "rotated" hint.
+    for (const token of older) throwsCode(() => s.match(token, clock), "TOKEN_INVALID");
+    assert.equal(s.match(set.token("swarm-worker"), clock), "swarm-worker");
+    assert.equal(s.match(manager, clock), "swarm-manager");
+  }
+  for (const token of replaced) {
+    assert.ok(!bytes.includes(Buffer.from(parseJoinToken(token).secret)), "the stored cluster object holds no replaced secret");
+  }
+  assert.ok(bytes.length < 2048, `the token history stays small (${bytes.length} bytes)`);
+  // Rotating the other role keeps both histories.
+  const oldManager = set.token("swarm-manager");
+  set.rotate("swarm-manager");
+  throwsCode(() => restarted(set, root).set.match(oldManager, clock), "TOKEN_ROTATED");
+  throwsCode(() => restarted(set, root).set.match(recent.at(-1)!, clock), "TOKEN_ROTATED");
+});
+
+test("tokens of every root the cluster rotated away from are refused as rotated, not as another cluster's", async () => {
+  const rootA = await rootPromise;
+  const rootB = await otherRootPromise;
+  const rootC = await createRootCA({ clock });
+  const setA = JoinTokenSet.generate(rootA);
+  const firstWorkerA = setA.token("swarm-worker");
+  setA.rotate("swarm-worker");
+  const workerA = setA.token("swarm-worker");
+  const managerA = setA.token("swarm-manager");
+  const setB = restarted(setA.forNewRoot(rootB), rootB).set;
+  const workerB = setB.token("swarm-worker");
+  const setC = restarted(setB.forNewRoot(rootC), rootC).set;
+  for (const token of [firstWorkerA, workerA, managerA, workerB]) throwsCode(() => setC.match(token, clock), "TOKEN_ROTATED");
+  assert.equal(setC.match(setC.token("swarm-worker"), clock), "swarm-worker");
+  // A root this cluster never had is another cluster's, even with a secret it once used.
+  const stranger = await createRootCA({ clock });
+  throwsCode(() => setC.match(`SWMTKN-1-${stranger.digest()}-${parseJoinToken(workerA).secret}`, clock), "TOKEN_DIGEST_MISMATCH");
+  // The joiner-side hint: the roots the replaced tokens pinned.
+  assert.deepEqual(new Set(replacedRootDigests(setC.toProto(), rootC.digest())), new Set([rootA.digest(), rootB.digest()]));
+});
+
+test("a store written before the history (previous_* in full) is read: that token is refused as rotated and written back as a digest", async () => {
+  const root = await rootPromise;
+  const set = JoinTokenSet.generate(root);
+  const old = set.token("swarm-worker");
+  set.rotate("swarm-worker");
+  const legacy = { ...set.toProto(), previousWorker: old, replacedWorker: [] };
+  const read = JoinTokenSet.fromProto(legacy, root);
+  throwsCode(() => read.match(old, clock), "TOKEN_ROTATED");
+  const written = read.toProto();
+  assert.equal(written.previousWorker, "");
+  assert.equal(written.replacedWorker.length, 1);
+  throwsCode(() => JoinTokenSet.fromProto(written, root).match(old, clock), "TOKEN_ROTATED");
 });
 
 test("property: parseJoinToken throws only TOKEN_MALFORMED / TOKEN_VERSION ShoalErrors, never leaking the secret", async () => {

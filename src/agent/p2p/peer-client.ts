@@ -25,6 +25,7 @@ const DOWNLOAD_BURST_BYTES = 256 * 1024;
 
 export interface PeerClientOptions {
   clusterId: string;
+  /** The roots peers' certificates must chain to (PEM bundle); replace with updateTrust after a root CA rotation. */
   rootCaPem: string;
   /** This node's certificate and key (PEM); replace with updateIdentity after renewal. */
   identity: { certPem: string; keyPem: string };
@@ -81,6 +82,7 @@ function checkedHave(addr: string, res: HaveResponse): PeerHave {
 
 export class PeerClient {
   private identity: { certPem: string; keyPem: string };
+  private rootCaPem: string;
   private readonly channels = new Map<string, SecureChannel>();
   private readonly download: TokenBucket;
   private readonly maxChannels: number;
@@ -91,6 +93,7 @@ export class PeerClient {
 
   constructor(private readonly opts: PeerClientOptions) {
     this.identity = opts.identity;
+    this.rootCaPem = opts.rootCaPem;
     const downloadBytesPerSec = opts.downloadBytesPerSec ?? 0;
     checkRate(downloadBytesPerSec, "the download rate limit");
     this.download = new TokenBucket(downloadBytesPerSec, DOWNLOAD_BURST_BYTES, opts.clock);
@@ -183,6 +186,17 @@ export class PeerClient {
     this.dropChannels();
   }
 
+  /**
+   * After a root CA rotation changed the roots this node trusts: new channels check the peers'
+   * certificates against `rootCaPem` (both roots during the rotation, the new one alone after it);
+   * calls in flight finish on their channels.
+   */
+  updateTrust(rootCaPem: string): void {
+    if (rootCaPem === this.rootCaPem) return;
+    this.rootCaPem = rootCaPem;
+    this.dropChannels();
+  }
+
   /** Forgets a peer (e.g. excluded from the job). */
   closePeer(addr: string): void {
     this.channels.get(addr)?.close();
@@ -208,7 +222,7 @@ export class PeerClient {
       this.channels.delete(addr);
     } else {
       ch = createSecureChannel(addr, {
-        rootCaPem: this.opts.rootCaPem,
+        rootCaPem: this.rootCaPem,
         certPem: this.identity.certPem,
         keyPem: this.identity.keyPem,
         expectServerRole: this.opts.roleOf?.(addr) ?? "swarm-worker",

@@ -38,8 +38,12 @@ export interface PeerServerOptions {
   clusterId: string;
   /** This node's zone, as its own certificate carries it. */
   zone: string;
-  /** The cluster root; a verify-only root (RootCA.fromCertOnly) is all a worker has and needs. */
-  rootCA: RootCA;
+  /**
+   * The cluster root that signs grants; a verify-only root (RootCA.fromCertOnly) is all a worker
+   * has and needs. A function is read on every request: the node's trusted roots, which change
+   * with a root CA rotation (both during it, the new one alone after it).
+   */
+  rootCA: RootCA | (() => readonly RootCA[]);
   source: PieceSource;
   /** The verified identity of a call's client: SecureServer.peerOf. */
   peerOf: (call: { metadata: grpc.Metadata }) => PeerIdentity;
@@ -165,8 +169,10 @@ export class PeerServer {
     }
     if (!DIGEST_PATTERN.test(digest)) throw new ShoalError("INVALID_ARGUMENT", "the blob digest must be sha256:<64 hex>");
     // A manager-signed grant (a cluster whose managers hold no root key) is checked against the same
-    // revocation list as the requester: a removed or demoted manager's grants are refused.
-    verifyGrant(this.opts.rootCA, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs(), revocation: this.grantRevocation });
+    // revocation list as the requester: a removed or demoted manager's grants are refused. During a
+    // root rotation the node trusts both roots; a grant under either is the cluster's.
+    const roots = typeof this.opts.rootCA === "function" ? this.opts.rootCA() : this.opts.rootCA;
+    verifyGrant(roots, grant, { clusterId: this.opts.clusterId, zone: this.zone, nodeId: identity.nodeId, blobDigest: digest, nowMs: this.opts.clock.nowMs(), revocation: this.grantRevocation });
     return identity;
   }
 

@@ -7,7 +7,7 @@ import { ShoalError, isShoalError } from "../../base/errors.js";
 import { isValidId, newId } from "../../base/ids.js";
 import { checkNoControlChars } from "../../base/text.js";
 import { FailureLimiter, sourceAddressOf } from "../../transport/failure-limiter.js";
-import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, externalCAOrigin, signWithExternalCA, JoinTokenSet, parseJoinToken, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
+import { DEFAULT_NODE_CERT_VALIDITY_MS, DEFAULT_ZONE, externalCAOrigin, signWithExternalCA, JoinTokenSet, replacedRootDigests, verifyCsr, type IssuedNodeCertificate, type NodeRole } from "../../ca/index.js";
 import {
   CertificateStatus,
   NodeAvailability,
@@ -96,19 +96,7 @@ function csrInput(csr: Uint8Array): string | Uint8Array {
  */
 /** Root digests the replaced join tokens pin, other than the current root's (after a root CA rotation). */
 function previousRootDigests(cluster: Cluster): string[] {
-  const tokens = cluster.rootCa?.joinTokens;
-  const current = cluster.rootCa?.caDigest ?? "";
-  const digests = new Set<string>();
-  for (const text of [tokens?.previousWorker ?? "", tokens?.previousManager ?? ""]) {
-    if (text === "") continue;
-    try {
-      const digest = parseJoinToken(text).caDigest;
-      if (digest !== current) digests.add(digest);
-    } catch {
-      // A malformed stored token says nothing about a previous root.
-    }
-  }
-  return [...digests];
+  return replacedRootDigests(cluster.rootCa?.joinTokens, cluster.rootCa?.caDigest ?? "");
 }
 
 const issuingRoots = new WeakMap<ManagerContext, IssuingRootCache>();

@@ -847,11 +847,27 @@ export interface JoinTokens {
     | Date
     | undefined;
   /**
-   * The tokens the current ones replaced, kept so that a rotated token is refused as "rotated"
-   * (TOKEN_ROTATED) rather than "invalid", also after a manager restarts.
+   * Written by older versions: the one token each current one replaced, in full. Read once and
+   * turned into a replaced_* entry; always written empty now (a replaced secret is not kept).
    */
   previousWorker: string;
   previousManager: string;
+  /**
+   * The tokens the current ones replaced, newest first, at most 16 per role
+   * (src/ca/join-token.ts MAX_REPLACED_TOKENS_PER_ROLE), kept so that any of them is refused as
+   * "rotated" (TOKEN_ROTATED) rather than "invalid", also after a manager restarts.
+   */
+  replacedWorker: ReplacedJoinToken[];
+  replacedManager: ReplacedJoinToken[];
+}
+
+/**
+ * A join token that was rotated away: the root digest it pinned (public: a digest of the root
+ * certificate) and a SHA-256 of the whole token, never the secret itself.
+ */
+export interface ReplacedJoinToken {
+  caDigest: string;
+  tokenDigest: Buffer;
 }
 
 export interface CAConfig {
@@ -4752,6 +4768,8 @@ function createBaseJoinTokens(): JoinTokens {
     managerExpiresAt: undefined,
     previousWorker: "",
     previousManager: "",
+    replacedWorker: [],
+    replacedManager: [],
   };
 }
 
@@ -4774,6 +4792,12 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     }
     if (message.previousManager !== "") {
       writer.uint32(50).string(message.previousManager);
+    }
+    for (const v of message.replacedWorker) {
+      ReplacedJoinToken.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.replacedManager) {
+      ReplacedJoinToken.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -4839,6 +4863,22 @@ export const JoinTokens: MessageFns<JoinTokens> = {
             message.previousManager = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.replacedWorker.push(ReplacedJoinToken.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.replacedManager.push(ReplacedJoinToken.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4875,6 +4915,16 @@ export const JoinTokens: MessageFns<JoinTokens> = {
         : isSet(object.previous_manager)
         ? globalThis.String(object.previous_manager)
         : "",
+      replacedWorker: globalThis.Array.isArray(object?.replacedWorker)
+        ? object.replacedWorker.map((e: any) => ReplacedJoinToken.fromJSON(e))
+        : globalThis.Array.isArray(object?.replaced_worker)
+        ? object.replaced_worker.map((e: any) => ReplacedJoinToken.fromJSON(e))
+        : [],
+      replacedManager: globalThis.Array.isArray(object?.replacedManager)
+        ? object.replacedManager.map((e: any) => ReplacedJoinToken.fromJSON(e))
+        : globalThis.Array.isArray(object?.replaced_manager)
+        ? object.replaced_manager.map((e: any) => ReplacedJoinToken.fromJSON(e))
+        : [],
     };
   },
 
@@ -4898,6 +4948,12 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     if (message.previousManager !== "") {
       obj.previousManager = message.previousManager;
     }
+    if (message.replacedWorker?.length) {
+      obj.replacedWorker = message.replacedWorker.map((e) => ReplacedJoinToken.toJSON(e));
+    }
+    if (message.replacedManager?.length) {
+      obj.replacedManager = message.replacedManager.map((e) => ReplacedJoinToken.toJSON(e));
+    }
     return obj;
   },
 
@@ -4912,6 +4968,101 @@ export const JoinTokens: MessageFns<JoinTokens> = {
     message.managerExpiresAt = object.managerExpiresAt ?? undefined;
     message.previousWorker = object.previousWorker ?? "";
     message.previousManager = object.previousManager ?? "";
+    message.replacedWorker = object.replacedWorker?.map((e) => ReplacedJoinToken.fromPartial(e)) || [];
+    message.replacedManager = object.replacedManager?.map((e) => ReplacedJoinToken.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReplacedJoinToken(): ReplacedJoinToken {
+  return { caDigest: "", tokenDigest: Buffer.alloc(0) };
+}
+
+export const ReplacedJoinToken: MessageFns<ReplacedJoinToken> = {
+  encode(message: ReplacedJoinToken, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.caDigest !== "") {
+      writer.uint32(10).string(message.caDigest);
+    }
+    if (message.tokenDigest.length !== 0) {
+      writer.uint32(18).bytes(message.tokenDigest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplacedJoinToken {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplacedJoinToken();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.caDigest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tokenDigest = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplacedJoinToken {
+    return {
+      caDigest: isSet(object.caDigest)
+        ? globalThis.String(object.caDigest)
+        : isSet(object.ca_digest)
+        ? globalThis.String(object.ca_digest)
+        : "",
+      tokenDigest: isSet(object.tokenDigest)
+        ? Buffer.from(bytesFromBase64(object.tokenDigest))
+        : isSet(object.token_digest)
+        ? Buffer.from(bytesFromBase64(object.token_digest))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ReplacedJoinToken): unknown {
+    const obj: any = {};
+    if (message.caDigest !== "") {
+      obj.caDigest = message.caDigest;
+    }
+    if (message.tokenDigest.length !== 0) {
+      obj.tokenDigest = base64FromBytes(message.tokenDigest);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReplacedJoinToken>, I>>(base?: I): ReplacedJoinToken {
+    return ReplacedJoinToken.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReplacedJoinToken>, I>>(object: I): ReplacedJoinToken {
+    const message = createBaseReplacedJoinToken();
+    message.caDigest = object.caDigest ?? "";
+    message.tokenDigest = object.tokenDigest ?? Buffer.alloc(0);
     return message;
   },
 };
