@@ -9,7 +9,10 @@
 // daemon takes about 100 MiB of RSS, so 51 of them fit in a few GiB; what a 2-core machine lacks
 // is CPU, so the nodes start and join in batches of --start-batch. The RSS of every daemon is
 // sampled after the cluster is ready and at the end of each rotation (sum, median, max).
-// Run: node --import tsx scripts/bench/ca-rotation.ts [--workers 8] [--rounds 3] [--clients 16] [--baseline-ms 3000] [--start-batch 8]
+// Liveness: the bench gives up with a JSON error line and exit code 2 when the manager process
+// exits at any point (a dead manager once left it polling for ever) or when the whole run passes
+// --max-ms; every daemon is SIGKILLed on exit (scripts/lib/process-cluster.ts).
+// Run: node --import tsx scripts/bench/ca-rotation.ts [--workers 8] [--rounds 3] [--clients 16] [--baseline-ms 3000] [--start-batch 8] [--max-ms 2400000]
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -26,6 +29,7 @@ const rounds = argNumber("--rounds", 3);
 const clients = argNumber("--clients", 16);
 const baselineMs = argNumber("--baseline-ms", 3000);
 const startBatch = argNumber("--start-batch", 8);
+const maxMs = argNumber("--max-ms", 40 * 60_000);
 const CALL_TIMEOUT_MS = 10_000;
 const START_TIMEOUT_MS = 180_000;
 const value = randomBytes(256);
@@ -106,9 +110,17 @@ async function writeUntil(pool: ControlClient[], until: Promise<unknown>): Promi
   return { opsPerSecond: Math.round((ops / ms) * 1000), ops, failures, ms: Math.round(ms) };
 }
 
+/** Ends the run with a JSON error line (exit 2): the exit hooks of process-cluster kill every daemon. */
+function giveUp(reason: string): never {
+  process.stdout.write(JSON.stringify({ bench: "ca-rotation", error: reason, loadAvg: loadAvg() }) + "\n");
+  process.exit(2);
+}
+setTimeout(() => giveUp(`the run passed --max-ms ${maxMs}`), maxMs).unref();
+
 const loadAvgBefore = loadAvg();
 const loadAvg1Before = loadAvg1();
 const cluster = new ProcessCluster([]);
+let closing = false;
 try {
   const names = ["m1", ...Array.from({ length: workers }, (_, i) => `w${i + 1}`)];
   const setupStarted = performance.now();
@@ -121,6 +133,10 @@ try {
     return node;
   });
   const m1 = nodes[0]!;
+  // Started first and SIGKILLed only by cluster.close(): an exit before that is a failed run.
+  void m1.exited.then((status) => {
+    if (!closing) giveUp(`the manager's daemon exited (${status.code ?? status.signal}) during the run; see ${m1.logFile}`);
+  });
   const { workerToken } = await cluster.init("m1");
   await inBatches(nodes.slice(1), startBatch, (w) => cluster.join(w.name, workerToken, m1.addr));
   await cluster.waitReady(m1, nodes.length, 60_000 + 2_000 * nodes.length);
@@ -199,5 +215,6 @@ try {
     for (const c of pool) c.close();
   }
 } finally {
+  closing = true;
   await cluster.close();
 }
